@@ -1,0 +1,32 @@
+//! The `staticlet` command line.
+
+mod run;
+
+use clap::{Parser, Subcommand};
+
+/// Runs Kubernetes static pods on any Linux host, with no control plane.
+#[derive(Debug, Parser)]
+#[command(name = "staticlet", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: watch the manifests and keep their pods running.
+    Run(run::RunArgs),
+}
+
+/// Runs the parsed command; the result is the process's exit.
+///
+/// # Errors
+///
+/// Whatever the subcommand reports, for `main` to print.
+pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+    }
+}

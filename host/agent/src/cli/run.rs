@@ -1,0 +1,45 @@
+//! `staticlet run`.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use staticlet_docker::{DockerConfig, DockerRuntime};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{Config, RunFlags};
+
+/// Arguments of `staticlet run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    flags: RunFlags,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = Config::resolve(&args.flags)?;
+    for key in &config.ignored_keys {
+        warn!(file = ?args.flags.config, key, "config key is not used by staticlet; ignored");
+    }
+    std::fs::create_dir_all(&config.root_dir).with_context(|| format!("creating --root-dir {}", config.root_dir.display()))?;
+    let runtime = Arc::new(DockerRuntime::new(DockerConfig {
+        endpoint: config.docker_endpoint.clone(),
+        pod_infra_image: config.pod_infra_container_image.clone(),
+    }));
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    tokio.block_on(async {
+        let shutdown = CancellationToken::new();
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            let name = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
+            info!(signal = name, "shutting down; pods keep running");
+            on_signal.cancel();
+        });
+        crate::daemon::run(&config, runtime, shutdown).await;
+        anyhow::Ok(())
+    })
+}

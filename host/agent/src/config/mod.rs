@@ -1,0 +1,219 @@
+//! Flags and the config file, merged into one [`Config`].
+//!
+//! Every setting has a kubelet-style flag and, where the kubelet has one, the kubelet's config
+//! file name (`staticPodPath`, `fileCheckFrequency`, ...). Flags override the file; the file
+//! overrides the defaults. Loading has two phases, as ripgrep's flags do: [`RunFlags`] is only
+//! parsed, [`Config::resolve`] reads the file and fills the defaults.
+
+mod duration;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+pub use duration::{DurationError, GoDuration};
+
+/// The default manifest directory, the kubelet's.
+pub const DEFAULT_MANIFEST_PATH: &str = "/etc/kubernetes/manifests";
+/// The default sandbox image, the kubelet's.
+pub const DEFAULT_POD_INFRA_IMAGE: &str = "registry.k8s.io/pause:3.10";
+/// The default state directory.
+pub const DEFAULT_ROOT_DIR: &str = "/var/lib/staticlet";
+const DEFAULT_FILE_CHECK_FREQUENCY: Duration = Duration::from_secs(20);
+
+/// The flags of `staticlet run`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunFlags {
+    /// Agent config file (YAML), with the kubelet's config names (staticPodPath,
+    /// fileCheckFrequency, ...). Flags given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory (or single file) of static pod manifests. Only *.yaml, *.yml and *.json files
+    /// are read; dotfiles and subdirectories are skipped. [config: staticPodPath]
+    /// [default: /etc/kubernetes/manifests]
+    #[arg(long, value_name = "PATH")]
+    pub pod_manifest_path: Option<PathBuf>,
+
+    /// How often the manifest directory is re-listed, on top of inotify, which misses some
+    /// changes (a symlink's target, for one). [config: fileCheckFrequency] [default: 20s]
+    #[arg(long, value_name = "DURATION")]
+    pub file_check_frequency: Option<GoDuration>,
+
+    /// The node name pods are bound to and named after (`<pod>-<node>`), instead of the
+    /// machine's hostname. [config: nodeName]
+    #[arg(long, value_name = "NAME")]
+    pub hostname_override: Option<String>,
+
+    /// The image each pod's sandbox (pause) container runs. [config: podInfraContainerImage]
+    /// [default: registry.k8s.io/pause:3.10]
+    #[arg(long, value_name = "IMAGE")]
+    pub pod_infra_container_image: Option<String>,
+
+    /// Directory for the agent's state: emptyDir volumes and records it keeps between runs.
+    /// [config: rootDir] [default: /var/lib/staticlet]
+    #[arg(long, value_name = "DIR")]
+    pub root_dir: Option<PathBuf>,
+
+    /// The Docker engine to run pods on. [config: dockerEndpoint] [default: $DOCKER_HOST, or
+    /// unix:///var/run/docker.sock]
+    #[arg(long, value_name = "URL")]
+    pub docker_endpoint: Option<String>,
+}
+
+/// The config file, in the kubelet's naming.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FileConfig {
+    static_pod_path: Option<PathBuf>,
+    file_check_frequency: Option<GoDuration>,
+    node_name: Option<String>,
+    pod_infra_container_image: Option<String>,
+    root_dir: Option<PathBuf>,
+    docker_endpoint: Option<String>,
+    /// `apiVersion` and `kind`, so a KubeletConfiguration header is accepted.
+    #[serde(rename = "apiVersion")]
+    _api_version: Option<String>,
+    #[serde(rename = "kind")]
+    _kind: Option<String>,
+    /// Everything else: reported, not fatal, since a kubelet config carries many settings
+    /// staticlet has no use for.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// The agent's settings, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Manifest directory or file.
+    pub static_pod_path: PathBuf,
+    /// Re-list period of the manifest directory.
+    pub file_check_frequency: Duration,
+    /// Node name, lowercased.
+    pub node_name: String,
+    /// Sandbox image.
+    pub pod_infra_container_image: String,
+    /// State directory.
+    pub root_dir: PathBuf,
+    /// Docker endpoint.
+    pub docker_endpoint: String,
+    /// Config file keys that were not understood, for a warning.
+    pub ignored_keys: Vec<String>,
+}
+
+/// Why the configuration could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("reading config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid.
+    #[error("config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        source: serde_yaml_ng::Error,
+    },
+    /// No node name given and the hostname could not be read.
+    #[error("cannot work out the node name: {0}; pass --hostname-override")]
+    NodeName(String),
+}
+
+impl Config {
+    /// Merges flags over the config file (if `--config` names one) over the defaults.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the config file and what is wrong with it.
+    pub fn resolve(flags: &RunFlags) -> Result<Config, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let node_name = match flags.hostname_override.clone().or(file.node_name) {
+            Some(name) => name,
+            None => hostname().map_err(ConfigError::NodeName)?,
+        };
+        Ok(Config {
+            static_pod_path: flags.pod_manifest_path.clone().or(file.static_pod_path).unwrap_or_else(|| DEFAULT_MANIFEST_PATH.into()),
+            file_check_frequency: flags
+                .file_check_frequency
+                .or(file.file_check_frequency)
+                .map_or(DEFAULT_FILE_CHECK_FREQUENCY, |d| d.0),
+            node_name: node_name.trim().to_lowercase(),
+            pod_infra_container_image: flags
+                .pod_infra_container_image
+                .clone()
+                .or(file.pod_infra_container_image)
+                .unwrap_or_else(|| DEFAULT_POD_INFRA_IMAGE.to_owned()),
+            root_dir: flags.root_dir.clone().or(file.root_dir).unwrap_or_else(|| DEFAULT_ROOT_DIR.into()),
+            docker_endpoint: flags
+                .docker_endpoint
+                .clone()
+                .or(file.docker_endpoint)
+                .unwrap_or_else(staticlet_docker::DockerRuntime::default_endpoint),
+            ignored_keys: file.unknown.into_keys().collect(),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+}
+
+fn hostname() -> Result<String, String> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(|e| e.to_string())?;
+    let name = text.trim();
+    if name.is_empty() { Err("the hostname is empty".to_owned()) } else { Ok(name.to_owned()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let file = write("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: /srv/pods\nfileCheckFrequency: 1m30s\nnodeName: Edge-1\ncgroupDriver: systemd\n");
+        let flags = RunFlags {
+            config: Some(file.path().to_owned()),
+            file_check_frequency: Some("5s".parse().unwrap()),
+            ..Default::default()
+        };
+        let config = Config::resolve(&flags).unwrap();
+        assert_eq!(config.static_pod_path, PathBuf::from("/srv/pods"));
+        assert_eq!(config.file_check_frequency, Duration::from_secs(5));
+        assert_eq!(config.node_name, "edge-1");
+        assert_eq!(config.pod_infra_container_image, DEFAULT_POD_INFRA_IMAGE);
+        assert_eq!(config.root_dir, PathBuf::from(DEFAULT_ROOT_DIR));
+        assert_eq!(config.ignored_keys, vec!["cgroupDriver".to_owned()]);
+    }
+
+    #[test]
+    fn file_durations_use_kubelet_syntax() {
+        let file = write("fileCheckFrequency: 1m30s\nnodeName: n\n");
+        let config = Config::resolve(&RunFlags { config: Some(file.path().to_owned()), ..Default::default() }).unwrap();
+        assert_eq!(config.file_check_frequency, Duration::from_secs(90));
+        let bad = write("fileCheckFrequency: 90\n");
+        let err = Config::resolve(&RunFlags { config: Some(bad.path().to_owned()), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains(&bad.path().display().to_string()), "{err}");
+    }
+}

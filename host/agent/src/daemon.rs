@@ -1,0 +1,39 @@
+//! Wires the stages together for `staticlet run`.
+
+use std::sync::Arc;
+
+use staticlet_model::NodeContext;
+use staticlet_runtime::Runtime;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::Config;
+use crate::desired::{self, DesiredState};
+use crate::reconcile::{Context, Controller};
+use crate::source::SourceSnapshot;
+use crate::source::file::FileSource;
+use crate::state::Layout;
+
+/// Runs the agent on `runtime` until `shutdown` is cancelled. Pods keep running afterwards.
+pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, shutdown: CancellationToken) {
+    info!(
+        node = %config.node_name,
+        manifests = %config.static_pod_path.display(),
+        root_dir = %config.root_dir.display(),
+        runtime = runtime.name(),
+        "staticlet starting"
+    );
+    let (source_tx, source_rx) = watch::channel(SourceSnapshot::default());
+    let (desired_tx, desired_rx) = watch::channel(Arc::default());
+
+    let file = FileSource { path: config.static_pod_path.clone(), check_frequency: config.file_check_frequency };
+    let stage = DesiredState::new(NodeContext { node_name: config.node_name.clone() });
+    let ctx = Arc::new(Context { runtime, node: config.node_name.clone(), layout: Layout::new(&config.root_dir) });
+
+    let source = tokio::spawn(file.run(source_tx, shutdown.clone()));
+    let desired = tokio::spawn(desired::run(stage, source_rx, desired_tx, shutdown.clone()));
+    Controller::new(ctx).run(desired_rx, shutdown).await;
+    let _ = tokio::join!(source, desired);
+    info!("staticlet stopped; pods are left running");
+}

@@ -1,0 +1,18 @@
+//! staticlet: a node agent that runs Kubernetes static pods with no control plane.
+//!
+//! The data flows one way, one module per stage:
+//!
+//! ```text
+//! source (file) → desired (decode, defaults, validation, merge) → reconcile (workers) → runtime
+//! ```
+//!
+//! [`config`] turns flags and the config file into one [`config::Config`]; [`cli`] holds the
+//! subcommands; [`state`] names everything under `--root-dir`.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod desired;
+pub mod reconcile;
+pub mod source;
+pub mod state;

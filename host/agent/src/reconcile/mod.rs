@@ -1,0 +1,172 @@
+//! Reconcile: make the runtime hold exactly the desired pods.
+//!
+//! The [`Controller`] owns one [`worker::Worker`] per pod UID and a relist loop in the manner of
+//! the kubelet's PLEG: every second it lists the agent's sandboxes and containers once, and
+//! pokes only the workers whose pod changed. Workers for pods no longer wanted tear them down;
+//! objects of pods the agent never heard of (left from before a restart) get a worker that
+//! removes them, but only once every source has been read, so nothing is removed that a source
+//! would have brought back.
+
+pub mod backoff;
+pub mod labels;
+pub mod plan;
+pub mod podconfig;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use staticlet_model::StaticPod;
+use staticlet_runtime::{LabelFilter, Runtime};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::desired::DesiredSet;
+use crate::state::Layout;
+use labels::{NODE, POD_UID};
+
+/// How often the runtime is relisted.
+pub const RELIST_PERIOD: Duration = Duration::from_secs(1);
+
+/// What every worker shares.
+pub struct Context {
+    /// The runtime pods run on.
+    pub runtime: Arc<dyn Runtime>,
+    /// This node's name.
+    pub node: String,
+    /// Paths under `--root-dir`.
+    pub layout: Layout,
+}
+
+struct WorkerHandle {
+    wanted: watch::Sender<Option<Arc<StaticPod>>>,
+    poke: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+/// Owns the pod workers.
+pub struct Controller {
+    ctx: Arc<Context>,
+    workers: HashMap<String, WorkerHandle>,
+    fingerprints: HashMap<String, u64>,
+    desired: Arc<DesiredSet>,
+    runtime_down: bool,
+}
+
+impl Controller {
+    /// A controller with no workers yet.
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Controller { ctx, workers: HashMap::new(), fingerprints: HashMap::new(), desired: Arc::default(), runtime_down: false }
+    }
+
+    /// Runs until `shutdown`. Pods are left running when it returns, as the kubelet leaves them.
+    pub async fn run(mut self, mut desired: watch::Receiver<Arc<DesiredSet>>, shutdown: CancellationToken) {
+        let mut relist = tokio::time::interval(RELIST_PERIOD);
+        relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                changed = desired.changed() => {
+                    if changed.is_err() { break }
+                    self.desired = desired.borrow_and_update().clone();
+                    self.apply_desired();
+                }
+                _ = relist.tick() => self.relist().await,
+            }
+        }
+        for (_, handle) in self.workers.drain() {
+            handle.task.abort();
+        }
+    }
+
+    fn spawn(&mut self, uid: &str, wanted: Option<Arc<StaticPod>>) {
+        let (tx, rx) = watch::channel(wanted);
+        let poke = Arc::new(Notify::new());
+        let worker = worker::Worker::new(uid.to_owned(), self.ctx.clone(), rx, poke.clone());
+        let task = tokio::spawn(worker.run());
+        self.workers.insert(uid.to_owned(), WorkerHandle { wanted: tx, poke, task });
+    }
+
+    fn apply_desired(&mut self) {
+        let desired = self.desired.clone();
+        for (uid, pod) in &desired.pods {
+            match self.workers.get(uid) {
+                Some(handle) if !handle.task.is_finished() => {
+                    handle.wanted.send_if_modified(|current| {
+                        let changed = !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, pod));
+                        *current = Some(pod.clone());
+                        changed
+                    });
+                }
+                _ => self.spawn(uid, Some(pod.clone())),
+            }
+        }
+        if desired.ready {
+            for (uid, handle) in &self.workers {
+                if !desired.pods.contains_key(uid) && handle.wanted.borrow().is_some() {
+                    handle.wanted.send_replace(None);
+                }
+            }
+        }
+    }
+
+    async fn relist(&mut self) {
+        let filter = LabelFilter::new(NODE, &self.ctx.node);
+        let runtime = &self.ctx.runtime;
+        let (sandboxes, containers) = match tokio::try_join!(runtime.list_pod_sandboxes(&filter), runtime.list_containers(&filter)) {
+            Ok(lists) => lists,
+            Err(e) => {
+                if !self.runtime_down {
+                    warn!(runtime = runtime.name(), "cannot list pods: {e}; retrying every {}s", RELIST_PERIOD.as_secs());
+                    self.runtime_down = true;
+                }
+                return;
+            }
+        };
+        if std::mem::take(&mut self.runtime_down) {
+            info!(runtime = runtime.name(), "runtime reachable again");
+        }
+        let mut fingerprints: HashMap<String, DefaultHasher> = HashMap::new();
+        for s in &sandboxes {
+            if let Some(uid) = s.labels.get(POD_UID) {
+                (&s.id, s.state as u8).hash(fingerprints.entry(uid.clone()).or_default());
+            }
+        }
+        for c in &containers {
+            if let Some(uid) = c.labels.get(POD_UID) {
+                (&c.id, c.state as u8).hash(fingerprints.entry(uid.clone()).or_default());
+            }
+        }
+        let fingerprints: HashMap<String, u64> = fingerprints.into_iter().map(|(uid, h)| (uid, h.finish())).collect();
+        for (uid, handle) in &self.workers {
+            if fingerprints.get(uid) != self.fingerprints.get(uid) {
+                handle.poke.notify_one();
+            }
+        }
+        if self.desired.ready {
+            let orphans: Vec<String> = fingerprints.keys().filter(|uid| !self.workers.contains_key(*uid)).cloned().collect();
+            for uid in orphans {
+                info!(uid = %uid, "found objects of a pod with no manifest; removing them");
+                self.spawn(&uid, None);
+            }
+        }
+        self.fingerprints = fingerprints;
+        self.reap();
+    }
+
+    /// Drops workers that finished; one whose pod is wanted again is started anew.
+    fn reap(&mut self) {
+        let finished: Vec<String> = self.workers.iter().filter(|(_, h)| h.task.is_finished()).map(|(uid, _)| uid.clone()).collect();
+        for uid in finished {
+            self.workers.remove(&uid);
+            if let Some(pod) = self.desired.pods.get(&uid).cloned() {
+                debug!(uid = %uid, "pod wanted again after its worker finished");
+                self.spawn(&uid, Some(pod));
+            }
+        }
+    }
+}

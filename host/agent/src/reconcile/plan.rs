@@ -1,0 +1,535 @@
+//! The planner: a pure function from (wanted pod, observed runtime objects, back-off, now) to
+//! the actions that bring the runtime to the wanted state. It decides; the worker acts and
+//! owns every clock and side effect, so these rules are tested without a runtime or a timer.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use staticlet_model::StaticPod;
+use staticlet_runtime::{Container, ContainerState, ContainerStatus, PodSandbox, SandboxState};
+
+use super::backoff::BackoffTable;
+use super::labels::{CONTAINER_HASH, SANDBOX_HASH};
+
+/// A container as observed, with its status once it has exited.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedContainer {
+    /// What the list call returned.
+    pub container: Container,
+    /// The detailed status, fetched for exited containers.
+    pub status: Option<ContainerStatus>,
+}
+
+/// Everything the runtime holds for one pod UID.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObservedPod {
+    /// Its sandboxes, current and old.
+    pub sandboxes: Vec<PodSandbox>,
+    /// Its containers, in any sandbox.
+    pub containers: Vec<ObservedContainer>,
+}
+
+impl ObservedPod {
+    /// Nothing left in the runtime.
+    pub fn is_empty(&self) -> bool {
+        self.sandboxes.is_empty() && self.containers.is_empty()
+    }
+}
+
+/// One step for the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Stop every container (with the grace period) and sandbox of the pod, then remove them.
+    KillPod {
+        /// Why, for the log.
+        reason: String,
+    },
+    /// Create a sandbox with this attempt number.
+    CreateSandbox {
+        /// The sandbox attempt.
+        attempt: u32,
+    },
+    /// Create and start a container in the current (or just created) sandbox.
+    StartContainer {
+        /// The container's name in the spec.
+        name: String,
+        /// Its attempt, which is its restart count.
+        attempt: u32,
+    },
+    /// Stop a container with the grace period; it stays, exited, for its logs.
+    KillContainer {
+        /// The runtime's ID.
+        id: String,
+        /// The container's name in the spec, for the log.
+        name: String,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// Remove an exited container.
+    RemoveContainer {
+        /// The runtime's ID.
+        id: String,
+    },
+    /// Stop and remove an old sandbox with its containers.
+    RemoveSandbox {
+        /// The runtime's ID.
+        id: String,
+    },
+}
+
+/// A container waiting out its crash-loop back-off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// The container's name.
+    pub name: String,
+    /// When it may restart.
+    pub until: SystemTime,
+}
+
+/// What to do for one pod now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Actions, in order.
+    pub actions: Vec<Action>,
+    /// Back-off to record for containers restarted after a crash: (name, when the run ended).
+    pub backoff_next: Vec<(String, SystemTime)>,
+    /// Containers in `CrashLoopBackOff`.
+    pub waiting: Vec<Waiting>,
+    /// The pod failed and will not be restarted (`restartPolicy: Never`).
+    pub failed: bool,
+    /// Nothing of the pod is left and nothing is wanted: the worker may stop.
+    pub gone: bool,
+}
+
+impl Plan {
+    /// The earliest time the pod must be looked at again, if a back-off is running.
+    pub fn requeue_at(&self) -> Option<SystemTime> {
+        self.waiting.iter().map(|w| w.until).min()
+    }
+}
+
+/// Plans one pod. `wanted` is `None` when its manifest is gone.
+pub fn plan(wanted: Option<&StaticPod>, observed: &ObservedPod, backoff: &BackoffTable, now: SystemTime) -> Plan {
+    match wanted {
+        None if observed.is_empty() => Plan { gone: true, ..Plan::default() },
+        None => Plan { actions: vec![Action::KillPod { reason: "its manifest was removed".into() }], ..Plan::default() },
+        Some(pod) => Planner { pod, observed, backoff, now, plan: Plan::default() }.run(),
+    }
+}
+
+struct Planner<'a> {
+    pod: &'a StaticPod,
+    observed: &'a ObservedPod,
+    backoff: &'a BackoffTable,
+    now: SystemTime,
+    plan: Plan,
+}
+
+fn restart_policy(pod: &StaticPod) -> &str {
+    pod.pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+}
+
+fn should_restart(policy: &str, exit_code: i32) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        _ => true,
+    }
+}
+
+impl<'a> Planner<'a> {
+    fn run(mut self) -> Plan {
+        let newest = self.observed.sandboxes.iter().max_by_key(|s| (s.metadata.attempt, s.created_at));
+        let matches_spec = |s: &PodSandbox| s.labels.get(SANDBOX_HASH) == Some(&self.pod.sandbox_hash);
+        match newest {
+            Some(sandbox) if sandbox.state == SandboxState::Ready && matches_spec(sandbox) => self.in_sandbox(sandbox),
+            _ => self.new_sandbox(newest, newest.is_some_and(matches_spec)),
+        }
+        self.plan
+    }
+
+    /// No usable sandbox: (re)create the pod, unless it ran to its end under `Never`.
+    fn new_sandbox(&mut self, newest: Option<&PodSandbox>, same_spec: bool) {
+        if newest.is_some() && same_spec && restart_policy(self.pod) == "Never" && !self.observed.containers.is_empty() {
+            self.plan.failed = self.observed.containers.iter().any(|c| c.status.as_ref().is_some_and(|s| s.exit_code != 0));
+            return;
+        }
+        if !self.observed.is_empty() {
+            let reason = match newest {
+                Some(_) if !same_spec => "its sandbox settings changed (network, ports, volumes or DNS)",
+                Some(_) => "its sandbox is not running",
+                None => "its containers have no sandbox",
+            };
+            self.plan.actions.push(Action::KillPod { reason: reason.into() });
+        }
+        let attempt = newest.map_or(0, |s| s.metadata.attempt + 1);
+        self.plan.actions.push(Action::CreateSandbox { attempt });
+        let spec = self.pod.pod.spec.as_ref().expect("defaulted pods have a spec");
+        match spec.init_containers.as_ref().and_then(|c| c.first()) {
+            Some(first) => self.start(&first.name),
+            None => spec.containers.iter().for_each(|c| self.start(&c.name)),
+        }
+    }
+
+    fn in_sandbox(&mut self, sandbox: &PodSandbox) {
+        for old in self.observed.sandboxes.iter().filter(|s| s.id != sandbox.id) {
+            self.plan.actions.push(Action::RemoveSandbox { id: old.id.clone() });
+        }
+        let known_sandboxes: Vec<&str> = self.observed.sandboxes.iter().map(|s| s.id.as_str()).collect();
+        let mut by_name: BTreeMap<&str, Vec<&ObservedContainer>> = BTreeMap::new();
+        for c in &self.observed.containers {
+            if c.container.pod_sandbox_id == sandbox.id {
+                by_name.entry(c.container.metadata.name.as_str()).or_default().push(c);
+            } else if !known_sandboxes.contains(&c.container.pod_sandbox_id.as_str()) {
+                // A container whose sandbox is gone: nothing can run in it any more.
+                self.kill_and_remove(c, "its sandbox is gone");
+            }
+        }
+        for instances in by_name.values_mut() {
+            instances.sort_by_key(|c| std::cmp::Reverse((c.container.metadata.attempt, c.container.created_at)));
+        }
+
+        let spec = self.pod.pod.spec.as_ref().expect("defaulted pods have a spec");
+        let policy = restart_policy(self.pod);
+        let mut initialized = true;
+        for init in spec.init_containers.iter().flatten() {
+            let sidecar = init.restart_policy.as_deref() == Some("Always");
+            let latest = by_name.get(init.name.as_str()).and_then(|v| v.first().copied());
+            let done = match latest.map(|c| c.container.state) {
+                None => {
+                    self.start(&init.name);
+                    false
+                }
+                Some(ContainerState::Running) if sidecar => self.keep_or_replace(latest.unwrap()),
+                Some(ContainerState::Running) => false,
+                Some(ContainerState::Exited) => {
+                    let status = latest.and_then(|c| c.status.as_ref());
+                    let exit_code = status.map_or(0, |s| s.exit_code);
+                    if !sidecar && exit_code == 0 {
+                        true
+                    } else if !sidecar && policy == "Never" {
+                        self.plan.failed = true;
+                        false
+                    } else {
+                        self.restart_after_exit(latest.unwrap());
+                        false
+                    }
+                }
+                Some(ContainerState::Created | ContainerState::Unknown) => {
+                    self.kill_and_remove(latest.unwrap(), "it never started");
+                    self.start(&init.name);
+                    false
+                }
+            };
+            if !done {
+                initialized = false;
+                break;
+            }
+        }
+
+        if initialized {
+            for container in &spec.containers {
+                let latest = by_name.get(container.name.as_str()).and_then(|v| v.first().copied());
+                match latest {
+                    None => self.start(&container.name),
+                    Some(c) => match c.container.state {
+                        ContainerState::Running => {
+                            self.keep_or_replace(c);
+                        }
+                        ContainerState::Exited => {
+                            let exit_code = c.status.as_ref().map_or(0, |s| s.exit_code);
+                            if !self.hash_matches(c) {
+                                self.start(&container.name);
+                            } else if should_restart(policy, exit_code) {
+                                self.restart_after_exit(c);
+                            }
+                        }
+                        ContainerState::Created | ContainerState::Unknown => {
+                            self.kill_and_remove(c, "it never started");
+                            self.start(&container.name);
+                        }
+                    },
+                }
+            }
+        }
+
+        let in_spec = |name: &str| spec.containers.iter().chain(spec.init_containers.iter().flatten()).any(|c| c.name == name);
+        for (name, instances) in &by_name {
+            if !in_spec(name) {
+                for c in instances {
+                    self.kill_and_remove(c, "it was removed from the manifest");
+                }
+                continue;
+            }
+            // Keep the newest instance and the newest exited one before it (its logs are
+            // `--previous`); anything older goes.
+            let mut kept_previous = false;
+            for c in instances.iter().skip(1) {
+                if c.container.state == ContainerState::Exited && !kept_previous {
+                    kept_previous = true;
+                } else if c.container.state == ContainerState::Exited {
+                    self.plan.actions.push(Action::RemoveContainer { id: c.container.id.clone() });
+                } else {
+                    self.kill_and_remove(c, "a newer instance of it exists");
+                }
+            }
+        }
+    }
+
+    fn hash_matches(&self, c: &ObservedContainer) -> bool {
+        let wanted = self.pod.container_hashes.get(&c.container.metadata.name);
+        wanted.is_some() && c.container.annotations.get(CONTAINER_HASH) == wanted
+    }
+
+    /// A running container: kept if its spec is unchanged, replaced otherwise. Returns whether
+    /// it was kept.
+    fn keep_or_replace(&mut self, c: &ObservedContainer) -> bool {
+        if self.hash_matches(c) {
+            return true;
+        }
+        let name = c.container.metadata.name.clone();
+        self.plan.actions.push(Action::KillContainer { id: c.container.id.clone(), name: name.clone(), reason: "its spec changed".into() });
+        self.start(&name);
+        false
+    }
+
+    /// An exited container that the restart policy restarts: now, or after its back-off.
+    fn restart_after_exit(&mut self, c: &ObservedContainer) {
+        let name = &c.container.metadata.name;
+        let finished = c.status.as_ref().and_then(|s| s.finished_at).unwrap_or(c.container.created_at);
+        match self.backoff.waiting_until(name, finished, self.now) {
+            Some(until) => self.plan.waiting.push(Waiting { name: name.clone(), until }),
+            None => {
+                self.plan.backoff_next.push((name.clone(), finished));
+                self.start(name);
+            }
+        }
+    }
+
+    fn kill_and_remove(&mut self, c: &ObservedContainer, reason: &str) {
+        if c.container.state == ContainerState::Running {
+            self.plan.actions.push(Action::KillContainer {
+                id: c.container.id.clone(),
+                name: c.container.metadata.name.clone(),
+                reason: reason.into(),
+            });
+        }
+        self.plan.actions.push(Action::RemoveContainer { id: c.container.id.clone() });
+    }
+
+    /// Starts the next attempt of `name`: one more than any instance seen, so restart counts
+    /// carry across sandboxes and names never collide.
+    fn start(&mut self, name: &str) {
+        let attempt = self
+            .observed
+            .containers
+            .iter()
+            .filter(|c| c.container.metadata.name == name)
+            .map(|c| c.container.metadata.attempt + 1)
+            .max()
+            .unwrap_or(0);
+        self.plan.actions.push(Action::StartContainer { name: name.to_owned(), attempt });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use staticlet_model::{NodeContext, Origin, SourceKind};
+    use staticlet_runtime::{ContainerMetadata, PodSandboxMetadata};
+
+    use super::*;
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
+    }
+
+    fn pod(extra_spec: &str, containers: &str) -> StaticPod {
+        let text = format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n{extra_spec}  containers:\n{containers}");
+        let origin = Origin { kind: SourceKind::File, uri: "/m/p.yaml".into() };
+        staticlet_model::load(text.as_bytes(), &origin, &NodeContext { node_name: "n".into() }).unwrap().pod
+    }
+
+    const ONE: &str = "  - name: app\n    image: i:1\n";
+
+    fn sandbox(pod: &StaticPod, id: &str, attempt: u32, state: SandboxState) -> PodSandbox {
+        PodSandbox {
+            id: id.into(),
+            metadata: PodSandboxMetadata { name: pod.name().into(), namespace: "default".into(), uid: pod.uid.clone(), attempt },
+            state,
+            created_at: t(attempt.into()),
+            labels: BTreeMap::from([(SANDBOX_HASH.to_owned(), pod.sandbox_hash.clone())]),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    fn container(pod: &StaticPod, id: &str, name: &str, attempt: u32, state: ContainerState, exit: Option<(i32, u64)>) -> ObservedContainer {
+        let container = Container {
+            id: id.into(),
+            pod_sandbox_id: "sb".into(),
+            metadata: ContainerMetadata { name: name.into(), attempt },
+            image: "i:1".into(),
+            state,
+            created_at: t(u64::from(attempt) * 100),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::from([(CONTAINER_HASH.to_owned(), pod.container_hashes.get(name).cloned().unwrap_or_default())]),
+        };
+        let status = exit.map(|(code, at)| ContainerStatus {
+            container: container.clone(),
+            started_at: Some(t(0)),
+            finished_at: Some(t(at)),
+            exit_code: code,
+            reason: String::new(),
+            message: String::new(),
+        });
+        ObservedContainer { container, status }
+    }
+
+    fn start(name: &str, attempt: u32) -> Action {
+        Action::StartContainer { name: name.into(), attempt }
+    }
+
+    #[test]
+    fn a_new_pod_gets_a_sandbox_and_its_containers() {
+        let pod = pod("", "  - name: a\n    image: i:1\n  - name: b\n    image: i:1\n");
+        let plan = plan(Some(&pod), &ObservedPod::default(), &BackoffTable::default(), t(0));
+        assert_eq!(plan.actions, vec![Action::CreateSandbox { attempt: 0 }, start("a", 0), start("b", 0)]);
+    }
+
+    #[test]
+    fn a_matching_pod_is_left_alone() {
+        let pod = pod("", ONE);
+        let observed = ObservedPod {
+            sandboxes: vec![sandbox(&pod, "sb", 0, SandboxState::Ready)],
+            containers: vec![container(&pod, "c0", "app", 0, ContainerState::Running, None)],
+        };
+        assert_eq!(plan(Some(&pod), &observed, &BackoffTable::default(), t(5)), Plan::default());
+    }
+
+    #[test]
+    fn a_changed_container_is_replaced_alone() {
+        let old = pod("", "  - name: a\n    image: i:1\n  - name: b\n    image: i:1\n");
+        let new = pod("", "  - name: a\n    image: i:1\n  - name: b\n    image: i:1\n    env:\n    - name: X\n      value: y\n");
+        let observed = ObservedPod {
+            sandboxes: vec![sandbox(&old, "sb", 0, SandboxState::Ready)],
+            containers: vec![
+                container(&old, "ca", "a", 0, ContainerState::Running, None),
+                container(&old, "cb", "b", 0, ContainerState::Running, None),
+            ],
+        };
+        let plan = plan(Some(&new), &observed, &BackoffTable::default(), t(5));
+        assert_eq!(plan.actions, vec![Action::KillContainer { id: "cb".into(), name: "b".into(), reason: "its spec changed".into() }, start("b", 1)]);
+    }
+
+    #[test]
+    fn a_sandbox_change_recreates_the_pod() {
+        let old = pod("", ONE);
+        let new = pod("  hostNetwork: true\n", ONE);
+        let observed = ObservedPod {
+            sandboxes: vec![sandbox(&old, "sb", 0, SandboxState::Ready)],
+            containers: vec![container(&old, "c0", "app", 0, ContainerState::Running, None)],
+        };
+        let plan = plan(Some(&new), &observed, &BackoffTable::default(), t(5));
+        assert!(matches!(&plan.actions[0], Action::KillPod { .. }));
+        assert_eq!(plan.actions[1..], [Action::CreateSandbox { attempt: 1 }, start("app", 1)]);
+    }
+
+    #[test]
+    fn a_dead_sandbox_is_replaced() {
+        let pod = pod("", ONE);
+        let observed = ObservedPod { sandboxes: vec![sandbox(&pod, "sb", 2, SandboxState::NotReady)], containers: vec![] };
+        let plan = plan(Some(&pod), &observed, &BackoffTable::default(), t(5));
+        assert_eq!(plan.actions, vec![Action::KillPod { reason: "its sandbox is not running".into() }, Action::CreateSandbox { attempt: 3 }, start("app", 0)]);
+    }
+
+    #[test]
+    fn crashes_restart_with_back_off() {
+        let pod = pod("", ONE);
+        let mut backoff = BackoffTable::default();
+        let crashed = |attempt, at| ObservedPod {
+            sandboxes: vec![sandbox(&pod, "sb", 0, SandboxState::Ready)],
+            containers: vec![container(&pod, &format!("c{attempt}"), "app", attempt, ContainerState::Exited, Some((1, at)))],
+        };
+        // First crash: restart at once.
+        let first = plan(Some(&pod), &crashed(0, 10), &backoff, t(10));
+        assert_eq!(first.actions, vec![start("app", 1)]);
+        assert_eq!(first.backoff_next, vec![("app".to_owned(), t(10))]);
+        backoff.next("app", t(10));
+        // Second crash: wait 10 s.
+        let second = plan(Some(&pod), &crashed(1, 12), &backoff, t(12));
+        assert!(second.actions.is_empty());
+        assert_eq!(second.requeue_at(), Some(t(22)));
+        let after = plan(Some(&pod), &crashed(1, 12), &backoff, t(22));
+        assert_eq!(after.actions, vec![start("app", 2)]);
+    }
+
+    #[test]
+    fn restart_policies() {
+        for (policy, code, restarts) in [("Always", 0, true), ("OnFailure", 0, false), ("OnFailure", 3, true), ("Never", 3, false)] {
+            let pod = pod(&format!("  restartPolicy: {policy}\n"), ONE);
+            let observed = ObservedPod {
+                sandboxes: vec![sandbox(&pod, "sb", 0, SandboxState::Ready)],
+                containers: vec![container(&pod, "c0", "app", 0, ContainerState::Exited, Some((code, 1)))],
+            };
+            let plan = plan(Some(&pod), &observed, &BackoffTable::default(), t(5));
+            assert_eq!(plan.actions == vec![start("app", 1)], restarts, "{policy} exit {code}");
+        }
+    }
+
+    #[test]
+    fn init_containers_run_in_order_before_apps() {
+        let pod = pod("  initContainers:\n  - name: i1\n    image: i:1\n  - name: i2\n    image: i:1\n", ONE);
+        let sb = || sandbox(&pod, "sb", 0, SandboxState::Ready);
+        let fresh = plan(Some(&pod), &ObservedPod::default(), &BackoffTable::default(), t(0));
+        assert_eq!(fresh.actions, vec![Action::CreateSandbox { attempt: 0 }, start("i1", 0)]);
+        let running = ObservedPod { sandboxes: vec![sb()], containers: vec![container(&pod, "x", "i1", 0, ContainerState::Running, None)] };
+        assert!(plan(Some(&pod), &running, &BackoffTable::default(), t(1)).actions.is_empty());
+        let first_done = ObservedPod { sandboxes: vec![sb()], containers: vec![container(&pod, "x", "i1", 0, ContainerState::Exited, Some((0, 1)))] };
+        assert_eq!(plan(Some(&pod), &first_done, &BackoffTable::default(), t(2)).actions, vec![start("i2", 0)]);
+        let both_done = ObservedPod {
+            sandboxes: vec![sb()],
+            containers: vec![
+                container(&pod, "x", "i1", 0, ContainerState::Exited, Some((0, 1))),
+                container(&pod, "y", "i2", 0, ContainerState::Exited, Some((0, 2))),
+            ],
+        };
+        assert_eq!(plan(Some(&pod), &both_done, &BackoffTable::default(), t(3)).actions, vec![start("app", 0)]);
+    }
+
+    #[test]
+    fn old_instances_are_collected_keeping_the_previous_one() {
+        let pod = pod("", ONE);
+        let observed = ObservedPod {
+            sandboxes: vec![sandbox(&pod, "sb", 0, SandboxState::Ready)],
+            containers: vec![
+                container(&pod, "c0", "app", 0, ContainerState::Exited, Some((1, 1))),
+                container(&pod, "c1", "app", 1, ContainerState::Exited, Some((1, 2))),
+                container(&pod, "c2", "app", 2, ContainerState::Running, None),
+            ],
+        };
+        let plan = plan(Some(&pod), &observed, &BackoffTable::default(), t(5));
+        assert_eq!(plan.actions, vec![Action::RemoveContainer { id: "c0".into() }]);
+    }
+
+    #[test]
+    fn removed_containers_and_removed_pods_go() {
+        let pod = pod("", ONE);
+        let observed = ObservedPod {
+            sandboxes: vec![sandbox(&pod, "sb", 0, SandboxState::Ready)],
+            containers: vec![
+                container(&pod, "c0", "app", 0, ContainerState::Running, None),
+                container(&pod, "old", "gone", 0, ContainerState::Running, None),
+            ],
+        };
+        let plan_kept = plan(Some(&pod), &observed, &BackoffTable::default(), t(5));
+        assert_eq!(plan_kept.actions, vec![
+            Action::KillContainer { id: "old".into(), name: "gone".into(), reason: "it was removed from the manifest".into() },
+            Action::RemoveContainer { id: "old".into() },
+        ]);
+        let plan_none = plan(None, &observed, &BackoffTable::default(), t(5));
+        assert!(matches!(plan_none.actions[..], [Action::KillPod { .. }]));
+        assert!(plan(None, &ObservedPod::default(), &BackoffTable::default(), t(5)).gone);
+    }
+}

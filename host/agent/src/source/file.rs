@@ -1,0 +1,313 @@
+//! The file source (spec §2): a directory (or one file) of manifests, watched with inotify and
+//! re-listed every `fileCheckFrequency`, because inotify misses some changes (a symlink's new
+//! target, a directory that is replaced).
+
+use std::collections::{BTreeMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use staticlet_model::{Origin, SourceKind};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{RawManifest, ReadError, SourceSnapshot};
+
+/// The kubelet's cap on a manifest file.
+pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
+/// Editors write in bursts (a swap file, a rename, a chmod); one re-list covers a burst.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+/// While the path does not exist, it is looked for this often, so a directory created later
+/// is picked up promptly without a restart.
+const MISSING_PATH_POLL: Duration = Duration::from_secs(1);
+
+/// Settings of the file source.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    /// The directory or file (`--pod-manifest-path`).
+    pub path: PathBuf,
+    /// The re-list period (`--file-check-frequency`).
+    pub check_frequency: Duration,
+}
+
+/// What identifies one version of a file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Fingerprint {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Fingerprint {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        }
+    }
+}
+
+/// Why a directory entry is not read as a manifest.
+fn skip_reason(name: &str) -> Option<&'static str> {
+    if name.starts_with('.') {
+        return Some("dotfiles are ignored");
+    }
+    let manifest_like = [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext));
+    (!manifest_like).then_some("only *.yaml, *.yml and *.json files are read")
+}
+
+struct Lister {
+    path: PathBuf,
+    files: BTreeMap<PathBuf, (Fingerprint, Result<RawManifest, ReadError>)>,
+    skipped: HashSet<PathBuf>,
+    listed_once: bool,
+}
+
+impl Lister {
+    /// Lists the path, re-reading only files whose fingerprint changed. Returns `None` while
+    /// the path has never existed (the source is not ready yet).
+    fn relist(&mut self) -> Option<SourceSnapshot> {
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.listed_once => return None,
+            Err(e) => {
+                // The path went away after it was listed: its pods go with it, as they would
+                // had each file been deleted.
+                debug!(path = %self.path.display(), error = %e, "manifest path is gone");
+                self.files.clear();
+                return Some(self.snapshot());
+            }
+        };
+        let candidates = if meta.is_dir() { self.list_dir() } else { vec![self.path.clone()] };
+        let keep: HashSet<&PathBuf> = candidates.iter().collect();
+        self.files.retain(|path, _| keep.contains(path));
+        for path in &candidates {
+            self.refresh(path);
+        }
+        self.listed_once = true;
+        Some(self.snapshot())
+    }
+
+    fn list_dir(&mut self) -> Vec<PathBuf> {
+        let entries = match std::fs::read_dir(&self.path) {
+            Ok(entries) => entries,
+            Err(e) => {
+                warn!(path = %self.path.display(), error = %e, "cannot list the manifest directory");
+                return self.files.keys().cloned().collect();
+            }
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(reason) = skip_reason(&name) {
+                self.skip_once(&path, reason);
+                continue;
+            }
+            // Follows symlinks, as the kubelet does.
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => found.push(path),
+                Ok(meta) if meta.is_dir() => self.skip_once(&path, "subdirectories are not read"),
+                Ok(_) => self.skip_once(&path, "not a regular file"),
+                Err(e) => self.skip_once(&path, if e.kind() == std::io::ErrorKind::NotFound { "dangling symlink" } else { "cannot stat" }),
+            }
+        }
+        found.sort();
+        found
+    }
+
+    fn skip_once(&mut self, path: &Path, reason: &str) {
+        if self.skipped.insert(path.to_owned()) {
+            info!(file = %path.display(), reason, "skipping file in manifest directory");
+        }
+    }
+
+    fn refresh(&mut self, path: &Path) {
+        let origin = Origin { kind: SourceKind::File, uri: path.display().to_string() };
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                self.files.remove(path);
+                debug!(file = %path.display(), error = %e, "manifest vanished while listing");
+                return;
+            }
+        };
+        let fingerprint = Fingerprint::of(&meta);
+        if self.files.get(path).is_some_and(|(seen, _)| *seen == fingerprint) {
+            return;
+        }
+        let item = if meta.len() > MAX_FILE_BYTES {
+            Err(ReadError { origin, message: format!("file is {} bytes, more than the {MAX_FILE_BYTES}-byte limit for a manifest", meta.len()) })
+        } else {
+            read_capped(path).map(|bytes| RawManifest { origin: origin.clone(), bytes: bytes.into() }).map_err(|e| ReadError { origin, message: e })
+        };
+        self.files.insert(path.to_owned(), (fingerprint, item));
+    }
+
+    fn snapshot(&self) -> SourceSnapshot {
+        let items = self.files.iter().map(|(path, (_, item))| (path.display().to_string(), item.clone())).collect();
+        SourceSnapshot { ready: true, items }
+    }
+}
+
+/// Reads at most the cap (plus one byte, to notice a file that grew past it since the stat).
+fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("file is larger than the {MAX_FILE_BYTES}-byte limit for a manifest"));
+    }
+    Ok(bytes)
+}
+
+impl FileSource {
+    /// Runs until `shutdown`, publishing a snapshot whenever the set of manifests changes.
+    pub async fn run(self, out: watch::Sender<SourceSnapshot>, shutdown: CancellationToken) {
+        let mut lister = Lister { path: self.path.clone(), files: BTreeMap::new(), skipped: HashSet::new(), listed_once: false };
+        let (events_tx, mut events) = mpsc::unbounded_channel::<()>();
+        let mut watcher: Option<notify::RecommendedWatcher> = None;
+        let mut watched: Option<(u64, u64)> = None;
+        let mut reported_missing = false;
+        let mut ticker = tokio::time::interval(self.check_frequency);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            // (Re)establish the watch when the watched directory is new or was replaced.
+            let target = self.watch_target();
+            let identity = std::fs::metadata(&target).ok().map(|m| (m.dev(), m.ino()));
+            if identity.is_some() && identity != watched {
+                watcher = watch(&target, events_tx.clone());
+                watched = identity.filter(|_| watcher.is_some());
+            }
+
+            match lister.relist() {
+                Some(snapshot) => {
+                    reported_missing = false;
+                    out.send_if_modified(|current| {
+                        let changed = *current != snapshot;
+                        *current = snapshot;
+                        changed
+                    });
+                }
+                None if !reported_missing => {
+                    info!(path = %self.path.display(), "manifest path does not exist yet; waiting for it");
+                    reported_missing = true;
+                }
+                None => {}
+            }
+
+            let wait_missing = tokio::time::sleep(MISSING_PATH_POLL);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+                Some(()) = events.recv() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    while events.try_recv().is_ok() {}
+                }
+                _ = wait_missing, if !lister.listed_once || watched.is_none() => {}
+            }
+        }
+        drop(watcher);
+    }
+
+    /// The directory to watch: the path itself, or a single file's parent, since editors
+    /// replace files by renaming and a watch on the old inode would go quiet.
+    fn watch_target(&self) -> PathBuf {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if !meta.is_dir() => self.path.parent().map_or_else(|| PathBuf::from("."), Path::to_owned),
+            _ => self.path.clone(),
+        }
+    }
+}
+
+fn watch(dir: &Path, events: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+    let handler = move |result: notify::Result<notify::Event>| {
+        if result.is_ok() {
+            let _ = events.send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(watcher) => watcher,
+        Err(e) => {
+            warn!(path = %dir.display(), error = %e, "cannot create an inotify watcher; relying on periodic re-lists");
+            return None;
+        }
+    };
+    match watcher.watch(dir, RecursiveMode::NonRecursive) {
+        Ok(()) => Some(watcher),
+        Err(e) => {
+            warn!(path = %dir.display(), error = %e, "cannot watch the manifest directory; relying on periodic re-lists");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lister(path: &Path) -> Lister {
+        Lister { path: path.to_owned(), files: BTreeMap::new(), skipped: HashSet::new(), listed_once: false }
+    }
+
+    #[test]
+    fn reads_only_manifests() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.yaml", "b.yml", "c.json", ".hidden.yaml", "a.yaml.swp", "a.yaml.bak", "4913", "notes.txt"] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sub.yaml")).unwrap();
+        let snapshot = lister(dir.path()).relist().unwrap();
+        let names: Vec<_> = snapshot.items.keys().map(|k| Path::new(k).file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["a.yaml", "b.yml", "c.json"]);
+        assert!(snapshot.ready);
+    }
+
+    #[test]
+    fn a_missing_directory_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("later");
+        let mut lister = lister(&path);
+        assert!(lister.relist().is_none());
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("p.yaml"), "x").unwrap();
+        assert_eq!(lister.relist().unwrap().items.len(), 1);
+    }
+
+    #[test]
+    fn oversized_files_are_read_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("big.yaml")).unwrap();
+        file.set_len(MAX_FILE_BYTES + 1).unwrap();
+        let snapshot = lister(dir.path()).relist().unwrap();
+        let item = snapshot.items.values().next().unwrap();
+        assert!(item.as_ref().unwrap_err().message.contains("limit"));
+    }
+
+    #[test]
+    fn symlink_targets_are_followed_and_changes_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = tempfile::tempdir().unwrap();
+        std::fs::write(store.path().join("v1"), "one").unwrap();
+        std::fs::write(store.path().join("v2"), "two!").unwrap();
+        let link = dir.path().join("pod.yaml");
+        std::os::unix::fs::symlink(store.path().join("v1"), &link).unwrap();
+        let mut lister = lister(dir.path());
+        let first = lister.relist().unwrap();
+        assert_eq!(&*first.items.values().next().unwrap().as_ref().unwrap().bytes, b"one");
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(store.path().join("v2"), &link).unwrap();
+        let second = lister.relist().unwrap();
+        assert_eq!(&*second.items.values().next().unwrap().as_ref().unwrap().bytes, b"two!");
+    }
+}

@@ -1,0 +1,42 @@
+//! Manifest sources: where pod manifests come from.
+//!
+//! A source knows nothing of pods. It publishes a [`SourceSnapshot`]: the complete current set
+//! of raw manifests it holds, each keyed by its place in the source (file path, URL, plugin
+//! item id), plus whether it has completed its first full listing. Decoding and everything
+//! after happen downstream, in [`crate::desired`].
+
+pub mod file;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use staticlet_model::Origin;
+
+/// One manifest as a source read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawManifest {
+    /// Where it came from.
+    pub origin: Origin,
+    /// Its bytes, unparsed.
+    pub bytes: Arc<[u8]>,
+}
+
+/// An item the source could not read (too large, unreadable). Downstream keeps the pod last
+/// accepted from that place, exactly as for a manifest that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadError {
+    /// Where.
+    pub origin: Origin,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Everything a source holds right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceSnapshot {
+    /// Whether the first complete listing is done. Until every source is ready the agent
+    /// removes nothing it finds running.
+    pub ready: bool,
+    /// Each item by its place in the source.
+    pub items: BTreeMap<String, Result<RawManifest, ReadError>>,
+}

@@ -1,0 +1,44 @@
+//! The layout of `--root-dir`. Every path the agent writes under it is named here.
+//!
+//! ```text
+//! <root-dir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<volume>/   emptyDir volumes
+//! ```
+//!
+//! The layout follows the kubelet's (`/var/lib/kubelet/pods/<uid>/volumes/...`), so operators
+//! find things where they expect them.
+
+use std::path::{Path, PathBuf};
+
+/// Paths under `--root-dir`.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// The layout under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Layout { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory holding everything of one pod. Only ever called with a UID the agent
+    /// computed or validated, so it cannot name a path outside `pods/`.
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.root.join("pods").join(uid)
+    }
+
+    /// An emptyDir volume of a pod.
+    pub fn empty_dir(&self, uid: &str, volume: &str) -> PathBuf {
+        self.pod_dir(uid).join("volumes").join("kubernetes.io~empty-dir").join(volume)
+    }
+}
+
+/// Whether `uid` is safe to use as one path component (a manifest may set its own UID).
+pub fn is_safe_component(uid: &str) -> bool {
+    !uid.is_empty() && uid != "." && uid != ".." && !uid.contains('/') && !uid.contains('\0')
+}

@@ -1,0 +1,217 @@
+//! An in-memory runtime for unit tests and in-process benchmarks. It answers at once, starts
+//! every container successfully and keeps it running until told otherwise. It is never a
+//! stand-in for a real engine in an end-to-end test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::*;
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    sandboxes: BTreeMap<String, PodSandbox>,
+    containers: BTreeMap<String, ContainerStatus>,
+    images: BTreeSet<String>,
+    calls: Vec<String>,
+}
+
+/// An in-memory [`Runtime`].
+#[derive(Default)]
+pub struct FakeRuntime {
+    state: Mutex<State>,
+}
+
+impl FakeRuntime {
+    /// A fake with the given images present.
+    pub fn with_images<'a>(images: impl IntoIterator<Item = &'a str>) -> Self {
+        let fake = FakeRuntime::default();
+        fake.state.lock().unwrap().images.extend(images.into_iter().map(str::to_owned));
+        fake
+    }
+
+    /// Makes a running container exit with `exit_code`, as if its process ended.
+    pub fn exit_container(&self, container_id: &str, exit_code: i32) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(status) = state.containers.get_mut(container_id) {
+            status.container.state = ContainerState::Exited;
+            status.exit_code = exit_code;
+            status.finished_at = Some(SystemTime::now());
+            status.reason = if exit_code == 0 { "Completed" } else { "Error" }.to_owned();
+        }
+    }
+
+    /// The calls made so far, as `call(arg)` strings, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// How many sandboxes exist, in any state.
+    pub fn sandbox_count(&self) -> usize {
+        self.state.lock().unwrap().sandboxes.len()
+    }
+
+    /// How many containers are running.
+    pub fn running_container_count(&self) -> usize {
+        let state = self.state.lock().unwrap();
+        state.containers.values().filter(|c| c.container.state == ContainerState::Running).count()
+    }
+
+    fn record(state: &mut State, call: &str, arg: &str) {
+        state.calls.push(format!("{call}({arg})"));
+    }
+}
+
+fn next_id(state: &mut State) -> String {
+    state.next_id += 1;
+    format!("{:064x}", state.next_id)
+}
+
+#[async_trait]
+impl Runtime for FakeRuntime {
+    fn name(&self) -> &str {
+        "fake"
+    }
+
+    async fn version(&self) -> Result<RuntimeVersion, RuntimeError> {
+        Ok(RuntimeVersion { runtime_name: "fake".into(), runtime_version: "0".into() })
+    }
+
+    async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, RuntimeError> {
+        let mut state = self.state.lock().unwrap();
+        Self::record(&mut state, "run_pod_sandbox", &config.metadata.name);
+        let id = next_id(&mut state);
+        let sandbox = PodSandbox {
+            id: id.clone(),
+            metadata: config.metadata.clone(),
+            state: SandboxState::Ready,
+            created_at: SystemTime::now(),
+            labels: config.labels.clone(),
+            annotations: config.annotations.clone(),
+        };
+        state.sandboxes.insert(id.clone(), sandbox);
+        Ok(id)
+    }
+
+    async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
+        let mut state = self.state.lock().unwrap();
+        Self::record(&mut state, "stop_pod_sandbox", sandbox_id);
+        if let Some(sandbox) = state.sandboxes.get_mut(sandbox_id) {
+            sandbox.state = SandboxState::NotReady;
+        }
+        for status in state.containers.values_mut().filter(|c| c.container.pod_sandbox_id == sandbox_id) {
+            if status.container.state == ContainerState::Running {
+                status.container.state = ContainerState::Exited;
+                status.exit_code = 137;
+                status.finished_at = Some(SystemTime::now());
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
+        let mut state = self.state.lock().unwrap();
+        Self::record(&mut state, "remove_pod_sandbox", sandbox_id);
+        state.sandboxes.remove(sandbox_id);
+        state.containers.retain(|_, c| c.container.pod_sandbox_id != sandbox_id);
+        Ok(())
+    }
+
+    async fn list_pod_sandboxes(&self, filter: &LabelFilter) -> Result<Vec<PodSandbox>, RuntimeError> {
+        let state = self.state.lock().unwrap();
+        Ok(state.sandboxes.values().filter(|s| filter.matches(&s.labels)).cloned().collect())
+    }
+
+    async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<PodSandboxStatus, RuntimeError> {
+        let state = self.state.lock().unwrap();
+        let sandbox = state.sandboxes.get(sandbox_id).cloned().ok_or_else(|| RuntimeError::NotFound(format!("sandbox {sandbox_id}")))?;
+        Ok(PodSandboxStatus { sandbox, ip: Some("10.88.0.2".into()) })
+    }
+
+    async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig, _: &PodSandboxConfig) -> Result<String, RuntimeError> {
+        let mut state = self.state.lock().unwrap();
+        Self::record(&mut state, "create_container", &config.metadata.name);
+        if !state.images.contains(&config.image) {
+            return Err(RuntimeError::NotFound(format!("image {}", config.image)));
+        }
+        if !state.sandboxes.contains_key(sandbox_id) {
+            return Err(RuntimeError::NotFound(format!("sandbox {sandbox_id}")));
+        }
+        let id = next_id(&mut state);
+        let container = Container {
+            id: id.clone(),
+            pod_sandbox_id: sandbox_id.to_owned(),
+            metadata: config.metadata.clone(),
+            image: config.image.clone(),
+            state: ContainerState::Created,
+            created_at: SystemTime::now(),
+            labels: config.labels.clone(),
+            annotations: config.annotations.clone(),
+        };
+        let status = ContainerStatus {
+            container,
+            started_at: None,
+            finished_at: None,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+        };
+        state.containers.insert(id.clone(), status);
+        Ok(id)
+    }
+
+    async fn start_container(&self, container_id: &str) -> Result<(), RuntimeError> {
+        let mut state = self.state.lock().unwrap();
+        Self::record(&mut state, "start_container", container_id);
+        let status = state.containers.get_mut(container_id).ok_or_else(|| RuntimeError::NotFound(format!("container {container_id}")))?;
+        status.container.state = ContainerState::Running;
+        status.started_at = Some(SystemTime::now());
+        Ok(())
+    }
+
+    async fn stop_container(&self, container_id: &str, _grace: Duration) -> Result<(), RuntimeError> {
+        let mut state = self.state.lock().unwrap();
+        Self::record(&mut state, "stop_container", container_id);
+        if let Some(status) = state.containers.get_mut(container_id)
+            && status.container.state == ContainerState::Running
+        {
+            status.container.state = ContainerState::Exited;
+            status.exit_code = 143;
+            status.reason = "Error".into();
+            status.finished_at = Some(SystemTime::now());
+        }
+        Ok(())
+    }
+
+    async fn remove_container(&self, container_id: &str) -> Result<(), RuntimeError> {
+        let mut state = self.state.lock().unwrap();
+        Self::record(&mut state, "remove_container", container_id);
+        state.containers.remove(container_id);
+        Ok(())
+    }
+
+    async fn list_containers(&self, filter: &LabelFilter) -> Result<Vec<Container>, RuntimeError> {
+        let state = self.state.lock().unwrap();
+        Ok(state.containers.values().filter(|c| filter.matches(&c.container.labels)).map(|c| c.container.clone()).collect())
+    }
+
+    async fn container_status(&self, container_id: &str) -> Result<ContainerStatus, RuntimeError> {
+        let state = self.state.lock().unwrap();
+        state.containers.get(container_id).cloned().ok_or_else(|| RuntimeError::NotFound(format!("container {container_id}")))
+    }
+
+    async fn image_status(&self, image: &str) -> Result<Option<Image>, RuntimeError> {
+        let state = self.state.lock().unwrap();
+        Ok(state.images.contains(image).then(|| Image { id: format!("sha256:{image}"), size: 0 }))
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<String, RuntimeError> {
+        let mut state = self.state.lock().unwrap();
+        Self::record(&mut state, "pull_image", image);
+        state.images.insert(image.to_owned());
+        Ok(image.to_owned())
+    }
+}

@@ -1,0 +1,94 @@
+//! The runtime trait: the only door from staticlet to a container runtime.
+//!
+//! The shape follows the CRI's `RuntimeService` and `ImageService`, because that is the
+//! vocabulary the kubelet and every Kubernetes runtime already share: a pod is a *sandbox*
+//! (which holds the network namespace) plus *containers* created inside it, each named by
+//! metadata (name and attempt) and found again by labels. Docker, the CRI and runtime-adapter
+//! plugins all implement [`Runtime`]; nothing above the trait knows which one it drives.
+//!
+//! # Contract
+//!
+//! - Every call is idempotent where the CRI's is: stopping or removing something already
+//!   stopped or gone succeeds.
+//! - "Not found" is [`RuntimeError::NotFound`], never a generic failure, so callers can tell a
+//!   vanished object from a broken runtime.
+//! - Labels and annotations given in a config come back unchanged from the list calls; they are
+//!   how the agent finds its own objects again after a restart.
+
+mod fake;
+mod types;
+
+pub use fake::FakeRuntime;
+pub use types::*;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// A container runtime, as the agent drives it.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// A short name for messages and metrics (`docker`, `containerd`, `plugin:podman`).
+    fn name(&self) -> &str;
+
+    /// The runtime's name and version; also how the agent checks that it is reachable.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Unavailable`] when the runtime cannot be reached.
+    async fn version(&self) -> Result<RuntimeVersion, RuntimeError>;
+
+    /// Creates and starts a sandbox; returns its ID.
+    async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, RuntimeError>;
+
+    /// Stops a sandbox and every container in it, forcibly. Stopping a stopped sandbox succeeds.
+    async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError>;
+
+    /// Removes a stopped sandbox. Removing one that is gone succeeds.
+    async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError>;
+
+    /// The sandboxes whose labels include every pair in `filter`.
+    async fn list_pod_sandboxes(&self, filter: &LabelFilter) -> Result<Vec<PodSandbox>, RuntimeError>;
+
+    /// The sandbox's state and network address.
+    async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<PodSandboxStatus, RuntimeError>;
+
+    /// Creates a container in a sandbox; returns its ID. The image must be present.
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        sandbox_config: &PodSandboxConfig,
+    ) -> Result<String, RuntimeError>;
+
+    /// Starts a created container.
+    async fn start_container(&self, container_id: &str) -> Result<(), RuntimeError>;
+
+    /// Stops a container: its stop signal, then SIGKILL after `grace`. Stopping an exited
+    /// container succeeds.
+    async fn stop_container(&self, container_id: &str, grace: Duration) -> Result<(), RuntimeError>;
+
+    /// Removes a container. Removing one that is gone succeeds.
+    async fn remove_container(&self, container_id: &str) -> Result<(), RuntimeError>;
+
+    /// The containers whose labels include every pair in `filter`.
+    async fn list_containers(&self, filter: &LabelFilter) -> Result<Vec<Container>, RuntimeError>;
+
+    /// A container's state, times, exit code and reason.
+    async fn container_status(&self, container_id: &str) -> Result<ContainerStatus, RuntimeError>;
+
+    /// The image as the runtime has it, or `None` when it is not present.
+    async fn image_status(&self, image: &str) -> Result<Option<Image>, RuntimeError>;
+
+    /// Pulls an image; returns the reference of what was pulled.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::ImagePull`] with the registry's message when the pull fails.
+    async fn pull_image(&self, image: &str) -> Result<String, RuntimeError>;
+}
+
+/// How long to wait before giving up on a stop that the runtime does not finish on its own.
+pub fn stop_deadline(grace: Duration) -> Duration {
+    grace + Duration::from_secs(30)
+}

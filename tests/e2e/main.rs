@@ -1,0 +1,10 @@
+//! End-to-end suites against a real Docker engine and the real `staticlet` binary.
+//!
+//! One test binary, one module per capability (ripgrep's habit). Every test gets its own node
+//! name, manifest directory and `--root-dir`, so tests run side by side on one engine without
+//! seeing each other's pods.
+
+mod support;
+
+// The core agent: manifest directory → reconcile → Docker (issue 2).
+mod core;

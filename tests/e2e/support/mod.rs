@@ -1,0 +1,200 @@
+//! Shared helpers for the end-to-end suites: a real Docker engine, the real `staticlet`
+//! binary, and locally built images.
+
+pub mod images;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::ContainerSummary;
+use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+
+/// A client for the engine the tests (and the agent) use.
+pub async fn docker() -> Docker {
+    let docker = Docker::connect_with_local_defaults().expect("a Docker endpoint").negotiate_version().await.expect("a running Docker engine");
+    images::ensure_loaded(&docker).await;
+    docker
+}
+
+/// A unique node name per test, so tests sharing the engine never see each other's pods.
+pub fn node_name(test: &str) -> String {
+    format!("{test}-{}", std::process::id()).to_lowercase().replace('_', "-")
+}
+
+/// The agent's containers (`all`: including exited ones), by label.
+pub async fn containers(docker: &Docker, node: &str, extra: &[(&str, &str)]) -> Vec<ContainerSummary> {
+    let mut labels = vec![format!("io.staticlet.node={node}")];
+    labels.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
+    let options = ListContainersOptions { all: true, filters: Some(HashMap::from([("label".to_owned(), labels)])), ..Default::default() };
+    docker.list_containers(Some(options)).await.unwrap()
+}
+
+/// The running containers of the agent whose name starts with `prefix`.
+pub async fn running(docker: &Docker, node: &str, prefix: &str) -> Vec<ContainerSummary> {
+    containers(docker, node, &[])
+        .await
+        .into_iter()
+        .filter(|c| c.state.as_ref().map(|s| s.as_ref()) == Some("running"))
+        .filter(|c| name(c).starts_with(prefix))
+        .collect()
+}
+
+/// A container's name without Docker's leading slash.
+pub fn name(c: &ContainerSummary) -> String {
+    c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_owned()).unwrap_or_default()
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A `staticlet run` process with its own manifest directory, root directory and log file.
+pub struct Agent {
+    /// Manifests go here.
+    pub manifests: PathBuf,
+    /// `--root-dir`.
+    pub root: PathBuf,
+    /// The node name.
+    pub node: String,
+    log: PathBuf,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// A stopped agent with fresh directories.
+    pub fn new(test: &str) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir(&manifests).unwrap();
+        Agent { manifests, root: dir.path().join("root"), node: node_name(test), log: dir.path().join("agent.log"), child: None, _dir: dir }
+    }
+
+    /// Starts the agent with extra flags.
+    pub fn start_with(&mut self, extra: &[&str]) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_staticlet"))
+            .arg("run")
+            .arg("--pod-manifest-path")
+            .arg(&self.manifests)
+            .arg("--root-dir")
+            .arg(&self.root)
+            .args(["--hostname-override", &self.node, "--pod-infra-container-image", images::PAUSE, "--file-check-frequency", "2s"])
+            .args(extra)
+            .env("STATICLET_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the staticlet binary runs");
+        self.child = Some(child);
+    }
+
+    /// Starts the agent.
+    pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Kills the agent with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Stops the agent with `signal` and waits for it to exit; returns its exit status.
+    pub fn stop_with(&mut self, signal: &str) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the agent is running");
+        Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+        child.wait().unwrap()
+    }
+
+    /// The agent's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the agent is running").id()
+    }
+
+    /// Whether the agent process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// Writes a manifest file (atomically, as editors and config tools do).
+    pub fn write(&self, file: &str, text: &str) {
+        let tmp = self.manifests.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.manifests.join(file)).unwrap();
+    }
+
+    /// Removes a manifest file.
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.manifests.join(file)).unwrap();
+    }
+
+    /// Everything the agent logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The manifest directory.
+    pub fn dir(&self) -> &Path {
+        &self.manifests
+    }
+
+    /// The static pod name of `name` on this node.
+    pub fn pod(&self, name: &str) -> String {
+        format!("{name}-{}", self.node)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+        // Leave the engine as it was: remove every object of this test's node.
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label=io.staticlet.node={}", self.node)])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .unwrap_or_default();
+        if !ids.is_empty() {
+            let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+/// Removes a container behind the agent's back.
+pub async fn force_remove(docker: &Docker, id: &str) {
+    docker.remove_container(id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await.unwrap();
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain HTTP GET on loopback; the body, or `None` while nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.starts_with("HTTP/1.").then_some(response)
+}
