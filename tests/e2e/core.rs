@@ -78,7 +78,7 @@ async fn editing_replaces_only_the_changed_container_and_deleting_removes_the_po
     let mut agent = Agent::new("edit");
     let two = |value: &str| {
         format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: two\nspec:\n  containers:\n  - name: steady\n    image: {BUSYBOX}\n    command: [sleep, '100000']\n  - name: edited\n    image: {BUSYBOX}\n    command: [sleep, '100000']\n    env:\n    - name: VERSION\n      value: '{value}'\n"
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: two\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: steady\n    image: {BUSYBOX}\n    command: [sleep, '100000']\n  - name: edited\n    image: {BUSYBOX}\n    command: [sleep, '100000']\n    env:\n    - name: VERSION\n      value: '{value}'\n"
         )
     };
     agent.write("two.yaml", &two("1"));
@@ -211,6 +211,12 @@ async fn a_broken_edit_keeps_the_running_pod_and_a_fix_applies() {
     let still = running(&docker, &agent.node, "k8s_main_").await.pop().expect("still running");
     assert_eq!(still.id, first.id);
     assert!(agent.log().contains("kept_running"), "{}", agent.log());
+    // The fixed file is applied at once: a changed command replaces the container.
+    agent.write("p.yaml", &sleeper("p").replace("sleep 100000", "sleep 200000"));
+    wait_for(START, "the fixed manifest's container", || async {
+        running(&docker, &agent.node, "k8s_main_").await.into_iter().find(|c| c.id != first.id)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,6 +4,8 @@
 //! name, manifest directory and `--root-dir`, so tests run side by side on one engine without
 //! seeing each other's pods.
 
+// Shared with the end-to-end benchmarks, which use helpers the tests do not.
+#[allow(dead_code)]
 mod support;
 
 // The core agent: manifest directory → reconcile → Docker (issue 2).

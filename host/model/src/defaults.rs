@@ -127,7 +127,8 @@ mod tests {
         }))
         .unwrap();
         apply(&mut pod);
-        let port = &pod.spec.unwrap().containers[0].ports.as_ref().unwrap()[0];
+        let spec = pod.spec.unwrap();
+        let port = &spec.containers[0].ports.as_ref().unwrap()[0];
         assert_eq!(port.host_port, Some(80));
         assert_eq!(port.protocol.as_deref(), Some("TCP"));
     }

@@ -214,9 +214,10 @@ mod tests {
     fn golden_uid_and_hashes() {
         let pod = load(WEB.as_bytes(), &origin(), &node()).unwrap().pod;
         assert_eq!(pod.name(), "web-node-1");
-        assert_eq!(pod.uid, "GOLDEN_UID");
-        assert_eq!(pod.config_hash, "GOLDEN_HASH");
-        assert_eq!(pod.uid.len(), 32);
+        assert_eq!(pod.uid, "489141a81c5218d3d0fa4a84264c1051");
+        assert_eq!(pod.config_hash, "efcbbbbcc312e8637daf219f7707dcd3");
+        assert_eq!(pod.container_hashes["web"], "8c26dcad03cbf4a4644f40dc0398c4b4");
+        assert_eq!(pod.sandbox_hash, "d195533e3f12286a4a4d6acff2bb5ff2");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::ContainerSummary;
-use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+use bollard::query_parameters::ListContainersOptions;
 
 /// A client for the engine the tests (and the agent) use.
 pub async fn docker() -> Docker {
@@ -176,11 +176,6 @@ impl Drop for Agent {
             let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).stderr(Stdio::null()).status();
         }
     }
-}
-
-/// Removes a container behind the agent's back.
-pub async fn force_remove(docker: &Docker, id: &str) {
-    docker.remove_container(id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await.unwrap();
 }
 
 /// A free TCP port on loopback.

@@ -61,7 +61,7 @@ impl DesiredState {
                         continue;
                     }
                     entry.last_bytes = Some(raw.bytes.clone());
-                    if let Some(pod) = self.load(raw, entry.pod.as_deref()) {
+                    if let Some(pod) = load(&self.node, raw, entry.pod.as_deref()) {
                         entry.pod = Some(Arc::new(pod));
                     }
                 }
@@ -72,35 +72,6 @@ impl DesiredState {
             }
         }
         self.merge(snapshot.ready)
-    }
-
-    /// Loads one manifest; on failure reports it and returns `None` (the caller keeps the pod
-    /// last accepted).
-    fn load(&self, raw: &RawManifest, previous: Option<&StaticPod>) -> Option<StaticPod> {
-        let origin = &raw.origin;
-        match staticlet_model::load(&raw.bytes, origin, &self.node) {
-            Ok(loaded) => {
-                for warning in &loaded.warnings {
-                    warn!(source = %origin.kind, manifest = %origin.uri, "{warning}");
-                }
-                let mut pod = loaded.pod;
-                // `config.seen` is when this version was first seen: an unchanged hash keeps it.
-                let seen = previous
-                    .filter(|p| p.config_hash == pod.config_hash)
-                    .and_then(|p| p.pod.metadata.annotations.as_ref()?.get(CONFIG_SEEN).cloned())
-                    .unwrap_or_else(|| OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default());
-                pod.pod.metadata.annotations.get_or_insert_with(Default::default).insert(CONFIG_SEEN.to_owned(), seen);
-                if previous.is_none_or(|p| p.config_hash != pod.config_hash) {
-                    info!(source = %origin.kind, manifest = %origin.uri, pod = %pod.full_name(), uid = %pod.uid, hash = %pod.config_hash, "accepted pod");
-                }
-                Some(pod)
-            }
-            Err(e) => {
-                let kept = previous.map(StaticPod::full_name);
-                error!(source = %origin.kind, manifest = %origin.uri, kept_running = ?kept, "{}: {e}", origin.uri);
-                None
-            }
-        }
     }
 
     fn merge(&mut self, ready: bool) -> DesiredSet {
@@ -131,6 +102,35 @@ impl DesiredState {
         }
         self.conflicts = conflicts;
         DesiredSet { ready, pods }
+    }
+}
+
+/// Loads one manifest; on failure reports it and returns `None` (the caller keeps the pod last
+/// accepted).
+fn load(node: &NodeContext, raw: &RawManifest, previous: Option<&StaticPod>) -> Option<StaticPod> {
+    let origin = &raw.origin;
+    match staticlet_model::load(&raw.bytes, origin, node) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                warn!(source = %origin.kind, manifest = %origin.uri, "{warning}");
+            }
+            let mut pod = loaded.pod;
+            // `config.seen` is when this version was first seen: an unchanged hash keeps it.
+            let seen = previous
+                .filter(|p| p.config_hash == pod.config_hash)
+                .and_then(|p| p.pod.metadata.annotations.as_ref()?.get(CONFIG_SEEN).cloned())
+                .unwrap_or_else(|| OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default());
+            pod.pod.metadata.annotations.get_or_insert_with(Default::default).insert(CONFIG_SEEN.to_owned(), seen);
+            if previous.is_none_or(|p| p.config_hash != pod.config_hash) {
+                info!(source = %origin.kind, manifest = %origin.uri, pod = %pod.full_name(), uid = %pod.uid, hash = %pod.config_hash, "accepted pod");
+            }
+            Some(pod)
+        }
+        Err(e) => {
+            let kept = previous.map(StaticPod::full_name);
+            error!(source = %origin.kind, manifest = %origin.uri, kept_running = ?kept, "{}: {e}", origin.uri);
+            None
+        }
     }
 }
 
