@@ -10,3 +10,6 @@ mod support;
 
 // The core agent: manifest directory → reconcile → Docker (issue 2).
 mod core;
+
+// Image pull policies against a local registry (issue 2).
+mod images;

@@ -1,0 +1,81 @@
+//! Image pull policies with real pulls, from a private registry on 127.0.0.1:5000 (Debian's
+//! `docker-registry`, started by `.ci/run`): the engine really fetches the layers.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::query_parameters::{PushImageOptions, RemoveImageOptions, TagImageOptions};
+use futures::StreamExt;
+
+use crate::support::images::BUSYBOX;
+use crate::support::{Agent, docker, running, wait_for};
+
+const REGISTRY: &str = "127.0.0.1:5000";
+
+/// Pushes the test image to the local registry as `repo:tag`, then removes it from the engine,
+/// so the only way back is a pull.
+async fn publish_and_forget(docker: &Docker, repo: &str, tag: &str) -> String {
+    let reference = format!("{REGISTRY}/{repo}");
+    docker.tag_image(BUSYBOX, Some(TagImageOptions { repo: Some(reference.clone()), tag: Some(tag.to_owned()) })).await.unwrap();
+    let mut push = docker.push_image(&reference, Some(PushImageOptions { tag: Some(tag.to_owned()), ..Default::default() }), None);
+    while let Some(step) = push.next().await {
+        let info = step.unwrap_or_else(|e| panic!("pushing to the local registry at {REGISTRY} (is it running? .ci/run starts it): {e}"));
+        assert!(info.error_detail.is_none(), "{info:?}");
+    }
+    let image = format!("{reference}:{tag}");
+    docker.remove_image(&image, Some(RemoveImageOptions { force: true, ..Default::default() }), None).await.unwrap();
+    image
+}
+
+fn pod(name: &str, image: &str, policy: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: main\n    image: {image}\n    imagePullPolicy: {policy}\n    command: [sleep, '100000']\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_policies_pull_for_real() {
+    let docker = docker().await;
+    let tag = format!("t{}", std::process::id());
+    let pulled = publish_and_forget(&docker, "staticlet-test/pulled", &tag).await;
+    let never = publish_and_forget(&docker, "staticlet-test/never", &tag).await;
+    let mut agent = Agent::new("pull");
+    agent.write("pulled.yaml", &pod("pulled", &pulled, "IfNotPresent"));
+    agent.write("never.yaml", &pod("never", &never, "Never"));
+    agent.write("always.yaml", &pod("always", &pulled, "Always"));
+    agent.start();
+
+    wait_for(Duration::from_secs(90), "the pod whose image was pulled", || async {
+        running(&docker, &agent.node, &format!("k8s_main_{}", agent.pod("pulled"))).await.pop()
+    })
+    .await;
+    wait_for(Duration::from_secs(90), "the Always pod", || async {
+        running(&docker, &agent.node, &format!("k8s_main_{}", agent.pod("always"))).await.pop()
+    })
+    .await;
+    assert!(docker.inspect_image(&pulled).await.is_ok(), "the image is in the engine after the pull");
+    let log = agent.log();
+    assert!(log.lines().any(|l| l.contains("Pulled") && l.contains(&pulled)), "{log}");
+    // `Never` does not pull: the image stays absent and the pod never starts.
+    assert!(log.contains("ErrImageNeverPull"), "{log}");
+    assert!(docker.inspect_image(&never).await.is_err());
+    assert!(running(&docker, &agent.node, &format!("k8s_main_{}", agent.pod("never"))).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_pull_is_reported_and_does_not_hold_up_other_pods() {
+    let docker = docker().await;
+    let mut agent = Agent::new("badpull");
+    agent.write("missing.yaml", &pod("missing", &format!("{REGISTRY}/staticlet-test/does-not-exist:1"), "IfNotPresent"));
+    agent.write("fine.yaml", &pod("fine", BUSYBOX, "IfNotPresent"));
+    agent.start();
+    wait_for(Duration::from_secs(60), "the healthy pod", || async {
+        running(&docker, &agent.node, &format!("k8s_main_{}", agent.pod("fine"))).await.pop()
+    })
+    .await;
+    wait_for(Duration::from_secs(30), "the pull error in the log", || async {
+        let log = agent.log();
+        log.lines().any(|l| l.contains("does-not-exist") && l.contains("pulling image")).then_some(())
+    })
+    .await;
+}
