@@ -11,9 +11,10 @@ mod support;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
+use bollard::models::EventMessage;
 use bollard::query_parameters::EventsOptions;
 use futures::StreamExt;
 use support::images::{BUSYBOX, PAUSE};
@@ -26,21 +27,27 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Waits for Docker's `start` event of a container whose name starts with `prefix`.
-async fn started(since: Instant, prefix: &str, events: &mut (impl futures::Stream<Item = Result<bollard::models::EventMessage, bollard::errors::Error>> + Unpin)) -> f64 {
+/// Docker's `start` events since `t0`, replayed from the engine's own log, so the lazily
+/// opened stream misses nothing that happened before it was first polled.
+fn start_events(docker: &Docker, t0: SystemTime) -> impl futures::Stream<Item = Result<EventMessage, bollard::errors::Error>> + Unpin {
+    let filters = HashMap::from([("type".to_owned(), vec!["container".to_owned()]), ("event".to_owned(), vec!["start".to_owned()])]);
+    let since = t0.duration_since(UNIX_EPOCH).unwrap().as_secs().saturating_sub(1).to_string();
+    Box::pin(docker.events(Some(EventsOptions { since: Some(since), filters: Some(filters), ..Default::default() })))
+}
+
+/// Milliseconds from `t0` to the engine's `start` event of the container whose name starts with
+/// `prefix`, by the engine's own timestamp.
+async fn started(docker: &Docker, t0: SystemTime, prefix: &str) -> f64 {
+    let mut events = start_events(docker, t0);
     while let Some(event) = events.next().await {
         let event = event.unwrap();
         let name = event.actor.and_then(|a| a.attributes).and_then(|a| a.get("name").cloned()).unwrap_or_default();
         if name.starts_with(prefix) {
-            return since.elapsed().as_secs_f64() * 1000.0;
+            let at = UNIX_EPOCH + Duration::from_nanos(event.time_nano.unwrap() as u64);
+            return at.duration_since(t0).unwrap_or_default().as_secs_f64() * 1000.0;
         }
     }
     panic!("the event stream ended");
-}
-
-fn start_events(docker: &Docker) -> impl futures::Stream<Item = Result<bollard::models::EventMessage, bollard::errors::Error>> + Unpin {
-    let filters = HashMap::from([("type".to_owned(), vec!["container".to_owned()]), ("event".to_owned(), vec!["start".to_owned()])]);
-    Box::pin(docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() })))
 }
 
 fn manifest(name: &str) -> String {
@@ -66,23 +73,19 @@ async fn main() {
     for i in 0..PODS {
         // staticlet: write the file, wait for the app container's start.
         let name = format!("lat-{i}");
-        let mut events = start_events(&docker);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let t0 = Instant::now();
+        let t0 = SystemTime::now();
         agent.write(&format!("{name}.yaml"), &manifest(&name));
-        staticlet.push(started(t0, &format!("k8s_main_{}", agent.pod(&name)), &mut events).await);
+        staticlet.push(started(&docker, t0, &format!("k8s_main_{}", agent.pod(&name))).await);
 
         // docker run: the same sandbox and container, by hand.
         let sandbox = format!("bench-sandbox-{i}-{}", std::process::id());
         let app = format!("bench-app-{i}-{}", std::process::id());
-        let mut events = start_events(&docker);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let t0 = Instant::now();
+        let t0 = SystemTime::now();
         let run = |args: &[&str]| assert!(Command::new("docker").args(args).stdout(Stdio::null()).status().unwrap().success());
         run(&["run", "-d", "--name", &sandbox, "--ipc", "shareable", PAUSE]);
         let ns = format!("container:{sandbox}");
         run(&["run", "-d", "--name", &app, "--network", &ns, "--ipc", &ns, BUSYBOX, "sleep", "100000"]);
-        baseline.push(started(t0, &app, &mut events).await);
+        baseline.push(started(&docker, t0, &app).await);
         run(&["rm", "-f", &app, &sandbox]);
     }
     let ours = report("staticlet", staticlet);

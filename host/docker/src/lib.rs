@@ -23,11 +23,13 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
+    CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
 };
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use staticlet_runtime::{
     Container, ContainerConfig, ContainerStatus, Image, LabelFilter, PodSandbox, PodSandboxConfig, PodSandboxStatus, Runtime,
-    RuntimeError, RuntimeVersion,
+    RuntimeError, RuntimeEvent, RuntimeVersion,
 };
 use tokio::sync::OnceCell;
 
@@ -325,6 +327,22 @@ impl Runtime for DockerRuntime {
 
     async fn pull_image(&self, image: &str) -> Result<String, RuntimeError> {
         image::pull(self.client().await?, image).await
+    }
+
+    async fn events(&self, filter: &LabelFilter) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {
+        let docker = self.client().await?.clone();
+        let labels = filter.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("event".to_owned(), ["create", "start", "die", "destroy", "oom"].map(str::to_owned).to_vec()),
+            ("label".to_owned(), labels),
+        ]);
+        let options = EventsOptions { filters: Some(filters), ..Default::default() };
+        let stream = docker.events(Some(options)).map(|event| {
+            let actor = event.map_err(|e| RuntimeError::Unavailable(format!("docker events: {e}")))?.actor.unwrap_or_default();
+            Ok(RuntimeEvent { id: actor.id.unwrap_or_default(), labels: actor.attributes.unwrap_or_default().into_iter().collect() })
+        });
+        Ok(stream.boxed())
     }
 }
 

@@ -24,6 +24,7 @@ pub use types::*;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::stream::BoxStream;
 
 /// A container runtime, as the agent drives it.
 #[async_trait]
@@ -86,6 +87,18 @@ pub trait Runtime: Send + Sync + 'static {
     ///
     /// [`RuntimeError::ImagePull`] with the registry's message when the pull fails.
     async fn pull_image(&self, image: &str) -> Result<String, RuntimeError>;
+
+    /// A stream of changes to sandboxes and containers whose labels match `filter`, as the
+    /// CRI's `GetContainerEvents` gives the kubelet's evented PLEG. With it the agent reacts
+    /// to a crash at once and relists only as a safety net; without it, it relists often.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Unsupported`] when the runtime has no event stream (the default).
+    async fn events(&self, filter: &LabelFilter) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {
+        let _ = filter;
+        Err(RuntimeError::Unsupported { runtime: self.name().to_owned(), call: "events" })
+    }
 }
 
 /// How long to wait before giving up on a stop that the runtime does not finish on its own.

@@ -278,6 +278,15 @@ impl LabelFilter {
     }
 }
 
+/// Something happened to a sandbox or container (created, started, exited, removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeEvent {
+    /// The object's ID.
+    pub id: String,
+    /// The object's labels, which say whose it is.
+    pub labels: BTreeMap<String, String>,
+}
+
 /// A failed runtime call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuntimeError {
@@ -294,6 +303,14 @@ pub enum RuntimeError {
         image: String,
         /// The registry's or runtime's words.
         message: String,
+    },
+    /// The runtime does not offer this call.
+    #[error("{runtime} does not support {call}")]
+    Unsupported {
+        /// The runtime.
+        runtime: String,
+        /// The call.
+        call: &'static str,
     },
     /// Any other failure of a call, named.
     #[error("{call}: {message}")]

@@ -1,8 +1,10 @@
 //! Reconcile: make the runtime hold exactly the desired pods.
 //!
 //! The [`Controller`] owns one [`worker::Worker`] per pod UID and a relist loop in the manner of
-//! the kubelet's PLEG: every second it lists the agent's sandboxes and containers once, and
-//! pokes only the workers whose pod changed. Workers for pods no longer wanted tear them down;
+//! the kubelet's PLEG: it lists the agent's sandboxes and containers, and pokes only the workers
+//! whose pod changed. Where the runtime streams events (the kubelet's evented PLEG), an event
+//! pokes its pod's worker at once and the relist is only a safety net every
+//! [`EVENTED_RELIST_PERIOD`]; otherwise the relist runs every [`RELIST_PERIOD`]. Workers for pods no longer wanted tear them down;
 //! objects of pods the agent never heard of (left from before a restart) get a worker that
 //! removes them, but only once every source has been read, so nothing is removed that a source
 //! would have brought back.
@@ -19,8 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use staticlet_model::StaticPod;
-use staticlet_runtime::{LabelFilter, Runtime};
-use tokio::sync::{Notify, watch};
+use futures::StreamExt;
+use staticlet_runtime::{LabelFilter, Runtime, RuntimeError};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -29,8 +33,45 @@ use crate::desired::DesiredSet;
 use crate::state::Layout;
 use labels::{NODE, POD_UID};
 
-/// How often the runtime is relisted.
+/// How often the runtime is relisted when it streams no events, as the kubelet's PLEG does.
 pub const RELIST_PERIOD: Duration = Duration::from_secs(1);
+/// How often the runtime is relisted while its event stream is connected.
+pub const EVENTED_RELIST_PERIOD: Duration = Duration::from_secs(10);
+/// How soon after an event the runtime is relisted.
+const EVENT_SETTLE: Duration = Duration::from_millis(300);
+/// Wait before reconnecting a broken event stream.
+const EVENTS_RECONNECT: Duration = Duration::from_secs(1);
+
+/// Follows the runtime's event stream, reconnecting when it breaks, and forwards the pod UID of
+/// each event. `live` says whether the stream is connected; a runtime without events leaves it
+/// false for good.
+async fn listen(ctx: Arc<Context>, uids: mpsc::UnboundedSender<String>, live: watch::Sender<bool>) {
+    let filter = LabelFilter::new(NODE, &ctx.node);
+    loop {
+        match ctx.runtime.events(&filter).await {
+            Ok(mut stream) => {
+                live.send_replace(true);
+                while let Some(event) = stream.next().await {
+                    match event {
+                        Ok(event) => {
+                            if let Some(uid) = event.labels.get(POD_UID) {
+                                let _ = uids.send(uid.clone());
+                            }
+                        }
+                        Err(e) => {
+                            debug!(runtime = ctx.runtime.name(), "event stream broke: {e}");
+                            break;
+                        }
+                    }
+                }
+                live.send_replace(false);
+            }
+            Err(RuntimeError::Unsupported { .. }) => return,
+            Err(e) => debug!(runtime = ctx.runtime.name(), "cannot follow runtime events: {e}"),
+        }
+        tokio::time::sleep(EVENTS_RECONNECT).await;
+    }
+}
 
 /// What every worker shares.
 pub struct Context {
@@ -65,8 +106,10 @@ impl Controller {
 
     /// Runs until `shutdown`. Pods are left running when it returns, as the kubelet leaves them.
     pub async fn run(mut self, mut desired: watch::Receiver<Arc<DesiredSet>>, shutdown: CancellationToken) {
-        let mut relist = tokio::time::interval(RELIST_PERIOD);
-        relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let (live_tx, live) = watch::channel(false);
+        let listener = tokio::spawn(listen(self.ctx.clone(), events_tx, live_tx));
+        let mut next_relist = Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -75,9 +118,23 @@ impl Controller {
                     self.desired = desired.borrow_and_update().clone();
                     self.apply_desired();
                 }
-                _ = relist.tick() => self.relist().await,
+                Some(uid) = events.recv() => {
+                    if let Some(handle) = self.workers.get(&uid) {
+                        handle.poke.notify_one();
+                    }
+                    // Docker announces an exit a moment before its list view shows it, so a
+                    // relist shortly after settles what the poke may have seen half done; it
+                    // also sorts out objects of pods that have no worker.
+                    next_relist = next_relist.min(Instant::now() + EVENT_SETTLE);
+                }
+                _ = tokio::time::sleep_until(next_relist) => {
+                    self.relist().await;
+                    let period = if *live.borrow() { EVENTED_RELIST_PERIOD } else { RELIST_PERIOD };
+                    next_relist = Instant::now() + period;
+                }
             }
         }
+        listener.abort();
         for (_, handle) in self.workers.drain() {
             handle.task.abort();
         }

@@ -19,8 +19,10 @@ use super::labels::{GRACE_PERIOD, NODE, POD_UID};
 use super::plan::{self, Action, ObservedContainer, ObservedPod, Plan};
 use super::podconfig;
 
-/// Every pod is looked at this often even when nothing pokes it, as the kubelet resyncs.
-const RESYNC: Duration = Duration::from_secs(60);
+/// Every pod is looked at this often even when nothing pokes it. The relist already pokes a
+/// worker on any change it can see, so this only bounds how long a missed change can last;
+/// it is kept long because each resync costs two runtime calls per pod.
+const RESYNC: Duration = Duration::from_secs(300);
 /// The kubelet's floor on a grace period.
 const MIN_GRACE: Duration = Duration::from_secs(2);
 /// Retry delays after a failed sync: from the first to the cap, doubling.

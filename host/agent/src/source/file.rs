@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 use staticlet_model::{Origin, SourceKind};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -185,8 +186,8 @@ impl FileSource {
             // (Re)establish the watch when the watched directory is new or was replaced.
             let target = self.watch_target();
             let identity = std::fs::metadata(&target).ok().map(|m| (m.dev(), m.ino()));
-            if identity.is_some() && identity != watched {
-                watcher = watch(&target, events_tx.clone());
+            if identity != watched {
+                watcher = identity.and_then(|_| watch(&target, events_tx.clone()));
                 watched = identity.filter(|_| watcher.is_some());
             }
 
@@ -232,7 +233,14 @@ impl FileSource {
 
 fn watch(dir: &Path, events: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
     let handler = move |result: notify::Result<notify::Event>| {
-        if result.is_ok() {
+        // Reading the directory raises open and read events of its own: reacting to those would
+        // make every re-list trigger the next one.
+        let changes_content = |kind: &EventKind| match kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+            EventKind::Access(_) => false,
+            _ => true,
+        };
+        if result.is_ok_and(|event| changes_content(&event.kind)) {
             let _ = events.send(());
         }
     };
