@@ -50,5 +50,9 @@ async fn main() {
     let before = cpu_ticks(pid);
     tokio::time::sleep(WINDOW).await;
     let used = (cpu_ticks(pid) - before) as f64 / ticks_per_second();
-    println!("idle_cpu: agent CPU over {}s idle with {PODS} pods: {:.3}% of one core", WINDOW.as_secs(), 100.0 * used / WINDOW.as_secs_f64());
+    println!(
+        "idle_cpu: agent CPU over {}s idle with {PODS} pods: {:.3}% of one core",
+        WINDOW.as_secs(),
+        100.0 * used / WINDOW.as_secs_f64()
+    );
 }

@@ -64,5 +64,9 @@ fn main() {
     });
     assert_eq!(fake.sandbox_count(), PODS);
     println!("plan_1000: {PODS} manifests, agent start -> every pod planned and created: {:.0} ms", elapsed.as_secs_f64() * 1000.0);
-    println!("plan_1000: peak RSS {:.1} MiB (before the agent started: {:.1} MiB)", peak_rss_kib() as f64 / 1024.0, rss_before as f64 / 1024.0);
+    println!(
+        "plan_1000: peak RSS {:.1} MiB (before the agent started: {:.1} MiB)",
+        peak_rss_kib() as f64 / 1024.0,
+        rss_before as f64 / 1024.0
+    );
 }

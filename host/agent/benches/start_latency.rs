@@ -51,7 +51,9 @@ async fn started(docker: &Docker, t0: SystemTime, prefix: &str) -> f64 {
 }
 
 fn manifest(name: &str) -> String {
-    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sleep, '100000']\n")
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sleep, '100000']\n"
+    )
 }
 
 fn report(label: &str, mut samples: Vec<f64>) -> f64 {

@@ -28,8 +28,8 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use staticlet_runtime::{
-    Container, ContainerConfig, ContainerStatus, Image, LabelFilter, PodSandbox, PodSandboxConfig, PodSandboxStatus, Runtime,
-    RuntimeError, RuntimeEvent, RuntimeVersion,
+    Container, ContainerConfig, ContainerStatus, Image, LabelFilter, PodSandbox, PodSandboxConfig, PodSandboxStatus, Runtime, RuntimeError,
+    RuntimeEvent, RuntimeVersion,
 };
 use tokio::sync::OnceCell;
 
@@ -96,11 +96,8 @@ impl DockerRuntime {
     async fn list(&self, filter: &LabelFilter, docker_type: &str) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
         let mut labels: Vec<String> = filter.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
         labels.push(format!("{DOCKER_TYPE_LABEL}={docker_type}"));
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(HashMap::from([("label".to_owned(), labels)])),
-            ..Default::default()
-        };
+        let options =
+            ListContainersOptions { all: true, filters: Some(HashMap::from([("label".to_owned(), labels)])), ..Default::default() };
         let docker = self.client().await?;
         quick("list_containers", docker.list_containers(Some(options))).await
     }
@@ -173,9 +170,8 @@ impl Runtime for DockerRuntime {
             ipc_mode: Some(if config.host_ipc { "host" } else { "shareable" }.to_owned()),
             pid_mode: config.host_pid.then(|| "host".to_owned()),
             port_bindings: (!bindings.is_empty()).then_some(bindings),
-            extra_hosts: (!config.host_aliases.is_empty()).then(|| {
-                config.host_aliases.iter().flat_map(|(ip, names)| names.iter().map(move |n| format!("{n}:{ip}"))).collect()
-            }),
+            extra_hosts: (!config.host_aliases.is_empty())
+                .then(|| config.host_aliases.iter().flat_map(|(ip, names)| names.iter().map(move |n| format!("{n}:{ip}"))).collect()),
             dns: dns.map(|d| d.servers.clone()).filter(|v| !v.is_empty()),
             dns_search: dns.map(|d| d.searches.clone()).filter(|v| !v.is_empty()),
             dns_options: dns.map(|d| d.options.clone()).filter(|v| !v.is_empty()),

@@ -87,9 +87,7 @@ fn kind_message(kind: &Option<String>) -> String {
 ///
 /// Every [`DecodeError`] variant; positions are 1-based.
 pub fn decode_pod(bytes: &[u8]) -> Result<Decoded, DecodeError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 {
-        position: position_of_byte(bytes, e.valid_up_to()),
-    })?;
+    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 { position: position_of_byte(bytes, e.valid_up_to()) })?;
     let value = parse_value(text)?;
     let Value::Object(object) = &value else {
         return Err(DecodeError::NotAnObject);
@@ -118,10 +116,8 @@ pub fn decode_pod(bytes: &[u8]) -> Result<Decoded, DecodeError> {
 fn parse_value(text: &str) -> Result<Value, DecodeError> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') {
-        return serde_json::from_str(text).map_err(|e| DecodeError::Syntax {
-            position: Some(Position { line: e.line(), column: e.column() }),
-            message: e.to_string(),
-        });
+        return serde_json::from_str(text)
+            .map_err(|e| DecodeError::Syntax { position: Some(Position { line: e.line(), column: e.column() }), message: e.to_string() });
     }
     match serde_yaml_ng::from_str::<Value>(text) {
         Ok(Value::Null) => Err(DecodeError::Empty),
@@ -205,7 +201,10 @@ mod tests {
     #[test]
     fn decodes_yaml_and_json_alike() {
         let yaml = decode_pod(GOOD.as_bytes()).unwrap();
-        let json = decode_pod(br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},"spec":{"containers":[{"name":"web","image":"nginx:1.27"}]}}"#).unwrap();
+        let json = decode_pod(
+            br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},"spec":{"containers":[{"name":"web","image":"nginx:1.27"}]}}"#,
+        )
+        .unwrap();
         assert_eq!(yaml.pod, json.pod);
         assert!(yaml.warnings.is_empty());
     }

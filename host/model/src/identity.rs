@@ -123,9 +123,11 @@ pub fn bind_to_node(pod: &mut Pod, node: &NodeContext) {
 pub fn make_static(mut pod: Pod, origin: &Origin, node: &NodeContext) -> StaticPod {
     let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned());
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let uid = pod.metadata.uid.get_or_insert_with(|| {
-        hash("uid", format!("{}\n{}\n{}\n{namespace}/{name}", node.node_name, origin.kind, origin.uri).as_bytes())
-    }).clone();
+    let uid = pod
+        .metadata
+        .uid
+        .get_or_insert_with(|| hash("uid", format!("{}\n{}\n{}\n{namespace}/{name}", node.node_name, origin.kind, origin.uri).as_bytes()))
+        .clone();
     let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
     annotations.insert(CONFIG_SOURCE.to_owned(), origin.kind.to_string());
     annotations.remove(CONFIG_HASH);
@@ -135,13 +137,8 @@ pub fn make_static(mut pod: Pod, origin: &Origin, node: &NodeContext) -> StaticP
     pod.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(CONFIG_HASH.to_owned(), config_hash.clone());
 
     let spec = pod.spec.as_ref().expect("defaults always set a spec");
-    let container_hashes = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers)
-        .map(|c| (c.name.clone(), container_hash(c)))
-        .collect();
+    let container_hashes =
+        spec.init_containers.iter().flatten().chain(&spec.containers).map(|c| (c.name.clone(), container_hash(c))).collect();
     let ports: Vec<_> = spec.init_containers.iter().flatten().chain(&spec.containers).map(|c| &c.ports).collect();
     let sandbox = json!({
         "hostNetwork": spec.host_network,

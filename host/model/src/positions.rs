@@ -18,8 +18,14 @@ pub struct PositionIndex {
 }
 
 enum Frame {
-    Mapping { path: String, key: Option<String> },
-    Sequence { path: String, next: usize },
+    Mapping {
+        path: String,
+        key: Option<String>,
+    },
+    Sequence {
+        path: String,
+        next: usize,
+    },
     /// A mapping or sequence used as a mapping key: never part of an API path.
     ComplexKey,
 }

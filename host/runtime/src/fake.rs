@@ -151,14 +151,8 @@ impl Runtime for FakeRuntime {
             labels: config.labels.clone(),
             annotations: config.annotations.clone(),
         };
-        let status = ContainerStatus {
-            container,
-            started_at: None,
-            finished_at: None,
-            exit_code: 0,
-            reason: String::new(),
-            message: String::new(),
-        };
+        let status =
+            ContainerStatus { container, started_at: None, finished_at: None, exit_code: 0, reason: String::new(), message: String::new() };
         state.containers.insert(id.clone(), status);
         Ok(id)
     }

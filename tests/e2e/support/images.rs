@@ -82,11 +82,9 @@ fn archive(tag: &str, cmd: serde_json::Value) -> Vec<u8> {
     }]))
     .unwrap();
     let mut builder = tar::Builder::new(Vec::new());
-    for (path, data) in [
-        ("manifest.json".to_owned(), manifest),
-        (format!("{config_digest}.json"), config),
-        (format!("{layer_digest}/layer.tar"), layer),
-    ] {
+    for (path, data) in
+        [("manifest.json".to_owned(), manifest), (format!("{config_digest}.json"), config), (format!("{layer_digest}/layer.tar"), layer)]
+    {
         let mut header = tar::Header::new_gnu();
         header.set_mode(0o644);
         header.set_size(data.len() as u64);

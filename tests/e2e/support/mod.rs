@@ -14,7 +14,8 @@ use bollard::query_parameters::ListContainersOptions;
 
 /// A client for the engine the tests (and the agent) use.
 pub async fn docker() -> Docker {
-    let docker = Docker::connect_with_local_defaults().expect("a Docker endpoint").negotiate_version().await.expect("a running Docker engine");
+    let docker =
+        Docker::connect_with_local_defaults().expect("a Docker endpoint").negotiate_version().await.expect("a running Docker engine");
     images::ensure_loaded(&docker).await;
     docker
 }

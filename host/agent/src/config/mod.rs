@@ -145,10 +145,7 @@ impl Config {
         };
         Ok(Config {
             static_pod_path: flags.pod_manifest_path.clone().or(file.static_pod_path).unwrap_or_else(|| DEFAULT_MANIFEST_PATH.into()),
-            file_check_frequency: flags
-                .file_check_frequency
-                .or(file.file_check_frequency)
-                .map_or(DEFAULT_FILE_CHECK_FREQUENCY, |d| d.0),
+            file_check_frequency: flags.file_check_frequency.or(file.file_check_frequency).map_or(DEFAULT_FILE_CHECK_FREQUENCY, |d| d.0),
             node_name: node_name.trim().to_lowercase(),
             pod_infra_container_image: flags
                 .pod_infra_container_image
@@ -192,12 +189,11 @@ mod tests {
 
     #[test]
     fn flags_override_file_override_defaults() {
-        let file = write("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: /srv/pods\nfileCheckFrequency: 1m30s\nnodeName: Edge-1\ncgroupDriver: systemd\n");
-        let flags = RunFlags {
-            config: Some(file.path().to_owned()),
-            file_check_frequency: Some("5s".parse().unwrap()),
-            ..Default::default()
-        };
+        let file = write(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: /srv/pods\nfileCheckFrequency: 1m30s\nnodeName: Edge-1\ncgroupDriver: systemd\n",
+        );
+        let flags =
+            RunFlags { config: Some(file.path().to_owned()), file_check_frequency: Some("5s".parse().unwrap()), ..Default::default() };
         let config = Config::resolve(&flags).unwrap();
         assert_eq!(config.static_pod_path, PathBuf::from("/srv/pods"));
         assert_eq!(config.file_check_frequency, Duration::from_secs(5));

@@ -210,7 +210,8 @@ mod tests {
     #[test]
     fn duplicates_resolve_to_the_first_file_always() {
         let mut stage = stage();
-        let snapshot = SourceSnapshot { ready: true, items: [raw("/m/b.yaml", &pod("web", "i:2")), raw("/m/a.yaml", &pod("web", "i:1"))].into() };
+        let snapshot =
+            SourceSnapshot { ready: true, items: [raw("/m/b.yaml", &pod("web", "i:2")), raw("/m/a.yaml", &pod("web", "i:1"))].into() };
         for _ in 0..3 {
             let set = stage.update(&snapshot);
             assert_eq!(set.pods.len(), 1);

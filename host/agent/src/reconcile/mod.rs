@@ -20,12 +20,12 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use staticlet_model::StaticPod;
 use futures::StreamExt;
+use staticlet_model::StaticPod;
 use staticlet_runtime::{LabelFilter, Runtime, RuntimeError};
 use tokio::sync::{Notify, mpsc, watch};
-use tokio::time::Instant;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 

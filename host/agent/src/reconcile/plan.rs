@@ -365,7 +365,14 @@ mod tests {
         }
     }
 
-    fn container(pod: &StaticPod, id: &str, name: &str, attempt: u32, state: ContainerState, exit: Option<(i32, u64)>) -> ObservedContainer {
+    fn container(
+        pod: &StaticPod,
+        id: &str,
+        name: &str,
+        attempt: u32,
+        state: ContainerState,
+        exit: Option<(i32, u64)>,
+    ) -> ObservedContainer {
         let container = Container {
             id: id.into(),
             pod_sandbox_id: "sb".into(),
@@ -420,7 +427,10 @@ mod tests {
             ],
         };
         let plan = plan(Some(&new), &observed, &BackoffTable::default(), t(5));
-        assert_eq!(plan.actions, vec![Action::KillContainer { id: "cb".into(), name: "b".into(), reason: "its spec changed".into() }, start("b", 1)]);
+        assert_eq!(
+            plan.actions,
+            vec![Action::KillContainer { id: "cb".into(), name: "b".into(), reason: "its spec changed".into() }, start("b", 1)]
+        );
     }
 
     #[test]
@@ -441,7 +451,10 @@ mod tests {
         let pod = pod("", ONE);
         let observed = ObservedPod { sandboxes: vec![sandbox(&pod, "sb", 2, SandboxState::NotReady)], containers: vec![] };
         let plan = plan(Some(&pod), &observed, &BackoffTable::default(), t(5));
-        assert_eq!(plan.actions, vec![Action::KillPod { reason: "its sandbox is not running".into() }, Action::CreateSandbox { attempt: 3 }, start("app", 0)]);
+        assert_eq!(
+            plan.actions,
+            vec![Action::KillPod { reason: "its sandbox is not running".into() }, Action::CreateSandbox { attempt: 3 }, start("app", 0)]
+        );
     }
 
     #[test]
@@ -486,7 +499,8 @@ mod tests {
         assert_eq!(fresh.actions, vec![Action::CreateSandbox { attempt: 0 }, start("i1", 0)]);
         let running = ObservedPod { sandboxes: vec![sb()], containers: vec![container(&pod, "x", "i1", 0, ContainerState::Running, None)] };
         assert!(plan(Some(&pod), &running, &BackoffTable::default(), t(1)).actions.is_empty());
-        let first_done = ObservedPod { sandboxes: vec![sb()], containers: vec![container(&pod, "x", "i1", 0, ContainerState::Exited, Some((0, 1)))] };
+        let first_done =
+            ObservedPod { sandboxes: vec![sb()], containers: vec![container(&pod, "x", "i1", 0, ContainerState::Exited, Some((0, 1)))] };
         assert_eq!(plan(Some(&pod), &first_done, &BackoffTable::default(), t(2)).actions, vec![start("i2", 0)]);
         let both_done = ObservedPod {
             sandboxes: vec![sb()],
@@ -524,10 +538,13 @@ mod tests {
             ],
         };
         let plan_kept = plan(Some(&pod), &observed, &BackoffTable::default(), t(5));
-        assert_eq!(plan_kept.actions, vec![
-            Action::KillContainer { id: "old".into(), name: "gone".into(), reason: "it was removed from the manifest".into() },
-            Action::RemoveContainer { id: "old".into() },
-        ]);
+        assert_eq!(
+            plan_kept.actions,
+            vec![
+                Action::KillContainer { id: "old".into(), name: "gone".into(), reason: "it was removed from the manifest".into() },
+                Action::RemoveContainer { id: "old".into() },
+            ]
+        );
         let plan_none = plan(None, &observed, &BackoffTable::default(), t(5));
         assert!(matches!(plan_none.actions[..], [Action::KillPod { .. }]));
         assert!(plan(None, &ObservedPod::default(), &BackoffTable::default(), t(5)).gone);

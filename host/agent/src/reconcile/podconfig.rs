@@ -7,7 +7,9 @@ use std::path::{Component, Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, Volume};
 use staticlet_model::StaticPod;
-use staticlet_runtime::{ContainerConfig, ContainerMetadata, DnsConfig, Mount, MountPropagation, PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol};
+use staticlet_runtime::{
+    ContainerConfig, ContainerMetadata, DnsConfig, Mount, MountPropagation, PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
+};
 
 use super::labels::*;
 use crate::state::Layout;
@@ -123,7 +125,12 @@ fn dns_config(spec: &PodSpec) -> Option<DnsConfig> {
             .options
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|o| Some(match o.value { Some(v) => format!("{}:{v}", o.name?), None => o.name? }))
+            .filter_map(|o| {
+                Some(match o.value {
+                    Some(v) => format!("{}:{v}", o.name?),
+                    None => o.name?,
+                })
+            })
             .collect(),
     })
 }
@@ -283,12 +290,14 @@ fn mounts(pod: &StaticPod, container: &Container, layout: &Layout) -> Result<Vec
 fn volume_path(pod: &StaticPod, volume: &Volume, layout: &Layout) -> Result<Option<PathBuf>, ConfigError> {
     if let Some(host) = &volume.host_path {
         let path = PathBuf::from(&host.path);
-        check_host_path(&path, host.type_.as_deref().unwrap_or("")).map_err(|message| ConfigError::HostPath { volume: volume.name.clone(), message })?;
+        check_host_path(&path, host.type_.as_deref().unwrap_or(""))
+            .map_err(|message| ConfigError::HostPath { volume: volume.name.clone(), message })?;
         return Ok(Some(path));
     }
     if volume.empty_dir.is_some() {
         let dir = layout.empty_dir(&pod.uid, &volume.name);
-        std::fs::create_dir_all(&dir).map_err(|e| ConfigError::Volume { volume: volume.name.clone(), message: format!("creating {}: {e}", dir.display()) })?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ConfigError::Volume { volume: volume.name.clone(), message: format!("creating {}: {e}", dir.display()) })?;
         set_mode(&dir, 0o777);
         return Ok(Some(dir));
     }
@@ -320,7 +329,12 @@ fn check_host_path(path: &Path, kind: &str) -> Result<(), String> {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| format!("creating directory {}: {e}", parent.display()))?;
                 }
-                std::fs::OpenOptions::new().create(true).append(true).open(path).map(drop).map_err(|e| format!("creating file {shown}: {e}"))
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map(drop)
+                    .map_err(|e| format!("creating file {shown}: {e}"))
             }
         },
         _ => {

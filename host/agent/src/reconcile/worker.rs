@@ -53,7 +53,16 @@ pub struct Worker {
 impl Worker {
     /// A worker for `uid`, fed by `wanted` and woken by `poke`.
     pub fn new(uid: String, ctx: Arc<Context>, wanted: watch::Receiver<Option<Arc<StaticPod>>>, poke: Arc<Notify>) -> Self {
-        Worker { uid, ctx, wanted, poke, backoff: BackoffTable::default(), exited: HashMap::new(), retry: RETRY_FIRST, reported: HashSet::new() }
+        Worker {
+            uid,
+            ctx,
+            wanted,
+            poke,
+            backoff: BackoffTable::default(),
+            exited: HashMap::new(),
+            retry: RETRY_FIRST,
+            reported: HashSet::new(),
+        }
     }
 
     /// Runs until the pod is gone and no longer wanted, or the controller drops the worker.
@@ -209,10 +218,18 @@ impl Worker {
         Ok(())
     }
 
-    async fn start_container(&self, pod: &StaticPod, name: &str, attempt: u32, sandbox_id: &str, sandbox_attempt: u32) -> Result<(), RuntimeError> {
+    async fn start_container(
+        &self,
+        pod: &StaticPod,
+        name: &str,
+        attempt: u32,
+        sandbox_id: &str,
+        sandbox_attempt: u32,
+    ) -> Result<(), RuntimeError> {
         let runtime = &self.ctx.runtime;
         let full_name = pod.full_name();
-        let container = podconfig::find_container(pod, name).ok_or_else(|| RuntimeError::NotFound(format!("container {name} in {full_name}")))?;
+        let container =
+            podconfig::find_container(pod, name).ok_or_else(|| RuntimeError::NotFound(format!("container {name} in {full_name}")))?;
         let image = container.image.clone().unwrap_or_default();
         self.ensure_image(&full_name, name, &image, container.image_pull_policy.as_deref().unwrap_or("IfNotPresent")).await?;
         let sandbox_config = podconfig::sandbox_config(pod, sandbox_attempt, &self.ctx.node);
@@ -249,9 +266,9 @@ impl Worker {
 
 /// The grace period for stopping: the wanted pod's, else what its objects were started with.
 fn grace_period(wanted: Option<&StaticPod>, observed: &ObservedPod) -> Duration {
-    let seconds = wanted.and_then(|p| p.pod.spec.as_ref()?.termination_grace_period_seconds).or_else(|| {
-        observed.containers.iter().find_map(|c| c.container.annotations.get(GRACE_PERIOD)?.parse().ok())
-    });
+    let seconds = wanted
+        .and_then(|p| p.pod.spec.as_ref()?.termination_grace_period_seconds)
+        .or_else(|| observed.containers.iter().find_map(|c| c.container.annotations.get(GRACE_PERIOD)?.parse().ok()));
     seconds.map_or(Duration::from_secs(30), |s: i64| Duration::from_secs(s.max(0) as u64)).max(MIN_GRACE)
 }
 

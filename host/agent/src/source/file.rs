@@ -146,9 +146,14 @@ impl Lister {
             return;
         }
         let item = if meta.len() > MAX_FILE_BYTES {
-            Err(ReadError { origin, message: format!("file is {} bytes, more than the {MAX_FILE_BYTES}-byte limit for a manifest", meta.len()) })
+            Err(ReadError {
+                origin,
+                message: format!("file is {} bytes, more than the {MAX_FILE_BYTES}-byte limit for a manifest", meta.len()),
+            })
         } else {
-            read_capped(path).map(|bytes| RawManifest { origin: origin.clone(), bytes: bytes.into() }).map_err(|e| ReadError { origin, message: e })
+            read_capped(path)
+                .map(|bytes| RawManifest { origin: origin.clone(), bytes: bytes.into() })
+                .map_err(|e| ReadError { origin, message: e })
         };
         self.files.insert(path.to_owned(), (fingerprint, item));
     }
