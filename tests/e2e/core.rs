@@ -186,6 +186,11 @@ async fn junk_next_to_a_good_pod_starts_nothing_and_is_reported() {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: deploy\nspec:\n  replicas: 1\n",
     )
     .unwrap();
+    std::fs::write(
+        agent.dir().join("invalid.yaml"),
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: invalid\nspec:\n  containers:\n  - name: a\n    image: {BUSYBOX}\n  - name: a\n    image: {BUSYBOX}\n"),
+    )
+    .unwrap();
     agent.start();
     wait_for(START, "the good pod", || async { running(&docker, &agent.node, "k8s_main_good-").await.pop() }).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -197,6 +202,7 @@ async fn junk_next_to_a_good_pod_starts_nothing_and_is_reported() {
     assert!(log.lines().any(|l| l.contains(&broken) && l.contains("6:1")), "the broken file is reported with its line:\n{log}");
     assert!(log.contains("kind \\\"Deployment\\\" is not a Pod") || log.contains("kind \"Deployment\" is not a Pod"), "{log}");
     assert!(log.contains("only *.yaml, *.yml and *.json files are read"), "{log}");
+    assert!(log.contains("9:5: spec.containers[1].name: Duplicate value"), "API validation errors carry line and field path:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -256,7 +262,7 @@ async fn volumes_env_and_working_dir_reach_the_container() {
     agent.write(
         "vol.yaml",
         &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: vol\nspec:\n  volumes:\n  - name: host\n    hostPath:\n      path: {}\n      type: DirectoryOrCreate\n  - name: scratch\n    emptyDir: {{}}\n  containers:\n  - name: writer\n    image: {BUSYBOX}\n    workingDir: /scratch\n    env:\n    - name: GREETING\n      value: hello\n    - name: MESSAGE\n      value: $(GREETING)-from-$(POD)\n    - name: POD\n      valueFrom:\n        fieldRef:\n          fieldPath: metadata.name\n    command: [sh, -c, 'echo \"$MESSAGE $(pwd)\" > /host/out; echo shared > /scratch/s; sleep 100000']\n    volumeMounts:\n    - name: host\n      mountPath: /host\n    - name: scratch\n      mountPath: /scratch\n",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: vol\nspec:\n  terminationGracePeriodSeconds: 2\n  volumes:\n  - name: host\n    hostPath:\n      path: {}\n      type: DirectoryOrCreate\n  - name: scratch\n    emptyDir: {{}}\n  containers:\n  - name: writer\n    image: {BUSYBOX}\n    workingDir: /scratch\n    env:\n    - name: GREETING\n      value: hello\n    - name: MESSAGE\n      value: $(GREETING)-from-$(POD)\n    - name: POD\n      valueFrom:\n        fieldRef:\n          fieldPath: metadata.name\n    command: [sh, -c, 'echo \"$MESSAGE $(pwd)\" > /host/out; echo shared > /scratch/s; sleep 100000']\n    volumeMounts:\n    - name: host\n      mountPath: /host\n    - name: scratch\n      mountPath: /scratch\n",
             host.display()
         ),
     );
@@ -265,7 +271,9 @@ async fn volumes_env_and_working_dir_reach_the_container() {
     let text = wait_for(START, "the container's output on the host", || async { std::fs::read_to_string(&out).ok() }).await;
     // $(POD) is defined after MESSAGE, so it stays unexpanded, as in Kubernetes.
     assert_eq!(text.trim(), "hello-from-$(POD) /scratch");
-    let uid = running(&docker, &agent.node, "k8s_writer_").await.pop().unwrap().labels.unwrap()["io.kubernetes.pod.uid"].clone();
+    // Docker's list view can lag the process, so the container is looked up in any state.
+    let writer = containers(&docker, &agent.node, &[("io.kubernetes.container.name", "writer")]).await.pop().unwrap();
+    let uid = writer.labels.unwrap()["io.kubernetes.pod.uid"].clone();
     let scratch = agent.root.join("pods").join(&uid).join("volumes/kubernetes.io~empty-dir/scratch/s");
     wait_for(START, "the emptyDir file under --root-dir", || async { scratch.exists().then_some(()) }).await;
     agent.remove("vol.yaml");
