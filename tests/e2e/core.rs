@@ -177,6 +177,8 @@ async fn junk_next_to_a_good_pod_starts_nothing_and_is_reported() {
     let docker = docker().await;
     let mut agent = Agent::new("junk");
     agent.write("good.yaml", &sleeper("good"));
+    // Same namespace/name in a file that sorts later: ignored and reported as a conflict.
+    agent.write("zz-same-name.yaml", &sleeper("good").replace("sleep 100000", "sleep 300000"));
     std::fs::write(agent.dir().join(".hidden.yaml"), sleeper("hidden")).unwrap();
     std::fs::write(agent.dir().join("good.yaml.swp"), sleeper("swp")).unwrap();
     std::fs::write(agent.dir().join("good.yaml.bak"), sleeper("bak")).unwrap();
@@ -202,6 +204,10 @@ async fn junk_next_to_a_good_pod_starts_nothing_and_is_reported() {
     assert!(log.lines().any(|l| l.contains(&broken) && l.contains("6:1")), "the broken file is reported with its line:\n{log}");
     assert!(log.contains("kind \\\"Deployment\\\" is not a Pod") || log.contains("kind \"Deployment\" is not a Pod"), "{log}");
     assert!(log.contains("only *.yaml, *.yml and *.json files are read"), "{log}");
+    assert!(log.lines().any(|l| l.contains("conflict") && l.contains("zz-same-name.yaml")), "{log}");
+    let app = running(&docker, &agent.node, "k8s_main_good-").await.pop().unwrap();
+    let cmd = docker.inspect_container(app.id.as_deref().unwrap(), None).await.unwrap().config.unwrap().entrypoint.unwrap().join(" ");
+    assert!(cmd.contains("sleep 100000"), "the file that sorts first wins: {cmd}");
     assert!(log.contains("9:5: spec.containers[1].name: Duplicate value"), "API validation errors carry line and field path:\n{log}");
 }
 
