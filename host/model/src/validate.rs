@@ -15,6 +15,7 @@ use crate::quantity::{ParsedQuantity, parse_quantity};
 
 const DNS1123_LABEL_MAX: usize = 63;
 const DNS1123_SUBDOMAIN_MAX: usize = 253;
+const DNS1123_LABEL_MESSAGE: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
 const TOTAL_ANNOTATION_BYTES: usize = 256 * 1024;
 
 /// Validates a defaulted pod; an empty list means it is valid.
@@ -88,11 +89,7 @@ fn validate_metadata(pod: &Pod, errors: &mut Vec<FieldError>) {
     if let Some(namespace) = meta.namespace.as_deref()
         && !is_dns1123_label(namespace)
     {
-        errors.push(FieldError::invalid(
-            "metadata.namespace",
-            namespace,
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
-        ));
+        errors.push(FieldError::invalid("metadata.namespace", namespace, DNS1123_LABEL_MESSAGE));
     }
     for (key, value) in meta.labels.iter().flatten() {
         if !is_qualified_name(key) {
@@ -166,7 +163,7 @@ fn validate_spec(spec: &PodSpec, errors: &mut Vec<FieldError>) {
         if let Some(value) = value
             && !is_dns1123_label(value)
         {
-            errors.push(FieldError::invalid(field, value, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"));
+            errors.push(FieldError::invalid(field, value, DNS1123_LABEL_MESSAGE));
         }
     }
     for (i, alias) in spec.host_aliases.iter().flatten().enumerate() {
@@ -184,6 +181,17 @@ impl FieldError {
     fn with_message(mut self, message: &str) -> Self {
         message.clone_into(&mut self.message);
         self
+    }
+}
+
+/// A name that must be present, a DNS-1123 label, and unique among its kind.
+fn unique_label_name(path: &str, name: &str, seen: &mut HashSet<String>, errors: &mut Vec<FieldError>) {
+    if name.is_empty() {
+        errors.push(FieldError::required(path));
+    } else if !is_dns1123_label(name) {
+        errors.push(FieldError::invalid(path, name, DNS1123_LABEL_MESSAGE));
+    } else if !seen.insert(name.to_owned()) {
+        errors.push(FieldError::duplicate(path, name));
     }
 }
 
@@ -208,13 +216,7 @@ fn validate_volumes(volumes: &[Volume], errors: &mut Vec<FieldError>) -> HashSet
     let mut names = HashSet::new();
     for (i, volume) in volumes.iter().enumerate() {
         let path = format!("spec.volumes[{i}]");
-        if volume.name.is_empty() {
-            errors.push(FieldError::required(format!("{path}.name")));
-        } else if !is_dns1123_label(&volume.name) {
-            errors.push(FieldError::invalid(format!("{path}.name"), &volume.name, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"));
-        } else if !names.insert(volume.name.clone()) {
-            errors.push(FieldError::duplicate(format!("{path}.name"), &volume.name));
-        }
+        unique_label_name(&format!("{path}.name"), &volume.name, &mut names, errors);
         let sources = volume_source_count(volume);
         if sources == 0 {
             errors.push(FieldError::required(&path).with_message("Required value: must specify a volume type"));
@@ -271,13 +273,7 @@ fn validate_container(
     names: &mut HashSet<String>,
     errors: &mut Vec<FieldError>,
 ) {
-    if c.name.is_empty() {
-        errors.push(FieldError::required(format!("{path}.name")));
-    } else if !is_dns1123_label(&c.name) {
-        errors.push(FieldError::invalid(format!("{path}.name"), &c.name, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"));
-    } else if !names.insert(c.name.clone()) {
-        errors.push(FieldError::duplicate(format!("{path}.name"), &c.name));
-    }
+    unique_label_name(&format!("{path}.name"), &c.name, names, errors);
     match c.image.as_deref() {
         None | Some("") => errors.push(FieldError::required(format!("{path}.image"))),
         Some(image) if image.trim() != image => {
