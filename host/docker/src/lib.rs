@@ -15,7 +15,7 @@
 mod convert;
 mod image;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -155,11 +155,11 @@ impl Runtime for DockerRuntime {
         labels.extend(annotation_labels(&config.annotations));
         labels.insert(DOCKER_TYPE_LABEL.to_owned(), TYPE_SANDBOX.to_owned());
 
-        let mut exposed: HashMap<String, ()> = HashMap::new();
+        let mut exposed = BTreeSet::new();
         let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         for port in config.port_mappings.iter().filter(|_| !config.host_network) {
             let key = format!("{}/{}", port.container_port, port.protocol.as_lower());
-            exposed.insert(key.clone(), ());
+            exposed.insert(key.clone());
             let binding = PortBinding { host_ip: Some(port.host_ip.clone()), host_port: Some(port.host_port.to_string()) };
             bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(binding);
         }
@@ -181,7 +181,7 @@ impl Runtime for DockerRuntime {
             image: Some(self.config.pod_infra_image.clone()),
             hostname: (!config.host_network && !config.hostname.is_empty()).then(|| config.hostname.clone()),
             labels: Some(labels.into_iter().collect()),
-            exposed_ports: (!exposed.is_empty()).then(|| exposed.into_keys().collect()),
+            exposed_ports: (!exposed.is_empty()).then(|| exposed.into_iter().collect()),
             host_config: Some(host_config),
             ..Default::default()
         };
