@@ -13,3 +13,6 @@ mod core;
 
 // Image pull policies against a local registry (issue 2).
 mod images;
+
+// Resource limits and security contexts (issue 3, point 4).
+mod resources;

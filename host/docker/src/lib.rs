@@ -28,8 +28,8 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use staticlet_runtime::{
-    Container, ContainerConfig, ContainerStatus, Image, LabelFilter, PodSandbox, PodSandboxConfig, PodSandboxStatus, Runtime, RuntimeError,
-    RuntimeEvent, RuntimeVersion,
+    Container, ContainerConfig, ContainerStatus, Image, LabelFilter, LinuxContainerSecurity, PodSandbox, PodSandboxConfig,
+    PodSandboxStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeVersion,
 };
 use tokio::sync::OnceCell;
 
@@ -245,7 +245,22 @@ impl Runtime for DockerRuntime {
 
         let binds = config.mounts.iter().map(convert::bind).collect::<Vec<_>>();
         let namespace_of_sandbox = format!("container:{sandbox_id}");
+        let (limits, security) = (&config.resources, &config.security);
+        let set = |v: i64| (v > 0).then_some(v);
         let host_config = HostConfig {
+            cpu_shares: set(limits.cpu_shares),
+            cpu_period: set(limits.cpu_period),
+            cpu_quota: set(limits.cpu_quota),
+            memory: set(limits.memory_limit_in_bytes),
+            // No swap beyond the limit, so the limit is what the container can use, as on a kubelet node.
+            memory_swap: set(limits.memory_limit_in_bytes),
+            privileged: Some(security.privileged),
+            readonly_rootfs: Some(security.readonly_rootfs),
+            cap_add: (!security.add_capabilities.is_empty()).then(|| security.add_capabilities.clone()),
+            cap_drop: (!security.drop_capabilities.is_empty()).then(|| security.drop_capabilities.clone()),
+            group_add: (!security.supplemental_groups.is_empty())
+                .then(|| security.supplemental_groups.iter().map(i64::to_string).collect()),
+            security_opt: security.no_new_privs.then(|| vec!["no-new-privileges".to_owned()]),
             network_mode: Some(namespace_of_sandbox.clone()),
             ipc_mode: Some(if sandbox_config.host_ipc { "host".to_owned() } else { namespace_of_sandbox }),
             pid_mode: sandbox_config.host_pid.then(|| "host".to_owned()),
@@ -260,6 +275,7 @@ impl Runtime for DockerRuntime {
             cmd: (!config.args.is_empty()).then(|| config.args.clone()),
             env: Some(config.envs.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             working_dir: config.working_dir.clone(),
+            user: user(&config.security)?,
             labels: Some(labels.into_iter().collect()),
             open_stdin: Some(config.stdin),
             tty: Some(config.tty),
@@ -339,6 +355,23 @@ impl Runtime for DockerRuntime {
             Ok(RuntimeEvent { id: actor.id.unwrap_or_default(), labels: actor.attributes.unwrap_or_default().into_iter().collect() })
         });
         Ok(stream.boxed())
+    }
+}
+
+/// `uid[:gid]` for Docker, or `None` to keep the image's user.
+///
+/// # Errors
+///
+/// A group without a user, which the CRI says a runtime must refuse.
+fn user(security: &LinuxContainerSecurity) -> Result<Option<String>, RuntimeError> {
+    match (security.run_as_user, security.run_as_group) {
+        (Some(uid), Some(gid)) => Ok(Some(format!("{uid}:{gid}"))),
+        (Some(uid), None) => Ok(Some(uid.to_string())),
+        (None, Some(_)) => Err(RuntimeError::Call {
+            call: "create_container",
+            message: "runAsGroup is set without runAsUser; set both (the image's user name cannot be combined with a group)".into(),
+        }),
+        (None, None) => Ok(None),
     }
 }
 

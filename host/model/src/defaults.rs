@@ -63,6 +63,15 @@ fn apply_container(container: &mut Container, host_network: bool) {
             field_ref.api_version.get_or_insert_with(|| "v1".to_owned());
         }
     }
+    // A limit without a request means a request of the same amount.
+    if let Some(resources) = container.resources.as_mut()
+        && let Some(limits) = resources.limits.clone()
+    {
+        let requests = resources.requests.get_or_insert_with(Default::default);
+        for (name, limit) in limits {
+            requests.entry(name).or_insert(limit);
+        }
+    }
     for probe in [&mut container.liveness_probe, &mut container.readiness_probe, &mut container.startup_probe].into_iter().flatten() {
         apply_probe(probe);
     }
@@ -117,6 +126,19 @@ mod tests {
         assert_eq!(spec.termination_grace_period_seconds, Some(1));
         assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
         assert_eq!(spec.containers[0].image_pull_policy.as_deref(), Some("IfNotPresent"));
+    }
+
+    #[test]
+    fn requests_default_to_limits() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a"},
+            "spec": {"containers": [{"name": "a", "image": "i", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "100m"}}}]}
+        }))
+        .unwrap();
+        apply(&mut pod);
+        let requests = pod.spec.unwrap().containers[0].resources.clone().unwrap().requests.unwrap();
+        assert_eq!(requests["cpu"].0, "100m");
+        assert_eq!(requests["memory"].0, "1Gi");
     }
 
     #[test]

@@ -180,10 +180,48 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     /// Annotations, returned by the list calls.
     pub annotations: BTreeMap<String, String>,
+    /// cgroup limits.
+    pub resources: LinuxContainerResources,
+    /// Users, capabilities and privileges.
+    pub security: LinuxContainerSecurity,
     /// Keep stdin open.
     pub stdin: bool,
     /// Allocate a TTY.
     pub tty: bool,
+}
+
+/// A container's cgroup limits, as the CRI's `LinuxContainerResources`. Zero means unset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LinuxContainerResources {
+    /// CFS period in microseconds.
+    pub cpu_period: i64,
+    /// CFS quota in microseconds per period.
+    pub cpu_quota: i64,
+    /// Relative CPU weight.
+    pub cpu_shares: i64,
+    /// Memory limit in bytes.
+    pub memory_limit_in_bytes: i64,
+}
+
+/// A container's security settings, as the CRI's `LinuxContainerSecurityContext`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LinuxContainerSecurity {
+    /// Run privileged.
+    pub privileged: bool,
+    /// The UID to run as; `None` keeps the image's user.
+    pub run_as_user: Option<i64>,
+    /// The GID to run as.
+    pub run_as_group: Option<i64>,
+    /// Extra groups.
+    pub supplemental_groups: Vec<i64>,
+    /// Mount the root filesystem read-only.
+    pub readonly_rootfs: bool,
+    /// Capabilities to add (`NET_ADMIN`).
+    pub add_capabilities: Vec<String>,
+    /// Capabilities to drop (`ALL`, `NET_RAW`).
+    pub drop_capabilities: Vec<String>,
+    /// Set `no_new_privs`, as `allowPrivilegeEscalation: false` asks.
+    pub no_new_privs: bool,
 }
 
 /// A container's state.

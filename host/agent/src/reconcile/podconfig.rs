@@ -6,9 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, Volume};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use staticlet_model::StaticPod;
+use staticlet_model::quantity::parse_quantity;
 use staticlet_runtime::{
-    ContainerConfig, ContainerMetadata, DnsConfig, Mount, MountPropagation, PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
+    ContainerConfig, ContainerMetadata, DnsConfig, LinuxContainerResources, LinuxContainerSecurity, Mount, MountPropagation,
+    PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
 };
 
 use super::labels::*;
@@ -174,9 +177,60 @@ pub fn container_config(
         envs,
         labels,
         annotations,
+        resources: resources(container),
+        security: security(spec(pod), container),
         stdin: container.stdin.unwrap_or(false),
         tty: container.tty.unwrap_or(false),
     })
+}
+
+/// The kubelet's CFS period.
+const CPU_PERIOD_US: i64 = 100_000;
+/// The kubelet's floor on CPU shares (`MilliCPUToShares`).
+const MIN_CPU_SHARES: i64 = 2;
+/// The kernel's floor on a CFS quota.
+const MIN_CPU_QUOTA_US: i64 = 1_000;
+
+/// `requests.cpu` as CPU shares, `limits.cpu` as a CFS quota and `limits.memory` as the memory
+/// limit, computed as the kubelet computes them.
+fn resources(container: &Container) -> LinuxContainerResources {
+    let quantity =
+        |map: Option<&BTreeMap<String, Quantity>>, name: &str| map.and_then(|m| m.get(name)).and_then(|q| parse_quantity(&q.0).ok());
+    let resources = container.resources.as_ref();
+    let limits = resources.and_then(|r| r.limits.as_ref());
+    let requests = resources.and_then(|r| r.requests.as_ref());
+    let cpu_request = quantity(requests, "cpu").map_or(0, |q| q.as_millis_ceil());
+    let cpu_limit = quantity(limits, "cpu").map_or(0, |q| q.as_millis_ceil());
+    let mut out = LinuxContainerResources {
+        cpu_shares: (cpu_request * 1024 / 1000).max(MIN_CPU_SHARES),
+        memory_limit_in_bytes: quantity(limits, "memory").map_or(0, |q| q.as_units_ceil()),
+        ..Default::default()
+    };
+    if cpu_limit > 0 {
+        out.cpu_period = CPU_PERIOD_US;
+        out.cpu_quota = (cpu_limit * CPU_PERIOD_US / 1000).max(MIN_CPU_QUOTA_US);
+    }
+    out
+}
+
+/// The effective security settings: the container's own, with the pod's `runAsUser`,
+/// `runAsGroup`, `supplementalGroups` and `fsGroup` as defaults, as the kubelet merges them.
+fn security(spec: &PodSpec, container: &Container) -> LinuxContainerSecurity {
+    let pod = spec.security_context.clone().unwrap_or_default();
+    let own = container.security_context.clone().unwrap_or_default();
+    let capabilities = own.capabilities.unwrap_or_default();
+    let mut supplemental_groups = pod.supplemental_groups.unwrap_or_default();
+    supplemental_groups.extend(pod.fs_group);
+    LinuxContainerSecurity {
+        privileged: own.privileged.unwrap_or(false),
+        run_as_user: own.run_as_user.or(pod.run_as_user),
+        run_as_group: own.run_as_group.or(pod.run_as_group),
+        supplemental_groups,
+        readonly_rootfs: own.read_only_root_filesystem.unwrap_or(false),
+        add_capabilities: capabilities.add.unwrap_or_default(),
+        drop_capabilities: capabilities.drop.unwrap_or_default(),
+        no_new_privs: own.allow_privilege_escalation == Some(false),
+    }
 }
 
 fn resolve_env(pod: &StaticPod, container: &Container, node: &str, pod_ip: Option<&str>) -> Result<Vec<(String, String)>, ConfigError> {
@@ -383,6 +437,47 @@ mod tests {
         assert_eq!(expand("$(C)", &vars), "$(C)");
         assert_eq!(expand("$$(A)", &vars), "$(A)");
         assert_eq!(expand("cost $5 $(A", &vars), "cost $5 $(A");
+    }
+
+    fn container(json: serde_json::Value) -> Container {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn resources_as_the_kubelet_computes_them() {
+        let c = container(
+            serde_json::json!({"name": "c", "resources": {"limits": {"cpu": "1500m", "memory": "64Mi"}, "requests": {"cpu": "250m"}}}),
+        );
+        let r = resources(&c);
+        assert_eq!(
+            r,
+            LinuxContainerResources { cpu_period: 100_000, cpu_quota: 150_000, cpu_shares: 256, memory_limit_in_bytes: 67_108_864 }
+        );
+        assert_eq!(
+            resources(&container(serde_json::json!({"name": "c"}))),
+            LinuxContainerResources { cpu_shares: 2, ..Default::default() }
+        );
+        let tiny = resources(&container(serde_json::json!({"name": "c", "resources": {"limits": {"cpu": "1m"}}})));
+        assert_eq!(tiny.cpu_quota, 1_000);
+    }
+
+    #[test]
+    fn container_security_overrides_the_pods() {
+        let spec: PodSpec = serde_json::from_value(serde_json::json!({
+            "containers": [],
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "supplementalGroups": [5], "fsGroup": 2000}
+        }))
+        .unwrap();
+        let c = container(serde_json::json!({"name": "c", "securityContext": {
+            "runAsUser": 0, "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false,
+            "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}
+        }}));
+        let s = security(&spec, &c);
+        assert_eq!(s.run_as_user, Some(0));
+        assert_eq!(s.run_as_group, Some(1000));
+        assert_eq!(s.supplemental_groups, vec![5, 2000]);
+        assert!(s.readonly_rootfs && s.no_new_privs && !s.privileged);
+        assert_eq!((s.add_capabilities, s.drop_capabilities), (vec!["NET_ADMIN".to_owned()], vec!["ALL".to_owned()]));
     }
 
     #[test]

@@ -104,6 +104,8 @@ impl Worker {
                     Some(status) => Some(status.clone()),
                     None => match runtime.container_status(&container.id).await {
                         Ok(status) => {
+                            let meta = &status.container.metadata;
+                            info!(uid = %self.uid, container = %meta.name, attempt = meta.attempt, exit_code = status.exit_code, reason = %status.reason, "container terminated");
                             self.exited.insert(container.id.clone(), status.clone());
                             Some(status)
                         }

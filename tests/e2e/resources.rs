@@ -1,0 +1,63 @@
+//! Resource limits and security contexts reach the container and the kernel enforces them.
+
+use std::time::Duration;
+
+use crate::support::images::BUSYBOX;
+use crate::support::{Agent, containers, docker, wait_for};
+
+const START: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_limit_is_enforced_and_reported_as_oom_killed() {
+    let docker = docker().await;
+    let mut agent = Agent::new("oom");
+    agent.write(
+        "hog.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hog\nspec:\n  restartPolicy: Never\n  containers:\n  - name: hog\n    image: {BUSYBOX}\n    command: [sh, -c, 'a=$(head -c 300000000 /dev/zero | tr \"\\\\000\" x); sleep 1000']\n    resources:\n      limits:\n        memory: 32Mi\n        cpu: 500m\n"
+        ),
+    );
+    agent.start();
+    let hog = wait_for(START, "the hog to be killed", || async {
+        containers(&docker, &agent.node, &[("io.kubernetes.container.name", "hog")])
+            .await
+            .into_iter()
+            .find(|c| c.state.as_ref().map(|s| s.as_ref()) == Some("exited"))
+    })
+    .await;
+    let inspect = docker.inspect_container(hog.id.as_deref().unwrap(), None).await.unwrap();
+    let host = inspect.host_config.unwrap();
+    assert_eq!(host.memory, Some(32 * 1024 * 1024));
+    assert_eq!((host.cpu_quota, host.cpu_period, host.cpu_shares), (Some(50_000), Some(100_000), Some(512)));
+    assert_eq!(inspect.state.unwrap().oom_killed, Some(true));
+    wait_for(START, "the exit reported as OOMKilled", || async {
+        agent.log().lines().any(|l| l.contains("container terminated") && l.contains("OOMKilled")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn security_contexts_apply_with_pod_defaults() {
+    let docker = docker().await;
+    let mut agent = Agent::new("security");
+    let out = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(out.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    agent.write(
+        "secure.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: secure\nspec:\n  securityContext:\n    runAsUser: 1000\n    runAsGroup: 3000\n  volumes:\n  - name: out\n    hostPath:\n      path: {}\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo \"$(id -u):$(id -g)\" > /out/id; touch /rootfs-write 2>/dev/null && echo writable > /out/rootfs || echo readonly > /out/rootfs; grep CapBnd /proc/self/status > /out/caps; sleep 100000']\n    securityContext:\n      readOnlyRootFilesystem: true\n      allowPrivilegeEscalation: false\n      capabilities:\n        drop: [ALL]\n        add: [NET_BIND_SERVICE]\n    volumeMounts:\n    - name: out\n      mountPath: /out\n",
+            out.path().display()
+        ),
+    );
+    agent.start();
+    let read = |name: &str| std::fs::read_to_string(out.path().join(name)).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let caps = wait_for(START, "the container's capability output", || async { read("caps") }).await;
+    assert_eq!(read("id").as_deref(), Some("1000:3000"), "the pod's runAsUser and runAsGroup apply");
+    assert_eq!(read("rootfs").as_deref(), Some("readonly"));
+    // Only CAP_NET_BIND_SERVICE (bit 10) is left in the bounding set.
+    assert_eq!(caps, "CapBnd:\t0000000000000400");
+    let main = containers(&docker, &agent.node, &[("io.kubernetes.container.name", "main")]).await.pop().unwrap();
+    let host = docker.inspect_container(main.id.as_deref().unwrap(), None).await.unwrap().host_config.unwrap();
+    assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
+    assert_eq!(host.readonly_rootfs, Some(true));
+}
