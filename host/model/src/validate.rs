@@ -70,6 +70,14 @@ pub fn is_qualified_name(value: &str) -> bool {
     name_ok && prefix.is_none_or(is_dns1123_subdomain)
 }
 
+/// A UID usable as one path component and inside a runtime object name.
+pub fn is_safe_uid(uid: &str) -> bool {
+    (1..=128).contains(&uid.len())
+        && uid != "."
+        && uid != ".."
+        && uid.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// A label value: empty, or at most 63 characters of the qualified-name alphabet.
 pub fn is_label_value(value: &str) -> bool {
     value.is_empty() || is_qualified_name(value) && !value.contains('/')
@@ -85,6 +93,18 @@ fn validate_metadata(pod: &Pod, errors: &mut Vec<FieldError>) {
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
         )),
         Some(_) => {}
+    }
+    // The API server assigns UIDs itself; a static pod may bring its own, and the agent uses it
+    // as a directory name under --root-dir and in runtime object names, so it must be one
+    // plain path component.
+    if let Some(uid) = meta.uid.as_deref()
+        && !is_safe_uid(uid)
+    {
+        errors.push(FieldError::invalid(
+            "metadata.uid",
+            uid,
+            "must be 1 to 128 characters of letters, digits, '-', '_' or '.', and not '.' or '..'",
+        ));
     }
     if let Some(namespace) = meta.namespace.as_deref()
         && !is_dns1123_label(namespace)
@@ -631,6 +651,19 @@ mod tests {
         assert_one(json!({"initContainers": [{"name": "c", "image": "i"}]}), "spec.containers[0].name: Duplicate value: \"c\"");
         assert_one(json!({"containers": [{"name": "c"}]}), "spec.containers[0].image: Required value");
         assert_one(json!({"containers": []}), "spec.containers: Required value");
+    }
+
+    #[test]
+    fn a_given_uid_must_be_one_safe_path_component() {
+        for bad in ["../../etc", "a/b", "..", "", "x y"] {
+            let mut pod = pod(json!({}));
+            pod.metadata.uid = Some(bad.into());
+            let found: Vec<_> = validate_pod(&pod).into_iter().map(|e| e.path).collect();
+            assert_eq!(found, ["metadata.uid"], "{bad:?}");
+        }
+        let mut pod = pod(json!({}));
+        pod.metadata.uid = Some("6f1c2d1e-2b7a-4f0e-9d1c-1a2b3c4d5e6f".into());
+        assert!(validate_pod(&pod).is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! The layout follows the kubelet's (`/var/lib/kubelet/pods/<uid>/volumes/...`), so operators
 //! find things where they expect them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Paths under `--root-dir`.
 #[derive(Debug, Clone)]
@@ -21,13 +21,8 @@ impl Layout {
         Layout { root: root.into() }
     }
 
-    /// The root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The directory holding everything of one pod. Only ever called with a UID the agent
-    /// computed or validated, so it cannot name a path outside `pods/`.
+    /// The directory holding everything of one pod. UIDs are computed by the agent or, when a
+    /// manifest gives its own, validated as one safe path component by the model.
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
         self.root.join("pods").join(uid)
     }
@@ -36,9 +31,4 @@ impl Layout {
     pub fn empty_dir(&self, uid: &str, volume: &str) -> PathBuf {
         self.pod_dir(uid).join("volumes").join("kubernetes.io~empty-dir").join(volume)
     }
-}
-
-/// Whether `uid` is safe to use as one path component (a manifest may set its own UID).
-pub fn is_safe_component(uid: &str) -> bool {
-    !uid.is_empty() && uid != "." && uid != ".." && !uid.contains('/') && !uid.contains('\0')
 }
