@@ -1,12 +1,11 @@
 //! Kubernetes resource quantities (`500m`, `1.5Gi`, `1e3`), parsed exactly as apimachinery's
 //! `resource.ParseQuantity` reads them.
 
-use std::cmp::Ordering;
-
 /// Nano-units per unit: every suffix apimachinery accepts is a whole number of nano-units.
 const NANO: i128 = 1_000_000_000;
 
-/// A parsed quantity, held exactly in nano-units (10⁻⁹).
+/// A parsed quantity, held exactly in nano-units (10⁻⁹); ordered by value (`1Gi` equals
+/// `1073741824`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ParsedQuantity {
     nanos: i128,
@@ -98,11 +97,6 @@ impl ParsedQuantity {
     pub fn as_units_ceil(&self) -> i64 {
         let units = self.nanos.div_euclid(NANO) + i128::from(self.nanos.rem_euclid(NANO) != 0);
         units.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
-    }
-
-    /// Compares two quantities by value (`1Gi` equals `1073741824`).
-    pub fn compare(&self, other: &ParsedQuantity) -> Ordering {
-        self.cmp(other)
     }
 }
 

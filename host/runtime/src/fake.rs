@@ -16,7 +16,6 @@ struct State {
     sandboxes: BTreeMap<String, PodSandbox>,
     containers: BTreeMap<String, ContainerStatus>,
     images: BTreeSet<String>,
-    calls: Vec<String>,
 }
 
 /// An in-memory [`Runtime`].
@@ -33,22 +32,6 @@ impl FakeRuntime {
         fake
     }
 
-    /// Makes a running container exit with `exit_code`, as if its process ended.
-    pub fn exit_container(&self, container_id: &str, exit_code: i32) {
-        let mut state = self.state.lock().unwrap();
-        if let Some(status) = state.containers.get_mut(container_id) {
-            status.container.state = ContainerState::Exited;
-            status.exit_code = exit_code;
-            status.finished_at = Some(SystemTime::now());
-            status.reason = if exit_code == 0 { "Completed" } else { "Error" }.to_owned();
-        }
-    }
-
-    /// The calls made so far, as `call(arg)` strings, in order.
-    pub fn calls(&self) -> Vec<String> {
-        self.state.lock().unwrap().calls.clone()
-    }
-
     /// How many sandboxes exist, in any state.
     pub fn sandbox_count(&self) -> usize {
         self.state.lock().unwrap().sandboxes.len()
@@ -58,10 +41,6 @@ impl FakeRuntime {
     pub fn running_container_count(&self) -> usize {
         let state = self.state.lock().unwrap();
         state.containers.values().filter(|c| c.container.state == ContainerState::Running).count()
-    }
-
-    fn record(state: &mut State, call: &str, arg: &str) {
-        state.calls.push(format!("{call}({arg})"));
     }
 }
 
@@ -82,7 +61,6 @@ impl Runtime for FakeRuntime {
 
     async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, RuntimeError> {
         let mut state = self.state.lock().unwrap();
-        Self::record(&mut state, "run_pod_sandbox", &config.metadata.name);
         let id = next_id(&mut state);
         let sandbox = PodSandbox {
             id: id.clone(),
@@ -98,7 +76,6 @@ impl Runtime for FakeRuntime {
 
     async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
         let mut state = self.state.lock().unwrap();
-        Self::record(&mut state, "stop_pod_sandbox", sandbox_id);
         if let Some(sandbox) = state.sandboxes.get_mut(sandbox_id) {
             sandbox.state = SandboxState::NotReady;
         }
@@ -114,7 +91,6 @@ impl Runtime for FakeRuntime {
 
     async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
         let mut state = self.state.lock().unwrap();
-        Self::record(&mut state, "remove_pod_sandbox", sandbox_id);
         state.sandboxes.remove(sandbox_id);
         state.containers.retain(|_, c| c.container.pod_sandbox_id != sandbox_id);
         Ok(())
@@ -133,7 +109,6 @@ impl Runtime for FakeRuntime {
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig, _: &PodSandboxConfig) -> Result<String, RuntimeError> {
         let mut state = self.state.lock().unwrap();
-        Self::record(&mut state, "create_container", &config.metadata.name);
         if !state.images.contains(&config.image) {
             return Err(RuntimeError::NotFound(format!("image {}", config.image)));
         }
@@ -159,7 +134,6 @@ impl Runtime for FakeRuntime {
 
     async fn start_container(&self, container_id: &str) -> Result<(), RuntimeError> {
         let mut state = self.state.lock().unwrap();
-        Self::record(&mut state, "start_container", container_id);
         let status = state.containers.get_mut(container_id).ok_or_else(|| RuntimeError::NotFound(format!("container {container_id}")))?;
         status.container.state = ContainerState::Running;
         status.started_at = Some(SystemTime::now());
@@ -168,7 +142,6 @@ impl Runtime for FakeRuntime {
 
     async fn stop_container(&self, container_id: &str, _grace: Duration) -> Result<(), RuntimeError> {
         let mut state = self.state.lock().unwrap();
-        Self::record(&mut state, "stop_container", container_id);
         if let Some(status) = state.containers.get_mut(container_id)
             && status.container.state == ContainerState::Running
         {
@@ -182,7 +155,6 @@ impl Runtime for FakeRuntime {
 
     async fn remove_container(&self, container_id: &str) -> Result<(), RuntimeError> {
         let mut state = self.state.lock().unwrap();
-        Self::record(&mut state, "remove_container", container_id);
         state.containers.remove(container_id);
         Ok(())
     }
@@ -204,7 +176,6 @@ impl Runtime for FakeRuntime {
 
     async fn pull_image(&self, image: &str) -> Result<String, RuntimeError> {
         let mut state = self.state.lock().unwrap();
-        Self::record(&mut state, "pull_image", image);
         state.images.insert(image.to_owned());
         Ok(image.to_owned())
     }

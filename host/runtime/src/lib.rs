@@ -100,8 +100,3 @@ pub trait Runtime: Send + Sync + 'static {
         Err(RuntimeError::Unsupported { runtime: self.name().to_owned(), call: "events" })
     }
 }
-
-/// How long to wait before giving up on a stop that the runtime does not finish on its own.
-pub fn stop_deadline(grace: Duration) -> Duration {
-    grace + Duration::from_secs(30)
-}

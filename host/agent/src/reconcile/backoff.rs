@@ -47,11 +47,6 @@ impl BackoffTable {
         };
         self.entries.insert(key.to_owned(), Entry { delay, last_update: finished });
     }
-
-    /// Forgets a container (it was removed from the pod).
-    pub fn forget(&mut self, key: &str) {
-        self.entries.remove(key);
-    }
 }
 
 #[cfg(test)]
