@@ -8,7 +8,7 @@ use bollard::query_parameters::{PushImageOptions, RemoveImageOptions, TagImageOp
 use futures::StreamExt;
 
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, docker, running, wait_for};
+use crate::support::{Agent, container_status, docker, running, wait_for};
 
 const REGISTRY: &str = "127.0.0.1:5000";
 
@@ -78,4 +78,19 @@ async fn a_failed_pull_is_reported_and_does_not_hold_up_other_pods() {
         log.lines().any(|l| l.contains("does-not-exist") && l.contains("pulling image")).then_some(())
     })
     .await;
+    // The status says what a kubelet's would: ErrImagePull, then ImagePullBackOff while the
+    // next pull waits out its back-off.
+    let reasons = std::cell::RefCell::new(Vec::<String>::new());
+    wait_for(Duration::from_secs(30), "ErrImagePull then ImagePullBackOff", || async {
+        let pod = agent.pod_status("missing").await?;
+        let reason = container_status(&pod, "main")?["state"]["waiting"]["reason"].as_str()?.to_owned();
+        let mut reasons = reasons.borrow_mut();
+        if reasons.last() != Some(&reason) {
+            reasons.push(reason);
+        }
+        reasons.windows(2).any(|w| w[0] == "ErrImagePull" && w[1] == "ImagePullBackOff").then_some(())
+    })
+    .await;
+    let pod = agent.pod_status("missing").await.unwrap();
+    assert_eq!(pod["status"]["phase"], "Pending");
 }

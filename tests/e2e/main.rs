@@ -16,3 +16,6 @@ mod images;
 
 // Resource limits and security contexts (issue 3, point 4).
 mod resources;
+
+// Init containers, sidecars, probes, termination and the pod status (issue 3).
+mod lifecycle;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, containers, docker, wait_for};
+use crate::support::{Agent, container_status, containers, docker, wait_for};
 
 const START: Duration = Duration::from_secs(60);
 
@@ -34,6 +34,11 @@ async fn a_memory_limit_is_enforced_and_reported_as_oom_killed() {
         agent.log().lines().any(|l| l.contains("container terminated") && l.contains("OOMKilled")).then_some(())
     })
     .await;
+    let pod = wait_for(START, "the pod's status", || async { agent.pod_status("hog").await }).await;
+    let terminated = &container_status(&pod, "hog").unwrap()["state"]["terminated"];
+    assert_eq!((terminated["reason"].as_str(), terminated["exitCode"].as_i64()), (Some("OOMKilled"), Some(137)), "{pod}");
+    assert_eq!(pod["status"]["phase"], "Failed");
+    assert_eq!(pod["status"]["qosClass"], "Guaranteed", "requests default to the limits");
 }
 
 #[tokio::test(flavor = "multi_thread")]

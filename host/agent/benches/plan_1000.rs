@@ -42,6 +42,8 @@ fn main() {
         pod_infra_container_image: "pause".into(),
         root_dir: dir.path().join("root"),
         docker_endpoint: String::new(),
+        node_ip: "127.0.0.1".into(),
+        api_socket: dir.path().join("staticlet.sock"),
         ignored_keys: vec![],
     };
     let rss_before = peak_rss_kib();

@@ -6,14 +6,17 @@ use staticlet_model::NodeContext;
 use staticlet_runtime::Runtime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info};
 
+use crate::api;
 use crate::config::Config;
 use crate::desired::{self, DesiredState};
+use crate::reconcile::handler::Runner;
 use crate::reconcile::{Context, Controller};
 use crate::source::SourceSnapshot;
 use crate::source::file::FileSource;
 use crate::state::Layout;
+use crate::status::StatusStore;
 
 /// Runs the agent on `runtime` until `shutdown` is cancelled. Pods keep running afterwards.
 pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, shutdown: CancellationToken) {
@@ -29,11 +32,27 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, shutdown: Cancellat
 
     let file = FileSource { path: config.static_pod_path.clone(), check_frequency: config.file_check_frequency };
     let stage = DesiredState::new(NodeContext { node_name: config.node_name.clone() });
-    let ctx = Arc::new(Context { runtime, node: config.node_name.clone(), layout: Layout::new(&config.root_dir) });
+    let status = StatusStore::default();
+    let api = tokio::spawn({
+        let (path, status, shutdown) = (config.api_socket.clone(), status.clone(), shutdown.clone());
+        async move {
+            if let Err(e) = api::serve(path, status, shutdown).await {
+                error!("the API is not served: {e}; pods are run regardless");
+            }
+        }
+    });
+    let ctx = Arc::new(Context {
+        runtime,
+        node: config.node_name.clone(),
+        layout: Layout::new(&config.root_dir),
+        host_ip: config.node_ip.clone(),
+        status: status.clone(),
+        runner: Runner::default(),
+    });
 
     let source = tokio::spawn(file.run(source_tx, shutdown.clone()));
     let desired = tokio::spawn(desired::run(stage, source_rx, desired_tx, shutdown.clone()));
     Controller::new(ctx).run(desired_rx, shutdown).await;
-    let _ = tokio::join!(source, desired);
+    let _ = tokio::join!(source, desired, api);
     info!("staticlet stopped; pods are left running");
 }

@@ -9,6 +9,7 @@
 //! [`config`] turns flags and the config file into one [`config::Config`]; [`cli`] holds the
 //! subcommands; [`state`] names everything under `--root-dir`.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -16,3 +17,4 @@ pub mod desired;
 pub mod reconcile;
 pub mod source;
 pub mod state;
+pub mod status;

@@ -13,6 +13,7 @@
 //! start before the engine and pick it up when it appears.
 
 mod convert;
+mod exec;
 mod image;
 
 use std::collections::{BTreeSet, HashMap};
@@ -28,7 +29,7 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use staticlet_runtime::{
-    Container, ContainerConfig, ContainerStatus, Image, LabelFilter, LinuxContainerSecurity, PodSandbox, PodSandboxConfig,
+    Container, ContainerConfig, ContainerStatus, ExecResult, Image, LabelFilter, LinuxContainerSecurity, PodSandbox, PodSandboxConfig,
     PodSandboxStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeVersion,
 };
 use tokio::sync::OnceCell;
@@ -103,7 +104,8 @@ impl DockerRuntime {
     }
 
     async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
-        let options = StopContainerOptions { t: Some(grace.as_secs().max(1) as i32), signal: None };
+        // Rounded up: Docker takes whole seconds, and a grace period is a floor, never cut short.
+        let options = StopContainerOptions { t: Some(grace.as_secs_f64().ceil().max(1.0) as i32), signal: None };
         let docker = self.client().await?;
         match docker.stop_container(id, Some(options)).await {
             Ok(()) => Ok(()),
@@ -331,6 +333,14 @@ impl Runtime for DockerRuntime {
             reason: reason.to_owned(),
             message: state.error.unwrap_or_default(),
         })
+    }
+
+    async fn exec_sync(&self, container_id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult, RuntimeError> {
+        let docker = self.client().await?;
+        match tokio::time::timeout(timeout, exec::run(docker, container_id, cmd)).await {
+            Ok(result) => result,
+            Err(_) => Err(RuntimeError::DeadlineExceeded { call: "exec_sync", after: timeout }),
+        }
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<Image>, RuntimeError> {

@@ -17,6 +17,7 @@ pub mod field;
 pub mod identity;
 pub mod positions;
 pub mod quantity;
+pub mod status;
 pub mod validate;
 
 pub use decode::{DecodeError, Decoded};

@@ -81,7 +81,19 @@ fn scale(suffix: &str) -> Result<(i128, i128), QuantityError> {
     }
 }
 
+impl std::ops::Add for ParsedQuantity {
+    type Output = ParsedQuantity;
+
+    /// Sums two quantities, saturating instead of overflowing.
+    fn add(self, other: ParsedQuantity) -> ParsedQuantity {
+        ParsedQuantity { nanos: self.nanos.saturating_add(other.nanos) }
+    }
+}
+
 impl ParsedQuantity {
+    /// Nothing.
+    pub const ZERO: ParsedQuantity = ParsedQuantity { nanos: 0 };
+
     /// Whether the value is below zero.
     pub fn is_negative(&self) -> bool {
         self.nanos < 0

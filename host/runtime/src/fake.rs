@@ -169,6 +169,17 @@ impl Runtime for FakeRuntime {
         state.containers.get(container_id).cloned().ok_or_else(|| RuntimeError::NotFound(format!("container {container_id}")))
     }
 
+    /// Runs nothing: `false` exits 1, anything else exits 0, in a running container.
+    async fn exec_sync(&self, container_id: &str, cmd: &[String], _timeout: Duration) -> Result<ExecResult, RuntimeError> {
+        let state = self.state.lock().unwrap();
+        match state.containers.get(container_id) {
+            Some(c) if c.container.state == ContainerState::Running => {
+                Ok(ExecResult { exit_code: i32::from(cmd.first().is_some_and(|c| c == "false")), ..ExecResult::default() })
+            }
+            _ => Err(RuntimeError::NotFound(format!("running container {container_id}"))),
+        }
+    }
+
     async fn image_status(&self, image: &str) -> Result<Option<Image>, RuntimeError> {
         let state = self.state.lock().unwrap();
         Ok(state.images.contains(image).then(|| Image { id: format!("sha256:{image}"), size: 0 }))

@@ -78,6 +78,16 @@ pub trait Runtime: Send + Sync + 'static {
     /// A container's state, times, exit code and reason.
     async fn container_status(&self, container_id: &str) -> Result<ContainerStatus, RuntimeError>;
 
+    /// Runs a command in a running container and waits for it, as the CRI's `ExecSync`: what
+    /// exec probes and exec hooks use. Output beyond [`EXEC_OUTPUT_LIMIT`] bytes per stream is
+    /// dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::DeadlineExceeded`] when the command has not finished within `timeout`;
+    /// [`RuntimeError::NotFound`] when the container is gone.
+    async fn exec_sync(&self, container_id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult, RuntimeError>;
+
     /// The image as the runtime has it, or `None` when it is not present.
     async fn image_status(&self, image: &str) -> Result<Option<Image>, RuntimeError>;
 

@@ -275,6 +275,21 @@ pub struct ContainerStatus {
     pub message: String,
 }
 
+/// How much of each output stream [`crate::Runtime::exec_sync`] keeps: the kubelet keeps 10 KiB
+/// of a probe's output.
+pub const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;
+
+/// What a command run by [`crate::Runtime::exec_sync`] printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecResult {
+    /// Its standard output, up to [`EXEC_OUTPUT_LIMIT`] bytes.
+    pub stdout: Vec<u8>,
+    /// Its standard error, up to [`EXEC_OUTPUT_LIMIT`] bytes.
+    pub stderr: Vec<u8>,
+    /// Its exit code.
+    pub exit_code: i32,
+}
+
 /// An image present in the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
@@ -349,6 +364,14 @@ pub enum RuntimeError {
         runtime: String,
         /// The call.
         call: &'static str,
+    },
+    /// A call did not finish in time.
+    #[error("{call}: no answer within {after:?}")]
+    DeadlineExceeded {
+        /// The call (`exec_sync`).
+        call: &'static str,
+        /// The time it was given.
+        after: std::time::Duration,
     },
     /// Any other failure of a call, named.
     #[error("{call}: {message}")]

@@ -72,6 +72,8 @@ pub struct Agent {
     pub root: PathBuf,
     /// The node name.
     pub node: String,
+    /// `--api-socket`.
+    pub socket: PathBuf,
     log: PathBuf,
     child: Option<Child>,
     _dir: tempfile::TempDir,
@@ -83,7 +85,15 @@ impl Agent {
         let dir = tempfile::tempdir().unwrap();
         let manifests = dir.path().join("manifests");
         std::fs::create_dir(&manifests).unwrap();
-        Agent { manifests, root: dir.path().join("root"), node: node_name(test), log: dir.path().join("agent.log"), child: None, _dir: dir }
+        Agent {
+            manifests,
+            root: dir.path().join("root"),
+            node: node_name(test),
+            socket: dir.path().join("staticlet.sock"),
+            log: dir.path().join("agent.log"),
+            child: None,
+            _dir: dir,
+        }
     }
 
     /// Starts the agent with extra flags.
@@ -95,6 +105,8 @@ impl Agent {
             .arg(&self.manifests)
             .arg("--root-dir")
             .arg(&self.root)
+            .arg("--api-socket")
+            .arg(&self.socket)
             .args(["--hostname-override", &self.node, "--pod-infra-container-image", images::PAUSE, "--file-check-frequency", "2s"])
             .args(extra)
             .env("STATICLET_LOG", "info")
@@ -162,6 +174,37 @@ impl Agent {
     pub fn pod(&self, name: &str) -> String {
         format!("{name}-{}", self.node)
     }
+
+    /// A request to the agent's API socket: the status code and the JSON body.
+    pub async fn api(&self, method: &str, path: &str) -> Option<(u16, serde_json::Value)> {
+        use http_body_util::{BodyExt, Empty};
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.ok()?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
+        tokio::spawn(connection);
+        let request =
+            hyper::Request::builder().method(method).uri(path).header("host", "localhost").body(Empty::<bytes::Bytes>::new()).ok()?;
+        let response = sender.send_request(request).await.ok()?;
+        let code = response.status().as_u16();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some((code, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)))
+    }
+
+    /// Pod `name` (the manifest's name) with its status, as the API serves it.
+    pub async fn pod_status(&self, name: &str) -> Option<serde_json::Value> {
+        let (code, pod) = self.api("GET", &format!("/api/v1/namespaces/default/pods/{}", self.pod(name))).await?;
+        (code == 200).then_some(pod)
+    }
+}
+
+/// The condition `type_` of a pod as the API serves it: `True` or `False`.
+pub fn condition(pod: &serde_json::Value, type_: &str) -> Option<String> {
+    pod["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_).map(|c| c["status"].as_str().unwrap_or("").to_owned())
+}
+
+/// The status of container `name` in a pod as the API serves it (init or app).
+pub fn container_status<'a>(pod: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    let all = pod["status"]["initContainerStatuses"].as_array().into_iter().flatten();
+    all.chain(pod["status"]["containerStatuses"].as_array().into_iter().flatten()).find(|c| c["name"] == name)
 }
 
 impl Drop for Agent {

@@ -22,6 +22,8 @@ pub const DEFAULT_MANIFEST_PATH: &str = "/etc/kubernetes/manifests";
 pub const DEFAULT_POD_INFRA_IMAGE: &str = "registry.k8s.io/pause:3.10";
 /// The default state directory.
 pub const DEFAULT_ROOT_DIR: &str = "/var/lib/staticlet";
+/// Where the read-only API listens.
+pub const DEFAULT_API_SOCKET: &str = "/run/staticlet/staticlet.sock";
 const DEFAULT_FILE_CHECK_FREQUENCY: Duration = Duration::from_secs(20);
 
 /// The flags of `staticlet run`.
@@ -48,6 +50,11 @@ pub struct RunFlags {
     #[arg(long, value_name = "NAME")]
     pub hostname_override: Option<String>,
 
+    /// The node's IP address, reported as `status.hostIP` and used as the pod address of
+    /// host-network pods. [default: the source address of the default route]
+    #[arg(long, value_name = "IP")]
+    pub node_ip: Option<std::net::IpAddr>,
+
     /// The image each pod's sandbox (pause) container runs. [config: podInfraContainerImage]
     /// [default: registry.k8s.io/pause:3.10]
     #[arg(long, value_name = "IMAGE")]
@@ -57,6 +64,11 @@ pub struct RunFlags {
     /// [config: rootDir] [default: /var/lib/staticlet]
     #[arg(long, value_name = "DIR")]
     pub root_dir: Option<PathBuf>,
+
+    /// The Unix socket the read-only API listens on (mode 0600). [default:
+    /// /run/staticlet/staticlet.sock]
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
 
     /// The Docker engine to run pods on. [config: dockerEndpoint] [default: $DOCKER_HOST, or
     /// unix:///var/run/docker.sock]
@@ -94,12 +106,16 @@ pub struct Config {
     pub file_check_frequency: Duration,
     /// Node name, lowercased.
     pub node_name: String,
+    /// The node's address.
+    pub node_ip: String,
     /// Sandbox image.
     pub pod_infra_container_image: String,
     /// State directory.
     pub root_dir: PathBuf,
     /// Docker endpoint.
     pub docker_endpoint: String,
+    /// The API's Unix socket.
+    pub api_socket: PathBuf,
     /// Config file keys that were not understood, for a warning.
     pub ignored_keys: Vec<String>,
 }
@@ -147,6 +163,7 @@ impl Config {
             static_pod_path: flags.pod_manifest_path.clone().or(file.static_pod_path).unwrap_or_else(|| DEFAULT_MANIFEST_PATH.into()),
             file_check_frequency: flags.file_check_frequency.or(file.file_check_frequency).map_or(DEFAULT_FILE_CHECK_FREQUENCY, |d| d.0),
             node_name: node_name.trim().to_lowercase(),
+            node_ip: flags.node_ip.map_or_else(default_node_ip, |ip| ip.to_string()),
             pod_infra_container_image: flags
                 .pod_infra_container_image
                 .clone()
@@ -158,9 +175,22 @@ impl Config {
                 .clone()
                 .or(file.docker_endpoint)
                 .unwrap_or_else(staticlet_docker::DockerRuntime::default_endpoint),
+            api_socket: flags.api_socket.clone().unwrap_or_else(|| DEFAULT_API_SOCKET.into()),
             ignored_keys: file.unknown.into_keys().collect(),
         })
     }
+}
+
+/// The source address of the default route, as the kubelet picks a node address when none is
+/// given; loopback on a host with no route.
+fn default_node_ip() -> String {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            // Connecting a UDP socket sends nothing; it only picks the route and source address.
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map_or_else(|_| "127.0.0.1".to_owned(), |a| a.ip().to_string())
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

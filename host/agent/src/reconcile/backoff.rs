@@ -6,19 +6,23 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use serde::{Deserialize, Serialize};
+
 /// The first delay.
 pub const INITIAL: Duration = Duration::from_secs(10);
 /// The cap.
 pub const MAX: Duration = Duration::from_secs(300);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Entry {
     delay: Duration,
     last_update: SystemTime,
 }
 
 /// Back-off state per container name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct BackoffTable {
     entries: HashMap<String, Entry>,
 }
@@ -36,6 +40,14 @@ impl BackoffTable {
             return None;
         }
         let until = finished + entry.delay;
+        (now < until).then_some(until)
+    }
+
+    /// When the back-off started by the last [`BackoffTable::next`] on `key` ends, if that is
+    /// after `now`: how image pulls are held back after a failure.
+    pub fn waiting_since_update(&self, key: &str, now: SystemTime) -> Option<SystemTime> {
+        let entry = self.entries.get(key)?;
+        let until = entry.last_update + entry.delay;
         (now < until).then_some(until)
     }
 

@@ -22,3 +22,13 @@ pub const RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
 /// Annotation: the grace period the object was started with, so an orphan is stopped as
 /// gently as its pod asked.
 pub const GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
+/// Annotation: the container's `preStop` hook (JSON), so it runs even after the manifest is gone.
+pub const PRE_STOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
+/// Annotation: the container's ports (JSON), which a hook's named port refers to.
+pub const CONTAINER_PORTS: &str = "io.kubernetes.container.ports";
+/// Annotation: where the container writes its termination message.
+pub const TERMINATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
+/// Annotation: `app`, `init` or `sidecar`: app containers stop before sidecars.
+pub const CONTAINER_ROLE: &str = "io.staticlet.container.role";
+/// Annotation: an init container's position, so sidecars stop in reverse order.
+pub const INIT_INDEX: &str = "io.staticlet.container.initIndex";

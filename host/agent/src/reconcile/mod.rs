@@ -10,9 +10,11 @@
 //! would have brought back.
 
 pub mod backoff;
+pub mod handler;
 pub mod labels;
 pub mod plan;
 pub mod podconfig;
+pub mod probe;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -31,6 +33,7 @@ use tracing::{debug, info, warn};
 
 use crate::desired::DesiredSet;
 use crate::state::Layout;
+use crate::status::StatusStore;
 use labels::{NODE, POD_UID};
 
 /// How often the runtime is relisted when it streams no events, as the kubelet's PLEG does.
@@ -81,6 +84,12 @@ pub struct Context {
     pub node: String,
     /// Paths under `--root-dir`.
     pub layout: Layout,
+    /// The node's address (`status.hostIP`, and the pod's on the host network).
+    pub host_ip: String,
+    /// Where workers publish pod statuses.
+    pub status: StatusStore,
+    /// Runs probe and hook actions; shared for its HTTP connection pool.
+    pub runner: handler::Runner,
 }
 
 struct WorkerHandle {

@@ -10,14 +10,17 @@ use staticlet_runtime::{Container, ContainerState, ContainerStatus, PodSandbox, 
 
 use super::backoff::BackoffTable;
 use super::labels::{CONTAINER_HASH, SANDBOX_HASH};
+use super::probe::Unhealthy;
 
 /// A container as observed, with its status once it has exited.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObservedContainer {
     /// What the list call returned.
     pub container: Container,
-    /// The detailed status, fetched for exited containers.
+    /// The detailed status, fetched once per state.
     pub status: Option<ContainerStatus>,
+    /// Set when a running container failed its liveness or startup probe.
+    pub unhealthy: Option<Unhealthy>,
 }
 
 /// Everything the runtime holds for one pod UID.
@@ -64,6 +67,8 @@ pub enum Action {
         name: String,
         /// Why, for the log.
         reason: String,
+        /// A grace period that overrides the pod's (a probe's `terminationGracePeriodSeconds`).
+        grace_seconds: Option<i64>,
     },
     /// Remove an exited container.
     RemoveContainer {
@@ -84,6 +89,8 @@ pub struct Waiting {
     pub name: String,
     /// When it may restart.
     pub until: SystemTime,
+    /// The back-off it is waiting out.
+    pub delay: std::time::Duration,
 }
 
 /// What to do for one pod now.
@@ -283,12 +290,28 @@ impl<'a> Planner<'a> {
 
     /// A running container: kept if its spec is unchanged, replaced otherwise. Returns whether
     /// it was kept.
+    /// A container that failed its liveness or startup probe is killed instead; the restart
+    /// policy and back-off decide on the next pass, once it has exited.
     fn keep_or_replace(&mut self, c: &ObservedContainer) -> bool {
+        let name = c.container.metadata.name.clone();
+        if let Some(unhealthy) = &c.unhealthy {
+            self.plan.actions.push(Action::KillContainer {
+                id: c.container.id.clone(),
+                name,
+                reason: unhealthy.reason.clone(),
+                grace_seconds: unhealthy.grace_seconds,
+            });
+            return false;
+        }
         if self.hash_matches(c) {
             return true;
         }
-        let name = c.container.metadata.name.clone();
-        self.plan.actions.push(Action::KillContainer { id: c.container.id.clone(), name: name.clone(), reason: "its spec changed".into() });
+        self.plan.actions.push(Action::KillContainer {
+            id: c.container.id.clone(),
+            name: name.clone(),
+            reason: "its spec changed".into(),
+            grace_seconds: None,
+        });
         self.start(&name);
         false
     }
@@ -298,7 +321,10 @@ impl<'a> Planner<'a> {
         let name = &c.container.metadata.name;
         let finished = c.status.as_ref().and_then(|s| s.finished_at).unwrap_or(c.container.created_at);
         match self.backoff.waiting_until(name, finished, self.now) {
-            Some(until) => self.plan.waiting.push(Waiting { name: name.clone(), until }),
+            Some(until) => {
+                let delay = until.duration_since(finished).unwrap_or_default();
+                self.plan.waiting.push(Waiting { name: name.clone(), until, delay });
+            }
             None => {
                 self.plan.backoff_next.push((name.clone(), finished));
                 self.start(name);
@@ -312,6 +338,7 @@ impl<'a> Planner<'a> {
                 id: c.container.id.clone(),
                 name: c.container.metadata.name.clone(),
                 reason: reason.into(),
+                grace_seconds: None,
             });
         }
         self.plan.actions.push(Action::RemoveContainer { id: c.container.id.clone() });
@@ -391,7 +418,7 @@ mod tests {
             reason: String::new(),
             message: String::new(),
         });
-        ObservedContainer { container, status }
+        ObservedContainer { container, status, unhealthy: None }
     }
 
     fn start(name: &str, attempt: u32) -> Action {
@@ -429,7 +456,10 @@ mod tests {
         let plan = plan(Some(&new), &observed, &BackoffTable::default(), t(5));
         assert_eq!(
             plan.actions,
-            vec![Action::KillContainer { id: "cb".into(), name: "b".into(), reason: "its spec changed".into() }, start("b", 1)]
+            vec![
+                Action::KillContainer { id: "cb".into(), name: "b".into(), reason: "its spec changed".into(), grace_seconds: None },
+                start("b", 1)
+            ]
         );
     }
 
@@ -513,6 +543,35 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_liveness_probe_kills_then_the_restart_policy_decides() {
+        let pod = pod("", ONE);
+        let mut running = container(&pod, "c0", "app", 0, ContainerState::Running, None);
+        running.unhealthy = Some(Unhealthy { reason: "failed liveness probe".into(), grace_seconds: Some(5) });
+        let observed = ObservedPod { sandboxes: vec![sandbox(&pod, "sb", 0, SandboxState::Ready)], containers: vec![running] };
+        let plan = plan(Some(&pod), &observed, &BackoffTable::default(), t(5));
+        assert_eq!(
+            plan.actions,
+            vec![Action::KillContainer {
+                id: "c0".into(),
+                name: "app".into(),
+                reason: "failed liveness probe".into(),
+                grace_seconds: Some(5)
+            }]
+        );
+        let killed = ObservedPod {
+            sandboxes: vec![sandbox(&pod, "sb", 0, SandboxState::Ready)],
+            containers: vec![container(&pod, "c0", "app", 0, ContainerState::Exited, Some((137, 6)))],
+        };
+        assert_eq!(plan_for(&pod, &killed).actions, vec![start("app", 1)]);
+        let never = self::pod("  restartPolicy: Never\n", ONE);
+        assert!(plan_for(&never, &killed).actions.is_empty());
+    }
+
+    fn plan_for(pod: &StaticPod, observed: &ObservedPod) -> Plan {
+        plan(Some(pod), observed, &BackoffTable::default(), t(7))
+    }
+
+    #[test]
     fn old_instances_are_collected_keeping_the_previous_one() {
         let pod = pod("", ONE);
         let observed = ObservedPod {
@@ -541,7 +600,12 @@ mod tests {
         assert_eq!(
             plan_kept.actions,
             vec![
-                Action::KillContainer { id: "old".into(), name: "gone".into(), reason: "it was removed from the manifest".into() },
+                Action::KillContainer {
+                    id: "old".into(),
+                    name: "gone".into(),
+                    reason: "it was removed from the manifest".into(),
+                    grace_seconds: None
+                },
                 Action::RemoveContainer { id: "old".into() },
             ]
         );

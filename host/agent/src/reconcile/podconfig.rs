@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use staticlet_model::StaticPod;
 use staticlet_model::quantity::parse_quantity;
+use staticlet_model::status::is_sidecar;
 use staticlet_runtime::{
     ContainerConfig, ContainerMetadata, DnsConfig, LinuxContainerResources, LinuxContainerSecurity, Mount, MountPropagation,
     PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
@@ -144,7 +145,16 @@ pub fn find_container<'a>(pod: &'a StaticPod, name: &str) -> Option<&'a Containe
     spec.init_containers.iter().flatten().chain(&spec.containers).find(|c| c.name == name)
 }
 
-/// The container config for `name` at `attempt`; `pod_ip` feeds `status.podIP` references.
+/// The pod's and the node's addresses, for `status.podIP` and `status.hostIP` references.
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses<'a> {
+    /// The pod's address, once its sandbox has one.
+    pub pod_ip: Option<&'a str>,
+    /// The node's address.
+    pub host_ip: &'a str,
+}
+
+/// The container config for `name` at `attempt`.
 ///
 /// # Errors
 ///
@@ -155,16 +165,42 @@ pub fn container_config(
     attempt: u32,
     node: &str,
     layout: &Layout,
-    pod_ip: Option<&str>,
+    addresses: Addresses<'_>,
 ) -> Result<ContainerConfig, ConfigError> {
     let mut labels = pod_labels(pod, node);
     labels.insert(CONTAINER_NAME.to_owned(), container.name.clone());
-    let annotations = BTreeMap::from([
+    let mut annotations = BTreeMap::from([
         (CONTAINER_HASH.to_owned(), pod.container_hashes.get(&container.name).cloned().unwrap_or_default()),
         (RESTART_COUNT.to_owned(), attempt.to_string()),
         (GRACE_PERIOD.to_owned(), grace_seconds(pod).to_string()),
     ]);
-    let envs = resolve_env(pod, container, node, pod_ip)?;
+    let init_index = spec(pod).init_containers.iter().flatten().position(|c| c.name == container.name);
+    let role = match init_index {
+        Some(_) if is_sidecar(container) => "sidecar",
+        Some(_) => "init",
+        None => "app",
+    };
+    annotations.insert(CONTAINER_ROLE.to_owned(), role.to_owned());
+    if let Some(index) = init_index {
+        annotations.insert(INIT_INDEX.to_owned(), index.to_string());
+    }
+    if let Some(pre_stop) = container.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
+        annotations.insert(PRE_STOP_HANDLER.to_owned(), serde_json::to_string(pre_stop).expect("a handler always serializes"));
+    }
+    if let Some(ports) = container.ports.as_ref().filter(|p| !p.is_empty()) {
+        annotations.insert(CONTAINER_PORTS.to_owned(), serde_json::to_string(ports).expect("ports always serialize"));
+    }
+    let mut mounts = mounts(pod, container, layout)?;
+    if let Some(path) = container.termination_message_path.as_deref().filter(|p| !p.is_empty()) {
+        let host_path = layout.termination_message(&pod.uid, &container.name, attempt);
+        create_message_file(&host_path).map_err(|e| ConfigError::Volume {
+            volume: "terminationMessagePath".into(),
+            message: format!("creating {}: {e}", host_path.display()),
+        })?;
+        annotations.insert(TERMINATION_MESSAGE_PATH.to_owned(), path.to_owned());
+        mounts.push(Mount { container_path: path.to_owned(), host_path, readonly: false, propagation: MountPropagation::Private });
+    }
+    let envs = resolve_env(pod, container, node, addresses)?;
     let lookup: HashMap<&str, &str> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let expand_all = |list: &Option<Vec<String>>| list.iter().flatten().map(|s| expand(s, &lookup)).collect::<Vec<_>>();
     Ok(ContainerConfig {
@@ -173,7 +209,7 @@ pub fn container_config(
         command: expand_all(&container.command),
         args: expand_all(&container.args),
         working_dir: container.working_dir.clone().filter(|w| !w.is_empty()),
-        mounts: mounts(pod, container, layout)?,
+        mounts,
         envs,
         labels,
         annotations,
@@ -233,10 +269,10 @@ fn security(spec: &PodSpec, container: &Container) -> LinuxContainerSecurity {
     }
 }
 
-fn resolve_env(pod: &StaticPod, container: &Container, node: &str, pod_ip: Option<&str>) -> Result<Vec<(String, String)>, ConfigError> {
+fn resolve_env(pod: &StaticPod, container: &Container, node: &str, addresses: Addresses<'_>) -> Result<Vec<(String, String)>, ConfigError> {
     let mut resolved: Vec<(String, String)> = Vec::new();
     for var in container.env.iter().flatten() {
-        let value = env_value(pod, var, node, pod_ip, &resolved)?;
+        let value = env_value(pod, var, node, addresses, &resolved)?;
         match resolved.iter_mut().find(|(k, _)| *k == var.name) {
             Some(slot) => slot.1 = value,
             None => resolved.push((var.name.clone(), value)),
@@ -245,7 +281,13 @@ fn resolve_env(pod: &StaticPod, container: &Container, node: &str, pod_ip: Optio
     Ok(resolved)
 }
 
-fn env_value(pod: &StaticPod, var: &EnvVar, node: &str, pod_ip: Option<&str>, earlier: &[(String, String)]) -> Result<String, ConfigError> {
+fn env_value(
+    pod: &StaticPod,
+    var: &EnvVar,
+    node: &str,
+    addresses: Addresses<'_>,
+    earlier: &[(String, String)],
+) -> Result<String, ConfigError> {
     let fail = |message: String| ConfigError::Env { name: var.name.clone(), message };
     let Some(from) = &var.value_from else {
         let lookup: HashMap<&str, &str> = earlier.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -266,25 +308,13 @@ fn env_value(pod: &StaticPod, var: &EnvVar, node: &str, pod_ip: Option<&str>, ea
         "metadata.uid" => pod.uid.clone(),
         "spec.nodeName" => node.to_owned(),
         "spec.serviceAccountName" => String::new(),
-        "status.podIP" | "status.podIPs" => pod_ip.unwrap_or_default().to_owned(),
-        "status.hostIP" | "status.hostIPs" => host_ip(),
+        "status.podIP" | "status.podIPs" => addresses.pod_ip.unwrap_or_default().to_owned(),
+        "status.hostIP" | "status.hostIPs" => addresses.host_ip.to_owned(),
         _ => keyed("metadata.labels['", &meta.labels)
             .or_else(|| keyed("metadata.annotations['", &meta.annotations))
             .ok_or_else(|| fail(format!("fieldRef {path:?} is not supported")))?,
     };
     Ok(value)
-}
-
-/// The host's primary address: the source address of its default route.
-fn host_ip() -> String {
-    std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| {
-            // Connecting a UDP socket sends nothing; it only picks the route and source address.
-            s.connect("192.0.2.1:9")?;
-            s.local_addr()
-        })
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
 }
 
 /// Kubernetes' `$(VAR)` expansion: defined references are replaced, `$$` escapes, undefined
@@ -356,6 +386,14 @@ fn volume_path(pod: &StaticPod, volume: &Volume, layout: &Layout) -> Result<Opti
         return Ok(Some(dir));
     }
     Ok(None)
+}
+
+/// An empty file the container's user can write whatever its user is, as the kubelet makes it.
+fn create_message_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().expect("a message file has a directory"))?;
+    std::fs::File::create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
 }
 
 /// An emptyDir is writable by whatever user the container runs as, as the kubelet makes it.

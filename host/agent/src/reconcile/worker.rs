@@ -1,23 +1,30 @@
 //! A pod worker: one task per pod UID, so a slow pod (a long image pull, a container that takes
 //! its whole grace period to stop) never delays another. It observes the pod's runtime objects,
-//! asks the planner what to do, does it, and sleeps until the wanted pod changes, the relist
-//! pokes it, a back-off expires or the periodic resync comes round.
+//! asks the planner what to do, does it, publishes the pod's status, and sleeps until the wanted
+//! pod changes, the relist or a probe pokes it, a back-off expires or the periodic resync comes
+//! round.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::join_all;
+use k8s_openapi::api::core::v1::{ContainerPort, LifecycleHandler};
 use staticlet_model::StaticPod;
-use staticlet_runtime::{ContainerState, LabelFilter, RuntimeError, SandboxState};
+use staticlet_model::status::{self, ContainerRecord, ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF, PodObservation, RecordState, WaitingReason};
+use staticlet_runtime::{Container, ContainerState, ContainerStatus, LabelFilter, PodSandbox, RuntimeError, SandboxState};
 use tokio::sync::{Notify, watch};
 use tracing::{error, info, warn};
 
 use super::Context;
 use super::backoff::BackoffTable;
-use super::labels::{GRACE_PERIOD, NODE, POD_UID};
+use super::handler;
+use super::labels::{CONTAINER_PORTS, CONTAINER_ROLE, GRACE_PERIOD, INIT_INDEX, NODE, POD_UID, PRE_STOP_HANDLER, TERMINATION_MESSAGE_PATH};
 use super::plan::{self, Action, ObservedContainer, ObservedPod, Plan};
 use super::podconfig;
+use super::probe::{Prober, Target};
+use crate::state::PodRecord;
+use crate::status::PodView;
 
 /// Every pod is looked at this often even when nothing pokes it. The relist already pokes a
 /// worker on any change it can see, so this only bounds how long a missed change can last;
@@ -28,6 +35,10 @@ const MIN_GRACE: Duration = Duration::from_secs(2);
 /// Retry delays after a failed sync: from the first to the cap, doubling.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(300);
+/// The kubelet reads at most this much of a termination message.
+const MAX_TERMINATION_MESSAGE: u64 = 4096;
+/// A postStart hook has no deadline of its own in the API; this bounds a hung one.
+const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How a sync ended.
 enum Outcome {
@@ -37,15 +48,31 @@ enum Outcome {
     Requeue(Duration),
 }
 
+/// Why a container could not be started, in the status's words.
+struct StartFailure {
+    reason: &'static str,
+    message: String,
+    /// A back-off to wait out before trying again (image pulls).
+    retry_at: Option<SystemTime>,
+}
+
 /// The state one worker carries between syncs.
 pub struct Worker {
     uid: String,
     ctx: Arc<Context>,
     wanted: watch::Receiver<Option<Arc<StaticPod>>>,
     poke: Arc<Notify>,
-    backoff: BackoffTable,
-    /// Statuses of exited containers, which never change.
-    exited: HashMap<String, staticlet_runtime::ContainerStatus>,
+    /// Back-off and start time, kept under `--root-dir`.
+    record: PodRecord,
+    /// Pull back-off per image, as the kubelet's image manager keeps it.
+    image_backoff: BackoffTable,
+    /// Detailed statuses by container ID, with the listed state they were fetched in.
+    statuses: HashMap<String, (ContainerState, ContainerStatus)>,
+    /// Sandbox addresses by sandbox ID.
+    sandbox_ips: HashMap<String, Option<String>>,
+    /// The last start failure of each container, by name.
+    failures: HashMap<String, WaitingReason>,
+    prober: Prober,
     retry: Duration,
     reported: HashSet<(String, SystemTime)>,
 }
@@ -53,13 +80,24 @@ pub struct Worker {
 impl Worker {
     /// A worker for `uid`, fed by `wanted` and woken by `poke`.
     pub fn new(uid: String, ctx: Arc<Context>, wanted: watch::Receiver<Option<Arc<StaticPod>>>, poke: Arc<Notify>) -> Self {
+        let path = ctx.layout.pod_record(&uid);
+        let record = PodRecord::load(&path).unwrap_or_else(|e| {
+            warn!(uid = %uid, "ignoring the pod's saved state: {e}");
+            None
+        });
+        let pod_name = wanted.borrow().as_ref().map_or_else(|| uid.clone(), |p| p.full_name());
+        let prober = Prober::new(ctx.runtime.clone(), ctx.runner.clone(), poke.clone(), pod_name);
         Worker {
             uid,
             ctx,
             wanted,
             poke,
-            backoff: BackoffTable::default(),
-            exited: HashMap::new(),
+            record: record.unwrap_or_default(),
+            image_backoff: BackoffTable::default(),
+            statuses: HashMap::new(),
+            sandbox_ips: HashMap::new(),
+            failures: HashMap::new(),
+            prober,
             retry: RETRY_FIRST,
             reported: HashSet::new(),
         }
@@ -72,16 +110,11 @@ impl Worker {
             let wait = match self.sync(wanted.as_deref()).await {
                 Ok(Outcome::Gone) if self.wanted.borrow().is_none() => return,
                 Ok(Outcome::Gone) => continue,
-                Ok(Outcome::Requeue(wait)) => {
-                    self.retry = RETRY_FIRST;
-                    wait
-                }
+                Ok(Outcome::Requeue(wait)) => wait,
                 Err(e) => {
                     let pod = wanted.as_ref().map_or_else(|| self.uid.clone(), |p| p.full_name());
                     error!(pod = %pod, uid = %self.uid, runtime = self.ctx.runtime.name(), retry_in = ?self.retry, "sync failed: {e}");
-                    let wait = self.retry;
-                    self.retry = (self.retry * 2).min(RETRY_MAX);
-                    wait
+                    self.next_retry()
                 }
             };
             tokio::select! {
@@ -92,38 +125,57 @@ impl Worker {
         }
     }
 
+    fn next_retry(&mut self) -> Duration {
+        let wait = self.retry;
+        self.retry = (self.retry * 2).min(RETRY_MAX);
+        wait
+    }
+
     async fn observe(&mut self) -> Result<ObservedPod, RuntimeError> {
         let filter = LabelFilter::new(POD_UID, &self.uid).and(NODE, &self.ctx.node);
-        let runtime = &self.ctx.runtime;
+        let runtime = self.ctx.runtime.clone();
         let (sandboxes, containers) = tokio::try_join!(runtime.list_pod_sandboxes(&filter), runtime.list_containers(&filter))?;
+        self.statuses.retain(|id, _| containers.iter().any(|c| &c.id == id));
+        self.sandbox_ips.retain(|id, _| sandboxes.iter().any(|s| &s.id == id));
+        let unhealthy = self.prober.unhealthy();
         let mut observed = ObservedPod { sandboxes, containers: Vec::with_capacity(containers.len()) };
-        self.exited.retain(|id, _| containers.iter().any(|c| &c.id == id));
         for container in containers {
-            let status = if container.state == ContainerState::Exited {
-                match self.exited.get(&container.id) {
-                    Some(status) => Some(status.clone()),
-                    None => match runtime.container_status(&container.id).await {
-                        Ok(status) => {
-                            let meta = &status.container.metadata;
-                            info!(uid = %self.uid, container = %meta.name, attempt = meta.attempt, exit_code = status.exit_code, reason = %status.reason, "container terminated");
-                            self.exited.insert(container.id.clone(), status.clone());
-                            Some(status)
-                        }
+            let status = match self.statuses.get(&container.id) {
+                Some((state, status)) if *state == container.state => Some(status.clone()),
+                _ if matches!(container.state, ContainerState::Running | ContainerState::Exited) => {
+                    match runtime.container_status(&container.id).await {
+                        Ok(status) => Some(self.remember(&container, status)),
                         Err(RuntimeError::NotFound(_)) => continue,
                         Err(e) => return Err(e),
-                    },
+                    }
                 }
-            } else {
-                None
+                _ => None,
             };
-            observed.containers.push(ObservedContainer { container, status });
+            let unhealthy = unhealthy.get(&container.id).cloned();
+            observed.containers.push(ObservedContainer { container, status, unhealthy });
         }
         Ok(observed)
     }
 
+    /// Caches a freshly fetched status; for an exited container, reads its termination message.
+    fn remember(&mut self, container: &Container, mut status: ContainerStatus) -> ContainerStatus {
+        if container.state == ContainerState::Exited {
+            let meta = &status.container.metadata;
+            if container.annotations.contains_key(TERMINATION_MESSAGE_PATH)
+                && let Some(message) = read_message(&self.ctx.layout.termination_message(&self.uid, &meta.name, meta.attempt))
+            {
+                status.message = message;
+            }
+            info!(uid = %self.uid, container = %meta.name, attempt = meta.attempt, exit_code = status.exit_code, reason = %status.reason, "container terminated");
+        }
+        self.statuses.insert(container.id.clone(), (container.state, status.clone()));
+        status
+    }
+
     async fn sync(&mut self, wanted: Option<&StaticPod>) -> Result<Outcome, RuntimeError> {
         let observed = self.observe().await?;
-        let plan = plan::plan(wanted, &observed, &self.backoff, SystemTime::now());
+        let now = SystemTime::now();
+        let plan = plan::plan(wanted, &observed, &self.record.backoff, now);
         if plan.gone {
             let dir = self.ctx.layout.pod_dir(&self.uid);
             if dir.exists()
@@ -131,15 +183,36 @@ impl Worker {
             {
                 warn!(uid = %self.uid, dir = %dir.display(), "cannot remove the pod's directory: {e}");
             }
+            self.ctx.status.remove(&self.uid);
             return Ok(Outcome::Gone);
         }
+        let mut dirty = false;
+        if wanted.is_some() && self.record.start_time.is_none() {
+            self.record.start_time = Some(now);
+            dirty = true;
+        }
         for (name, finished) in &plan.backoff_next {
-            self.backoff.next(name, *finished);
+            self.record.backoff.next(name, *finished);
+            dirty = true;
+        }
+        if dirty && let Err(e) = self.record.save(&self.ctx.layout.pod_record(&self.uid)) {
+            warn!(uid = %self.uid, "cannot save the pod's state; back-off will not survive a restart: {e}");
         }
         self.report_waiting(wanted, &plan);
-        self.execute(wanted, &observed, &plan).await?;
-        let now = SystemTime::now();
-        let wait = plan.requeue_at().and_then(|at| at.duration_since(now).ok()).unwrap_or(RESYNC).min(RESYNC);
+        let retry_at = self.execute(wanted, &observed, &plan).await?;
+        if let Some(pod) = wanted {
+            self.watch_probes(pod, &observed).await;
+            self.publish(pod, &observed, &plan).await;
+        } else {
+            self.ctx.status.remove(&self.uid);
+        }
+        let wait = match retry_at {
+            Some(at) => at.duration_since(SystemTime::now()).unwrap_or_default().max(self.next_retry()),
+            None => {
+                self.retry = RETRY_FIRST;
+                plan.requeue_at().and_then(|at| at.duration_since(SystemTime::now()).ok()).unwrap_or(RESYNC).min(RESYNC)
+            }
+        };
         Ok(Outcome::Requeue(wait))
     }
 
@@ -154,17 +227,35 @@ impl Worker {
         self.reported.retain(|(_, until)| *until > SystemTime::now() - Duration::from_secs(1));
     }
 
-    async fn execute(&mut self, wanted: Option<&StaticPod>, observed: &ObservedPod, plan: &Plan) -> Result<(), RuntimeError> {
+    /// The newest ready sandbox: the one containers are started in.
+    fn current_sandbox(observed: &ObservedPod) -> Option<&PodSandbox> {
+        observed.sandboxes.iter().filter(|s| s.state == SandboxState::Ready).max_by_key(|s| (s.metadata.attempt, s.created_at))
+    }
+
+    /// The pod's address in a sandbox: its own, or the host's on the host network.
+    async fn pod_ip(&mut self, sandbox_id: &str, host_network: bool) -> String {
+        if host_network {
+            return self.ctx.host_ip.clone();
+        }
+        if !self.sandbox_ips.contains_key(sandbox_id) {
+            let ip = self.ctx.runtime.pod_sandbox_status(sandbox_id).await.ok().and_then(|s| s.ip);
+            self.sandbox_ips.insert(sandbox_id.to_owned(), ip);
+        }
+        self.sandbox_ips.get(sandbox_id).cloned().flatten().unwrap_or_default()
+    }
+
+    /// Executes the plan; returns when a failed start may be retried, if one failed.
+    async fn execute(
+        &mut self,
+        wanted: Option<&StaticPod>,
+        observed: &ObservedPod,
+        plan: &Plan,
+    ) -> Result<Option<SystemTime>, RuntimeError> {
         let runtime = self.ctx.runtime.clone();
         let pod_name = wanted.map_or_else(|| format!("uid {}", self.uid), StaticPod::full_name);
         let grace = grace_period(wanted, observed);
-        let mut sandbox = observed
-            .sandboxes
-            .iter()
-            .filter(|s| s.state == SandboxState::Ready)
-            .max_by_key(|s| (s.metadata.attempt, s.created_at))
-            .map(|s| (s.id.clone(), s.metadata.attempt));
-        let mut first_error = None;
+        let mut sandbox = Self::current_sandbox(observed).map(|s| (s.id.clone(), s.metadata.attempt));
+        let mut retry_at = None;
 
         for action in &plan.actions {
             match action {
@@ -182,88 +273,306 @@ impl Worker {
                 }
                 Action::StartContainer { name, attempt } => {
                     let pod = wanted.expect("the planner starts containers only for wanted pods");
-                    let Some((sandbox_id, sandbox_attempt)) = &sandbox else {
+                    let Some((sandbox_id, sandbox_attempt)) = sandbox.clone() else {
                         return Err(RuntimeError::NotFound(format!("a ready sandbox for {pod_name}")));
                     };
-                    if let Err(e) = self.start_container(pod, name, *attempt, sandbox_id, *sandbox_attempt).await {
-                        error!(pod = %pod_name, container = %name, "failed to start container: {e}");
-                        first_error.get_or_insert(e);
+                    match self.start_container(pod, name, *attempt, &sandbox_id, sandbox_attempt).await {
+                        Ok(()) => {
+                            self.failures.remove(name);
+                        }
+                        Err(failure) => {
+                            error!(pod = %pod_name, container = %name, reason = failure.reason, "failed to start container: {}", failure.message);
+                            let at = failure.retry_at.unwrap_or_else(SystemTime::now);
+                            retry_at = Some(retry_at.map_or(at, |r: SystemTime| r.min(at)));
+                            self.failures.insert(name.clone(), WaitingReason { reason: failure.reason.into(), message: failure.message });
+                        }
                     }
                 }
-                Action::KillContainer { id, name, reason } => {
+                Action::KillContainer { id, name, reason, grace_seconds } => {
                     info!(pod = %pod_name, container = %name, reason = "Killing", "stopping container because {reason}");
-                    runtime.stop_container(id, grace).await?;
+                    let grace = grace_seconds.map_or(grace, |s| Duration::from_secs(s.max(0) as u64).max(MIN_GRACE));
+                    if let Some(c) = observed.containers.iter().find(|c| &c.container.id == id) {
+                        self.kill_container(&c.container, grace).await?;
+                    }
                 }
-                Action::RemoveContainer { id } => runtime.remove_container(id).await?,
+                Action::RemoveContainer { id } => {
+                    runtime.remove_container(id).await?;
+                    if let Some(c) = observed.containers.iter().find(|c| &c.container.id == id) {
+                        self.forget_message(&c.container);
+                    }
+                }
                 Action::RemoveSandbox { id } => {
                     runtime.stop_pod_sandbox(id).await?;
                     runtime.remove_pod_sandbox(id).await?;
                 }
             }
         }
-        first_error.map_or(Ok(()), Err)
+        Ok(retry_at)
     }
 
-    async fn kill_pod(&self, observed: &ObservedPod, grace: Duration) -> Result<(), RuntimeError> {
-        let runtime = &self.ctx.runtime;
-        let running = observed.containers.iter().filter(|c| c.container.state == ContainerState::Running);
-        for result in join_all(running.map(|c| runtime.stop_container(&c.container.id, grace))).await {
+    fn forget_message(&self, container: &Container) {
+        if container.annotations.contains_key(TERMINATION_MESSAGE_PATH) {
+            let path = self.ctx.layout.termination_message(&self.uid, &container.metadata.name, container.metadata.attempt);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Stops the pod as the kubelet does: app containers first, together, then sidecars one by
+    /// one in reverse order, all within one grace period; then the sandboxes.
+    async fn kill_pod(&mut self, observed: &ObservedPod, grace: Duration) -> Result<(), RuntimeError> {
+        let deadline = Instant::now() + grace;
+        let running = observed.containers.iter().map(|c| &c.container).filter(|c| c.state == ContainerState::Running);
+        let (mut sidecars, others): (Vec<&Container>, Vec<&Container>) =
+            running.partition(|c| c.annotations.get(CONTAINER_ROLE).is_some_and(|r| r == "sidecar"));
+        sidecars.sort_by_key(|c| std::cmp::Reverse(c.annotations.get(INIT_INDEX).and_then(|i| i.parse::<usize>().ok())));
+        let mut addresses = HashMap::new();
+        for c in others.iter().chain(&sidecars) {
+            if !addresses.contains_key(&c.pod_sandbox_id) {
+                let ip = self.pod_ip(&c.pod_sandbox_id, false).await;
+                addresses.insert(c.pod_sandbox_id.clone(), ip);
+            }
+        }
+        let this = &*self;
+        for result in join_all(others.iter().map(|c| this.stop_with_hook(c, grace, &addresses[&c.pod_sandbox_id]))).await {
             result?;
         }
+        for c in sidecars {
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(MIN_GRACE);
+            this.stop_with_hook(c, remaining, &addresses[&c.pod_sandbox_id]).await?;
+        }
+        let runtime = &self.ctx.runtime;
         for sandbox in &observed.sandboxes {
             runtime.stop_pod_sandbox(&sandbox.id).await?;
             runtime.remove_pod_sandbox(&sandbox.id).await?;
         }
         for c in &observed.containers {
             runtime.remove_container(&c.container.id).await?;
+            self.forget_message(&c.container);
         }
         Ok(())
     }
 
+    async fn kill_container(&mut self, container: &Container, grace: Duration) -> Result<(), RuntimeError> {
+        let pod_ip = self.pod_ip(&container.pod_sandbox_id, false).await;
+        self.stop_with_hook(container, grace, &pod_ip).await
+    }
+
+    /// Runs the container's `preStop` hook, then stops it with what is left of `grace` (at
+    /// least the kubelet's 2 s floor).
+    async fn stop_with_hook(&self, container: &Container, grace: Duration, pod_ip: &str) -> Result<(), RuntimeError> {
+        let started = Instant::now();
+        if container.state == ContainerState::Running
+            && let Some(hook) = container.annotations.get(PRE_STOP_HANDLER)
+        {
+            let ports: Option<Vec<ContainerPort>> = container.annotations.get(CONTAINER_PORTS).and_then(|p| serde_json::from_str(p).ok());
+            let name = &container.metadata.name;
+            match serde_json::from_str::<LifecycleHandler>(hook).map_err(|e| e.to_string()).and_then(|hook| {
+                handler::from_hook(&hook, ports.as_deref(), if pod_ip.is_empty() { &self.ctx.host_ip } else { pod_ip })
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok(action) => {
+                    if let Err(message) = self.ctx.runner.hook(&action, self.ctx.runtime.as_ref(), &container.id, grace).await {
+                        warn!(uid = %self.uid, container = %name, reason = "FailedPreStopHook", "PreStopHook failed: {message}");
+                    }
+                }
+                Err(e) => warn!(uid = %self.uid, container = %name, reason = "FailedPreStopHook", "PreStopHook cannot run: {e}"),
+            }
+        }
+        let remaining = grace.saturating_sub(started.elapsed()).max(MIN_GRACE);
+        self.ctx.runtime.stop_container(&container.id, remaining).await
+    }
+
     async fn start_container(
-        &self,
+        &mut self,
         pod: &StaticPod,
         name: &str,
         attempt: u32,
         sandbox_id: &str,
         sandbox_attempt: u32,
-    ) -> Result<(), RuntimeError> {
-        let runtime = &self.ctx.runtime;
+    ) -> Result<(), StartFailure> {
+        let runtime = self.ctx.runtime.clone();
         let full_name = pod.full_name();
-        let container =
-            podconfig::find_container(pod, name).ok_or_else(|| RuntimeError::NotFound(format!("container {name} in {full_name}")))?;
+        let call_failed = |reason: &'static str| move |e: RuntimeError| StartFailure { reason, message: e.to_string(), retry_at: None };
+        let container = podconfig::find_container(pod, name).ok_or_else(|| StartFailure {
+            reason: "CreateContainerConfigError",
+            message: format!("no container {name}"),
+            retry_at: None,
+        })?;
         let image = container.image.clone().unwrap_or_default();
         self.ensure_image(&full_name, name, &image, container.image_pull_policy.as_deref().unwrap_or("IfNotPresent")).await?;
         let sandbox_config = podconfig::sandbox_config(pod, sandbox_attempt, &self.ctx.node);
-        let pod_ip = if sandbox_config.host_network { None } else { runtime.pod_sandbox_status(sandbox_id).await.ok().and_then(|s| s.ip) };
-        let config = podconfig::container_config(pod, container, attempt, &self.ctx.node, &self.ctx.layout, pod_ip.as_deref())
-            .map_err(|e| RuntimeError::Call { call: "create_container", message: e.to_string() })?;
-        let id = runtime.create_container(sandbox_id, &config, &sandbox_config).await?;
+        let pod_ip = self.pod_ip(sandbox_id, sandbox_config.host_network).await;
+        let addresses = podconfig::Addresses { pod_ip: Some(pod_ip.as_str()).filter(|ip| !ip.is_empty()), host_ip: &self.ctx.host_ip };
+        let config = podconfig::container_config(pod, container, attempt, &self.ctx.node, &self.ctx.layout, addresses)
+            .map_err(|e| StartFailure { reason: "CreateContainerConfigError", message: e.to_string(), retry_at: None })?;
+        let id = runtime.create_container(sandbox_id, &config, &sandbox_config).await.map_err(call_failed("CreateContainerError"))?;
         info!(pod = %full_name, container = name, id = %short(&id), reason = "Created", "created container");
-        runtime.start_container(&id).await?;
+        runtime.start_container(&id).await.map_err(call_failed("RunContainerError"))?;
         info!(pod = %full_name, container = name, id = %short(&id), attempt, reason = "Started", "started container");
+
+        if let Some(hook) = container.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let outcome = match handler::from_hook(hook, container.ports.as_deref(), &pod_ip) {
+                Ok(action) => self.ctx.runner.hook(&action, runtime.as_ref(), &id, POST_START_TIMEOUT).await,
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(message) = outcome {
+                warn!(pod = %full_name, container = name, reason = "FailedPostStartHook", "PostStartHook failed: {message}");
+                let grace = grace_period(Some(pod), &ObservedPod::default());
+                let listed = Container {
+                    id: id.clone(),
+                    pod_sandbox_id: sandbox_id.to_owned(),
+                    metadata: config.metadata.clone(),
+                    image: config.image.clone(),
+                    state: ContainerState::Running,
+                    created_at: SystemTime::now(),
+                    labels: config.labels.clone(),
+                    annotations: config.annotations.clone(),
+                };
+                self.stop_with_hook(&listed, grace, &pod_ip).await.map_err(call_failed("PostStartHookError"))?;
+                return Err(StartFailure { reason: "PostStartHookError", message, retry_at: None });
+            }
+        }
         Ok(())
     }
 
-    async fn ensure_image(&self, pod: &str, container: &str, image: &str, policy: &str) -> Result<(), RuntimeError> {
+    async fn ensure_image(&mut self, pod: &str, container: &str, image: &str, policy: &str) -> Result<(), StartFailure> {
         let runtime = &self.ctx.runtime;
-        let present = runtime.image_status(image).await?.is_some();
+        let present = runtime
+            .image_status(image)
+            .await
+            .map_err(|e| StartFailure { reason: ERR_IMAGE_PULL, message: e.to_string(), retry_at: None })?
+            .is_some();
         match policy {
             "Never" if !present => {
-                return Err(RuntimeError::ImagePull {
-                    image: image.to_owned(),
-                    message: "ErrImageNeverPull: the image is not present and the pull policy is Never".into(),
+                return Err(StartFailure {
+                    reason: "ErrImageNeverPull",
+                    message: format!("Container image \"{image}\" is not present with pull policy of Never"),
+                    retry_at: None,
                 });
             }
             "IfNotPresent" | "Never" if present => return Ok(()),
             _ => {}
         }
+        let now = SystemTime::now();
+        if let Some(until) = self.image_backoff.waiting_since_update(image, now) {
+            return Err(StartFailure {
+                reason: IMAGE_PULL_BACK_OFF,
+                message: format!("Back-off pulling image \"{image}\""),
+                retry_at: Some(until),
+            });
+        }
         info!(pod, container, image, reason = "Pulling", "pulling image");
-        let started = std::time::Instant::now();
-        runtime.pull_image(image).await?;
-        info!(pod, container, image, reason = "Pulled", "pulled image in {:.3}s", started.elapsed().as_secs_f64());
-        Ok(())
+        let started = Instant::now();
+        match runtime.pull_image(image).await {
+            Ok(_) => {
+                info!(pod, container, image, reason = "Pulled", "pulled image in {:.3}s", started.elapsed().as_secs_f64());
+                Ok(())
+            }
+            Err(e) => {
+                // The next sync comes soon and finds the back-off, so the status moves on to
+                // ImagePullBackOff as a kubelet's does.
+                self.image_backoff.next(image, now);
+                Err(StartFailure { reason: ERR_IMAGE_PULL, message: e.to_string(), retry_at: None })
+            }
+        }
     }
+
+    /// Keeps one set of probe tasks per running container of the current sandbox.
+    async fn watch_probes(&mut self, pod: &StaticPod, observed: &ObservedPod) {
+        let Some(sandbox) = Self::current_sandbox(observed) else {
+            self.prober.sync(&[]);
+            return;
+        };
+        let host_network = pod.pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+        let pod_ip = self.pod_ip(&sandbox.id, host_network).await;
+        let targets: Vec<Target<'_>> = observed
+            .containers
+            .iter()
+            .filter(|c| c.container.state == ContainerState::Running && c.container.pod_sandbox_id == sandbox.id)
+            .filter_map(|c| {
+                Some(Target {
+                    container_id: &c.container.id,
+                    container: podconfig::find_container(pod, &c.container.metadata.name)?,
+                    created_at: c.container.created_at,
+                    pod_ip: &pod_ip,
+                })
+            })
+            .collect();
+        self.prober.sync(&targets);
+    }
+
+    /// Computes the pod's status from what was observed and publishes it.
+    async fn publish(&mut self, pod: &StaticPod, observed: &ObservedPod, plan: &Plan) {
+        let scheme = self.ctx.runtime.name().to_owned();
+        let sandbox = Self::current_sandbox(observed).filter(|s| s.labels.get(super::labels::SANDBOX_HASH) == Some(&pod.sandbox_hash));
+        let host_network = pod.pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+        let pod_ip = match sandbox {
+            Some(s) => self.pod_ip(&s.id, host_network).await,
+            None => String::new(),
+        };
+        let probes = self.prober.results();
+        let mut observation = PodObservation {
+            sandbox_ready: sandbox.is_some(),
+            pod_ips: Some(pod_ip).filter(|ip| !ip.is_empty()).into_iter().collect(),
+            host_ip: self.ctx.host_ip.clone(),
+            start_time: self.record.start_time,
+            containers: Vec::new(),
+            waiting: self.failures.iter().map(|(name, w)| (name.clone(), w.clone())).collect(),
+            probes: Default::default(),
+        };
+        for c in observed.containers.iter().filter(|c| sandbox.is_some_and(|s| s.id == c.container.pod_sandbox_id)) {
+            let container_id = format!("{scheme}://{}", c.container.id);
+            if let Some(results) = probes.get(&c.container.id) {
+                observation.probes.insert(container_id.clone(), *results);
+            }
+            observation.containers.push(ContainerRecord {
+                name: c.container.metadata.name.clone(),
+                container_id,
+                attempt: c.container.metadata.attempt,
+                image_id: c.container.image.clone(),
+                state: record_state(c),
+            });
+        }
+        for waiting in &plan.waiting {
+            let message = format!(
+                "back-off {}s restarting failed container={} pod={}_{}({})",
+                waiting.delay.as_secs(),
+                waiting.name,
+                pod.name(),
+                pod.namespace(),
+                pod.uid
+            );
+            observation.waiting.insert(waiting.name.clone(), WaitingReason { reason: status::CRASH_LOOP_BACK_OFF.into(), message });
+        }
+        let status = status::pod_status(&pod.pod, &observation);
+        let Some(pod) = self.wanted.borrow().clone() else { return };
+        self.ctx.status.publish(&self.uid, PodView { pod, status });
+    }
+}
+
+fn record_state(c: &ObservedContainer) -> RecordState {
+    match (c.container.state, &c.status) {
+        (ContainerState::Running, status) => {
+            RecordState::Running { started_at: status.as_ref().and_then(|s| s.started_at).unwrap_or(c.container.created_at) }
+        }
+        (ContainerState::Exited, Some(s)) => RecordState::Exited {
+            started_at: s.started_at,
+            finished_at: s.finished_at,
+            exit_code: s.exit_code,
+            reason: s.reason.clone(),
+            message: s.message.clone(),
+        },
+        (ContainerState::Created, _) => RecordState::Created,
+        _ => RecordState::Unknown,
+    }
+}
+
+/// The container's termination message, if it wrote one: at most the kubelet's 4 KiB.
+fn read_message(path: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).ok()?.take(MAX_TERMINATION_MESSAGE).read_to_end(&mut bytes).ok()?;
+    (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The grace period for stopping: the wanted pod's, else what its objects were started with.

@@ -1,13 +1,22 @@
-//! The layout of `--root-dir`. Every path the agent writes under it is named here.
+//! Everything the agent keeps under `--root-dir`. Every path it writes there is named here, and
+//! every record is written whole (temporary file, fsync, rename), so a crash leaves the old
+//! record or the new one, never half of one.
 //!
 //! ```text
+//! <root-dir>/pods/<uid>/pod-state.json                              back-off, start time (PodRecord)
 //! <root-dir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<volume>/   emptyDir volumes
+//! <root-dir>/pods/<uid>/containers/<container>/<attempt>            termination messages
 //! ```
 //!
 //! The layout follows the kubelet's (`/var/lib/kubelet/pods/<uid>/volumes/...`), so operators
 //! find things where they expect them.
 
-use std::path::PathBuf;
+mod pod;
+
+pub use pod::{PodRecord, StateError};
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Paths under `--root-dir`.
 #[derive(Debug, Clone)]
@@ -31,4 +40,31 @@ impl Layout {
     pub fn empty_dir(&self, uid: &str, volume: &str) -> PathBuf {
         self.pod_dir(uid).join("volumes").join("kubernetes.io~empty-dir").join(volume)
     }
+
+    /// The host side of a container's `terminationMessagePath`. Container names are DNS labels,
+    /// checked by the model.
+    pub fn termination_message(&self, uid: &str, container: &str, attempt: u32) -> PathBuf {
+        self.pod_dir(uid).join("containers").join(container).join(attempt.to_string())
+    }
+
+    /// A pod's [`PodRecord`].
+    pub fn pod_record(&self, uid: &str) -> PathBuf {
+        self.pod_dir(uid).join("pod-state.json")
+    }
+}
+
+/// Replaces `path` with `bytes` atomically: a reader sees the old content or the new, and a
+/// crash at any point leaves one of them.
+///
+/// # Errors
+///
+/// The I/O error of whichever step failed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
 }

@@ -1,0 +1,242 @@
+//! Liveness, readiness and startup probes, run as the kubelet's prober workers run them: one
+//! task per container and probe, first after `initialDelaySeconds`, then every `periodSeconds`,
+//! each run bounded by `timeoutSeconds`; a result changes only after `successThreshold` or
+//! `failureThreshold` runs in a row. Readiness starts as failure, liveness as success, startup
+//! as unknown; while a startup probe has not passed, the other two wait.
+//!
+//! Results go to a table the pod worker reads; a change pokes the worker, which recomputes the
+//! pod status and, for a failed liveness or startup probe, kills the container.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::{Container, Probe};
+use staticlet_model::status::ProbeResults;
+use staticlet_runtime::Runtime;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::handler::{self, Runner};
+
+/// Which probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeKind {
+    /// Restarts the container when it fails.
+    Liveness,
+    /// Gates the container's Ready state.
+    Readiness,
+    /// Holds the other two back until it passes; restarts the container when it fails.
+    Startup,
+}
+
+impl ProbeKind {
+    fn name(self) -> &'static str {
+        match self {
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
+            ProbeKind::Startup => "Startup",
+        }
+    }
+}
+
+/// A container that failed its liveness or startup probe and must be restarted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unhealthy {
+    /// For the log: `failed liveness probe`.
+    pub reason: String,
+    /// The probe's own `terminationGracePeriodSeconds`, which overrides the pod's.
+    pub grace_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ContainerResults {
+    results: ProbeResults,
+    unhealthy: Option<Unhealthy>,
+}
+
+/// One running container to probe.
+pub struct Target<'a> {
+    /// The runtime's ID.
+    pub container_id: &'a str,
+    /// Its spec.
+    pub container: &'a Container,
+    /// When it was created: initial delays count from here.
+    pub created_at: SystemTime,
+    /// The default host for httpGet and tcpSocket.
+    pub pod_ip: &'a str,
+}
+
+/// The probes of one pod.
+pub struct Prober {
+    runtime: Arc<dyn Runtime>,
+    runner: Runner,
+    poke: Arc<Notify>,
+    results: Arc<Mutex<HashMap<String, ContainerResults>>>,
+    tasks: HashMap<String, Vec<JoinHandle<()>>>,
+    pod: String,
+}
+
+impl Prober {
+    /// Probes for the pod named `pod`; result changes poke `poke`.
+    pub fn new(runtime: Arc<dyn Runtime>, runner: Runner, poke: Arc<Notify>, pod: String) -> Self {
+        Prober { runtime, runner, poke, results: Arc::default(), tasks: HashMap::new(), pod }
+    }
+
+    /// Starts probes for new containers and stops those of containers no longer running.
+    pub fn sync(&mut self, running: &[Target<'_>]) {
+        self.tasks.retain(|id, handles| {
+            let keep = running.iter().any(|t| t.container_id == id);
+            if !keep {
+                handles.iter().for_each(JoinHandle::abort);
+            }
+            keep
+        });
+        self.results.lock().unwrap().retain(|id, _| running.iter().any(|t| t.container_id == id));
+        for target in running {
+            if self.tasks.contains_key(target.container_id) {
+                continue;
+            }
+            let c = target.container;
+            let probes = [
+                (ProbeKind::Startup, &c.startup_probe),
+                (ProbeKind::Liveness, &c.liveness_probe),
+                (ProbeKind::Readiness, &c.readiness_probe),
+            ];
+            let has_startup = c.startup_probe.is_some();
+            let mut handles = Vec::new();
+            for (kind, probe) in probes {
+                let Some(probe) = probe.clone() else { continue };
+                let handler = match handler::from_probe(&probe, c, target.pod_ip) {
+                    Ok(handler) => handler,
+                    Err(e) => {
+                        warn!(pod = %self.pod, container = %c.name, "{} probe cannot run: {e}", kind.name());
+                        continue;
+                    }
+                };
+                let task = ProbeTask {
+                    kind,
+                    probe,
+                    handler,
+                    has_startup,
+                    container_id: target.container_id.to_owned(),
+                    container: c.name.clone(),
+                    created_at: target.created_at,
+                    pod: self.pod.clone(),
+                    runtime: self.runtime.clone(),
+                    runner: self.runner.clone(),
+                    poke: self.poke.clone(),
+                    results: self.results.clone(),
+                };
+                handles.push(tokio::spawn(task.run()));
+            }
+            self.tasks.insert(target.container_id.to_owned(), handles);
+        }
+    }
+
+    /// Results by container ID, for the status.
+    pub fn results(&self) -> HashMap<String, ProbeResults> {
+        self.results.lock().unwrap().iter().map(|(id, r)| (id.clone(), r.results)).collect()
+    }
+
+    /// Containers that failed their liveness or startup probe.
+    pub fn unhealthy(&self) -> HashMap<String, Unhealthy> {
+        self.results.lock().unwrap().iter().filter_map(|(id, r)| Some((id.clone(), r.unhealthy.clone()?))).collect()
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.tasks.values().flatten().for_each(JoinHandle::abort);
+    }
+}
+
+struct ProbeTask {
+    kind: ProbeKind,
+    probe: Probe,
+    handler: handler::Handler,
+    has_startup: bool,
+    container_id: String,
+    container: String,
+    created_at: SystemTime,
+    pod: String,
+    runtime: Arc<dyn Runtime>,
+    runner: Runner,
+    poke: Arc<Notify>,
+    results: Arc<Mutex<HashMap<String, ContainerResults>>>,
+}
+
+/// The API's defaults, for probes written before defaulting existed (the model defaults them).
+fn seconds(value: Option<i32>, default: i32) -> Duration {
+    Duration::from_secs(value.unwrap_or(default).max(0) as u64)
+}
+
+impl ProbeTask {
+    async fn run(self) {
+        let initial_delay = seconds(self.probe.initial_delay_seconds, 0);
+        let period = seconds(self.probe.period_seconds, 10).max(Duration::from_secs(1));
+        let timeout = seconds(self.probe.timeout_seconds, 1).max(Duration::from_secs(1));
+        let success_threshold = self.probe.success_threshold.unwrap_or(1).max(1);
+        let failure_threshold = self.probe.failure_threshold.unwrap_or(3).max(1);
+        if let Ok(wait) = (self.created_at + initial_delay).duration_since(SystemTime::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last: Option<bool> = None;
+        let mut run = 0;
+        loop {
+            ticker.tick().await;
+            let started = self.current().results.started;
+            match self.kind {
+                ProbeKind::Startup if started == Some(true) => return,
+                ProbeKind::Liveness | ProbeKind::Readiness if self.has_startup && started != Some(true) => continue,
+                _ => {}
+            }
+            let outcome = self.runner.probe(&self.handler, self.runtime.as_ref(), &self.container_id, timeout).await;
+            let success = outcome.is_ok();
+            if let Err(message) = &outcome {
+                warn!(pod = %self.pod, container = %self.container, reason = "Unhealthy", "{} probe failed: {message}", self.kind.name());
+            }
+            run = if last == Some(success) { run + 1 } else { 1 };
+            last = Some(success);
+            let threshold = if success { success_threshold } else { failure_threshold };
+            if run < threshold {
+                continue;
+            }
+            if self.record(success) {
+                self.poke.notify_one();
+            }
+            if !success && matches!(self.kind, ProbeKind::Liveness | ProbeKind::Startup) {
+                // On hold: the worker restarts the container, which brings new probes.
+                return;
+            }
+        }
+    }
+
+    fn current(&self) -> ContainerResults {
+        self.results.lock().unwrap().get(&self.container_id).cloned().unwrap_or_default()
+    }
+
+    /// Records a settled result; returns whether it changed anything.
+    fn record(&self, success: bool) -> bool {
+        let mut table = self.results.lock().unwrap();
+        let entry = table.entry(self.container_id.clone()).or_default();
+        let before = (entry.results, entry.unhealthy.clone());
+        match (self.kind, success) {
+            (ProbeKind::Readiness, ready) => entry.results.ready = Some(ready),
+            (ProbeKind::Startup, true) => entry.results.started = Some(true),
+            (ProbeKind::Liveness, true) => {}
+            (kind, false) => {
+                if kind == ProbeKind::Startup {
+                    entry.results.started = Some(false);
+                }
+                let reason = format!("failed {} probe", kind.name().to_lowercase());
+                info!(pod = %self.pod, container = %self.container, reason = "Killing", "Container {} {reason}, will be restarted", self.container);
+                entry.unhealthy = Some(Unhealthy { reason, grace_seconds: self.probe.termination_grace_period_seconds });
+            }
+        }
+        before != (entry.results, entry.unhealthy.clone())
+    }
+}
