@@ -259,7 +259,20 @@ async fn the_termination_message_and_a_failed_init_container_reach_the_status() 
             &format!("  restartPolicy: Never\n  initContainers:\n  - name: check\n    image: {BUSYBOX}\n    command: [sh, -c, 'exit 1']\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sleep, '100000']\n"),
         ),
     );
+    agent.write(
+        "fallback.yaml",
+        &manifest(
+            "fallback",
+            &format!("  restartPolicy: Never\n  containers:\n  - name: job\n    image: {BUSYBOX}\n    terminationMessagePolicy: FallbackToLogsOnError\n    command: [sh, -c, 'echo starting; echo \"fatal: cannot open /etc/app.conf\" >&2; exit 4']\n"),
+        ),
+    );
     agent.start();
+    let fallback = wait_status(&agent, "fallback", "the log's tail as the message", START, |p| p["status"]["phase"] == "Failed").await;
+    let message = container_status(&fallback, "job").unwrap()["state"]["terminated"]["message"].as_str().unwrap_or_default().to_owned();
+    // Docker may order two lines written in the same instant to two streams either way.
+    let mut lines: Vec<&str> = message.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["fatal: cannot open /etc/app.conf", "starting"], "{message:?}");
     let failed = wait_status(&agent, "message", "the job to fail", START, |p| p["status"]["phase"] == "Failed").await;
     let terminated = &container_status(&failed, "job").unwrap()["state"]["terminated"];
     assert_eq!(terminated["exitCode"], 2);

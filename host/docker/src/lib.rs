@@ -24,13 +24,14 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
-    CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
+    CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use staticlet_runtime::{
-    Container, ContainerConfig, ContainerStatus, ExecResult, Image, LabelFilter, LinuxContainerSecurity, PodSandbox, PodSandboxConfig,
-    PodSandboxStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeVersion,
+    Container, ContainerConfig, ContainerStatus, ExecResult, Image, LabelFilter, LinuxContainerSecurity, LogOptions, PodSandbox,
+    PodSandboxConfig, PodSandboxStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeVersion,
 };
 use tokio::sync::OnceCell;
 
@@ -341,6 +342,31 @@ impl Runtime for DockerRuntime {
             Ok(result) => result,
             Err(_) => Err(RuntimeError::DeadlineExceeded { call: "exec_sync", after: timeout }),
         }
+    }
+
+    async fn logs(
+        &self,
+        container_id: &str,
+        options: &LogOptions,
+    ) -> Result<BoxStream<'static, Result<Vec<u8>, RuntimeError>>, RuntimeError> {
+        let docker = self.client().await?;
+        // Fail now, not mid-stream, when the container is gone.
+        quick("logs", docker.inspect_container(container_id, None::<InspectContainerOptions>)).await?;
+        let query = LogsOptions {
+            follow: options.follow,
+            stdout: true,
+            stderr: true,
+            since: options.since.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs() as i32),
+            timestamps: options.timestamps,
+            tail: options.tail_lines.map_or_else(|| "all".to_owned(), |n| n.to_string()),
+            ..LogsOptions::default()
+        };
+        let id = container_id.to_owned();
+        let stream = docker.logs(container_id, Some(query)).map(move |chunk| match chunk {
+            Ok(output) => Ok(output.into_bytes().to_vec()),
+            Err(e) => Err(map_error("logs", &id, e)),
+        });
+        Ok(stream.boxed())
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<Image>, RuntimeError> {

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 
 use crate::*;
 
@@ -177,6 +179,19 @@ impl Runtime for FakeRuntime {
                 Ok(ExecResult { exit_code: i32::from(cmd.first().is_some_and(|c| c == "false")), ..ExecResult::default() })
             }
             _ => Err(RuntimeError::NotFound(format!("running container {container_id}"))),
+        }
+    }
+
+    /// The fake's containers write nothing.
+    async fn logs(
+        &self,
+        container_id: &str,
+        _options: &LogOptions,
+    ) -> Result<BoxStream<'static, Result<Vec<u8>, RuntimeError>>, RuntimeError> {
+        let state = self.state.lock().unwrap();
+        match state.containers.contains_key(container_id) {
+            true => Ok(futures::stream::empty().boxed()),
+            false => Err(RuntimeError::NotFound(format!("container {container_id}"))),
         }
     }
 

@@ -88,6 +88,18 @@ pub trait Runtime: Send + Sync + 'static {
     /// [`RuntimeError::NotFound`] when the container is gone.
     async fn exec_sync(&self, container_id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult, RuntimeError>;
 
+    /// A container's output (stdout and stderr interleaved, as written), running or exited:
+    /// what `kubectl logs` shows and what `FallbackToLogsOnError` reads.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::NotFound`] when the container is gone.
+    async fn logs(
+        &self,
+        container_id: &str,
+        options: &LogOptions,
+    ) -> Result<BoxStream<'static, Result<Vec<u8>, RuntimeError>>, RuntimeError>;
+
     /// The image as the runtime has it, or `None` when it is not present.
     async fn image_status(&self, image: &str) -> Result<Option<Image>, RuntimeError>;
 

@@ -275,6 +275,19 @@ pub struct ContainerStatus {
     pub message: String,
 }
 
+/// Which part of a container's log to read, as `kubectl logs` asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogOptions {
+    /// Only the last lines; `None` for all.
+    pub tail_lines: Option<u64>,
+    /// Keep streaming what the container writes until it exits.
+    pub follow: bool,
+    /// Prefix each line with its RFC 3339 timestamp.
+    pub timestamps: bool,
+    /// Only what was written since then.
+    pub since: Option<SystemTime>,
+}
+
 /// How much of each output stream [`crate::Runtime::exec_sync`] keeps: the kubelet keeps 10 KiB
 /// of a probe's output.
 pub const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;

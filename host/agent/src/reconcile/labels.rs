@@ -28,6 +28,8 @@ pub const PRE_STOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
 pub const CONTAINER_PORTS: &str = "io.kubernetes.container.ports";
 /// Annotation: where the container writes its termination message.
 pub const TERMINATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
+/// Annotation: `File`, or `FallbackToLogsOnError` to take the log's tail when the file is empty.
+pub const TERMINATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
 /// Annotation: `app`, `init` or `sidecar`: app containers stop before sidecars.
 pub const CONTAINER_ROLE: &str = "io.staticlet.container.role";
 /// Annotation: an init container's position, so sidecars stop in reverse order.

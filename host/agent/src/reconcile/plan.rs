@@ -21,6 +21,9 @@ pub struct ObservedContainer {
     pub status: Option<ContainerStatus>,
     /// Set when a running container failed its liveness or startup probe.
     pub unhealthy: Option<Unhealthy>,
+    /// A running container whose startup probe has not passed yet: a sidecar in this state
+    /// holds back the init containers after it.
+    pub starting: bool,
 }
 
 /// Everything the runtime holds for one pod UID.
@@ -207,7 +210,7 @@ impl<'a> Planner<'a> {
                     self.start(&init.name);
                     false
                 }
-                Some(ContainerState::Running) if sidecar => self.keep_or_replace(latest.unwrap()),
+                Some(ContainerState::Running) if sidecar => self.keep_or_replace(latest.unwrap()) && !latest.unwrap().starting,
                 Some(ContainerState::Running) => false,
                 Some(ContainerState::Exited) => {
                     let status = latest.and_then(|c| c.status.as_ref());
@@ -418,7 +421,7 @@ mod tests {
             reason: String::new(),
             message: String::new(),
         });
-        ObservedContainer { container, status, unhealthy: None }
+        ObservedContainer { container, status, unhealthy: None, starting: false }
     }
 
     fn start(name: &str, attempt: u32) -> Action {
@@ -569,6 +572,18 @@ mod tests {
 
     fn plan_for(pod: &StaticPod, observed: &ObservedPod) -> Plan {
         plan(Some(pod), observed, &BackoffTable::default(), t(7))
+    }
+
+    #[test]
+    fn a_sidecar_holds_back_what_follows_until_it_has_started() {
+        let pod = pod("  initContainers:\n  - name: proxy\n    image: i:1\n    restartPolicy: Always\n", ONE);
+        let mut proxy = container(&pod, "p", "proxy", 0, ContainerState::Running, None);
+        proxy.starting = true;
+        let observed = ObservedPod { sandboxes: vec![sandbox(&pod, "sb", 0, SandboxState::Ready)], containers: vec![proxy.clone()] };
+        assert!(plan_for(&pod, &observed).actions.is_empty(), "the app waits for the sidecar's startup probe");
+        proxy.starting = false;
+        let observed = ObservedPod { sandboxes: vec![sandbox(&pod, "sb", 0, SandboxState::Ready)], containers: vec![proxy] };
+        assert_eq!(plan_for(&pod, &observed).actions, vec![start("app", 0)]);
     }
 
     #[test]

@@ -198,6 +198,8 @@ pub fn container_config(
             message: format!("creating {}: {e}", host_path.display()),
         })?;
         annotations.insert(TERMINATION_MESSAGE_PATH.to_owned(), path.to_owned());
+        let policy = container.termination_message_policy.as_deref().unwrap_or("File");
+        annotations.insert(TERMINATION_MESSAGE_POLICY.to_owned(), policy.to_owned());
         mounts.push(Mount { container_path: path.to_owned(), host_path, readonly: false, propagation: MountPropagation::Private });
     }
     let envs = resolve_env(pod, container, node, addresses)?;

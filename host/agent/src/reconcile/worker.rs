@@ -8,18 +8,22 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::StreamExt;
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{ContainerPort, LifecycleHandler};
 use staticlet_model::StaticPod;
 use staticlet_model::status::{self, ContainerRecord, ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF, PodObservation, RecordState, WaitingReason};
-use staticlet_runtime::{Container, ContainerState, ContainerStatus, LabelFilter, PodSandbox, RuntimeError, SandboxState};
+use staticlet_runtime::{Container, ContainerState, ContainerStatus, LabelFilter, LogOptions, PodSandbox, RuntimeError, SandboxState};
 use tokio::sync::{Notify, watch};
 use tracing::{error, info, warn};
 
 use super::Context;
 use super::backoff::BackoffTable;
 use super::handler;
-use super::labels::{CONTAINER_PORTS, CONTAINER_ROLE, GRACE_PERIOD, INIT_INDEX, NODE, POD_UID, PRE_STOP_HANDLER, TERMINATION_MESSAGE_PATH};
+use super::labels::{
+    CONTAINER_PORTS, CONTAINER_ROLE, GRACE_PERIOD, INIT_INDEX, NODE, POD_UID, PRE_STOP_HANDLER, TERMINATION_MESSAGE_PATH,
+    TERMINATION_MESSAGE_POLICY,
+};
 use super::plan::{self, Action, ObservedContainer, ObservedPod, Plan};
 use super::podconfig;
 use super::probe::{Prober, Target};
@@ -37,6 +41,10 @@ const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 /// The kubelet reads at most this much of a termination message.
 const MAX_TERMINATION_MESSAGE: u64 = 4096;
+/// `FallbackToLogsOnError` takes at most this many lines of the log, as the kubelet does...
+const FALLBACK_LOG_LINES: u64 = 80;
+/// ...and at most this many bytes of them.
+const FALLBACK_LOG_BYTES: usize = 2048;
 /// A postStart hook has no deadline of its own in the API; this bounds a hung one.
 const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -138,13 +146,27 @@ impl Worker {
         self.statuses.retain(|id, _| containers.iter().any(|c| &c.id == id));
         self.sandbox_ips.retain(|id, _| sandboxes.iter().any(|s| &s.id == id));
         let unhealthy = self.prober.unhealthy();
+        let probes = self.prober.results();
+        let wanted = self.wanted.borrow().clone();
+        let starting_up: HashMap<&str, bool> = wanted
+            .as_ref()
+            .and_then(|p| p.pod.spec.as_ref())
+            .map(|spec| {
+                spec.init_containers
+                    .iter()
+                    .flatten()
+                    .chain(&spec.containers)
+                    .map(|c| (c.name.as_str(), c.startup_probe.is_some()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut observed = ObservedPod { sandboxes, containers: Vec::with_capacity(containers.len()) };
         for container in containers {
             let status = match self.statuses.get(&container.id) {
                 Some((state, status)) if *state == container.state => Some(status.clone()),
                 _ if matches!(container.state, ContainerState::Running | ContainerState::Exited) => {
                     match runtime.container_status(&container.id).await {
-                        Ok(status) => Some(self.remember(&container, status)),
+                        Ok(status) => Some(self.remember(&container, status).await),
                         Err(RuntimeError::NotFound(_)) => continue,
                         Err(e) => return Err(e),
                     }
@@ -152,24 +174,47 @@ impl Worker {
                 _ => None,
             };
             let unhealthy = unhealthy.get(&container.id).cloned();
-            observed.containers.push(ObservedContainer { container, status, unhealthy });
+            let starting = container.state == ContainerState::Running
+                && starting_up.get(container.metadata.name.as_str()).is_some_and(|has_probe| *has_probe)
+                && probes.get(&container.id).and_then(|r| r.started) != Some(true);
+            observed.containers.push(ObservedContainer { container, status, unhealthy, starting });
         }
         Ok(observed)
     }
 
-    /// Caches a freshly fetched status; for an exited container, reads its termination message.
-    fn remember(&mut self, container: &Container, mut status: ContainerStatus) -> ContainerStatus {
+    /// Caches a freshly fetched status; for an exited container, reads its termination message
+    /// from the file, or under `FallbackToLogsOnError` from the tail of its log when it failed
+    /// without writing one.
+    async fn remember(&mut self, container: &Container, mut status: ContainerStatus) -> ContainerStatus {
         if container.state == ContainerState::Exited {
             let meta = &status.container.metadata;
             if container.annotations.contains_key(TERMINATION_MESSAGE_PATH)
                 && let Some(message) = read_message(&self.ctx.layout.termination_message(&self.uid, &meta.name, meta.attempt))
             {
                 status.message = message;
+            } else if status.exit_code != 0
+                && container.annotations.get(TERMINATION_MESSAGE_POLICY).is_some_and(|p| p == "FallbackToLogsOnError")
+                && let Some(tail) = self.log_tail(&container.id).await
+            {
+                status.message = tail;
             }
+            let meta = &status.container.metadata;
             info!(uid = %self.uid, container = %meta.name, attempt = meta.attempt, exit_code = status.exit_code, reason = %status.reason, "container terminated");
         }
         self.statuses.insert(container.id.clone(), (container.state, status.clone()));
         status
+    }
+
+    /// The end of a container's log, as much as the kubelet takes for a termination message.
+    async fn log_tail(&self, container_id: &str) -> Option<String> {
+        let options = LogOptions { tail_lines: Some(FALLBACK_LOG_LINES), ..LogOptions::default() };
+        let mut stream = self.ctx.runtime.logs(container_id, &options).await.ok()?;
+        let mut bytes = Vec::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            bytes.extend_from_slice(&chunk);
+        }
+        let start = bytes.len().saturating_sub(FALLBACK_LOG_BYTES);
+        (start < bytes.len()).then(|| String::from_utf8_lossy(&bytes[start..]).into_owned())
     }
 
     async fn sync(&mut self, wanted: Option<&StaticPod>) -> Result<Outcome, RuntimeError> {
