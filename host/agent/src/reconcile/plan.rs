@@ -575,6 +575,25 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_init_container_is_retried_with_back_off_or_fails_the_pod() {
+        let init = "  initContainers:\n  - name: i1\n    image: i:1\n";
+        let failed = |pod: &StaticPod, attempt: u32| ObservedPod {
+            sandboxes: vec![sandbox(pod, "sb", 0, SandboxState::Ready)],
+            containers: vec![container(pod, "x", "i1", attempt, ContainerState::Exited, Some((1, 4)))],
+        };
+        let always = pod(init, ONE);
+        let mut backoff = BackoffTable::default();
+        assert_eq!(plan(Some(&always), &failed(&always, 0), &backoff, t(5)).actions, vec![start("i1", 1)]);
+        backoff.next("i1", t(4));
+        let waiting = plan(Some(&always), &failed(&always, 1), &backoff, t(5));
+        assert!(waiting.actions.is_empty(), "the app never starts while init fails");
+        assert_eq!(waiting.requeue_at(), Some(t(14)));
+        let never = pod(&format!("  restartPolicy: Never\n{init}"), ONE);
+        let plan = plan(Some(&never), &failed(&never, 0), &BackoffTable::default(), t(5));
+        assert!(plan.failed && plan.actions.is_empty());
+    }
+
+    #[test]
     fn a_sidecar_holds_back_what_follows_until_it_has_started() {
         let pod = pod("  initContainers:\n  - name: proxy\n    image: i:1\n    restartPolicy: Always\n", ONE);
         let mut proxy = container(&pod, "p", "proxy", 0, ContainerState::Running, None);
