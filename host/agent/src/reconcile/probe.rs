@@ -167,7 +167,8 @@ struct ProbeTask {
     results: Arc<Mutex<HashMap<String, ContainerResults>>>,
 }
 
-/// The API's defaults, for probes written before defaulting existed (the model defaults them).
+/// A probe field in seconds, with the API's default: the model has already defaulted every
+/// probe, so the fallback only guards a pod that did not come through it.
 fn seconds(value: Option<i32>, default: i32) -> Duration {
     Duration::from_secs(value.unwrap_or(default).max(0) as u64)
 }

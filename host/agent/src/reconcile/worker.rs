@@ -115,7 +115,7 @@ impl Worker {
     pub async fn run(mut self) {
         loop {
             let wanted = self.wanted.borrow_and_update().clone();
-            let wait = match self.sync(wanted.as_deref()).await {
+            let wait = match self.sync(wanted.as_ref()).await {
                 Ok(Outcome::Gone) if self.wanted.borrow().is_none() => return,
                 Ok(Outcome::Gone) => continue,
                 Ok(Outcome::Requeue(wait)) => wait,
@@ -139,7 +139,7 @@ impl Worker {
         wait
     }
 
-    async fn observe(&mut self) -> Result<ObservedPod, RuntimeError> {
+    async fn observe(&mut self, wanted: Option<&StaticPod>) -> Result<ObservedPod, RuntimeError> {
         let filter = LabelFilter::new(POD_UID, &self.uid).and(NODE, &self.ctx.node);
         let runtime = self.ctx.runtime.clone();
         let (sandboxes, containers) = tokio::try_join!(runtime.list_pod_sandboxes(&filter), runtime.list_containers(&filter))?;
@@ -147,9 +147,7 @@ impl Worker {
         self.sandbox_ips.retain(|id, _| sandboxes.iter().any(|s| &s.id == id));
         let unhealthy = self.prober.unhealthy();
         let probes = self.prober.results();
-        let wanted = self.wanted.borrow().clone();
         let starting_up: HashMap<&str, bool> = wanted
-            .as_ref()
             .and_then(|p| p.pod.spec.as_ref())
             .map(|spec| {
                 spec.init_containers
@@ -217,8 +215,11 @@ impl Worker {
         (start < bytes.len()).then(|| String::from_utf8_lossy(&bytes[start..]).into_owned())
     }
 
-    async fn sync(&mut self, wanted: Option<&StaticPod>) -> Result<Outcome, RuntimeError> {
-        let observed = self.observe().await?;
+    /// One pass for the pod as `wanted` at the start of the pass; the status published is
+    /// computed for that same pod.
+    async fn sync(&mut self, wanted_arc: Option<&Arc<StaticPod>>) -> Result<Outcome, RuntimeError> {
+        let wanted = wanted_arc.map(|p| &**p);
+        let observed = self.observe(wanted).await?;
         let now = SystemTime::now();
         let plan = plan::plan(wanted, &observed, &self.record.backoff, now);
         if plan.gone {
@@ -245,7 +246,7 @@ impl Worker {
         }
         self.report_waiting(wanted, &plan);
         let retry_at = self.execute(wanted, &observed, &plan).await?;
-        if let Some(pod) = wanted {
+        if let Some(pod) = wanted_arc {
             self.watch_probes(pod, &observed).await;
             self.publish(pod, &observed, &plan).await;
         } else {
@@ -335,31 +336,35 @@ impl Worker {
                 }
                 Action::KillContainer { id, name, reason, grace_seconds } => {
                     info!(pod = %pod_name, container = %name, reason = "Killing", "stopping container because {reason}");
-                    let grace = grace_seconds.map_or(grace, |s| Duration::from_secs(s.max(0) as u64).max(MIN_GRACE));
+                    let grace = grace_seconds.map_or(grace, grace_from_seconds);
                     if let Some(c) = observed.containers.iter().find(|c| &c.container.id == id) {
                         self.kill_container(&c.container, grace).await?;
                     }
                 }
                 Action::RemoveContainer { id } => {
-                    runtime.remove_container(id).await?;
                     if let Some(c) = observed.containers.iter().find(|c| &c.container.id == id) {
-                        self.forget_message(&c.container);
+                        self.remove_container(&c.container).await?;
                     }
                 }
-                Action::RemoveSandbox { id } => {
-                    runtime.stop_pod_sandbox(id).await?;
-                    runtime.remove_pod_sandbox(id).await?;
-                }
+                Action::RemoveSandbox { id } => self.remove_sandbox(id).await?,
             }
         }
         Ok(retry_at)
     }
 
-    fn forget_message(&self, container: &Container) {
+    /// Removes a container and the host side of its termination message.
+    async fn remove_container(&self, container: &Container) -> Result<(), RuntimeError> {
+        self.ctx.runtime.remove_container(&container.id).await?;
         if container.annotations.contains_key(TERMINATION_MESSAGE_PATH) {
             let path = self.ctx.layout.termination_message(&self.uid, &container.metadata.name, container.metadata.attempt);
             let _ = std::fs::remove_file(path);
         }
+        Ok(())
+    }
+
+    async fn remove_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
+        self.ctx.runtime.stop_pod_sandbox(sandbox_id).await?;
+        self.ctx.runtime.remove_pod_sandbox(sandbox_id).await
     }
 
     /// Stops the pod as the kubelet does: app containers first, together, then sidecars one by
@@ -385,14 +390,11 @@ impl Worker {
             let remaining = deadline.saturating_duration_since(Instant::now()).max(MIN_GRACE);
             this.stop_with_hook(c, remaining, &addresses[&c.pod_sandbox_id]).await?;
         }
-        let runtime = &self.ctx.runtime;
         for sandbox in &observed.sandboxes {
-            runtime.stop_pod_sandbox(&sandbox.id).await?;
-            runtime.remove_pod_sandbox(&sandbox.id).await?;
+            self.remove_sandbox(&sandbox.id).await?;
         }
         for c in &observed.containers {
-            runtime.remove_container(&c.container.id).await?;
-            self.forget_message(&c.container);
+            self.remove_container(&c.container).await?;
         }
         Ok(())
     }
@@ -446,7 +448,7 @@ impl Worker {
         let image = container.image.clone().unwrap_or_default();
         self.ensure_image(&full_name, name, &image, container.image_pull_policy.as_deref().unwrap_or("IfNotPresent")).await?;
         let sandbox_config = podconfig::sandbox_config(pod, sandbox_attempt, &self.ctx.node);
-        let pod_ip = self.pod_ip(sandbox_id, sandbox_config.host_network).await;
+        let pod_ip = self.pod_ip(sandbox_id, host_network(pod)).await;
         let addresses = podconfig::Addresses { pod_ip: Some(pod_ip.as_str()).filter(|ip| !ip.is_empty()), host_ip: &self.ctx.host_ip };
         let config = podconfig::container_config(pod, container, attempt, &self.ctx.node, &self.ctx.layout, addresses)
             .map_err(|e| StartFailure { reason: "CreateContainerConfigError", message: e.to_string(), retry_at: None })?;
@@ -528,8 +530,7 @@ impl Worker {
             self.prober.sync(&[]);
             return;
         };
-        let host_network = pod.pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
-        let pod_ip = self.pod_ip(&sandbox.id, host_network).await;
+        let pod_ip = self.pod_ip(&sandbox.id, host_network(pod)).await;
         let targets: Vec<Target<'_>> = observed
             .containers
             .iter()
@@ -547,12 +548,11 @@ impl Worker {
     }
 
     /// Computes the pod's status from what was observed and publishes it.
-    async fn publish(&mut self, pod: &StaticPod, observed: &ObservedPod, plan: &Plan) {
+    async fn publish(&mut self, pod: &Arc<StaticPod>, observed: &ObservedPod, plan: &Plan) {
         let scheme = self.ctx.runtime.name().to_owned();
         let sandbox = Self::current_sandbox(observed).filter(|s| s.labels.get(super::labels::SANDBOX_HASH) == Some(&pod.sandbox_hash));
-        let host_network = pod.pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
         let pod_ip = match sandbox {
-            Some(s) => self.pod_ip(&s.id, host_network).await,
+            Some(s) => self.pod_ip(&s.id, host_network(pod)).await,
             None => String::new(),
         };
         let probes = self.prober.results();
@@ -590,8 +590,7 @@ impl Worker {
             observation.waiting.insert(waiting.name.clone(), WaitingReason { reason: status::CRASH_LOOP_BACK_OFF.into(), message });
         }
         let status = status::pod_status(&pod.pod, &observation);
-        let Some(pod) = self.wanted.borrow().clone() else { return };
-        self.ctx.status.publish(&self.uid, PodView { pod, status });
+        self.ctx.status.publish(&self.uid, PodView { pod: pod.clone(), status });
     }
 }
 
@@ -625,7 +624,16 @@ fn grace_period(wanted: Option<&StaticPod>, observed: &ObservedPod) -> Duration 
     let seconds = wanted
         .and_then(|p| p.pod.spec.as_ref()?.termination_grace_period_seconds)
         .or_else(|| observed.containers.iter().find_map(|c| c.container.annotations.get(GRACE_PERIOD)?.parse().ok()));
-    seconds.map_or(Duration::from_secs(30), |s: i64| Duration::from_secs(s.max(0) as u64)).max(MIN_GRACE)
+    grace_from_seconds(seconds.unwrap_or(30))
+}
+
+/// A grace period from the API's seconds, never below the kubelet's floor.
+fn grace_from_seconds(seconds: i64) -> Duration {
+    Duration::from_secs(seconds.max(0) as u64).max(MIN_GRACE)
+}
+
+fn host_network(pod: &StaticPod) -> bool {
+    pod.pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
 }
 
 fn short(id: &str) -> &str {
