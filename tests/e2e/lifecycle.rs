@@ -14,6 +14,34 @@ fn manifest(name: &str, spec: &str) -> String {
     format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{spec}")
 }
 
+/// A host directory mounted into a pod as `/out`, where containers append lines to
+/// `/out/events` so a test can see what happened in which order.
+struct Events {
+    dir: tempfile::TempDir,
+}
+
+impl Events {
+    fn new() -> Events {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("events"), "").unwrap();
+        Events { dir }
+    }
+
+    /// The pod-level `volumes:` entry named `out`.
+    fn volume(&self) -> String {
+        format!("  volumes:\n  - name: out\n    hostPath: {{path: '{}'}}\n", self.dir.path().display())
+    }
+
+    fn read(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("events")).unwrap()
+    }
+}
+
+/// Waits until the pod's containers are all gone from Docker.
+async fn wait_removed(docker: &bollard::Docker, agent: &Agent) {
+    wait_for(START, "the pod's removal", || async { containers(docker, &agent.node, &[]).await.is_empty().then_some(()) }).await;
+}
+
 /// Waits until the API shows pod `name` satisfying `check`.
 async fn wait_status(agent: &Agent, name: &str, what: &str, timeout: Duration, check: impl Fn(&Value) -> bool) -> Value {
     wait_for(timeout, what, || async {
@@ -64,9 +92,7 @@ async fn an_init_container_fills_an_empty_dir_the_app_reads() {
 async fn a_sidecar_starts_before_the_app_and_stops_after_it() {
     let docker = docker().await;
     let mut agent = Agent::new("sidecar");
-    let shared = tempfile::tempdir().unwrap();
-    let events = shared.path().join("events");
-    std::fs::write(&events, "").unwrap();
+    let events = Events::new();
     // The app takes two seconds over its SIGTERM: were the sidecar stopped at the same time, its
     // line would come first.
     agent.write(
@@ -74,19 +100,19 @@ async fn a_sidecar_starts_before_the_app_and_stops_after_it() {
         &manifest(
             "side",
             &format!(
-                "  terminationGracePeriodSeconds: 20\n  volumes:\n  - name: out\n    hostPath: {{path: '{dir}'}}\n  initContainers:\n  - name: proxy\n    image: {BUSYBOX}\n    restartPolicy: Always\n    command: [sh, -c, 'trap \"echo proxy-stop >> /out/events; exit 0\" TERM; echo proxy-start >> /out/events; sleep 100000 & wait']\n    volumeMounts:\n    - {{name: out, mountPath: /out}}\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sh, -c, 'trap \"sleep 2; echo app-stop >> /out/events; exit 0\" TERM; echo app-start >> /out/events; sleep 100000 & wait']\n    volumeMounts:\n    - {{name: out, mountPath: /out}}\n",
-                dir = shared.path().display()
+                "  terminationGracePeriodSeconds: 20\n{volume}  initContainers:\n  - name: proxy\n    image: {BUSYBOX}\n    restartPolicy: Always\n    command: [sh, -c, 'trap \"echo proxy-stop >> /out/events; exit 0\" TERM; echo proxy-start >> /out/events; sleep 100000 & wait']\n    volumeMounts:\n    - {{name: out, mountPath: /out}}\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sh, -c, 'trap \"sleep 2; echo app-stop >> /out/events; exit 0\" TERM; echo app-start >> /out/events; sleep 100000 & wait']\n    volumeMounts:\n    - {{name: out, mountPath: /out}}\n",
+                volume = events.volume()
             ),
         ),
     );
     agent.start();
     let ready = wait_status(&agent, "side", "both containers ready", START, |p| condition(p, "Ready").as_deref() == Some("True")).await;
     assert_eq!(container_status(&ready, "proxy").unwrap()["started"], true);
-    assert_eq!(std::fs::read_to_string(&events).unwrap(), "proxy-start\napp-start\n");
+    assert_eq!(events.read(), "proxy-start\napp-start\n");
 
     agent.remove("side.yaml");
-    wait_for(START, "the pod's removal", || async { containers(&docker, &agent.node, &[]).await.is_empty().then_some(()) }).await;
-    assert_eq!(std::fs::read_to_string(&events).unwrap(), "proxy-start\napp-start\napp-stop\nproxy-stop\n");
+    wait_removed(&docker, &agent).await;
+    assert_eq!(events.read(), "proxy-start\napp-start\napp-stop\nproxy-stop\n");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -170,24 +196,22 @@ async fn exec(docker: &bollard::Docker, id: &str, script: &str) {
 async fn a_sigterm_handler_and_pre_stop_hook_finish_when_the_manifest_is_removed() {
     let docker = docker().await;
     let mut agent = Agent::new("graceful");
-    let shared = tempfile::tempdir().unwrap();
-    let events = shared.path().join("events");
-    std::fs::write(&events, "").unwrap();
+    let events = Events::new();
     agent.write(
         "graceful.yaml",
         &manifest(
             "graceful",
             &format!(
-                "  terminationGracePeriodSeconds: 30\n  volumes:\n  - name: out\n    hostPath: {{path: '{dir}'}}\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sh, -c, 'trap \"sleep 3; echo handler-done >> /out/events; exit 0\" TERM; sleep 100000 & wait']\n    lifecycle:\n      preStop:\n        exec: {{command: [sh, -c, 'echo pre-stop >> /out/events']}}\n    volumeMounts:\n    - {{name: out, mountPath: /out}}\n",
-                dir = shared.path().display()
+                "  terminationGracePeriodSeconds: 30\n{volume}  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sh, -c, 'trap \"sleep 3; echo handler-done >> /out/events; exit 0\" TERM; sleep 100000 & wait']\n    lifecycle:\n      preStop:\n        exec: {{command: [sh, -c, 'echo pre-stop >> /out/events']}}\n    volumeMounts:\n    - {{name: out, mountPath: /out}}\n",
+                volume = events.volume()
             ),
         ),
     );
     agent.start();
     wait_for(START, "the app", || async { running(&docker, &agent.node, "k8s_app_").await.pop() }).await;
     agent.remove("graceful.yaml");
-    wait_for(START, "the pod's removal", || async { containers(&docker, &agent.node, &[]).await.is_empty().then_some(()) }).await;
-    assert_eq!(std::fs::read_to_string(&events).unwrap(), "pre-stop\nhandler-done\n", "{}", agent.log());
+    wait_removed(&docker, &agent).await;
+    assert_eq!(events.read(), "pre-stop\nhandler-done\n", "{}", agent.log());
     wait_for(START, "the API to forget the pod", || async { agent.pod_status("graceful").await.is_none().then_some(()) }).await;
 }
 
