@@ -1,8 +1,5 @@
-//! The static pod policy: a static pod runs without an API server, so it may not depend on API
-//! objects. Every reference to one is a violation with its field path and the reason, in app,
-//! init and ephemeral containers alike. The kubelet rejects the same set since 1.34.
-
-pub mod rules;
+//! The static pod policy as a component: the built-in admission validator, embedded in the
+//! `staticlet` binary. The rules themselves live in `static-pod-rules`.
 
 use staticlet_plugin_sdk::{Context, Pod, Validator, Verdict};
 
@@ -12,7 +9,7 @@ pub struct StaticPodPolicy;
 impl Validator for StaticPodPolicy {
     fn validate(&self, _ctx: &Context, pod: &Pod) -> Verdict {
         let mut verdict = Verdict::default();
-        for (field, message) in rules::check(pod) {
+        for (field, message) in static_pod_rules::check(pod) {
             verdict.reject(field, message);
         }
         verdict

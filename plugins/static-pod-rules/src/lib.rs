@@ -1,5 +1,10 @@
-//! The rules, as a plain function of the pod so they can also be compiled natively (the
-//! benchmark compares the two).
+//! The static pod policy's rules (spec §8), as a plain function of the pod: the
+//! `static-pod-policy` component wraps them for the agent, and compiled natively they are the
+//! yardstick the plugin host's benchmark and tests hold the component to.
+//!
+//! A static pod runs without an API server, so it may not depend on API objects. Every reference
+//! to one is a violation with its field path and the reason, in app, init and ephemeral
+//! containers alike. The kubelet rejects the same set since 1.34.
 
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 

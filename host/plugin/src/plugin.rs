@@ -1,0 +1,510 @@
+//! One loaded plugin: its pre-linked component, a warm instance, hot reload, and the calls of
+//! its kind.
+//!
+//! Calls into one plugin are serialized on its warm instance, which keeps its state between
+//! calls. A call that traps, runs past its deadline or past the memory cap discards the instance
+//! (a trapped instance cannot be entered again); the next call instantiates afresh from the
+//! `InstancePre` and runs `init` again. A plugin that never loaded answers every call with the
+//! error that kept it from loading, so a caller cannot mistake it for a plugin with nothing to
+//! say.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+use wasmtime::Store;
+use wasmtime::component::Component;
+
+use crate::bindings::v0_1_0::{self, runtime, source, types, validator};
+use crate::cache::Origin;
+use crate::engine::PluginEngine;
+use crate::sandbox::{DeadlineExceeded, MemoryLimitExceeded, State, new_store};
+use crate::spec::{Code, Kind, PluginSpec};
+use crate::{PluginError, PodContext, Verdict, Violation};
+
+/// Slack on top of a call's deadline for the timer that bounds async host calls; the epoch
+/// deadline ends guest code first.
+const TIMER_SLACK: Duration = Duration::from_millis(50);
+
+/// How a plugin is doing, for `staticlet plugins` and the logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Loaded, and its last call (if any) succeeded.
+    Ready,
+    /// Loaded, but its last call failed; the next call gets a fresh instance.
+    Degraded(String),
+    /// Never loaded: every call fails with this.
+    Failed(String),
+}
+
+/// What a plugin is, for listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    /// The config's name for it.
+    pub name: String,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its file, or `builtin:<name>`.
+    pub code: String,
+    /// The WIT package version it was built against, once loaded.
+    pub wit_version: Option<String>,
+    /// The SHA-256 of the component in use.
+    pub digest: Option<String>,
+    /// How it is doing.
+    pub health: Health,
+}
+
+/// What [`Plugin::refresh`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refresh {
+    /// The code in use is still current.
+    Unchanged,
+    /// New code was loaded and is used from the next call on.
+    Loaded {
+        /// Its SHA-256.
+        digest: String,
+        /// Whether the compiled code came from the on-disk cache.
+        from_cache: bool,
+    },
+    /// New code could not be loaded; the code loaded before, if any, stays in use.
+    Failed(PluginError),
+}
+
+enum Pre {
+    Validator(validator::AdmissionValidatorPre<State>),
+    Source(source::ManifestSourcePre<State>),
+    // Boxed: the runtime world has many exports, and so a large pre-instance.
+    Runtime(Box<runtime::RuntimeAdapterPre<State>>),
+}
+
+enum Bound {
+    Validator(validator::AdmissionValidator),
+    Source(source::ManifestSource),
+    Runtime(Box<runtime::RuntimeAdapter>),
+}
+
+struct Loaded {
+    digest: String,
+    wit_version: &'static str,
+    pre: Pre,
+}
+
+struct Instance {
+    loaded: Arc<Loaded>,
+    store: Store<State>,
+    bound: Bound,
+}
+
+/// The file identity last loaded, so an unchanged file is not read again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+    changed: i64,
+}
+
+impl Stamp {
+    fn of(path: &std::path::Path) -> std::io::Result<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)?;
+        Ok(Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode: meta.ino(),
+            changed: meta.ctime_nsec() + meta.ctime() * 1_000_000_000,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Current {
+    loaded: Option<Arc<Loaded>>,
+    load_error: Option<PluginError>,
+    stamp: Option<Stamp>,
+    last_call_error: Option<String>,
+}
+
+/// A plugin, loaded or not.
+pub struct Plugin {
+    spec: PluginSpec,
+    engine: PluginEngine,
+    current: Mutex<Current>,
+    warm: tokio::sync::Mutex<Option<Instance>>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("name", &self.spec.name).field("kind", &self.spec.kind).finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Loads `spec`'s plugin: reads, compiles (or takes from the cache), links and initializes
+    /// it. A plugin that fails to load is still returned, [`Health::Failed`], answering every
+    /// call with the error; [`Plugin::refresh`] loads it once its file is fixed.
+    pub async fn load(engine: &PluginEngine, spec: PluginSpec) -> Plugin {
+        let plugin = Plugin { spec, engine: engine.clone(), current: Mutex::default(), warm: tokio::sync::Mutex::new(None) };
+        match plugin.refresh().await {
+            Refresh::Failed(e) => warn!(plugin = %plugin.spec.name, "{e}"),
+            Refresh::Loaded { digest, from_cache } => {
+                info!(plugin = %plugin.spec.name, kind = %plugin.spec.kind, code = %plugin.spec.code, digest = %short(&digest), from_cache, "plugin loaded")
+            }
+            Refresh::Unchanged => {}
+        }
+        plugin
+    }
+
+    /// The spec it was loaded from.
+    pub fn spec(&self) -> &PluginSpec {
+        &self.spec
+    }
+
+    /// Its name, kind, code, version and health.
+    pub fn info(&self) -> PluginInfo {
+        let current = self.current.lock().expect("plugin state lock");
+        let health = match (&current.loaded, &current.load_error, &current.last_call_error) {
+            (None, Some(e), _) => Health::Failed(e.to_string()),
+            (None, None, _) => Health::Failed("not loaded".into()),
+            (Some(_), _, Some(e)) => Health::Degraded(e.clone()),
+            (Some(_), _, None) => Health::Ready,
+        };
+        PluginInfo {
+            name: self.spec.name.clone(),
+            kind: self.spec.kind,
+            code: self.spec.code.to_string(),
+            wit_version: current.loaded.as_ref().map(|l| l.wit_version.to_owned()),
+            digest: current.loaded.as_ref().map(|l| l.digest.clone()),
+            health,
+        }
+    }
+
+    /// Loads the plugin's code again if its file changed. A file that fails to load leaves the
+    /// code loaded before in use; the same failure is reported once, not on every refresh.
+    pub async fn refresh(&self) -> Refresh {
+        let (wasm, stamp) = match &self.spec.code {
+            Code::Builtin { wasm, .. } => {
+                if self.current.lock().expect("plugin state lock").loaded.is_some() {
+                    return Refresh::Unchanged;
+                }
+                (wasm.to_vec(), None)
+            }
+            Code::File(path) => {
+                let read = Stamp::of(path).and_then(|stamp| {
+                    if self.current.lock().expect("plugin state lock").stamp.as_ref() == Some(&stamp) {
+                        return Ok(None);
+                    }
+                    Ok(Some((std::fs::read(path)?, stamp)))
+                });
+                match read {
+                    Ok(None) => return Refresh::Unchanged,
+                    Ok(Some((wasm, stamp))) => (wasm, Some(stamp)),
+                    Err(e) => {
+                        let error =
+                            PluginError::Read { plugin: self.spec.name.clone(), code: self.spec.code.to_string(), message: e.to_string() };
+                        return self.record_failure(error, None);
+                    }
+                }
+            }
+        };
+        let digest = hex::encode(Sha256::digest(&wasm));
+        if self.current.lock().expect("plugin state lock").loaded.as_ref().is_some_and(|l| l.digest == digest) {
+            self.current.lock().expect("plugin state lock").stamp = stamp;
+            return Refresh::Unchanged;
+        }
+        let engine = self.engine.clone();
+        let compiled = {
+            let digest = digest.clone();
+            tokio::task::spawn_blocking(move || engine.compile(&wasm, &digest)).await
+        };
+        let (component, origin) = match compiled {
+            Ok(Ok(compiled)) => compiled,
+            Ok(Err(e)) => return self.record_failure(self.compile_error(e), stamp),
+            Err(e) => return self.record_failure(self.compile_error(wasmtime::Error::msg(e.to_string())), stamp),
+        };
+        let loaded = match self.link(&component, digest.clone()) {
+            Ok(loaded) => Arc::new(loaded),
+            Err(message) => {
+                let error = PluginError::Link { plugin: self.spec.name.clone(), code: self.spec.code.to_string(), message };
+                return self.record_failure(error, stamp);
+            }
+        };
+        // A fresh instance runs `init` now, so bad settings show at load rather than at the
+        // first pod, and the first call finds a warm instance.
+        let mut warm = self.warm.lock().await;
+        match self.instantiate(loaded.clone()).await {
+            Ok(instance) => *warm = Some(instance),
+            Err(e) => return self.record_failure(e, stamp),
+        }
+        let mut current = self.current.lock().expect("plugin state lock");
+        current.loaded = Some(loaded);
+        current.load_error = None;
+        current.last_call_error = None;
+        current.stamp = stamp;
+        Refresh::Loaded { digest, from_cache: origin == Origin::Cached }
+    }
+
+    fn compile_error(&self, e: wasmtime::Error) -> PluginError {
+        PluginError::Compile { plugin: self.spec.name.clone(), code: self.spec.code.to_string(), message: format!("{e:#}") }
+    }
+
+    fn record_failure(&self, error: PluginError, stamp: Option<Stamp>) -> Refresh {
+        let mut current = self.current.lock().expect("plugin state lock");
+        if stamp.is_some() {
+            current.stamp = stamp;
+        }
+        if current.load_error.as_ref() == Some(&error) {
+            return Refresh::Unchanged;
+        }
+        current.load_error = Some(error.clone());
+        Refresh::Failed(error)
+    }
+
+    /// Checks the component implements the configured kind at a WIT version this host knows,
+    /// and resolves its imports.
+    fn link(&self, component: &Component, digest: String) -> Result<Loaded, String> {
+        let engine = self.engine.engine();
+        let exports: Vec<String> = component.component_type().exports(engine).map(|(name, _)| name.to_owned()).collect();
+        let wanted = interface(self.spec.kind);
+        let mut wit_version = None;
+        for name in &exports {
+            let Some((iface, version)) = name.strip_prefix("staticlet:plugin/").and_then(|rest| rest.split_once('@')) else { continue };
+            if iface == wanted {
+                if version != v0_1_0::VERSION {
+                    return Err(format!(
+                        "was built against staticlet:plugin@{version}; this agent loads plugins built against {}",
+                        v0_1_0::VERSION
+                    ));
+                }
+                wit_version = Some(v0_1_0::VERSION);
+            } else if let Some(kind) =
+                [Kind::AdmissionValidator, Kind::ManifestSource, Kind::RuntimeAdapter].into_iter().find(|k| interface(*k) == iface)
+            {
+                return Err(format!("is a {kind} plugin, but the config says kind: {}", self.spec.kind));
+            }
+        }
+        let Some(wit_version) = wit_version else {
+            return Err(format!(
+                "does not implement the {} world of staticlet:plugin@{}: it exports {}",
+                self.spec.kind,
+                v0_1_0::VERSION,
+                if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
+            ));
+        };
+        let pre = self
+            .engine
+            .linker()
+            .instantiate_pre(component)
+            .map_err(|e| format!("imports what the agent does not provide to plugins: {e:#}"))?;
+        let pre = match self.spec.kind {
+            Kind::AdmissionValidator => validator::AdmissionValidatorPre::new(pre).map(Pre::Validator),
+            Kind::ManifestSource => source::ManifestSourcePre::new(pre).map(Pre::Source),
+            Kind::RuntimeAdapter => runtime::RuntimeAdapterPre::new(pre).map(|pre| Pre::Runtime(Box::new(pre))),
+        }
+        .map_err(|e| format!("does not match the {} world: {e:#}", self.spec.kind))?;
+        Ok(Loaded { digest, wit_version, pre })
+    }
+
+    fn arm(&self, store: &mut Store<State>) {
+        store.data_mut().deadline = Instant::now() + self.spec.limits.call_timeout;
+        store.set_epoch_deadline(1);
+    }
+
+    /// A fresh instance with `init` called.
+    async fn instantiate(&self, loaded: Arc<Loaded>) -> Result<Instance, PluginError> {
+        const CALL: &str = "init";
+        let mut store = new_store(self.engine.engine(), &self.spec).map_err(|e| PluginError::Link {
+            plugin: self.spec.name.clone(),
+            code: self.spec.code.to_string(),
+            message: format!("cannot open a granted directory: {e:#}"),
+        })?;
+        self.arm(&mut store);
+        let settings = self.spec.settings.as_str();
+        let timeout = self.spec.limits.call_timeout + TIMER_SLACK;
+        let (bound, init) = match &loaded.pre {
+            Pre::Validator(pre) => {
+                let bound = self.bounded(CALL, tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await)?;
+                let init = tokio::time::timeout(timeout, bound.call_init(&mut store, settings)).await;
+                (Bound::Validator(bound), init)
+            }
+            Pre::Source(pre) => {
+                let bound = self.bounded(CALL, tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await)?;
+                let init = tokio::time::timeout(timeout, bound.call_init(&mut store, settings)).await;
+                (Bound::Source(bound), init)
+            }
+            Pre::Runtime(pre) => {
+                let bound = self.bounded(CALL, tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await)?;
+                let init = tokio::time::timeout(timeout, bound.call_init(&mut store, settings)).await;
+                (Bound::Runtime(Box::new(bound)), init)
+            }
+        };
+        self.bounded(CALL, init)?.map_err(|e| self.guest_error(CALL, e))?;
+        Ok(Instance { loaded, store, bound })
+    }
+
+    /// Turns the outcome of a bounded call into the plugin's error: the deadline, the memory
+    /// cap, or a trap.
+    fn bounded<R>(&self, call: &'static str, outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>) -> Result<R, PluginError> {
+        let plugin = self.spec.name.clone();
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Err(_) => Err(PluginError::Deadline { plugin, call, timeout: self.spec.limits.call_timeout }),
+            Ok(Err(e)) if e.downcast_ref::<DeadlineExceeded>().is_some() => {
+                Err(PluginError::Deadline { plugin, call, timeout: self.spec.limits.call_timeout })
+            }
+            Ok(Err(e)) if e.downcast_ref::<MemoryLimitExceeded>().is_some() => {
+                Err(PluginError::Memory { plugin, call, limit: self.spec.limits.memory_bytes })
+            }
+            Ok(Err(e)) => {
+                let message = match e.downcast_ref::<wasmtime::Trap>() {
+                    Some(trap) => trap.to_string(),
+                    None => format!("{e:#}").lines().next().unwrap_or_default().to_owned(),
+                };
+                Err(PluginError::Trap { plugin, call, message })
+            }
+        }
+    }
+
+    fn guest_error(&self, call: &'static str, e: types::Error) -> PluginError {
+        PluginError::Guest { plugin: self.spec.name.clone(), call, code: e.code, message: e.message }
+    }
+
+    /// The warm instance if it runs the current code, else a fresh one.
+    async fn checkout(&self, warm: Option<Instance>) -> Result<Instance, PluginError> {
+        let loaded = {
+            let current = self.current.lock().expect("plugin state lock");
+            match (&current.loaded, &current.load_error) {
+                (Some(loaded), _) => loaded.clone(),
+                (None, Some(e)) => return Err(e.clone()),
+                (None, None) => {
+                    return Err(PluginError::Link {
+                        plugin: self.spec.name.clone(),
+                        code: self.spec.code.to_string(),
+                        message: "is not loaded".into(),
+                    });
+                }
+            }
+        };
+        match warm {
+            Some(instance) if Arc::ptr_eq(&instance.loaded, &loaded) => Ok(instance),
+            _ => self.instantiate(loaded).await,
+        }
+    }
+
+    fn note_call(&self, error: Option<&PluginError>) {
+        self.current.lock().expect("plugin state lock").last_call_error = error.map(ToString::to_string);
+    }
+
+    /// Runs one export on the warm instance (or a fresh one), bounded by the deadline and
+    /// the memory cap; keeps the instance for the next call unless the call failed in a way
+    /// that leaves it unusable.
+    async fn call<T>(
+        &self,
+        call: &'static str,
+        kind: Kind,
+        export: impl for<'a> FnOnce(&'a Bound, &'a mut Store<State>) -> GuestCall<'a, T>,
+    ) -> Result<T, PluginError> {
+        if self.spec.kind != kind {
+            return Err(PluginError::WrongKind { plugin: self.spec.name.clone(), kind: self.spec.kind, call });
+        }
+        let mut warm = self.warm.lock().await;
+        let result = async {
+            let mut instance = self.checkout(warm.take()).await?;
+            self.arm(&mut instance.store);
+            let Instance { bound, store, .. } = &mut instance;
+            let outcome = tokio::time::timeout(self.spec.limits.call_timeout + TIMER_SLACK, export(bound, store)).await;
+            let answer = self.bounded(call, outcome)?;
+            // The plugin answered, with a result or an error of its own: the instance is sound.
+            *warm = Some(instance);
+            answer.map_err(|e| self.guest_error(call, e))
+        }
+        .await;
+        self.note_call(result.as_ref().err());
+        result
+    }
+
+    /// Asks an admission validator about one pod (canonical JSON).
+    ///
+    /// # Errors
+    ///
+    /// Any [`PluginError`]: the plugin is not a validator or is not loaded, it returned its own
+    /// error, or the call trapped, overran its deadline or its memory cap.
+    pub async fn validate(&self, ctx: &PodContext, pod_json: &str) -> Result<Verdict, PluginError> {
+        let wit_ctx =
+            types::PodContext { node_name: ctx.node_name.clone(), source: ctx.source.clone(), source_uri: ctx.source_uri.clone() };
+        let pod_json = pod_json.to_owned();
+        let verdict = self
+            .call("validate", Kind::AdmissionValidator, |bound, store| {
+                Box::pin(async move {
+                    match bound {
+                        Bound::Validator(v) => v.staticlet_plugin_validator().call_validate(store, &wit_ctx, &pod_json).await,
+                        _ => Err(wasmtime::Error::msg("not a validator instance")),
+                    }
+                })
+            })
+            .await?;
+        Ok(Verdict {
+            violations: verdict.violations.into_iter().map(|v| Violation { field: v.field, message: v.message }).collect(),
+            warnings: verdict.warnings,
+        })
+    }
+
+    /// Polls a manifest source: `None` when nothing changed since its last successful poll,
+    /// else its full set of manifests as (id, text).
+    ///
+    /// # Errors
+    ///
+    /// Any [`PluginError`], as for [`Plugin::validate`].
+    pub async fn poll(&self) -> Result<Option<Vec<(String, String)>>, PluginError> {
+        let manifests = self
+            .call("poll", Kind::ManifestSource, |bound, store| {
+                Box::pin(async move {
+                    match bound {
+                        Bound::Source(s) => s.staticlet_plugin_source().call_poll(store).await,
+                        _ => Err(wasmtime::Error::msg("not a source instance")),
+                    }
+                })
+            })
+            .await?;
+        Ok(manifests.map(|list| list.into_iter().map(|m| (m.id, m.content)).collect()))
+    }
+
+    /// Asks a runtime adapter for the runtime's name and version.
+    ///
+    /// # Errors
+    ///
+    /// Any [`PluginError`], as for [`Plugin::validate`]; a runtime error comes back as
+    /// [`PluginError::Guest`] with code `runtime`.
+    pub async fn runtime_version(&self) -> Result<(String, String), PluginError> {
+        self.call("version", Kind::RuntimeAdapter, |bound, store| {
+            Box::pin(async move {
+                match bound {
+                    Bound::Runtime(r) => {
+                        let version = r.staticlet_plugin_runtime().call_version(store).await?;
+                        Ok(version
+                            .map(|v| (v.runtime_name, v.runtime_version))
+                            .map_err(|e| types::Error { code: "runtime".into(), message: format!("{e:?}") }))
+                    }
+                    _ => Err(wasmtime::Error::msg("not a runtime adapter instance")),
+                }
+            })
+        })
+        .await
+    }
+}
+
+/// One call into a guest: a result, or the guest's own error, or a trap.
+type GuestCall<'a, T> = std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<Result<T, types::Error>>> + Send + 'a>>;
+
+fn interface(kind: Kind) -> &'static str {
+    match kind {
+        Kind::AdmissionValidator => "validator",
+        Kind::ManifestSource => "source",
+        Kind::RuntimeAdapter => "runtime",
+    }
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}

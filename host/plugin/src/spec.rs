@@ -1,0 +1,234 @@
+//! What the agent config says about one plugin: its code, its settings, what it is granted and
+//! its limits. The plugin host never reads the agent config itself; the agent builds these.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The default deadline of one call into a plugin.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(1);
+/// The default cap on an instance's linear memory.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// The three kinds of plugin, one WIT world each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// The `admission-validator` world.
+    AdmissionValidator,
+    /// The `manifest-source` world.
+    ManifestSource,
+    /// The `runtime-adapter` world.
+    RuntimeAdapter,
+}
+
+impl Kind {
+    /// The WIT world's name.
+    pub fn world(self) -> &'static str {
+        match self {
+            Kind::AdmissionValidator => "admission-validator",
+            Kind::ManifestSource => "manifest-source",
+            Kind::RuntimeAdapter => "runtime-adapter",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.world())
+    }
+}
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Code {
+    /// A `.wasm` file, watched for changes.
+    File(PathBuf),
+    /// A component built into the `staticlet` binary.
+    Builtin {
+        /// What logs and errors call it, `builtin:<name>`.
+        name: &'static str,
+        /// The component.
+        wasm: &'static [u8],
+    },
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Code::File(path) => write!(f, "{}", path.display()),
+            Code::Builtin { name, .. } => write!(f, "builtin:{name}"),
+        }
+    }
+}
+
+/// One plugin as the agent config declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSpec {
+    /// The name the config gives it; unique among plugins.
+    pub name: String,
+    /// Which world it must implement.
+    pub kind: Kind,
+    /// Its component.
+    pub code: Code,
+    /// The plugin's own settings, as JSON text, handed to its `init`.
+    pub settings: String,
+    /// What it may reach beyond its own memory.
+    pub grants: Grants,
+    /// Its CPU and memory bounds.
+    pub limits: Limits,
+}
+
+/// Capabilities granted to a plugin. Anything not listed is denied: no filesystem, no
+/// environment, no sockets, no outbound HTTP.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Hosts the plugin may send HTTP requests to (`wasi:http/outgoing-handler`).
+    pub http_hosts: Vec<HostGrant>,
+    /// Host directories the plugin may read, and where it sees them.
+    pub read_only_dirs: Vec<DirGrant>,
+}
+
+/// A directory granted read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    /// The directory on the host.
+    pub host_path: PathBuf,
+    /// The path the plugin opens it by.
+    pub guest_path: String,
+}
+
+/// CPU and memory bounds of every instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long one call may run, host calls included.
+    pub call_timeout: Duration,
+    /// The most linear memory one instance may hold, in bytes.
+    pub memory_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { call_timeout: DEFAULT_CALL_TIMEOUT, memory_bytes: DEFAULT_MEMORY_LIMIT }
+    }
+}
+
+/// A host a plugin may reach over HTTP: `name`, `name:port`, `*.suffix[:port]`, or an IP literal
+/// (`10.0.0.5`, `[fd00::1]:8443`). Without a port, any port is allowed.
+///
+/// A name is resolved by the agent and every address it resolves to is checked: loopback,
+/// link-local (which holds the cloud metadata address), unspecified and other special addresses
+/// are refused unless the grant is that very address written as an IP literal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostGrant {
+    host: HostPattern,
+    port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum HostPattern {
+    Exact(String),
+    Suffix(String),
+    Ip(IpAddr),
+}
+
+/// A host grant that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a host grant: want `name`, `name:port`, `*.domain` or an IP address, with an optional port")]
+pub struct HostGrantError(String);
+
+impl FromStr for HostGrant {
+    type Err = HostGrantError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || HostGrantError(text.to_owned());
+        let text = text.trim();
+        if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
+            return Ok(HostGrant { host: HostPattern::Ip(addr.ip()), port: Some(addr.port()) });
+        }
+        let unbracketed = text.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = unbracketed.parse::<IpAddr>() {
+            return Ok(HostGrant { host: HostPattern::Ip(ip), port: None });
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port.parse::<u16>().map_err(|_| error())?)),
+            None => (text, None),
+        };
+        let host = host.to_ascii_lowercase();
+        let valid_name = |name: &str| {
+            !name.is_empty() && name.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        };
+        let pattern = match host.strip_prefix("*.") {
+            Some(suffix) if valid_name(suffix) => HostPattern::Suffix(format!(".{suffix}")),
+            None if valid_name(&host) => HostPattern::Exact(host),
+            _ => return Err(error()),
+        };
+        Ok(HostGrant { host: pattern, port })
+    }
+}
+
+impl fmt::Display for HostGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.host, self.port) {
+            (HostPattern::Exact(name), _) => f.write_str(name)?,
+            (HostPattern::Suffix(suffix), _) => write!(f, "*{suffix}")?,
+            (HostPattern::Ip(IpAddr::V6(ip)), Some(_)) => write!(f, "[{ip}]")?,
+            (HostPattern::Ip(ip), _) => write!(f, "{ip}")?,
+        }
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl HostGrant {
+    /// Whether a request to `host:port` (host lowercased, without brackets) is covered.
+    pub fn covers(&self, host: &str, port: u16) -> bool {
+        let host_matches = match &self.host {
+            HostPattern::Exact(name) => name == host,
+            HostPattern::Suffix(suffix) => host.ends_with(suffix.as_str()),
+            HostPattern::Ip(ip) => host.parse::<IpAddr>().is_ok_and(|h| h == *ip),
+        };
+        host_matches && self.port.is_none_or(|p| p == port)
+    }
+
+    /// The address this grant names explicitly, if it is an IP literal: such an address is
+    /// allowed even when it is loopback or link-local.
+    pub fn explicit_ip(&self) -> Option<IpAddr> {
+        match self.host {
+            HostPattern::Ip(ip) => Some(ip),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_grants_parse_and_match() {
+        let grant: HostGrant = "Policy.Example.com:8443".parse().unwrap();
+        assert!(grant.covers("policy.example.com", 8443));
+        assert!(!grant.covers("policy.example.com", 443));
+        assert!(!grant.covers("evil.example.com", 8443));
+        let any_port: HostGrant = "registry.internal".parse().unwrap();
+        assert!(any_port.covers("registry.internal", 5000));
+        let wildcard: HostGrant = "*.corp.example".parse().unwrap();
+        assert!(wildcard.covers("a.b.corp.example", 443));
+        assert!(!wildcard.covers("corp.example", 443));
+        let ip: HostGrant = "127.0.0.1:9000".parse().unwrap();
+        assert_eq!(ip.explicit_ip(), Some("127.0.0.1".parse().unwrap()));
+        assert!(ip.covers("127.0.0.1", 9000));
+        let v6: HostGrant = "[fd00::1]:8443".parse().unwrap();
+        assert_eq!(v6.to_string(), "[fd00::1]:8443");
+        for bad in ["", "host:port", "a..b", "*.", "ht tp"] {
+            assert!(bad.parse::<HostGrant>().is_err(), "{bad:?}");
+        }
+    }
+}
