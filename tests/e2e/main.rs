@@ -19,3 +19,6 @@ mod resources;
 
 // Init containers, sidecars, probes, termination and the pod status (issue 3).
 mod lifecycle;
+
+// The admission chain and WebAssembly validators (issue 4).
+mod admission;

@@ -44,8 +44,11 @@ fn main() {
         docker_endpoint: String::new(),
         node_ip: "127.0.0.1".into(),
         api_socket: dir.path().join("staticlet.sock"),
+        // The agent as shipped: every pod goes through the built-in policy.
+        validators: vec![staticlet::admission::plugins::static_pod_policy()],
         ignored_keys: vec![],
     };
+    let engine = staticlet_plugin::PluginEngine::new(Some(dir.path().join("root/plugins/cache"))).unwrap();
     let rss_before = peak_rss_kib();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let started = Instant::now();
@@ -54,7 +57,7 @@ fn main() {
         let agent = tokio::spawn({
             let runtime: Arc<dyn Runtime> = fake.clone();
             let shutdown = shutdown.clone();
-            async move { staticlet::daemon::run(&config, runtime, shutdown).await }
+            async move { staticlet::daemon::run(&config, runtime, engine, shutdown).await }
         });
         while fake.running_container_count() < 2 * PODS {
             tokio::time::sleep(Duration::from_millis(1)).await;

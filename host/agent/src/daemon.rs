@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use staticlet_model::NodeContext;
+use staticlet_plugin::PluginEngine;
 use staticlet_runtime::Runtime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::admission::plugins::Validators;
 use crate::api;
 use crate::config::Config;
 use crate::desired::{self, DesiredState};
@@ -18,8 +20,9 @@ use crate::source::file::FileSource;
 use crate::state::Layout;
 use crate::status::StatusStore;
 
-/// Runs the agent on `runtime` until `shutdown` is cancelled. Pods keep running afterwards.
-pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, shutdown: CancellationToken) {
+/// Runs the agent on `runtime`, with its plugins in `engine`, until `shutdown` is cancelled.
+/// Pods keep running afterwards.
+pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngine, shutdown: CancellationToken) {
     info!(
         node = %config.node_name,
         manifests = %config.static_pod_path.display(),
@@ -31,7 +34,8 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, shutdown: Cancellat
     let (desired_tx, desired_rx) = watch::channel(Arc::default());
 
     let file = FileSource { path: config.static_pod_path.clone(), check_frequency: config.file_check_frequency };
-    let stage = DesiredState::new(NodeContext { node_name: config.node_name.clone() });
+    let validators = Arc::new(Validators::load(&engine, &config.validators).await);
+    let stage = DesiredState::new(NodeContext { node_name: config.node_name.clone() }, validators.chain());
     let status = StatusStore::default();
     let api = tokio::spawn({
         let (path, status, shutdown) = (config.api_socket.clone(), status.clone(), shutdown.clone());
@@ -51,8 +55,10 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, shutdown: Cancellat
     });
 
     let source = tokio::spawn(file.run(source_tx, shutdown.clone()));
-    let desired = tokio::spawn(desired::run(stage, source_rx, desired_tx, shutdown.clone()));
+    let generation = validators.generation();
+    let reload = tokio::spawn(validators.watch(shutdown.clone()));
+    let desired = tokio::spawn(desired::run(stage, source_rx, generation, desired_tx, shutdown.clone()));
     Controller::new(ctx).run(desired_rx, shutdown).await;
-    let _ = tokio::join!(source, desired, api);
+    let _ = tokio::join!(source, desired, api, reload);
     info!("staticlet stopped; pods are left running");
 }

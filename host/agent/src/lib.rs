@@ -3,12 +3,15 @@
 //! The data flows one way, one module per stage:
 //!
 //! ```text
-//! source (file) → desired (decode, defaults, validation, merge) → reconcile (workers) → runtime
+//! source (file) → desired (decode, defaults, validation, merge, admission) → reconcile (workers) → runtime
 //! ```
+//!
+//! [`admission`] holds the validator chain the desired stage runs every pod through.
 //!
 //! [`config`] turns flags and the config file into one [`config::Config`]; [`cli`] holds the
 //! subcommands; [`state`] names everything under `--root-dir`.
 
+pub mod admission;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -1,15 +1,20 @@
 //! The `staticlet` binary.
 
 use clap::Parser;
+use staticlet::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The daemon logs what it does; one-shot commands speak through their output and log only
+    // what went wrong.
+    let default_level = if matches!(cli.command, Command::Run(_)) { "info" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("STATICLET_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::try_from_env("STATICLET_LOG").unwrap_or_else(|_| EnvFilter::new(default_level)))
         .with_writer(std::io::stderr)
         .init();
-    match staticlet::cli::dispatch(staticlet::cli::Cli::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    match staticlet::cli::dispatch(cli) {
+        Ok(code) => code,
         Err(error) => {
             eprintln!("staticlet: {error:#}");
             std::process::ExitCode::FAILURE

@@ -1,6 +1,9 @@
 //! The `staticlet` command line.
 
 mod run;
+mod validate;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the agent: watch the manifests and keep their pods running.
     Run(run::RunArgs),
+    /// Check manifests offline with the agent's defaulting, validation and admission chain;
+    /// prints `FILE: field.path: message` per violation and exits 1 when any is rejected.
+    Validate(validate::ValidateArgs),
 }
 
 /// Runs the parsed command; the result is the process's exit.
@@ -25,8 +31,9 @@ pub enum Command {
 /// # Errors
 ///
 /// Whatever the subcommand reports, for `main` to print.
-pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Validate(args) => validate::run(args),
     }
 }

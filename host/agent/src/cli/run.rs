@@ -5,11 +5,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use staticlet_docker::{DockerConfig, DockerRuntime};
+use staticlet_plugin::PluginEngine;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{Config, RunFlags};
+use crate::state::Layout;
 
 /// Arguments of `staticlet run`.
 #[derive(Debug, Args)]
@@ -28,6 +30,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         endpoint: config.docker_endpoint.clone(),
         pod_infra_image: config.pod_infra_container_image.clone(),
     }));
+    let engine = PluginEngine::new(Some(Layout::new(&config.root_dir).plugin_cache()))
+        .map_err(|e| anyhow::anyhow!("setting up the WebAssembly engine for plugins: {e:#}"))?;
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     tokio.block_on(async {
         let shutdown = CancellationToken::new();
@@ -39,7 +43,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             info!(signal = name, "shutting down; pods keep running");
             on_signal.cancel();
         });
-        crate::daemon::run(&config, runtime, shutdown).await;
+        crate::daemon::run(&config, runtime, engine, shutdown).await;
         anyhow::Ok(())
     })
 }

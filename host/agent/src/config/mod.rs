@@ -6,6 +6,7 @@
 //! parsed, [`Config::resolve`] reads the file and fills the defaults.
 
 mod duration;
+mod plugins;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ use clap::Args;
 use serde::Deserialize;
 
 pub use duration::{DurationError, GoDuration};
+pub use plugins::PluginEntry;
+
+use crate::admission::plugins::{ValidatorConfig, static_pod_policy};
 
 /// The default manifest directory, the kubelet's.
 pub const DEFAULT_MANIFEST_PATH: &str = "/etc/kubernetes/manifests";
@@ -86,6 +90,11 @@ struct FileConfig {
     pod_infra_container_image: Option<String>,
     root_dir: Option<PathBuf>,
     docker_endpoint: Option<String>,
+    /// Whether the built-in static pod policy runs first in the admission chain (default true).
+    static_pod_policy: Option<bool>,
+    /// WebAssembly plugins, in order.
+    #[serde(default)]
+    plugins: Vec<PluginEntry>,
     /// `apiVersion` and `kind`, so a KubeletConfiguration header is accepted.
     #[serde(rename = "apiVersion")]
     _api_version: Option<String>,
@@ -116,6 +125,9 @@ pub struct Config {
     pub docker_endpoint: String,
     /// The API's Unix socket.
     pub api_socket: PathBuf,
+    /// The admission chain's validators, in order: the built-in policy (unless turned off),
+    /// then the configured ones.
+    pub validators: Vec<ValidatorConfig>,
     /// Config file keys that were not understood, for a warning.
     pub ignored_keys: Vec<String>,
 }
@@ -139,6 +151,14 @@ pub enum ConfigError {
         /// What is wrong, with line and column.
         source: serde_yaml_ng::Error,
     },
+    /// A plugin entry is not valid.
+    #[error("config file {path}: {message}")]
+    Plugin {
+        /// The file.
+        path: PathBuf,
+        /// Which entry and field, and what is wrong.
+        message: String,
+    },
     /// No node name given and the hostname could not be read.
     #[error("cannot work out the node name: {0}; pass --hostname-override")]
     NodeName(String),
@@ -155,6 +175,13 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let mut validators = Vec::new();
+        if file.static_pod_policy.unwrap_or(true) {
+            validators.push(static_pod_policy());
+        }
+        let config_dir = flags.config.as_deref().and_then(Path::parent).unwrap_or(Path::new("/"));
+        let plugin_error = |message| ConfigError::Plugin { path: flags.config.clone().unwrap_or_default(), message };
+        validators.extend(plugins::resolve(&file.plugins, config_dir).map_err(plugin_error)?);
         let node_name = match flags.hostname_override.clone().or(file.node_name) {
             Some(name) => name,
             None => hostname().map_err(ConfigError::NodeName)?,
@@ -169,13 +196,15 @@ impl Config {
                 .clone()
                 .or(file.pod_infra_container_image)
                 .unwrap_or_else(|| DEFAULT_POD_INFRA_IMAGE.to_owned()),
-            root_dir: flags.root_dir.clone().or(file.root_dir).unwrap_or_else(|| DEFAULT_ROOT_DIR.into()),
+            // Absolute, since paths under it are bind-mounted into containers.
+            root_dir: absolute(flags.root_dir.clone().or(file.root_dir).unwrap_or_else(|| DEFAULT_ROOT_DIR.into())),
             docker_endpoint: flags
                 .docker_endpoint
                 .clone()
                 .or(file.docker_endpoint)
                 .unwrap_or_else(staticlet_docker::DockerRuntime::default_endpoint),
             api_socket: flags.api_socket.clone().unwrap_or_else(|| DEFAULT_API_SOCKET.into()),
+            validators,
             ignored_keys: file.unknown.into_keys().collect(),
         })
     }
@@ -191,6 +220,10 @@ fn default_node_ip() -> String {
             s.local_addr()
         })
         .map_or_else(|_| "127.0.0.1".to_owned(), |a| a.ip().to_string())
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -1,10 +1,16 @@
-//! The desired set: every source's manifests decoded, defaulted, validated and merged.
+//! The desired set: every source's manifests decoded, defaulted, validated, merged and admitted.
 //!
 //! For each place in a source (a file, say) the stage keeps the pod *last accepted* from it: a
 //! manifest that stops parsing or validating is reported and its pod keeps running (**better**
 //! than the kubelet, which kills it at the next re-list); an item that disappears removes its
 //! pod. Two places that declare the same namespace/name are a conflict: the first by source
 //! precedence, then by place (file name order), wins, always, and the other is reported.
+//!
+//! The winners go through the admission [`Chain`]; a rejected pod is not run and is reported
+//! with every violation. A decision is kept per pod version (UID and config hash: an edited
+//! manifest is judged at once) until the validators' generation changes, when every pod is
+//! judged again. A pod version that was admitted keeps running if a validator merely *fails* on
+//! it afterwards (a deadline, a trap): only a verdict stops a running pod, never a broken plugin.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,6 +23,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::admission::{Chain, Decision};
 use crate::source::{RawManifest, SourceSnapshot};
 
 /// The pods the agent should be running.
@@ -24,8 +31,42 @@ use crate::source::{RawManifest, SourceSnapshot};
 pub struct DesiredSet {
     /// Every source has completed its first listing: pods not in the set may be removed.
     pub ready: bool,
-    /// The pods, by UID.
+    /// The pods to run, by UID.
     pub pods: BTreeMap<String, Arc<StaticPod>>,
+    /// The pods admission rejected, by UID: not run, reported with their reasons.
+    pub rejected: BTreeMap<String, RejectedPod>,
+}
+
+/// A pod the admission chain turned down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedPod {
+    /// The pod as it would have run.
+    pub pod: Arc<StaticPod>,
+    /// Why not.
+    pub decision: Arc<Decision>,
+}
+
+impl DesiredSet {
+    /// Whether `other` holds the very same pods and decisions.
+    fn same_as(&self, other: &DesiredSet) -> bool {
+        self.ready == other.ready
+            && self.pods.len() == other.pods.len()
+            && self.pods.iter().zip(&other.pods).all(|((ka, a), (kb, b))| ka == kb && Arc::ptr_eq(a, b))
+            && self.rejected.len() == other.rejected.len()
+            && self
+                .rejected
+                .iter()
+                .zip(&other.rejected)
+                .all(|((ka, a), (kb, b))| ka == kb && Arc::ptr_eq(&a.pod, &b.pod) && Arc::ptr_eq(&a.decision, &b.decision))
+    }
+}
+
+/// The chain's last decision on one pod, the pod version it judged and the validators'
+/// generation it was made under.
+struct Judged {
+    generation: u64,
+    config_hash: String,
+    decision: Arc<Decision>,
 }
 
 /// What was last accepted from one place in a source.
@@ -40,18 +81,27 @@ struct Accepted {
 /// Turns source snapshots into the desired set.
 pub struct DesiredState {
     node: NodeContext,
+    chain: Arc<Chain>,
     accepted: BTreeMap<String, Accepted>,
     conflicts: HashMap<String, String>,
+    judged: HashMap<String, Judged>,
 }
 
 impl DesiredState {
-    /// A stage for pods bound to `node`.
-    pub fn new(node: NodeContext) -> Self {
-        DesiredState { node, accepted: BTreeMap::new(), conflicts: HashMap::new() }
+    /// A stage for pods bound to `node`, admitted by `chain`.
+    pub fn new(node: NodeContext, chain: Arc<Chain>) -> Self {
+        DesiredState { node, chain, accepted: BTreeMap::new(), conflicts: HashMap::new(), judged: HashMap::new() }
     }
 
-    /// Folds in a source's snapshot and returns the merged set.
-    pub fn update(&mut self, snapshot: &SourceSnapshot) -> DesiredSet {
+    /// Folds in a source's snapshot and returns the merged, admitted set; `generation` is the
+    /// validators' current generation.
+    pub async fn update(&mut self, snapshot: &SourceSnapshot, generation: u64) -> DesiredSet {
+        self.load(snapshot);
+        let (ready, winners) = self.merge(snapshot.ready);
+        self.admit(ready, winners, generation).await
+    }
+
+    fn load(&mut self, snapshot: &SourceSnapshot) {
         self.accepted.retain(|place, _| snapshot.items.contains_key(place));
         for (place, item) in &snapshot.items {
             let entry = self.accepted.entry(place.clone()).or_insert(Accepted { last_bytes: None, pod: None });
@@ -71,10 +121,9 @@ impl DesiredState {
                 }
             }
         }
-        self.merge(snapshot.ready)
     }
 
-    fn merge(&mut self, ready: bool) -> DesiredSet {
+    fn merge(&mut self, ready: bool) -> (bool, BTreeMap<String, Arc<StaticPod>>) {
         // Precedence: file, then http, then plugins by name; within a source, by place.
         let mut candidates: Vec<(&String, &Arc<StaticPod>)> =
             self.accepted.iter().filter_map(|(place, a)| a.pod.as_ref().map(|p| (place, p))).collect();
@@ -101,8 +150,57 @@ impl DesiredState {
             }
         }
         self.conflicts = conflicts;
-        DesiredSet { ready, pods }
+        (ready, pods)
     }
+
+    /// Splits the winners into admitted and rejected pods.
+    async fn admit(&mut self, ready: bool, winners: BTreeMap<String, Arc<StaticPod>>, generation: u64) -> DesiredSet {
+        let mut set = DesiredSet { ready, ..DesiredSet::default() };
+        let mut judged = HashMap::with_capacity(winners.len());
+        for (uid, pod) in winners {
+            let previous = self.judged.remove(&uid).filter(|p| p.config_hash == pod.config_hash);
+            let decision = match previous {
+                Some(previous) if previous.generation == generation => previous.decision,
+                previous => {
+                    let fresh = self.chain.admit(&pod, &self.node.node_name).await;
+                    settle(&pod, previous.map(|p| p.decision), fresh)
+                }
+            };
+            judged.insert(uid.clone(), Judged { generation, config_hash: pod.config_hash.clone(), decision: decision.clone() });
+            if decision.admitted() {
+                set.pods.insert(uid, pod);
+            } else {
+                set.rejected.insert(uid, RejectedPod { pod, decision });
+            }
+        }
+        self.judged = judged;
+        set
+    }
+}
+
+/// The decision to act on, given the one before (if this version of the pod was judged already)
+/// and a fresh one; logs what changed.
+fn settle(pod: &StaticPod, before: Option<Arc<Decision>>, fresh: Decision) -> Arc<Decision> {
+    let name = pod.full_name();
+    let manifest = &pod.origin.uri;
+    if let Some(before) = before {
+        if before.admitted() && !fresh.admitted() && fresh.violations.is_empty() {
+            error!(pod = %name, manifest = %manifest, "{}; the pod was admitted before and keeps running", fresh.message());
+            return before;
+        }
+        if *before == fresh {
+            return before;
+        }
+    }
+    for warning in &fresh.warnings {
+        warn!(pod = %name, manifest = %manifest, "admission warning: {warning}");
+    }
+    if fresh.admitted() {
+        info!(pod = %name, manifest = %manifest, "admitted");
+    } else {
+        error!(pod = %name, manifest = %manifest, reason = "Rejected", "pod rejected: {}", fresh.message());
+    }
+    Arc::new(fresh)
 }
 
 /// Loads one manifest; on failure reports it and returns `None` (the caller keeps the pod last
@@ -142,20 +240,21 @@ fn source_rank(kind: &SourceKind) -> (u8, &str) {
     }
 }
 
-/// Runs the stage until `shutdown`: every new snapshot from `input` produces a new set on `out`.
+/// Runs the stage until `shutdown`: every new snapshot from `input`, and every new generation
+/// of the validators, produces a new set on `out`.
 pub async fn run(
     mut stage: DesiredState,
     mut input: watch::Receiver<SourceSnapshot>,
+    mut validators: watch::Receiver<u64>,
     out: watch::Sender<Arc<DesiredSet>>,
     shutdown: CancellationToken,
 ) {
     loop {
         let snapshot = input.borrow_and_update().clone();
-        let set = stage.update(&snapshot);
+        let generation = *validators.borrow_and_update();
+        let set = stage.update(&snapshot, generation).await;
         out.send_if_modified(|current| {
-            let changed = current.ready != set.ready
-                || current.pods.len() != set.pods.len()
-                || current.pods.iter().zip(&set.pods).any(|((ka, a), (kb, b))| ka != kb || !Arc::ptr_eq(a, b));
+            let changed = !current.same_as(&set);
             if changed {
                 *current = Arc::new(set);
             }
@@ -164,6 +263,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             changed = input.changed() => if changed.is_err() { return },
+            changed = validators.changed() => if changed.is_err() { return },
         }
     }
 }
@@ -184,49 +284,100 @@ mod tests {
     }
 
     fn stage() -> DesiredState {
-        DesiredState::new(NodeContext { node_name: "n1".into() })
+        DesiredState::new(NodeContext { node_name: "n1".into() }, Arc::default())
     }
 
-    #[test]
-    fn a_broken_edit_keeps_the_last_accepted_pod() {
+    #[tokio::test]
+    async fn a_broken_edit_keeps_the_last_accepted_pod() {
         let mut stage = stage();
         let good = SourceSnapshot { ready: true, items: [raw("/m/a.yaml", &pod("a", "i:1"))].into() };
-        let set = stage.update(&good);
+        let set = stage.update(&good, 0).await;
         let uid = set.pods.keys().next().unwrap().clone();
         let broken = SourceSnapshot { ready: true, items: [raw("/m/a.yaml", "apiVersion: v1\nkind: Pod\nmetadata: [\n")].into() };
-        let set = stage.update(&broken);
+        let set = stage.update(&broken, 0).await;
         assert_eq!(set.pods.keys().collect::<Vec<_>>(), vec![&uid]);
         let gone = SourceSnapshot { ready: true, items: BTreeMap::new() };
-        assert!(stage.update(&gone).pods.is_empty());
+        assert!(stage.update(&gone, 0).await.pods.is_empty());
     }
 
-    #[test]
-    fn a_file_that_never_parsed_starts_nothing() {
+    #[tokio::test]
+    async fn a_file_that_never_parsed_starts_nothing() {
         let mut stage = stage();
         let snapshot = SourceSnapshot { ready: true, items: [raw("/m/a.yaml", "kind: Deployment\n")].into() };
-        assert!(stage.update(&snapshot).pods.is_empty());
+        assert!(stage.update(&snapshot, 0).await.pods.is_empty());
     }
 
-    #[test]
-    fn duplicates_resolve_to_the_first_file_always() {
+    #[tokio::test]
+    async fn duplicates_resolve_to_the_first_file_always() {
         let mut stage = stage();
         let snapshot =
             SourceSnapshot { ready: true, items: [raw("/m/b.yaml", &pod("web", "i:2")), raw("/m/a.yaml", &pod("web", "i:1"))].into() };
         for _ in 0..3 {
-            let set = stage.update(&snapshot);
+            let set = stage.update(&snapshot, 0).await;
             assert_eq!(set.pods.len(), 1);
             let winner = set.pods.values().next().unwrap();
             assert_eq!(winner.origin.uri, "/m/a.yaml");
         }
     }
 
-    #[test]
-    fn seen_time_survives_an_unchanged_reload() {
+    #[tokio::test]
+    async fn seen_time_survives_an_unchanged_reload() {
         let mut stage = stage();
-        let first = stage.update(&SourceSnapshot { ready: true, items: [raw("/m/a.yaml", &pod("a", "i:1"))].into() });
+        let first = stage.update(&SourceSnapshot { ready: true, items: [raw("/m/a.yaml", &pod("a", "i:1"))].into() }, 0).await;
         let seen = |set: &DesiredSet| set.pods.values().next().unwrap().pod.metadata.annotations.as_ref().unwrap()[CONFIG_SEEN].clone();
         let reformatted = pod("a", "i:1").replace("kind: Pod\n", "kind: Pod   # comment\n");
-        let second = stage.update(&SourceSnapshot { ready: true, items: [raw("/m/a.yaml", &reformatted)].into() });
+        let second = stage.update(&SourceSnapshot { ready: true, items: [raw("/m/a.yaml", &reformatted)].into() }, 0).await;
         assert_eq!(seen(&first), seen(&second));
+    }
+
+    struct Switch(std::sync::Mutex<Result<staticlet_plugin::Verdict, staticlet_plugin::PluginError>>);
+
+    #[async_trait::async_trait]
+    impl crate::admission::Validator for Switch {
+        fn name(&self) -> &str {
+            "switch"
+        }
+        async fn validate(
+            &self,
+            _: &staticlet_plugin::PodContext,
+            _: &str,
+        ) -> Result<staticlet_plugin::Verdict, staticlet_plugin::PluginError> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_verdict_stops_a_running_pod_and_a_new_generation_is_judged_again() {
+        use crate::admission::FailurePolicy;
+        use staticlet_plugin::{PluginError, Verdict, Violation};
+        let switch = Arc::new(Switch(std::sync::Mutex::new(Ok(Verdict::default()))));
+        let mut chain = Chain::default();
+        chain.push(switch.clone(), FailurePolicy::Fail);
+        let mut stage = DesiredState::new(NodeContext { node_name: "n1".into() }, Arc::new(chain));
+        let snapshot = SourceSnapshot { ready: true, items: [raw("/m/a.yaml", &pod("a", "i:1"))].into() };
+        assert_eq!(stage.update(&snapshot, 0).await.pods.len(), 1);
+
+        *switch.0.lock().unwrap() = Err(PluginError::Trap { plugin: "switch".into(), call: "validate", message: "boom".into() });
+        let set = stage.update(&snapshot, 1).await;
+        assert_eq!((set.pods.len(), set.rejected.len()), (1, 0), "a failing validator does not stop an admitted pod");
+
+        *switch.0.lock().unwrap() =
+            Ok(Verdict { violations: vec![Violation { field: "spec.x".into(), message: "no".into() }], warnings: vec![] });
+        let unchanged = stage.update(&snapshot, 1).await;
+        assert_eq!(unchanged.pods.len(), 1, "the same generation is not judged again");
+        let set = stage.update(&snapshot, 2).await;
+        assert!(set.pods.is_empty());
+        assert_eq!(set.rejected.values().next().unwrap().decision.message(), "spec.x: no");
+
+        // An edited manifest is judged at once, in the same generation.
+        *switch.0.lock().unwrap() = Ok(Verdict::default());
+        let edited = SourceSnapshot { ready: true, items: [raw("/m/a.yaml", &pod("a", "i:2"))].into() };
+        assert_eq!(stage.update(&edited, 2).await.pods.len(), 1);
+
+        // A new pod: under Fail, a failing validator keeps it out.
+        *switch.0.lock().unwrap() = Err(PluginError::Trap { plugin: "switch".into(), call: "validate", message: "boom".into() });
+        let fresh = SourceSnapshot { ready: true, items: [raw("/m/b.yaml", &pod("b", "i:1"))].into() };
+        let set = stage.update(&fresh, 2).await;
+        assert!(set.pods.is_empty() && set.rejected.len() == 1);
     }
 }

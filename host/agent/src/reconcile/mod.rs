@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 
 use crate::desired::DesiredSet;
 use crate::state::Layout;
-use crate::status::StatusStore;
+use crate::status::{PodView, StatusStore, rejected_status};
 use labels::{NODE, POD_UID};
 
 /// How often the runtime is relisted when it streams no events, as the kubelet's PLEG does.
@@ -159,6 +159,13 @@ impl Controller {
 
     fn apply_desired(&mut self) {
         let desired = self.desired.clone();
+        self.ctx.status.set_rejected(
+            desired
+                .rejected
+                .iter()
+                .map(|(uid, r)| (uid.clone(), PodView { pod: r.pod.clone(), status: rejected_status(r.decision.message()) }))
+                .collect(),
+        );
         for (uid, pod) in &desired.pods {
             match self.workers.get(uid) {
                 Some(handle) if !handle.task.is_finished() => {
@@ -171,11 +178,12 @@ impl Controller {
                 _ => self.spawn(uid, Some(pod.clone())),
             }
         }
-        if desired.ready {
-            for (uid, handle) in &self.workers {
-                if !desired.pods.contains_key(uid) && handle.wanted.borrow().is_some() {
-                    handle.wanted.send_replace(None);
-                }
+        for (uid, handle) in &self.workers {
+            // A rejected pod stops at once, without waiting for the sources to be ready: it is
+            // in a source, and its validators said no.
+            if (desired.ready || desired.rejected.contains_key(uid)) && !desired.pods.contains_key(uid) && handle.wanted.borrow().is_some()
+            {
+                handle.wanted.send_replace(None);
             }
         }
     }

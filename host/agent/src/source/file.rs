@@ -65,6 +65,24 @@ fn skip_reason(name: &str) -> Option<&'static str> {
     (!manifest_like).then_some("only *.yaml, *.yml and *.json files are read")
 }
 
+/// The files of `dir` the file source reads, sorted: what `staticlet validate DIR` checks.
+///
+/// # Errors
+///
+/// The directory cannot be read.
+pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if path.is_file() && skip_reason(name).is_none() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 struct Lister {
     path: PathBuf,
     files: BTreeMap<PathBuf, (Fingerprint, Result<RawManifest, ReadError>)>,

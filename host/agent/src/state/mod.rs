@@ -6,6 +6,7 @@
 //! <root-dir>/pods/<uid>/pod-state.json                              back-off, start time (PodRecord)
 //! <root-dir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<volume>/   emptyDir volumes
 //! <root-dir>/pods/<uid>/containers/<container>/<attempt>            termination messages
+//! <root-dir>/plugins/cache/<sha256>-<engine>.cwasm                   compiled plugin code
 //! ```
 //!
 //! The layout follows the kubelet's (`/var/lib/kubelet/pods/<uid>/volumes/...`), so operators
@@ -28,6 +29,12 @@ impl Layout {
     /// The layout under `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Layout { root: root.into() }
+    }
+
+    /// Where compiled plugin code is cached (owned by the plugin host, which writes each file
+    /// once, atomically, and never rewrites it).
+    pub fn plugin_cache(&self) -> PathBuf {
+        self.root.join("plugins").join("cache")
     }
 
     /// The directory holding everything of one pod. UIDs are computed by the agent or, when a

@@ -1,0 +1,118 @@
+//! Validators that are WebAssembly plugins: the built-in static pod policy and those the agent
+//! config lists, loaded into one engine and reloaded when their `.wasm` changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use staticlet_plugin::artifacts::STATIC_POD_POLICY_WASM;
+use staticlet_plugin::{Code, Grants, Kind, Limits, Plugin, PluginEngine, PluginError, PluginSpec, PodContext, Refresh, Verdict};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use super::{Chain, FailurePolicy, Validator};
+
+/// How often plugin files are checked for changes (a `stat` each; the file is read only when
+/// its size, times or inode changed).
+pub const RELOAD_PERIOD: Duration = Duration::from_secs(1);
+
+/// The name of the built-in validator.
+pub const STATIC_POD_POLICY: &str = "static-pod-policy";
+
+/// A validator plugin as the agent config declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatorConfig {
+    /// The plugin.
+    pub spec: PluginSpec,
+    /// What a failure to judge means for the pod.
+    pub failure_policy: FailurePolicy,
+}
+
+/// The spec of the built-in static pod policy.
+pub fn static_pod_policy() -> ValidatorConfig {
+    ValidatorConfig {
+        spec: PluginSpec {
+            name: STATIC_POD_POLICY.into(),
+            kind: Kind::AdmissionValidator,
+            code: Code::Builtin { name: STATIC_POD_POLICY, wasm: STATIC_POD_POLICY_WASM },
+            settings: "{}".into(),
+            grants: Grants::default(),
+            limits: Limits::default(),
+        },
+        failure_policy: FailurePolicy::Fail,
+    }
+}
+
+#[async_trait]
+impl Validator for Plugin {
+    fn name(&self) -> &str {
+        &self.spec().name
+    }
+
+    async fn validate(&self, ctx: &PodContext, pod_json: &str) -> Result<Verdict, PluginError> {
+        Plugin::validate(self, ctx, pod_json).await
+    }
+}
+
+/// The loaded validator plugins and the chain built from them.
+pub struct Validators {
+    plugins: Vec<Arc<Plugin>>,
+    chain: Arc<Chain>,
+    generation: watch::Sender<u64>,
+}
+
+impl Validators {
+    /// Loads every validator, in order. One that fails to load is kept: its failure policy
+    /// applies to every pod until its file is fixed.
+    pub async fn load(engine: &PluginEngine, configs: &[ValidatorConfig]) -> Validators {
+        let mut chain = Chain::default();
+        let mut plugins = Vec::new();
+        for config in configs {
+            let plugin = Arc::new(Plugin::load(engine, config.spec.clone()).await);
+            chain.push(plugin.clone(), config.failure_policy);
+            plugins.push(plugin);
+        }
+        Validators { plugins, chain: Arc::new(chain), generation: watch::Sender::new(0) }
+    }
+
+    /// The chain, in config order.
+    pub fn chain(&self) -> Arc<Chain> {
+        self.chain.clone()
+    }
+
+    /// The plugins.
+    pub fn plugins(&self) -> &[Arc<Plugin>] {
+        &self.plugins
+    }
+
+    /// Bumped whenever a validator's code changes: every pod must be judged again.
+    pub fn generation(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Checks the plugin files every [`RELOAD_PERIOD`] until `shutdown`, reloading those that
+    /// changed.
+    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(RELOAD_PERIOD) => {}
+            }
+            let mut changed = false;
+            for plugin in &self.plugins {
+                match plugin.refresh().await {
+                    Refresh::Unchanged => {}
+                    Refresh::Loaded { digest, from_cache } => {
+                        info!(plugin = %plugin.spec().name, code = %plugin.spec().code, digest = %&digest[..12], from_cache, "plugin reloaded; judging every pod again");
+                        changed = true;
+                    }
+                    Refresh::Failed(e) => error!(plugin = %plugin.spec().name, "{e}; the code loaded before stays in use"),
+                }
+            }
+            if changed {
+                self.generation.send_modify(|g| *g += 1);
+            }
+        }
+    }
+}

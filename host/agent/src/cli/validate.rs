@@ -1,0 +1,112 @@
+//! `staticlet validate FILE...`: the agent's decoding, defaulting, validation and admission
+//! chain, offline, for a CI pipeline that checks manifests before they reach a node.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use staticlet_model::{NodeContext, Origin, SourceKind};
+use staticlet_plugin::PluginEngine;
+
+use crate::admission::plugins::Validators;
+use crate::config::{Config, RunFlags};
+use crate::source::file::manifest_files;
+
+/// Arguments of `staticlet validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Manifests to check; a directory stands for the manifests the agent would read in it.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+
+    /// Agent config file: its `plugins` and `staticPodPolicy` make the same admission chain as
+    /// on the node.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// The node name pods are bound to. [default: the hostname]
+    #[arg(long, value_name = "NAME")]
+    hostname_override: Option<String>,
+}
+
+/// The user's cache for compiled plugin code (`$XDG_CACHE_HOME/staticlet/plugins`, else
+/// `~/.cache/staticlet/plugins`), so repeated runs in a pipeline compile each plugin once.
+fn cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("staticlet").join("plugins"))
+}
+
+/// Prints `FILE: field.path: message` for every violation and `FILE: error` for every manifest
+/// that does not load; exits 1 when anything was rejected.
+pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let flags = RunFlags { config: args.config.clone(), hostname_override: args.hostname_override.clone(), ..RunFlags::default() };
+    let config = Config::resolve(&flags)?;
+    let mut files = Vec::new();
+    for path in &args.files {
+        if path.is_dir() {
+            files.extend(manifest_files(path).with_context(|| format!("reading directory {}", path.display()))?);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let engine = PluginEngine::new(cache_dir()).map_err(|e| anyhow::anyhow!("setting up the WebAssembly engine for plugins: {e:#}"))?;
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let node = NodeContext { node_name: config.node_name.clone() };
+    let rejected = tokio.block_on(async {
+        let validators = Validators::load(&engine, &config.validators).await;
+        let chain = validators.chain();
+        let mut stdout = std::io::stdout().lock();
+        let mut rejected = 0usize;
+        for file in &files {
+            let name = file.display();
+            let bytes = match std::fs::read(file) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    writeln!(stdout, "{name}: {e}")?;
+                    rejected += 1;
+                    continue;
+                }
+            };
+            let origin = Origin { kind: SourceKind::File, uri: file.display().to_string() };
+            let loaded = match staticlet_model::load(&bytes, &origin, &node) {
+                Ok(loaded) => loaded,
+                Err(staticlet_model::LoadError::Invalid(errors)) => {
+                    for error in errors {
+                        writeln!(stdout, "{name}: {error}")?;
+                    }
+                    rejected += 1;
+                    continue;
+                }
+                Err(e) => {
+                    writeln!(stdout, "{name}: {e}")?;
+                    rejected += 1;
+                    continue;
+                }
+            };
+            for warning in &loaded.warnings {
+                eprintln!("{name}: warning: {warning}");
+            }
+            let decision = chain.admit(&loaded.pod, &node.node_name).await;
+            for warning in &decision.warnings {
+                eprintln!("{name}: warning: {warning}");
+            }
+            for reason in decision.violations.iter().chain(&decision.failures) {
+                writeln!(stdout, "{name}: {reason}")?;
+            }
+            if !decision.admitted() {
+                rejected += 1;
+            }
+        }
+        anyhow::Ok(rejected)
+    })?;
+    if rejected > 0 {
+        eprintln!("{rejected} of {} manifests rejected", files.len());
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,160 @@
+//! The `plugins:` list of the agent config.
+//!
+//! ```yaml
+//! plugins:
+//! - name: allowed-registries
+//!   kind: admission-validator
+//!   path: /etc/staticlet/plugins/allowed_registries.wasm   # relative to the config file
+//!   failurePolicy: Fail            # or Ignore
+//!   timeout: 1s                    # per call
+//!   memoryLimit: 64Mi              # per instance
+//!   config: {registries: [registry.internal:5000]}   # the plugin's own settings
+//!   allowedHosts: [policy.internal:8443]             # outbound HTTP
+//!   readOnlyDirs: [{hostPath: /etc/policy, path: /policy}]
+//! ```
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use staticlet_plugin::{Code, DirGrant, Grants, HostGrant, Kind, Limits, PluginSpec};
+
+use super::GoDuration;
+use crate::admission::FailurePolicy;
+use crate::admission::plugins::{STATIC_POD_POLICY, ValidatorConfig};
+
+/// One entry of `plugins:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PluginEntry {
+    name: String,
+    kind: Kind,
+    path: PathBuf,
+    #[serde(default)]
+    failure_policy: FailurePolicy,
+    timeout: Option<GoDuration>,
+    memory_limit: Option<String>,
+    #[serde(default)]
+    config: Option<serde_json::Value>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    #[serde(default)]
+    read_only_dirs: Vec<DirEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DirEntry {
+    host_path: PathBuf,
+    path: String,
+}
+
+/// Checks every entry and turns the validators into specs; errors name the entry and field.
+pub(super) fn resolve(entries: &[PluginEntry], config_dir: &Path) -> Result<Vec<ValidatorConfig>, String> {
+    let mut names = HashSet::from([STATIC_POD_POLICY.to_owned()]);
+    let mut validators = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let at = |field: &str| format!("plugins[{i}].{field}");
+        if entry.name.is_empty() || !entry.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("{}: {:?} is not a plugin name (letters, digits, - and _)", at("name"), entry.name));
+        }
+        if !names.insert(entry.name.clone()) {
+            return Err(format!("{}: another plugin is already named {:?}", at("name"), entry.name));
+        }
+        if entry.kind != Kind::AdmissionValidator {
+            return Err(format!(
+                "{}: {} plugins are not run by this version of staticlet yet; only admission-validator is",
+                at("kind"),
+                entry.kind
+            ));
+        }
+        let mut limits = Limits::default();
+        if let Some(timeout) = entry.timeout {
+            if timeout.0.is_zero() {
+                return Err(format!("{}: must be more than zero", at("timeout")));
+            }
+            limits.call_timeout = timeout.0;
+        }
+        if let Some(memory) = &entry.memory_limit {
+            let bytes = staticlet_model::quantity::parse_quantity(memory)
+                .ok()
+                .filter(|q| !q.is_negative())
+                .map(|q| q.as_units_ceil())
+                .filter(|b| *b > 0)
+                .ok_or_else(|| format!("{}: {memory:?} is not a memory quantity (like 64Mi)", at("memoryLimit")))?;
+            limits.memory_bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        }
+        let http_hosts = entry
+            .allowed_hosts
+            .iter()
+            .enumerate()
+            .map(|(j, h)| h.parse::<HostGrant>().map_err(|e| format!("{}: {e}", at(&format!("allowedHosts[{j}]")))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut read_only_dirs = Vec::new();
+        for (j, dir) in entry.read_only_dirs.iter().enumerate() {
+            if !dir.path.starts_with('/') {
+                return Err(format!("{}: the path the plugin sees must be absolute", at(&format!("readOnlyDirs[{j}].path"))));
+            }
+            read_only_dirs.push(DirGrant { host_path: config_dir.join(&dir.host_path), guest_path: dir.path.clone() });
+        }
+        let settings = entry.config.clone().unwrap_or_else(|| serde_json::json!({})).to_string();
+        validators.push(ValidatorConfig {
+            spec: PluginSpec {
+                name: entry.name.clone(),
+                kind: entry.kind,
+                code: Code::File(config_dir.join(&entry.path)),
+                settings,
+                grants: Grants { http_hosts, read_only_dirs },
+                limits,
+            },
+            failure_policy: entry.failure_policy,
+        });
+    }
+    Ok(validators)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(yaml: &str) -> Vec<PluginEntry> {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn an_entry_becomes_a_spec_relative_to_the_config_file() {
+        let resolved = resolve(
+            &entries(
+                "- name: registries\n  kind: admission-validator\n  path: plugins/r.wasm\n  failurePolicy: Ignore\n  timeout: 250ms\n  memoryLimit: 32Mi\n  config: {registries: [a]}\n  allowedHosts: [policy.internal:8443]\n  readOnlyDirs: [{hostPath: /etc/policy, path: /policy}]\n",
+            ),
+            Path::new("/etc/staticlet"),
+        )
+        .unwrap();
+        let v = &resolved[0];
+        assert_eq!(v.failure_policy, FailurePolicy::Ignore);
+        assert_eq!(v.spec.code, Code::File("/etc/staticlet/plugins/r.wasm".into()));
+        assert_eq!(v.spec.limits.call_timeout, std::time::Duration::from_millis(250));
+        assert_eq!(v.spec.limits.memory_bytes, 32 << 20);
+        assert_eq!(v.spec.settings, r#"{"registries":["a"]}"#);
+        assert_eq!(v.spec.grants.http_hosts[0].to_string(), "policy.internal:8443");
+        assert_eq!(v.spec.grants.read_only_dirs[0].guest_path, "/policy");
+    }
+
+    #[test]
+    fn errors_name_the_entry_and_field() {
+        let cases = [
+            ("- {name: a, kind: admission-validator, path: a.wasm, allowedHosts: ['bad host']}", "plugins[0].allowedHosts[0]"),
+            ("- {name: a, kind: admission-validator, path: a.wasm, memoryLimit: lots}", "plugins[0].memoryLimit"),
+            (
+                "- {name: a, kind: admission-validator, path: a.wasm}\n- {name: a, kind: admission-validator, path: b.wasm}",
+                "plugins[1].name",
+            ),
+            ("- {name: static-pod-policy, kind: admission-validator, path: a.wasm}", "plugins[0].name"),
+            ("- {name: a, kind: manifest-source, path: a.wasm}", "plugins[0].kind"),
+        ];
+        for (yaml, field) in cases {
+            let err = resolve(&entries(yaml), Path::new("/")).unwrap_err();
+            assert!(err.starts_with(field), "{yaml}: {err}");
+        }
+    }
+}

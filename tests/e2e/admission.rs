@@ -1,0 +1,251 @@
+//! Admission (issue 4): the built-in static pod policy, configured WebAssembly validators,
+//! misbehaving ones, hot reload, and `staticlet validate`, against real Docker and real
+//! components built from `plugins/` and `examples/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use staticlet_plugin::artifacts::{HOSTILE, STATIC_POD_POLICY_WASM};
+
+use crate::support::images::BUSYBOX;
+use crate::support::{Agent, containers, docker, running, wait_for};
+
+const START: Duration = Duration::from_secs(60);
+const MARK: &str = "testing.staticlet.dev/misbehave";
+
+fn manifest(name: &str, extra_metadata: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n{extra_metadata}spec:\n{extra_spec}  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n"
+    )
+}
+
+fn marked(name: &str) -> String {
+    manifest(name, &format!("  annotations: {{{MARK}: 'true'}}\n"), "")
+}
+
+/// Writes the agent config next to the manifests and returns its path.
+fn config(agent: &Agent, text: &str) -> PathBuf {
+    let path = agent.dir().parent().unwrap().join("staticlet.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Replaces a file the way deployment tools do: write beside it, rename over it.
+fn replace(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn status(agent: &Agent, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    wait_for(START, what, || async {
+        let pod = agent.pod_status(name).await?;
+        check(&pod).then_some(pod)
+    })
+    .await
+}
+
+/// The name prefix of pod `name`'s `app` container.
+fn app(agent: &Agent, name: &str) -> String {
+    format!("k8s_app_{}_", agent.pod(name))
+}
+
+fn rejected(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Failed" && pod["status"]["reason"] == "Rejected"
+}
+
+fn message(pod: &Value) -> String {
+    pod["status"]["message"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_with_a_service_account_is_rejected_until_its_manifest_is_fixed() {
+    let docker = docker().await;
+    let mut agent = Agent::new("admission-sa");
+    agent.write("good.yaml", &manifest("good", "", ""));
+    agent.write("sa.yaml", &manifest("sa", "", "  serviceAccountName: builder\n  volumes:\n  - name: cfg\n    configMap: {name: cfg}\n"));
+    agent.start();
+
+    wait_for(START, "the good pod", || async { (!running(&docker, &agent.node, &app(&agent, "good")).await.is_empty()).then_some(()) })
+        .await;
+    let pod = status(&agent, "sa", "the rejected pod's status", rejected).await;
+    let message = message(&pod);
+    assert!(message.contains("spec.serviceAccountName: static pods run without an API server"), "{message}");
+    assert!(message.contains("spec.volumes[0].configMap"), "{message}");
+    assert!(running(&docker, &agent.node, &app(&agent, "sa")).await.is_empty(), "a rejected pod is not started");
+    assert!(agent.log().contains("Rejected"), "{}", agent.log());
+
+    agent.write("sa.yaml", &manifest("sa", "", ""));
+    wait_for(START, "the fixed pod", || async { (!running(&docker, &agent.node, &app(&agent, "sa")).await.is_empty()).then_some(()) })
+        .await;
+    let pod = status(&agent, "sa", "the fixed pod's status", |p| p["status"]["phase"] == "Running").await;
+    assert!(pod["status"]["reason"].is_null(), "{pod}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn misbehaving_validators_never_let_a_pod_through_nor_stop_the_agent() {
+    let docker = docker().await;
+    let mut agent = Agent::new("admission-hostile");
+    let entry = |name: &str, settings: &str, extra: &str| {
+        format!("- name: {name}\n  kind: admission-validator\n  path: {HOSTILE}\n  config: {settings}\n{extra}")
+    };
+    let config = config(
+        &agent,
+        &format!(
+            "plugins:\n{}{}{}",
+            entry("trap", "{mode: trap}", ""),
+            entry("spin", "{mode: loop}", "  timeout: 300ms\n"),
+            entry("hoard", "{mode: alloc}", "  memoryLimit: 32Mi\n"),
+        ),
+    );
+    agent.write("plain.yaml", &manifest("plain", "", ""));
+    agent.write("target.yaml", &marked("target"));
+    agent.start_with(&["--config", config.to_str().unwrap()]);
+
+    let pod = status(&agent, "target", "the marked pod's rejection", rejected).await;
+    let message = message(&pod);
+    for expected in [
+        "validator trap failed: plugin trap: validate trapped",
+        "validator spin failed: plugin spin: validate exceeded its deadline of 300ms",
+        "validator hoard failed: plugin hoard: validate exceeded its memory limit of 33554432 bytes",
+    ] {
+        assert!(message.contains(expected), "{expected:?} not in {message}");
+    }
+    // Every validator got a fresh instance after failing, and the other pod was admitted.
+    wait_for(START, "the unmarked pod", || async {
+        (!running(&docker, &agent.node, &app(&agent, "plain")).await.is_empty()).then_some(())
+    })
+    .await;
+    assert!(running(&docker, &agent.node, &app(&agent, "target")).await.is_empty());
+    assert!(agent.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replacing_a_validators_wasm_changes_verdicts_without_a_restart() {
+    let docker = docker().await;
+    let mut agent = Agent::new("admission-reload");
+    let wasm = agent.dir().parent().unwrap().join("policy.wasm");
+    std::fs::write(&wasm, b"this is not WebAssembly").unwrap();
+    let config = config(
+        &agent,
+        &format!(
+            "staticPodPolicy: false\nplugins:\n- name: policy\n  kind: admission-validator\n  path: {}\n  config: {{mode: reject}}\n",
+            wasm.display()
+        ),
+    );
+    agent.write("sa.yaml", &manifest("sa", "", "  serviceAccountName: builder\n"));
+    agent.start_with(&["--config", config.to_str().unwrap()]);
+    let pid = agent.pid();
+
+    // Garbage never loads, and under failurePolicy Fail nothing gets through.
+    let pod = status(&agent, "sa", "rejection by a validator that does not load", rejected).await;
+    assert!(
+        message(&pod).contains("validator policy failed: plugin policy:") && message(&pod).contains("is not a valid WebAssembly component"),
+        "{pod}"
+    );
+
+    // A working validator that has nothing against the pod: it is admitted and started.
+    replace(&wasm, &std::fs::read(HOSTILE).unwrap());
+    wait_for(START, "the pod admitted after the reload", || async {
+        (!running(&docker, &agent.node, &app(&agent, "sa")).await.is_empty()).then_some(())
+    })
+    .await;
+
+    // The static pod policy in its place: the running pod is judged again, stopped and rejected.
+    replace(&wasm, STATIC_POD_POLICY_WASM);
+    let pod = status(&agent, "sa", "rejection after the second reload", rejected).await;
+    assert!(message(&pod).contains("spec.serviceAccountName"), "{pod}");
+    wait_for(START, "the rejected pod's containers to go", || async {
+        containers(&docker, &agent.node, &[]).await.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(agent.pid(), pid);
+    assert!(agent.log().contains("plugin reloaded"), "{}", agent.log());
+}
+
+fn validate(args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_staticlet")).arg("validate").args(args).output().unwrap();
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn validate_prints_every_violation_with_its_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let good = file("good.yaml", &manifest("good", "", ""));
+    let bad = file(
+        "bad.yaml",
+        &manifest(
+            "bad",
+            "",
+            "  imagePullSecrets: [{name: regcred}]\n  initContainers:\n  - name: init\n    image: i\n    env:\n    - name: TOKEN\n      valueFrom: {secretKeyRef: {name: s, key: k}}\n",
+        ),
+    );
+    let broken = file("broken.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: broken}\nspec: {containers: []}\n");
+
+    assert_eq!(validate(&["--hostname-override", "n1", &good]), (0, String::new()));
+    let (code, out) = validate(&["--hostname-override", "n1", &good, &bad, &broken]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!("{bad}: spec.imagePullSecrets[0]: static pods run without an API server"))),
+        "{out}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with(&format!("{bad}: spec.initContainers[0].env[0].valueFrom.secretKeyRef: "))), "{out}");
+    assert!(lines.iter().any(|l| l.starts_with(&format!("{broken}: ")) && l.contains("spec.containers")), "{out}");
+    assert!(!out.contains(&good), "{out}");
+}
+
+/// The Python example validator: built from `examples/plugins/allowed-registries` with
+/// componentize-py, exactly as its README says, and loaded by `staticlet validate`.
+#[test]
+fn the_python_example_validator_builds_and_judges_images() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("allowed_registries.wasm");
+    let built = Command::new("componentize-py")
+        .current_dir(&repo)
+        .args([
+            "-d",
+            "wit/since_v0.1.0",
+            "-w",
+            "admission-validator",
+            "componentize",
+            "-p",
+            "examples/plugins/allowed-registries",
+            "app",
+            "-o",
+        ])
+        .arg(&wasm)
+        .output()
+        .expect("componentize-py is installed (pip install componentize-py==0.25.1; .ci/run does it)");
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let config = dir.path().join("staticlet.yaml");
+    std::fs::write(
+        &config,
+        format!("plugins:\n- name: allowed-registries\n  kind: admission-validator\n  path: {}\n  config: {{registries: [registry.internal:5000]}}\n", wasm.display()),
+    )
+    .unwrap();
+    let ours = dir.path().join("ours.yaml");
+    std::fs::write(
+        &ours,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: ours}\nspec:\n  containers:\n  - {name: c, image: 'registry.internal:5000/app:1'}\n",
+    )
+    .unwrap();
+    let hub = dir.path().join("hub.yaml");
+    std::fs::write(&hub, "apiVersion: v1\nkind: Pod\nmetadata: {name: hub}\nspec:\n  containers:\n  - {name: c, image: 'registry.internal:5000/app:1'}\n  - {name: d, image: busybox}\n").unwrap();
+
+    let (code, out) =
+        validate(&["--config", config.to_str().unwrap(), "--hostname-override", "n1", ours.to_str().unwrap(), hub.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        out,
+        format!("{}: spec.containers[1].image: image busybox is not from an allowed registry (registry.internal:5000)\n", hub.display())
+    );
+}
