@@ -237,12 +237,12 @@ async fn a_missing_manifest_directory_is_waited_for() {
     let mut agent = Agent::new("later");
     std::fs::remove_dir(agent.dir()).unwrap();
     agent.start();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for(START, "the agent to report the missing directory", || async { agent.log().contains("does not exist yet").then_some(()) }).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(agent.is_running());
     std::fs::create_dir(agent.dir()).unwrap();
     agent.write("late.yaml", &sleeper("late"));
     wait_for(START, "the pod from the late directory", || async { running(&docker, &agent.node, "k8s_main_late-").await.pop() }).await;
-    assert!(agent.log().contains("does not exist yet"), "{}", agent.log());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -34,8 +34,6 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
     let (desired_tx, desired_rx) = watch::channel(Arc::default());
 
     let file = FileSource { path: config.static_pod_path.clone(), check_frequency: config.file_check_frequency };
-    let validators = Arc::new(Validators::load(&engine, &config.validators).await);
-    let stage = DesiredState::new(NodeContext { node_name: config.node_name.clone() }, validators.chain());
     let status = StatusStore::default();
     let api = tokio::spawn({
         let (path, status, shutdown) = (config.api_socket.clone(), status.clone(), shutdown.clone());
@@ -55,6 +53,10 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
     });
 
     let source = tokio::spawn(file.run(source_tx, shutdown.clone()));
+    // Sources and the API start first; no pod is admitted, and so none started, before every
+    // validator has loaded (or failed to, which its failure policy then covers).
+    let validators = Arc::new(Validators::load(&engine, &config.validators).await);
+    let stage = DesiredState::new(NodeContext { node_name: config.node_name.clone() }, validators.chain());
     let generation = validators.generation();
     let reload = tokio::spawn(validators.watch(shutdown.clone()));
     let desired = tokio::spawn(desired::run(stage, source_rx, generation, desired_tx, shutdown.clone()));
