@@ -31,7 +31,8 @@ struct Hostile {
 impl Validator for Hostile {
     fn validate(&self, _ctx: &Context, pod: &Pod) -> Verdict {
         let mut verdict = Verdict::default();
-        if !pod.metadata.annotations.as_ref().is_some_and(|a| a.get(MARK).is_some_and(|v| v == "true")) {
+        let marked = pod.metadata.annotations.as_ref().and_then(|a| a.get(MARK)).is_some_and(|v| v == "true");
+        if !marked {
             return verdict;
         }
         match &self.mode {
