@@ -6,27 +6,16 @@
 
 use std::time::{Duration, Instant};
 
-use staticlet_plugin::artifacts::STATIC_POD_POLICY_WASM;
-use staticlet_plugin::{Code, Grants, Health, Kind, Limits, Plugin, PluginEngine, PluginSpec};
+use staticlet_plugin::artifacts::{STATIC_POD_POLICY_WASM, static_pod_policy};
+use staticlet_plugin::{Health, Plugin, PluginEngine};
 
 const RUNS: usize = 7;
-
-fn spec() -> PluginSpec {
-    PluginSpec {
-        name: "static-pod-policy".into(),
-        kind: Kind::AdmissionValidator,
-        code: Code::Builtin { name: "static-pod-policy", wasm: STATIC_POD_POLICY_WASM },
-        settings: "{}".into(),
-        grants: Grants::default(),
-        limits: Limits::default(),
-    }
-}
 
 fn start(runtime: &tokio::runtime::Runtime, cache: &std::path::Path) -> Duration {
     let started = Instant::now();
     runtime.block_on(async {
         let engine = PluginEngine::new(Some(cache.to_owned())).unwrap();
-        let plugin = Plugin::load(&engine, spec()).await;
+        let plugin = Plugin::load(&engine, static_pod_policy()).await;
         assert_eq!(plugin.info().health, Health::Ready);
     });
     started.elapsed()

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use staticlet_plugin::artifacts::STATIC_POD_POLICY_WASM;
-use staticlet_plugin::{Code, Grants, Kind, Limits, Plugin, PluginEngine, PluginSpec, PodContext};
+use staticlet_plugin::artifacts::static_pod_policy;
+use staticlet_plugin::{Plugin, PluginEngine, PodContext};
 
 const CALLS: usize = 20_000;
 const WARMUP: usize = 2_000;
@@ -54,15 +54,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let wasm = runtime.block_on(async {
         let engine = PluginEngine::new(None).unwrap();
-        let spec = PluginSpec {
-            name: "static-pod-policy".into(),
-            kind: Kind::AdmissionValidator,
-            code: Code::Builtin { name: "static-pod-policy", wasm: STATIC_POD_POLICY_WASM },
-            settings: "{}".into(),
-            grants: Grants::default(),
-            limits: Limits::default(),
-        };
-        let plugin = Plugin::load(&engine, spec).await;
+        let plugin = Plugin::load(&engine, static_pod_policy()).await;
         let ctx =
             PodContext { node_name: "node-1".into(), source: "file".into(), source_uri: "/etc/kubernetes/manifests/edge.yaml".into() };
         for _ in 0..WARMUP {

@@ -33,6 +33,10 @@ impl CodeCache {
         CodeCache { dir, engine_key: format!("{:016x}", hasher.finish()) }
     }
 
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn path(&self, digest: &str) -> PathBuf {
         self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
     }
@@ -79,10 +83,4 @@ fn write_new(dir: &Path, path: &Path, code: &[u8]) -> std::io::Result<()> {
     drop(file);
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
-}
-
-impl CodeCache {
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
-    }
 }

@@ -22,7 +22,8 @@ use crate::spec::HostGrant;
 type ResponseFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 type SendResult = wasmtime_wasi_http::Result<(http::Response<WasiBody>, ResponseFuture)>;
 
-/// The egress policy of one plugin instance.
+/// The egress policy of one plugin instance; cloning shares it.
+#[derive(Clone)]
 pub(crate) struct Egress {
     plugin: Arc<str>,
     grants: Arc<[HostGrant]>,
@@ -98,7 +99,7 @@ impl Egress {
         Ok(allowed)
     }
 
-    async fn send(self: Arc<Self>, mut request: http::Request<WasiBody>, options: Option<RequestOptions>) -> SendResult {
+    async fn send(self, mut request: http::Request<WasiBody>, options: Option<RequestOptions>) -> SendResult {
         let uri = request.uri().clone();
         let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?;
         let tls = uri.scheme() == Some(&Scheme::HTTPS);
@@ -174,8 +175,7 @@ impl WasiHttpHooks for Egress {
         options: Option<RequestOptions>,
         _response_errors: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        let this = Arc::new(Egress { plugin: self.plugin.clone(), grants: self.grants.clone(), timeout: self.timeout });
-        Box::new(this.send(request, options))
+        Box::new(self.clone().send(request, options))
     }
 }
 

@@ -64,6 +64,18 @@ pub mod artifacts {
 
     /// The built-in static pod policy (`plugins/static-pod-policy`), embedded in the binary.
     pub const STATIC_POD_POLICY_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/static_pod_policy.wasm"));
+
+    /// The name the built-in static pod policy goes by.
+    pub const STATIC_POD_POLICY_NAME: &str = "static-pod-policy";
+
+    /// The spec of the built-in static pod policy: embedded code, no settings, no grants.
+    pub fn static_pod_policy() -> crate::PluginSpec {
+        crate::PluginSpec::new(
+            STATIC_POD_POLICY_NAME,
+            crate::Kind::AdmissionValidator,
+            crate::Code::Builtin { name: STATIC_POD_POLICY_NAME, wasm: STATIC_POD_POLICY_WASM },
+        )
+    }
 }
 
 /// Why a plugin could not be loaded or a call into it failed. Every variant names the plugin;

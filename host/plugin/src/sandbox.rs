@@ -30,28 +30,14 @@ pub(crate) struct State {
 }
 
 /// Marks an interruption by the call deadline, to tell it from other traps.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the call's deadline passed")]
 pub(crate) struct DeadlineExceeded;
 
-impl std::fmt::Display for DeadlineExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the call's deadline passed")
-    }
-}
-
-impl std::error::Error for DeadlineExceeded {}
-
 /// Marks a refused memory growth, to tell it from other traps.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit exceeded")]
 pub(crate) struct MemoryLimitExceeded;
-
-impl std::fmt::Display for MemoryLimitExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("memory limit exceeded")
-    }
-}
-
-impl std::error::Error for MemoryLimitExceeded {}
 
 /// Caps linear memory; growing past the cap traps with [`MemoryLimitExceeded`] rather than
 /// returning -1, so a guest that ignores a failed `memory.grow` cannot limp on.

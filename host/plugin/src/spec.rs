@@ -83,6 +83,13 @@ pub struct PluginSpec {
     pub limits: Limits,
 }
 
+impl PluginSpec {
+    /// A plugin with no settings (`{}`), nothing granted and the default limits.
+    pub fn new(name: impl Into<String>, kind: Kind, code: Code) -> PluginSpec {
+        PluginSpec { name: name.into(), kind, code, settings: "{}".into(), grants: Grants::default(), limits: Limits::default() }
+    }
+}
+
 /// Capabilities granted to a plugin. Anything not listed is denied: no filesystem, no
 /// environment, no sockets, no outbound HTTP.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -7,11 +7,11 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use staticlet_plugin::artifacts::{HOSTILE, STATIC_POD_POLICY_WASM};
-use staticlet_plugin::{Code, DirGrant, Grants, Health, Kind, Limits, Plugin, PluginEngine, PluginError, PluginSpec, PodContext, Refresh};
+use staticlet_plugin::artifacts::{HOSTILE, STATIC_POD_POLICY_WASM, static_pod_policy};
+use staticlet_plugin::{Code, DirGrant, Health, Kind, Plugin, PluginEngine, PluginError, PluginSpec, PodContext, Refresh};
 
 fn spec(name: &str, kind: Kind, code: Code, settings: serde_json::Value) -> PluginSpec {
-    PluginSpec { name: name.into(), kind, code, settings: settings.to_string(), grants: Grants::default(), limits: Limits::default() }
+    PluginSpec { settings: settings.to_string(), ..PluginSpec::new(name, kind, code) }
 }
 
 fn hostile(mode: serde_json::Value) -> PluginSpec {
@@ -43,18 +43,9 @@ fn engine() -> PluginEngine {
     PluginEngine::new(None).unwrap()
 }
 
-fn builtin_policy() -> PluginSpec {
-    spec(
-        "static-pod-policy",
-        Kind::AdmissionValidator,
-        Code::Builtin { name: "static-pod-policy", wasm: STATIC_POD_POLICY_WASM },
-        serde_json::json!({}),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_wasm_policy_agrees_with_its_native_rules() {
-    let plugin = Plugin::load(&engine(), builtin_policy()).await;
+    let plugin = Plugin::load(&engine(), static_pod_policy()).await;
     assert_eq!(plugin.info().health, Health::Ready);
     assert_eq!(plugin.info().wit_version.as_deref(), Some("0.1.0"));
     let bad = pod(
@@ -139,13 +130,13 @@ async fn a_component_of_another_kind_or_bad_settings_does_not_load() {
 async fn compiled_code_is_cached_on_disk_by_digest() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let first = Plugin::load(&PluginEngine::new(Some(cache.clone())).unwrap(), builtin_policy()).await;
+    let first = Plugin::load(&PluginEngine::new(Some(cache.clone())).unwrap(), static_pod_policy()).await;
     let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert!(cached[0].starts_with(first.info().digest.as_deref().unwrap()), "{cached:?}");
     // A new engine (as after a restart) loads the code from the cache.
     let again = PluginEngine::new(Some(cache.clone())).unwrap();
-    let second = Plugin::load(&again, builtin_policy()).await;
+    let second = Plugin::load(&again, static_pod_policy()).await;
     assert_eq!(second.info().health, Health::Ready);
     let reload = Plugin::load(
         &again,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use staticlet_plugin::artifacts::STATIC_POD_POLICY_WASM;
-use staticlet_plugin::{Code, Grants, Kind, Limits, Plugin, PluginEngine, PluginError, PluginSpec, PodContext, Refresh, Verdict};
+use staticlet_plugin::artifacts;
+use staticlet_plugin::{Plugin, PluginEngine, PluginError, PluginSpec, PodContext, Refresh, Verdict};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -18,7 +18,7 @@ use super::{Chain, FailurePolicy, Validator};
 pub const RELOAD_PERIOD: Duration = Duration::from_secs(1);
 
 /// The name of the built-in validator.
-pub const STATIC_POD_POLICY: &str = "static-pod-policy";
+pub const STATIC_POD_POLICY: &str = artifacts::STATIC_POD_POLICY_NAME;
 
 /// A validator plugin as the agent config declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,17 +31,7 @@ pub struct ValidatorConfig {
 
 /// The spec of the built-in static pod policy.
 pub fn static_pod_policy() -> ValidatorConfig {
-    ValidatorConfig {
-        spec: PluginSpec {
-            name: STATIC_POD_POLICY.into(),
-            kind: Kind::AdmissionValidator,
-            code: Code::Builtin { name: STATIC_POD_POLICY, wasm: STATIC_POD_POLICY_WASM },
-            settings: "{}".into(),
-            grants: Grants::default(),
-            limits: Limits::default(),
-        },
-        failure_policy: FailurePolicy::Fail,
-    }
+    ValidatorConfig { spec: artifacts::static_pod_policy(), failure_policy: FailurePolicy::Fail }
 }
 
 #[async_trait]
