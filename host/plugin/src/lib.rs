@@ -114,7 +114,7 @@ pub enum PluginError {
         message: String,
     },
     /// A call was made that the plugin's kind does not have.
-    #[error("plugin {plugin} is a {kind} plugin; it cannot {call}")]
+    #[error("plugin {plugin} is {} plugin; it cannot {call}", kind.with_article())]
     WrongKind {
         /// The plugin's name.
         plugin: String,

@@ -281,7 +281,7 @@ impl Plugin {
             } else if let Some(kind) =
                 [Kind::AdmissionValidator, Kind::ManifestSource, Kind::RuntimeAdapter].into_iter().find(|k| interface(*k) == iface)
             {
-                return Err(format!("is a {kind} plugin, but the config says kind: {}", self.spec.kind));
+                return Err(format!("is {} plugin, but the config says kind: {}", kind.with_article(), self.spec.kind));
             }
         }
         let Some(wit_version) = wit_version else {
@@ -474,17 +474,16 @@ impl Plugin {
     ///
     /// # Errors
     ///
-    /// Any [`PluginError`], as for [`Plugin::validate`]; a runtime error comes back as
-    /// [`PluginError::Guest`] with code `runtime`.
+    /// Any [`PluginError`], as for [`Plugin::validate`]; the runtime's own error comes back as
+    /// [`PluginError::Guest`] whose code is the WIT variant's name (`unavailable`, `not-found`,
+    /// `image-pull`, `unsupported`, `deadline-exceeded`, `call`).
     pub async fn runtime_version(&self) -> Result<(String, String), PluginError> {
         self.call("version", Kind::RuntimeAdapter, |bound, store| {
             Box::pin(async move {
                 match bound {
                     Bound::Runtime(r) => {
                         let version = r.staticlet_plugin_runtime().call_version(store).await?;
-                        Ok(version
-                            .map(|v| (v.runtime_name, v.runtime_version))
-                            .map_err(|e| types::Error { code: "runtime".into(), message: format!("{e:?}") }))
+                        Ok(version.map(|v| (v.runtime_name, v.runtime_version)).map_err(runtime_error))
                     }
                     _ => Err(wasmtime::Error::msg("not a runtime adapter instance")),
                 }
@@ -492,6 +491,20 @@ impl Plugin {
         })
         .await
     }
+}
+
+/// A runtime adapter's error as the error every plugin kind returns, its variant as the code.
+fn runtime_error(e: runtime::exports::staticlet::plugin::runtime::RuntimeError) -> types::Error {
+    use runtime::exports::staticlet::plugin::runtime::RuntimeError as E;
+    let (code, message) = match e {
+        E::Unavailable(m) => ("unavailable", m),
+        E::NotFound(m) => ("not-found", m),
+        E::ImagePull(m) => ("image-pull", m),
+        E::Unsupported(m) => ("unsupported", m),
+        E::DeadlineExceeded(m) => ("deadline-exceeded", m),
+        E::Call(m) => ("call", m),
+    };
+    types::Error { code: code.into(), message }
 }
 
 /// One call into a guest: a result, or the guest's own error, or a trap.

@@ -35,6 +35,14 @@ impl Kind {
             Kind::RuntimeAdapter => "runtime-adapter",
         }
     }
+
+    /// The world's name with its article, for messages: "an admission-validator".
+    pub(crate) fn with_article(self) -> String {
+        match self {
+            Kind::AdmissionValidator => format!("an {self}"),
+            Kind::ManifestSource | Kind::RuntimeAdapter => format!("a {self}"),
+        }
+    }
 }
 
 impl fmt::Display for Kind {

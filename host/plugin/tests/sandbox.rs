@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use staticlet_plugin::artifacts::{HOSTILE, STATIC_POD_POLICY_WASM, static_pod_policy};
+use staticlet_plugin::artifacts::{FIXTURE_SOURCE, HOSTILE, STATIC_POD_POLICY_WASM, UNSUPPORTED_RUNTIME, static_pod_policy};
 use staticlet_plugin::{Code, DirGrant, Health, Kind, Plugin, PluginEngine, PluginError, PluginSpec, PodContext, Refresh};
 
 fn spec(name: &str, kind: Kind, code: Code, settings: serde_json::Value) -> PluginSpec {
@@ -118,11 +118,64 @@ async fn a_component_of_another_kind_or_bad_settings_does_not_load() {
     let wrong =
         Plugin::load(&engine, spec("h", Kind::ManifestSource, Code::File(HOSTILE.into()), serde_json::json!({"mode": "trap"}))).await;
     let Health::Failed(why) = wrong.info().health else { panic!("loaded as a source") };
-    assert!(why.contains("is a admission-validator plugin, but the config says kind: manifest-source"), "{why}");
+    assert!(why.contains("is an admission-validator plugin, but the config says kind: manifest-source"), "{why}");
     assert!(matches!(wrong.poll().await, Err(PluginError::Link { .. })));
 
     let unset = Plugin::load(&engine, hostile(serde_json::json!({"mode": "dance"}))).await;
     let err = unset.validate(&ctx(), &pod(false, serde_json::json!({}))).await.unwrap_err();
+    assert!(matches!(&err, PluginError::Guest { call: "init", code, .. } if code == "config"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_source_serves_its_set_and_then_says_nothing_changed() {
+    let engine = engine();
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: c, image: busybox}]}\n";
+    let inline =
+        spec("inventory", Kind::ManifestSource, Code::File(FIXTURE_SOURCE.into()), serde_json::json!({"manifests": {"web": manifest}}));
+    let inline = Plugin::load(&engine, inline).await;
+    assert_eq!(inline.info().health, Health::Ready);
+    assert_eq!(inline.poll().await.unwrap(), Some(vec![("web".to_owned(), manifest.to_owned())]));
+    assert_eq!(inline.poll().await.unwrap(), None);
+    let err = inline.validate(&ctx(), &pod(false, serde_json::json!({}))).await.unwrap_err();
+    assert!(matches!(err, PluginError::WrongKind { call: "validate", .. }), "{err}");
+
+    // A source reading a granted directory: a new file is a new set; a vanished directory is
+    // the source's own error, which names the plugin.
+    let dir = tempfile::tempdir().unwrap();
+    let mut from_dir = spec("dir", Kind::ManifestSource, Code::File(FIXTURE_SOURCE.into()), serde_json::json!({"dir": "/manifests"}));
+    from_dir.grants.read_only_dirs.push(DirGrant { host_path: dir.path().to_owned(), guest_path: "/manifests".into() });
+    let from_dir = Plugin::load(&engine, from_dir).await;
+    assert_eq!(from_dir.poll().await.unwrap(), Some(vec![]));
+    std::fs::write(dir.path().join("web.yaml"), manifest).unwrap();
+    assert_eq!(from_dir.poll().await.unwrap(), Some(vec![("web.yaml".to_owned(), manifest.to_owned())]));
+    assert_eq!(from_dir.poll().await.unwrap(), None);
+    std::fs::remove_file(dir.path().join("web.yaml")).unwrap();
+    assert_eq!(from_dir.poll().await.unwrap(), Some(vec![]));
+
+    let unreadable = spec("nowhere", Kind::ManifestSource, Code::File(FIXTURE_SOURCE.into()), serde_json::json!({"dir": "/manifests"}));
+    let err = Plugin::load(&engine, unreadable).await.poll().await.unwrap_err();
+    assert!(matches!(&err, PluginError::Guest { call: "poll", code, .. } if code == "unavailable"), "{err}");
+    assert!(err.to_string().starts_with("plugin nowhere: poll failed: unavailable: cannot read /manifests"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runtime_adapter_loads_and_answers_version() {
+    let engine = engine();
+    let settings = serde_json::json!({"name": "fixture", "version": "1.2.3"});
+    let adapter = Plugin::load(&engine, spec("rt", Kind::RuntimeAdapter, Code::File(UNSUPPORTED_RUNTIME.into()), settings.clone())).await;
+    assert_eq!(adapter.info().health, Health::Ready);
+    assert_eq!(adapter.info().wit_version.as_deref(), Some("0.1.0"));
+    assert_eq!(adapter.runtime_version().await.unwrap(), ("fixture".to_owned(), "1.2.3".to_owned()));
+    let err = adapter.poll().await.unwrap_err();
+    assert_eq!(err.to_string(), "plugin rt is a runtime-adapter plugin; it cannot poll");
+
+    let misdeclared = Plugin::load(&engine, spec("rt", Kind::AdmissionValidator, Code::File(UNSUPPORTED_RUNTIME.into()), settings)).await;
+    let Health::Failed(why) = misdeclared.info().health else { panic!("a runtime adapter loaded as a validator") };
+    assert!(why.contains("is a runtime-adapter plugin, but the config says kind: admission-validator"), "{why}");
+
+    let unnamed =
+        Plugin::load(&engine, spec("rt", Kind::RuntimeAdapter, Code::File(UNSUPPORTED_RUNTIME.into()), serde_json::json!({}))).await;
+    let err = unnamed.runtime_version().await.unwrap_err();
     assert!(matches!(&err, PluginError::Guest { call: "init", code, .. } if code == "config"), "{err}");
 }
 
