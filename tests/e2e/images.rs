@@ -75,7 +75,7 @@ async fn a_failed_pull_is_reported_and_does_not_hold_up_other_pods() {
     .await;
     wait_for(Duration::from_secs(30), "the pull error in the log", || async {
         let log = agent.log();
-        log.lines().any(|l| l.contains("does-not-exist") && l.contains("pulling image")).then_some(())
+        log.lines().any(|l| l.contains("does-not-exist") && l.contains("Pulling image")).then_some(())
     })
     .await;
     // The status says what a kubelet's would: ErrImagePull, then ImagePullBackOff while the

@@ -22,3 +22,6 @@ mod lifecycle;
 
 // The admission chain and WebAssembly validators (issue 4).
 mod admission;
+
+// The local API with kubectl, the CLI, metrics and logs (issue 6).
+mod observe;

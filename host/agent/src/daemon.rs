@@ -5,20 +5,22 @@ use std::sync::Arc;
 use staticlet_model::NodeContext;
 use staticlet_plugin::PluginEngine;
 use staticlet_runtime::Runtime;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::admission::plugins::Validators;
-use crate::api;
+use crate::api::{self, Api};
 use crate::config::Config;
 use crate::desired::{self, DesiredState};
+use crate::events::Recorder;
+use crate::metrics::{Instrumented, Metrics};
 use crate::reconcile::handler::Runner;
 use crate::reconcile::{Context, Controller};
 use crate::source::SourceSnapshot;
 use crate::source::file::FileSource;
 use crate::state::Layout;
-use crate::status::StatusStore;
+use crate::status::{PluginRegistry, StatusStore};
 
 /// Runs the agent on `runtime`, with its plugins in `engine`, until `shutdown` is cancelled.
 /// Pods keep running afterwards.
@@ -30,16 +32,39 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
         runtime = runtime.name(),
         "staticlet starting"
     );
+    let metrics = Metrics::new();
+    let runtime: Arc<dyn Runtime> = Arc::new(Instrumented::new(runtime, metrics.clone()));
+    let events = Recorder::new(&config.node_name);
+    let status = StatusStore::default();
+    let plugins = PluginRegistry::default();
     let (source_tx, source_rx) = watch::channel(SourceSnapshot::default());
     let (desired_tx, desired_rx) = watch::channel(Arc::default());
+    let (restart_tx, restart_rx) = mpsc::unbounded_channel();
 
-    let file = FileSource { path: config.static_pod_path.clone(), check_frequency: config.file_check_frequency };
-    let status = StatusStore::default();
-    let api = tokio::spawn({
-        let (path, status, shutdown) = (config.api_socket.clone(), status.clone(), shutdown.clone());
+    let api = Arc::new(Api {
+        status: status.clone(),
+        events: events.clone(),
+        metrics: metrics.clone(),
+        runtime: runtime.clone(),
+        plugins: plugins.clone(),
+        restarts: restart_tx,
+        shutdown: shutdown.clone(),
+    });
+    let socket = tokio::spawn({
+        let (path, api) = (config.api_socket.clone(), api.clone());
         async move {
-            if let Err(e) = api::serve(path, status, shutdown).await {
-                error!("the API is not served: {e}; pods are run regardless");
+            if let Err(e) = api::serve_socket(path, api).await {
+                error!("the API is not served on its socket: {e}; pods are run regardless");
+            }
+        }
+    });
+    let port = tokio::spawn({
+        let (address, api) = (config.read_only_address, api.clone());
+        async move {
+            if let Some(address) = address
+                && let Err(e) = api::serve_read_only_port(address, api).await
+            {
+                error!("the read-only port is not served: {e}; pods are run regardless");
             }
         }
     });
@@ -50,17 +75,38 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
         host_ip: config.node_ip.clone(),
         status: status.clone(),
         runner: Runner::default(),
+        events: events.clone(),
+        metrics: metrics.clone(),
     });
 
-    let source = tokio::spawn(file.run(source_tx, shutdown.clone()));
+    let file = FileSource { path: config.static_pod_path.clone(), check_frequency: config.file_check_frequency };
+    let source = tokio::spawn(file.run(source_tx, metrics.source("file"), shutdown.clone()));
     // Sources and the API start first; no pod is admitted, and so none started, before every
     // validator has loaded (or failed to, which its failure policy then covers).
-    let validators = Arc::new(Validators::load(&engine, &config.validators).await);
-    let stage = DesiredState::new(NodeContext { node_name: config.node_name.clone() }, validators.chain());
+    let validators = Arc::new(Validators::load(&engine, &config.validators, &metrics).await);
+    plugins.register(validators.plugins().iter().cloned());
+    let stage = DesiredState::new(NodeContext { node_name: config.node_name.clone() }, validators.chain()).reporting_to(events, metrics);
     let generation = validators.generation();
     let reload = tokio::spawn(validators.watch(shutdown.clone()));
     let desired = tokio::spawn(desired::run(stage, source_rx, generation, desired_tx, shutdown.clone()));
-    Controller::new(ctx).run(desired_rx, shutdown).await;
-    let _ = tokio::join!(source, desired, api, reload);
+    let ready = tokio::spawn(notify_systemd(status, shutdown.clone()));
+    Controller::new(ctx).run(desired_rx, restart_rx, shutdown).await;
+    let _ = tokio::join!(source, desired, socket, port, reload, ready);
     info!("staticlet stopped; pods are left running");
+}
+
+/// Tells systemd (a `Type=notify` unit) that the agent is ready once its first manifests are
+/// admitted and handed to the pod workers, and that it is stopping when it is. Outside systemd
+/// (no `NOTIFY_SOCKET`) this does nothing.
+async fn notify_systemd(status: StatusStore, shutdown: CancellationToken) {
+    use sd_notify::NotifyState;
+    tokio::select! {
+        _ = shutdown.cancelled() => return,
+        _ = status.wait_ready() => {}
+    }
+    if let Err(e) = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("running static pods")]) {
+        warn!("cannot tell systemd the agent is ready: {e}");
+    }
+    shutdown.cancelled().await;
+    let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
 }

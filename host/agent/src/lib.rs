@@ -17,6 +17,8 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod desired;
+pub mod events;
+pub mod metrics;
 pub mod reconcile;
 pub mod source;
 pub mod state;

@@ -2,17 +2,24 @@
 
 use clap::Parser;
 use staticlet::cli::{Cli, Command};
+use staticlet::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The daemon logs what it does; one-shot commands speak through their output and log only
     // what went wrong.
-    let default_level = if matches!(cli.command, Command::Run(_)) { "info" } else { "warn" };
-    tracing_subscriber::fmt()
+    let (default_level, format) = match &cli.command {
+        Command::Run(args) => ("info", args.log_format()),
+        _ => ("warn", LogFormat::Text),
+    };
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("STATICLET_LOG").unwrap_or_else(|_| EnvFilter::new(default_level)))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
+    }
     match staticlet::cli::dispatch(cli) {
         Ok(code) => code,
         Err(error) => {

@@ -150,7 +150,7 @@ pub fn pod_status(pod: &Pod, observed: &PodObservation) -> PodStatus {
 }
 
 /// A kubelet-style timestamp: whole seconds, as the API serializes them.
-fn time(at: SystemTime) -> Time {
+pub fn time(at: SystemTime) -> Time {
     let secs = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     Time(Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH))
 }

@@ -53,6 +53,10 @@ pub struct PluginInfo {
     pub digest: Option<String>,
     /// How it is doing.
     pub health: Health,
+    /// Calls made into it since the agent started, `init` excluded.
+    pub calls: u64,
+    /// How many of those failed (its own error, a trap, a deadline, the memory cap).
+    pub failed_calls: u64,
 }
 
 /// What [`Plugin::refresh`] found.
@@ -124,6 +128,8 @@ struct Current {
     load_error: Option<PluginError>,
     stamp: Option<Stamp>,
     last_call_error: Option<String>,
+    calls: u64,
+    failed_calls: u64,
 }
 
 /// A plugin, loaded or not.
@@ -177,6 +183,8 @@ impl Plugin {
             wit_version: current.loaded.as_ref().map(|l| l.wit_version.to_owned()),
             digest: current.loaded.as_ref().map(|l| l.digest.clone()),
             health,
+            calls: current.calls,
+            failed_calls: current.failed_calls,
         }
     }
 
@@ -393,7 +401,10 @@ impl Plugin {
     }
 
     fn note_call(&self, error: Option<&PluginError>) {
-        self.current.lock().expect("plugin state lock").last_call_error = error.map(ToString::to_string);
+        let mut current = self.current.lock().expect("plugin state lock");
+        current.calls += 1;
+        current.failed_calls += u64::from(error.is_some());
+        current.last_call_error = error.map(ToString::to_string);
     }
 
     /// Runs one export on the warm instance (or a fresh one), bounded by the deadline and

@@ -98,6 +98,11 @@ impl Agent {
 
     /// Starts the agent with extra flags.
     pub fn start_with(&mut self, extra: &[&str]) {
+        self.start_env(extra, &[]);
+    }
+
+    /// Starts the agent with extra flags and environment variables.
+    pub fn start_env(&mut self, extra: &[&str], env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_staticlet"))
             .arg("run")
@@ -111,6 +116,7 @@ impl Agent {
             .args(extra)
             .env("STATICLET_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

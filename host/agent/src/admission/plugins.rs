@@ -2,7 +2,7 @@
 //! config lists, loaded into one engine and reloaded when their `.wasm` changes.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use staticlet_plugin::artifacts;
@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::{Chain, FailurePolicy, Validator};
+use crate::metrics::Metrics;
 
 /// How often plugin files are checked for changes (a `stat` each; the file is read only when
 /// its size, times or inode changed).
@@ -34,14 +35,23 @@ pub fn static_pod_policy() -> ValidatorConfig {
     ValidatorConfig { spec: artifacts::static_pod_policy(), failure_policy: FailurePolicy::Fail }
 }
 
+/// A validator plugin whose calls are timed and counted.
+struct Measured {
+    plugin: Arc<Plugin>,
+    metrics: Metrics,
+}
+
 #[async_trait]
-impl Validator for Plugin {
+impl Validator for Measured {
     fn name(&self) -> &str {
-        &self.spec().name
+        &self.plugin.spec().name
     }
 
     async fn validate(&self, ctx: &PodContext, pod_json: &str) -> Result<Verdict, PluginError> {
-        Plugin::validate(self, ctx, pod_json).await
+        let started = Instant::now();
+        let result = self.plugin.validate(ctx, pod_json).await;
+        self.metrics.plugin_called(self.name(), "validate", started.elapsed(), result.is_err());
+        result
     }
 }
 
@@ -53,14 +63,14 @@ pub struct Validators {
 }
 
 impl Validators {
-    /// Loads every validator, in order. One that fails to load is kept: its failure policy
-    /// applies to every pod until its file is fixed.
-    pub async fn load(engine: &PluginEngine, configs: &[ValidatorConfig]) -> Validators {
+    /// Loads every validator, in order, their calls measured into `metrics`. One that fails to
+    /// load is kept: its failure policy applies to every pod until its file is fixed.
+    pub async fn load(engine: &PluginEngine, configs: &[ValidatorConfig], metrics: &Metrics) -> Validators {
         let mut chain = Chain::default();
         let mut plugins = Vec::new();
         for config in configs {
             let plugin = Arc::new(Plugin::load(engine, config.spec.clone()).await);
-            chain.push(plugin.clone(), config.failure_policy);
+            chain.push(Arc::new(Measured { plugin: plugin.clone(), metrics: metrics.clone() }), config.failure_policy);
             plugins.push(plugin);
         }
         Validators { plugins, chain: Arc::new(chain), generation: watch::Sender::new(0) }

@@ -1,46 +1,116 @@
-//! The local, read-only API on a Unix socket: pods with their status in the Kubernetes wire
-//! format, read from the status store and never from a runtime.
+//! The local API, in the Kubernetes wire format, read from the status store and the event
+//! recorder (and, for logs, the runtime): enough of a kube-apiserver that `kubectl --server`
+//! works against it, plus the kubelet's `/pods`, `/healthz`, `/readyz` and `/metrics`.
 //!
-//! Routes: the kubelet's `/pods` (a `PodList`) and `/healthz`; `/api/v1/pods`,
-//! `/api/v1/namespaces/{namespace}/pods` and `/api/v1/namespaces/{namespace}/pods/{name}` as a
-//! kube-apiserver answers them. Anything but `GET` is refused with a `Status` that names the
-//! manifest to change, because a static pod is managed by its manifest.
+//! It listens on a Unix socket (mode 0600) and, when asked, on a TCP port. Both are read-only
+//! for pods: a static pod is managed by its manifest, so every write answers 405 with a
+//! `Status` naming the manifest to change. The one action is `staticlet restart pod`, accepted
+//! only on the socket, where the file mode keeps it to the socket's owner.
+//!
+//! Routes:
+//! - discovery: `/api`, `/api/v1`, `/apis`, `/version`;
+//! - `/api/v1/pods`, `/api/v1/namespaces/{ns}/pods` (list and `?watch=1`, `labelSelector`,
+//!   `fieldSelector`, Table when the `Accept` header asks `as=Table`), `.../pods/{name}`,
+//!   `.../pods/{name}/log`;
+//! - `/api/v1/events`, `/api/v1/namespaces/{ns}/events`: what `kubectl describe` shows;
+//! - `/staticlet/v1/plugins`, and `POST /staticlet/v1/namespaces/{ns}/pods/{name}/restart`.
 
+mod logs;
+pub mod selector;
+pub mod table;
+mod watch;
+
+use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, Status, StatusDetails};
-use serde_json::json;
-use tokio::net::UnixListener;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusDetails};
+use serde_json::{Value, json};
+use staticlet_plugin::Health;
+use staticlet_runtime::Runtime;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::status::{PodView, StatusStore};
+use self::selector::Selector;
+use self::table::IncludeObject;
+use crate::events::Recorder;
+use crate::metrics::Metrics;
+use crate::reconcile::RestartRequest;
+use crate::status::{PluginRegistry, StatusStore, Stored};
+
+/// A response body: whole, or streamed (logs, watches).
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// The Kubernetes version whose API this one mirrors.
+const KUBERNETES_MAJOR: &str = "1";
+const KUBERNETES_MINOR: &str = "34";
 
 /// Why the API could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("API socket {path}: {source}")]
+#[error("API listener {listener}: {source}")]
 pub struct ApiError {
-    /// The socket path.
-    pub path: PathBuf,
+    /// The socket path or address.
+    pub listener: String,
     /// The I/O error.
     pub source: std::io::Error,
 }
 
-/// Serves the API on the Unix socket at `path` (mode 0600) until `shutdown`, then removes it.
+/// Everything the API reads from.
+#[derive(Clone)]
+pub struct Api {
+    /// Pods and their statuses.
+    pub status: StatusStore,
+    /// Pod events.
+    pub events: Recorder,
+    /// The metrics `/metrics` serves.
+    pub metrics: Metrics,
+    /// The runtime, for container logs.
+    pub runtime: Arc<dyn Runtime>,
+    /// The loaded plugins.
+    pub plugins: PluginRegistry,
+    /// Where restart requests go (the pod controller).
+    pub restarts: mpsc::UnboundedSender<RestartRequest>,
+    /// Ends watches and log follows when the agent stops.
+    pub shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("runtime", &self.runtime.name()).finish_non_exhaustive()
+    }
+}
+
+/// Where a request came in, which decides what it may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// The Unix socket: its owner may also restart pods.
+    Socket,
+    /// The TCP read-only port.
+    ReadOnlyPort,
+}
+
+/// Serves the API on the Unix socket at `path` (mode 0600) until the API's shutdown, then
+/// removes the socket.
 ///
 /// # Errors
 ///
 /// [`ApiError`] when the socket cannot be created.
-pub async fn serve(path: PathBuf, store: StatusStore, shutdown: CancellationToken) -> Result<(), ApiError> {
-    let fail = |source| ApiError { path: path.clone(), source };
+pub async fn serve_socket(path: PathBuf, api: Arc<Api>) -> Result<(), ApiError> {
+    let fail = |source| ApiError { listener: path.display().to_string(), source };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
@@ -52,88 +122,365 @@ pub async fn serve(path: PathBuf, store: StatusStore, shutdown: CancellationToke
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
     info!(socket = %path.display(), "serving the API");
     loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
+        tokio::select! {
+            _ = api.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    debug!("accepting an API connection: {e}");
-                    continue;
-                }
+                Ok((stream, _)) => serve_connection(stream, api.clone(), Access::Socket),
+                Err(e) => debug!("accepting an API connection: {e}"),
             },
-        };
-        let store = store.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let store = store.clone();
-                async move { Ok::<_, Infallible>(route(&request, &store)) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                debug!("API connection ended: {e}");
-            }
-        });
+        }
     }
     let _ = std::fs::remove_file(&path);
     Ok(())
 }
 
-fn route(request: &Request<Incoming>, store: &StatusStore) -> Response<Full<Bytes>> {
-    let path = request.uri().path().trim_end_matches('/');
+/// Serves the read-only API over plain HTTP at `address` until the API's shutdown.
+///
+/// # Errors
+///
+/// [`ApiError`] when the port cannot be bound.
+pub async fn serve_read_only_port(address: SocketAddr, api: Arc<Api>) -> Result<(), ApiError> {
+    let listener = TcpListener::bind(address).await.map_err(|source| ApiError { listener: address.to_string(), source })?;
+    info!(address = %address, "serving the read-only API over HTTP");
+    loop {
+        tokio::select! {
+            _ = api.shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => serve_connection(stream, api.clone(), Access::ReadOnlyPort),
+                Err(e) => debug!("accepting an API connection: {e}"),
+            },
+        }
+    }
+    Ok(())
+}
+
+fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, api: Arc<Api>, access: Access) {
+    tokio::spawn(async move {
+        let service = hyper::service::service_fn(move |request| {
+            let api = api.clone();
+            async move { Ok::<_, Infallible>(route(request, &api, access).await) }
+        });
+        if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            debug!("API connection ended: {e}");
+        }
+    });
+}
+
+/// A request's query parameters and how it wants its answer.
+struct Query {
+    params: BTreeMap<String, String>,
+    table: bool,
+}
+
+impl Query {
+    fn of(request: &Request<Incoming>) -> Query {
+        let params = form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
+        let accept = request.headers().get(hyper::header::ACCEPT).and_then(|a| a.to_str().ok()).unwrap_or_default();
+        // kubectl lists the Table media type first and plain JSON as its fallback.
+        let table = accept.split(',').next().is_some_and(|first| first.contains("as=Table"));
+        Query { params, table }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.params.get(key).map(String::as_str)
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        self.get(key).is_some_and(|v| v == "true" || v == "1")
+    }
+
+    fn number(&self, key: &str) -> Result<Option<u64>, Box<Response<Body>>> {
+        self.get(key)
+            .map(|v| v.parse::<u64>().map_err(|_| Box::new(bad_request(&format!("{key}: {v:?} is not a whole number")))))
+            .transpose()
+    }
+}
+
+async fn route(request: Request<Incoming>, api: &Api, access: Access) -> Response<Body> {
+    let path = request.uri().path().trim_end_matches('/').to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let snapshot = store.snapshot();
-    let pods = snapshot.values();
-    let found = |namespace: &str, name: &str| pods.clone().find(|v| v.pod.namespace() == namespace && v.pod.name() == name).cloned();
-    if request.method() != Method::GET {
+    let query = Query::of(&request);
+    let method = request.method().clone();
+    if method == Method::POST
+        && let ["staticlet", "v1", "namespaces", namespace, "pods", name, "restart"] = segments[..]
+    {
+        return restart(api, access, namespace, name).await;
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let pods = api.status.snapshot();
         let pod = match segments[..] {
-            ["api", "v1", "namespaces", namespace, "pods", name, ..] => found(namespace, name),
+            ["api", "v1", "namespaces", namespace, "pods", name, ..] => pods.find(namespace, name),
             _ => None,
         };
-        return method_not_allowed(request.method(), pod.as_deref());
+        return method_not_allowed(&method, pod);
     }
-    match segments[..] {
-        ["healthz"] => Response::new(Full::new(Bytes::from_static(b"ok"))),
-        ["pods"] | ["api", "v1", "pods"] => json_response(StatusCode::OK, &pod_list(pods.map(|v| v.to_pod()))),
-        ["api", "v1", "namespaces", namespace, "pods"] => {
-            json_response(StatusCode::OK, &pod_list(pods.filter(|v| v.pod.namespace() == namespace).map(|v| v.to_pod())))
+    let result = match segments[..] {
+        ["healthz"] | ["livez"] => Ok(text(StatusCode::OK, "ok")),
+        ["readyz"] if api.status.is_ready() => Ok(text(StatusCode::OK, "ok")),
+        ["readyz"] => Ok(text(StatusCode::SERVICE_UNAVAILABLE, "not ready: the first manifests are not admitted yet")),
+        ["metrics"] => Ok(metrics(api)),
+        ["version"] => Ok(json_response(StatusCode::OK, &version())),
+        ["api"] => Ok(json_response(StatusCode::OK, &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}))),
+        ["apis"] => Ok(json_response(StatusCode::OK, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))),
+        ["api", "v1"] => Ok(json_response(StatusCode::OK, &resources())),
+        ["pods"] => Ok(json_response(StatusCode::OK, &pod_list(&api.status.snapshot().by_uid.values().collect::<Vec<_>>(), None))),
+        ["api", "v1", "pods"] => pods(api, None, &query),
+        ["api", "v1", "namespaces", namespace, "pods"] => pods(api, Some(namespace), &query),
+        ["api", "v1", "namespaces", namespace, "pods", name] => pod(api, namespace, name, &query),
+        ["api", "v1", "namespaces", namespace, "pods", name, "log"] => logs::serve(api, namespace, name, &query).await,
+        ["api", "v1", "events"] => events(api, None, &query),
+        ["api", "v1", "namespaces", namespace, "events"] => events(api, Some(namespace), &query),
+        ["staticlet", "v1", "plugins"] => Ok(plugins(api)),
+        _ => Err(Box::new(status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource", None))),
+    };
+    result.unwrap_or_else(|response| *response)
+}
+
+/// The pods one request selects.
+#[derive(Debug, Clone)]
+pub(crate) struct PodFilter {
+    namespace: Option<String>,
+    labels: Selector,
+    fields: Selector,
+}
+
+impl PodFilter {
+    fn of(namespace: Option<&str>, query: &Query) -> Result<PodFilter, Box<Response<Body>>> {
+        let labels = Selector::labels(query.get("labelSelector").unwrap_or_default()).map_err(|e| Box::new(bad_request(&e.to_string())))?;
+        let fields = Selector::fields(query.get("fieldSelector").unwrap_or_default()).map_err(|e| Box::new(bad_request(&e.to_string())))?;
+        Ok(PodFilter { namespace: namespace.map(str::to_owned), labels, fields })
+    }
+
+    fn matches(&self, stored: &Stored) -> bool {
+        let pod = &stored.view.pod;
+        if self.namespace.as_deref().is_some_and(|ns| ns != pod.namespace()) {
+            return false;
         }
-        ["api", "v1", "namespaces", namespace, "pods", name] => match found(namespace, name) {
-            Some(view) => json_response(StatusCode::OK, &with_kind(view.to_pod())),
-            None => status(StatusCode::NOT_FOUND, "NotFound", &format!("pods \"{name}\" not found"), Some(name)),
-        },
-        _ => status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource", None),
+        let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
+        let spec = pod.pod.spec.as_ref();
+        let status = &stored.view.status;
+        let fields: BTreeMap<String, String> = [
+            ("metadata.name", Some(pod.name().to_owned())),
+            ("metadata.namespace", Some(pod.namespace().to_owned())),
+            ("spec.nodeName", spec.and_then(|s| s.node_name.clone())),
+            ("spec.restartPolicy", spec.and_then(|s| s.restart_policy.clone())),
+            ("spec.schedulerName", spec.and_then(|s| s.scheduler_name.clone())),
+            ("status.phase", status.phase.clone()),
+            ("status.podIP", status.pod_ip.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.unwrap_or_default()))
+        .collect();
+        self.labels.matches(&labels) && self.fields.matches(&fields)
     }
 }
 
-fn with_kind(pod: Pod) -> serde_json::Value {
-    let mut value = serde_json::to_value(pod).expect("a pod always serializes");
-    value["apiVersion"] = json!("v1");
-    value["kind"] = json!("Pod");
-    value
+fn pods(api: &Api, namespace: Option<&str>, query: &Query) -> Result<Response<Body>, Box<Response<Body>>> {
+    let filter = PodFilter::of(namespace, query)?;
+    if query.flag("watch") {
+        return watch::serve(api, filter, query);
+    }
+    let snapshot = api.status.snapshot();
+    let selected: Vec<&Stored> = snapshot.by_uid.values().filter(|s| filter.matches(s)).collect();
+    if query.table {
+        let pods: Vec<Pod> = selected.iter().map(|s| s.to_pod()).collect();
+        let include = IncludeObject::from_query(query.get("includeObject"));
+        return Ok(json_response(StatusCode::OK, &table::pod_table(&pods, snapshot.revision, include, SystemTime::now())));
+    }
+    Ok(json_response(StatusCode::OK, &pod_list(&selected, Some(snapshot.revision))))
 }
 
-fn pod_list(pods: impl Iterator<Item = Pod>) -> serde_json::Value {
+fn pod(api: &Api, namespace: &str, name: &str, query: &Query) -> Result<Response<Body>, Box<Response<Body>>> {
+    let snapshot = api.status.snapshot();
+    let stored = snapshot.find(namespace, name).ok_or_else(|| Box::new(pod_not_found(name)))?;
+    if query.table {
+        let include = IncludeObject::from_query(query.get("includeObject"));
+        return Ok(json_response(StatusCode::OK, &table::pod_table(&[stored.to_pod()], stored.revision, include, SystemTime::now())));
+    }
+    Ok(json_response(StatusCode::OK, &with_kind(stored.to_pod())))
+}
+
+fn events(api: &Api, namespace: Option<&str>, query: &Query) -> Result<Response<Body>, Box<Response<Body>>> {
+    let fields = Selector::fields(query.get("fieldSelector").unwrap_or_default()).map_err(|e| Box::new(bad_request(&e.to_string())))?;
+    let selected: Vec<Event> = api
+        .events
+        .events(namespace)
+        .into_iter()
+        .filter(|e| {
+            let o = &e.involved_object;
+            let fields_of: BTreeMap<String, String> = [
+                ("involvedObject.kind", o.kind.clone()),
+                ("involvedObject.name", o.name.clone()),
+                ("involvedObject.namespace", o.namespace.clone()),
+                ("involvedObject.uid", o.uid.clone()),
+                ("involvedObject.fieldPath", o.field_path.clone()),
+                ("metadata.namespace", e.metadata.namespace.clone()),
+                ("reason", e.reason.clone()),
+                ("type", e.type_.clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.unwrap_or_default()))
+            .collect();
+            fields.matches(&fields_of)
+        })
+        .collect();
+    if query.table {
+        return Ok(json_response(StatusCode::OK, &event_table(&selected)));
+    }
+    let items: Vec<Value> = selected.into_iter().map(|e| with_kind_of(e, "Event")).collect();
+    Ok(json_response(StatusCode::OK, &json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": items})))
+}
+
+fn event_table(events: &[Event]) -> Value {
+    let now = SystemTime::now();
+    let column = |name: &str| json!({"name": name, "type": "string", "format": "", "description": "", "priority": 0});
+    let rows: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let last = e
+                .last_timestamp
+                .as_ref()
+                .map_or_else(String::new, |t| table::human_duration(now.duration_since(table::system_time(t.0)).unwrap_or_default()));
+            let o = &e.involved_object;
+            json!({
+                "cells": [last, e.type_, e.reason, format!("pod/{}", o.name.as_deref().unwrap_or_default()), e.message],
+                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": e.metadata},
+            })
+        })
+        .collect();
     json!({
-        "apiVersion": "v1",
-        "kind": "PodList",
-        "metadata": ListMeta::default(),
-        "items": pods.map(with_kind).collect::<Vec<_>>(),
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {},
+        "columnDefinitions": [column("Last Seen"), column("Type"), column("Reason"), column("Object"), column("Message")],
+        "rows": rows,
     })
 }
 
-fn method_not_allowed(method: &Method, pod: Option<&PodView>) -> Response<Full<Bytes>> {
-    let message = match pod {
-        Some(view) => format!(
-            "{method} is not allowed: pod {} is a static pod managed by its manifest {} ({}); change or remove the manifest instead",
-            view.pod.full_name(),
-            view.pod.origin.uri,
-            view.pod.origin.kind
-        ),
-        None => format!("{method} is not allowed: static pods are managed by their manifests; change or remove the manifest instead"),
-    };
-    status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message, pod.map(|v| v.pod.name()))
+fn plugins(api: &Api) -> Response<Body> {
+    let items: Vec<Value> = api
+        .plugins
+        .infos()
+        .into_iter()
+        .map(|info| {
+            let (health, message) = match info.health {
+                Health::Ready => ("Ready", None),
+                Health::Degraded(m) => ("Degraded", Some(m)),
+                Health::Failed(m) => ("Failed", Some(m)),
+            };
+            json!({
+                "name": info.name, "kind": info.kind.world(), "code": info.code, "witVersion": info.wit_version,
+                "digest": info.digest, "health": health, "message": message, "calls": info.calls, "failedCalls": info.failed_calls,
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &json!({"kind": "PluginList", "apiVersion": "staticlet.dev/v1", "items": items}))
 }
 
-fn status(code: StatusCode, reason: &str, message: &str, name: Option<&str>) -> Response<Full<Bytes>> {
+async fn restart(api: &Api, access: Access, namespace: &str, name: &str) -> Response<Body> {
+    if access != Access::Socket {
+        return status(StatusCode::FORBIDDEN, "Forbidden", "pods are restarted only through the agent's local socket", Some(name));
+    }
+    let Some(uid) = api.status.snapshot().find(namespace, name).map(|s| s.view.pod.uid.clone()) else {
+        return pod_not_found(name);
+    };
+    let (accepted, answer) = oneshot::channel();
+    if api.restarts.send(RestartRequest { uid, accepted }).is_err() {
+        return status(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "the agent is shutting down", Some(name));
+    }
+    match answer.await {
+        Ok(Ok(())) => {
+            let body = json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200,
+                "message": format!("pod {namespace}/{name} is restarting"), "details": {"name": name, "kind": "pods"}});
+            json_response(StatusCode::OK, &body)
+        }
+        Ok(Err(why)) => status(StatusCode::CONFLICT, "Conflict", &format!("pod {namespace}/{name} cannot be restarted: {why}"), Some(name)),
+        Err(_) => status(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "the agent is shutting down", Some(name)),
+    }
+}
+
+fn metrics(api: &Api) -> Response<Body> {
+    let mut response = Response::new(full(api.metrics.encode(&api.status.snapshot()).into()));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+fn version() -> Value {
+    json!({
+        "major": KUBERNETES_MAJOR,
+        "minor": KUBERNETES_MINOR,
+        "gitVersion": format!("v{KUBERNETES_MAJOR}.{KUBERNETES_MINOR}.0-staticlet.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", other => other }),
+    })
+}
+
+fn resources() -> Value {
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "v1",
+        "resources": [
+            {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod", "verbs": ["get", "list", "watch"],
+             "shortNames": ["po"], "categories": ["all"]},
+            {"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]},
+            {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event", "verbs": ["get", "list"], "shortNames": ["ev"]},
+        ],
+    })
+}
+
+fn with_kind(pod: Pod) -> Value {
+    with_kind_of(pod, "Pod")
+}
+
+fn with_kind_of(object: impl serde::Serialize, kind: &str) -> Value {
+    let mut value = serde_json::to_value(object).expect("API objects always serialize");
+    value["apiVersion"] = json!("v1");
+    value["kind"] = json!(kind);
+    value
+}
+
+fn pod_list(pods: &[&Stored], revision: Option<u64>) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "PodList",
+        "metadata": {"resourceVersion": revision.map(|r| r.to_string())},
+        "items": pods.iter().map(|s| with_kind(s.to_pod())).collect::<Vec<_>>(),
+    })
+}
+
+fn method_not_allowed(method: &Method, pod: Option<&Stored>) -> Response<Body> {
+    let message = match pod {
+        Some(stored) => {
+            let pod = &stored.view.pod;
+            format!(
+                "{method} is not allowed: pod {} is a static pod managed by its manifest {} ({}); change or remove the manifest instead (the pod keeps running)",
+                pod.full_name(),
+                pod.origin.uri,
+                pod.origin.kind
+            )
+        }
+        None => format!("{method} is not allowed: static pods are managed by their manifests; change or remove the manifest instead"),
+    };
+    status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message, pod.map(|s| s.view.pod.name()))
+}
+
+fn pod_not_found(name: &str) -> Response<Body> {
+    status(StatusCode::NOT_FOUND, "NotFound", &format!("pods \"{name}\" not found"), Some(name))
+}
+
+fn bad_request(message: &str) -> Response<Body> {
+    status(StatusCode::BAD_REQUEST, "BadRequest", message, None)
+}
+
+fn status(code: StatusCode, reason: &str, message: &str, name: Option<&str>) -> Response<Body> {
     let body = Status {
         code: Some(i32::from(code.as_u16())),
         message: Some(message.to_owned()),
@@ -142,14 +489,22 @@ fn status(code: StatusCode, reason: &str, message: &str, name: Option<&str>) -> 
         details: name.map(|n| StatusDetails { name: Some(n.to_owned()), kind: Some("pods".into()), ..StatusDetails::default() }),
         ..Status::default()
     };
-    let mut value = serde_json::to_value(body).expect("a status always serializes");
-    value["apiVersion"] = json!("v1");
-    value["kind"] = json!("Status");
-    json_response(code, &value)
+    json_response(code, &with_kind_of(body, "Status"))
 }
 
-fn json_response(code: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(serde_json::to_vec(body).expect("JSON always serializes"))));
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never: Infallible| match never {}).boxed_unsync()
+}
+
+fn text(code: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = code;
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::from(serde_json::to_vec(body).expect("JSON always serializes"))));
     *response.status_mut() = code;
     response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
     response

@@ -1,5 +1,11 @@
 //! The `staticlet` command line.
 
+mod client;
+mod describe;
+mod get;
+mod logs;
+mod plugins;
+mod restart;
 mod run;
 mod validate;
 
@@ -24,6 +30,16 @@ pub enum Command {
     /// Check manifests offline with the agent's defaulting, validation and admission chain;
     /// prints `FILE: field.path: message` per violation and exits 1 when any is rejected.
     Validate(validate::ValidateArgs),
+    /// List static pods with kubectl's columns: `staticlet get pods [NAME] [-o wide|yaml|json]`.
+    Get(get::GetArgs),
+    /// Show a pod's spec, container states and recent events: `staticlet describe pod NAME`.
+    Describe(describe::DescribeArgs),
+    /// Print a container's logs: `staticlet logs NAME [-c C] [-f] [--tail N] [--previous]`.
+    Logs(logs::LogsArgs),
+    /// List the loaded plugins with their kind, WIT version, digest, health and call counts.
+    Plugins(plugins::PluginsArgs),
+    /// Stop every container of a static pod and start it afresh: `staticlet restart pod NAME`.
+    Restart(restart::RestartArgs),
 }
 
 /// Runs the parsed command; the result is the process's exit.
@@ -35,5 +51,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
         Command::Validate(args) => validate::run(args),
+        Command::Get(args) => get::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Describe(args) => describe::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Logs(args) => logs::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Plugins(args) => plugins::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Restart(args) => restart::run(args).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{Config, RunFlags};
+use crate::config::{Config, LogFormat, RunFlags};
 use crate::state::Layout;
 
 /// Arguments of `staticlet run`.
@@ -18,6 +18,13 @@ use crate::state::Layout;
 pub struct RunArgs {
     #[command(flatten)]
     flags: RunFlags,
+}
+
+impl RunArgs {
+    /// How log lines are written.
+    pub fn log_format(&self) -> LogFormat {
+        self.flags.log_format.unwrap_or_default()
+    }
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {

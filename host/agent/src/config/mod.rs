@@ -78,6 +78,31 @@ pub struct RunFlags {
     /// unix:///var/run/docker.sock]
     #[arg(long, value_name = "URL")]
     pub docker_endpoint: Option<String>,
+
+    /// Also serve the read-only API over plain HTTP on this TCP port (the kubelet's read-only
+    /// port; `kubectl --server http://ADDRESS:PORT` works against it). Off unless given.
+    /// [config: readOnlyPort]
+    #[arg(long, value_name = "PORT")]
+    pub read_only_port: Option<u16>,
+
+    /// The address the read-only port listens on. Unlike the kubelet's, it stays on loopback
+    /// unless asked: the API shows every pod's spec. [config: address] [default: 127.0.0.1]
+    #[arg(long, value_name = "IP")]
+    pub address: Option<std::net::IpAddr>,
+
+    /// Log lines as human-readable text or as JSON objects, one per line. [default: text]
+    #[arg(long, visible_alias = "logging-format", value_name = "FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for journald or a log shipper.
+    Json,
 }
 
 /// The config file, in the kubelet's naming.
@@ -90,6 +115,8 @@ struct FileConfig {
     pod_infra_container_image: Option<String>,
     root_dir: Option<PathBuf>,
     docker_endpoint: Option<String>,
+    read_only_port: Option<u16>,
+    address: Option<std::net::IpAddr>,
     /// Whether the built-in static pod policy runs first in the admission chain (default true).
     static_pod_policy: Option<bool>,
     /// WebAssembly plugins, in order.
@@ -125,6 +152,8 @@ pub struct Config {
     pub docker_endpoint: String,
     /// The API's Unix socket.
     pub api_socket: PathBuf,
+    /// Where the read-only API listens on TCP, if anywhere.
+    pub read_only_address: Option<std::net::SocketAddr>,
     /// The admission chain's validators, in order: the built-in policy (unless turned off),
     /// then the configured ones.
     pub validators: Vec<ValidatorConfig>,
@@ -204,6 +233,11 @@ impl Config {
                 .or(file.docker_endpoint)
                 .unwrap_or_else(staticlet_docker::DockerRuntime::default_endpoint),
             api_socket: flags.api_socket.clone().unwrap_or_else(|| DEFAULT_API_SOCKET.into()),
+            // The kubelet's config calls port 0 "off".
+            read_only_address: flags.read_only_port.or(file.read_only_port).filter(|port| *port != 0).map(|port| {
+                let ip = flags.address.or(file.address).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+                std::net::SocketAddr::new(ip, port)
+            }),
             validators,
             ignored_keys: file.unknown.into_keys().collect(),
         })

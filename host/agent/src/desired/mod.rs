@@ -12,7 +12,7 @@
 //! judged again. A pod version that was admitted keeps running if a validator merely *fails* on
 //! it afterwards (a deadline, a trap): only a verdict stops a running pod, never a broken plugin.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use staticlet_model::identity::CONFIG_SEEN;
@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::admission::{Chain, Decision};
+use crate::events::Recorder;
+use crate::metrics::Metrics;
 use crate::source::{RawManifest, SourceSnapshot};
 
 /// The pods the agent should be running.
@@ -85,12 +87,27 @@ pub struct DesiredState {
     accepted: BTreeMap<String, Accepted>,
     conflicts: HashMap<String, String>,
     judged: HashMap<String, Judged>,
+    events: Recorder,
+    metrics: Metrics,
 }
 
 impl DesiredState {
     /// A stage for pods bound to `node`, admitted by `chain`.
     pub fn new(node: NodeContext, chain: Arc<Chain>) -> Self {
-        DesiredState { node, chain, accepted: BTreeMap::new(), conflicts: HashMap::new(), judged: HashMap::new() }
+        DesiredState {
+            node,
+            chain,
+            accepted: BTreeMap::new(),
+            conflicts: HashMap::new(),
+            judged: HashMap::new(),
+            events: Recorder::default(),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Rejections go to `events` (the pod's `Rejected` event) and `metrics` (by validator).
+    pub fn reporting_to(self, events: Recorder, metrics: Metrics) -> Self {
+        DesiredState { events, metrics, ..self }
     }
 
     /// Folds in a source's snapshot and returns the merged, admitted set; `generation` is the
@@ -163,7 +180,7 @@ impl DesiredState {
                 Some(previous) if previous.generation == generation => previous.decision,
                 previous => {
                     let fresh = self.chain.admit(&pod, &self.node.node_name).await;
-                    settle(&pod, previous.map(|p| p.decision), fresh)
+                    self.settle(&pod, previous.map(|p| p.decision), fresh)
                 }
             };
             judged.insert(uid.clone(), Judged { generation, config_hash: pod.config_hash.clone(), decision: decision.clone() });
@@ -176,31 +193,35 @@ impl DesiredState {
         self.judged = judged;
         set
     }
-}
 
-/// The decision to act on, given the one before (if this version of the pod was judged already)
-/// and a fresh one; logs what changed.
-fn settle(pod: &StaticPod, before: Option<Arc<Decision>>, fresh: Decision) -> Arc<Decision> {
-    let name = pod.full_name();
-    let manifest = &pod.origin.uri;
-    if let Some(before) = before {
-        if before.admitted() && !fresh.admitted() && fresh.violations.is_empty() {
-            error!(pod = %name, manifest = %manifest, "{}; the pod was admitted before and keeps running", fresh.message());
-            return before;
+    /// The decision to act on, given the one before (if this version of the pod was judged
+    /// already) and a fresh one; reports what changed.
+    fn settle(&self, pod: &StaticPod, before: Option<Arc<Decision>>, fresh: Decision) -> Arc<Decision> {
+        let name = pod.full_name();
+        let manifest = &pod.origin.uri;
+        if let Some(before) = before {
+            if before.admitted() && !fresh.admitted() && fresh.violations.is_empty() {
+                error!(pod = %name, manifest = %manifest, "{}; the pod was admitted before and keeps running", fresh.message());
+                return before;
+            }
+            if *before == fresh {
+                return before;
+            }
         }
-        if *before == fresh {
-            return before;
+        for warning in &fresh.warnings {
+            warn!(pod = %name, manifest = %manifest, "admission warning: {warning}");
         }
+        if fresh.admitted() {
+            info!(pod = %name, manifest = %manifest, "admitted");
+        } else {
+            let validators: BTreeSet<&str> = fresh.violations.iter().chain(&fresh.failures).map(|r| r.validator.as_str()).collect();
+            for validator in validators {
+                self.metrics.rejected_by(validator);
+            }
+            self.events.for_pod(pod).warning(None, "Rejected", format!("pod rejected (manifest {manifest}): {}", fresh.message()));
+        }
+        Arc::new(fresh)
     }
-    for warning in &fresh.warnings {
-        warn!(pod = %name, manifest = %manifest, "admission warning: {warning}");
-    }
-    if fresh.admitted() {
-        info!(pod = %name, manifest = %manifest, "admitted");
-    } else {
-        error!(pod = %name, manifest = %manifest, reason = "Rejected", "pod rejected: {}", fresh.message());
-    }
-    Arc::new(fresh)
 }
 
 /// Loads one manifest; on failure reports it and returns `None` (the caller keeps the pod last

@@ -25,13 +25,15 @@ use std::time::Duration;
 use futures::StreamExt;
 use staticlet_model::StaticPod;
 use staticlet_runtime::{LabelFilter, Runtime, RuntimeError};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::desired::DesiredSet;
+use crate::events::Recorder;
+use crate::metrics::Metrics;
 use crate::state::Layout;
 use crate::status::{PodView, StatusStore, rejected_status};
 use labels::{NODE, POD_UID};
@@ -90,11 +92,25 @@ pub struct Context {
     pub status: StatusStore,
     /// Runs probe and hook actions; shared for its HTTP connection pool.
     pub runner: handler::Runner,
+    /// Where pod events go.
+    pub events: Recorder,
+    /// Sync durations go here.
+    pub metrics: Metrics,
+}
+
+/// A request to restart a pod: every container stopped, and the pod started afresh.
+#[derive(Debug)]
+pub struct RestartRequest {
+    /// The pod.
+    pub uid: String,
+    /// Answered once the pod's worker has the request, or with why not.
+    pub accepted: oneshot::Sender<Result<(), String>>,
 }
 
 struct WorkerHandle {
     wanted: watch::Sender<Option<Arc<StaticPod>>>,
     poke: Arc<Notify>,
+    restart: Arc<Notify>,
     task: JoinHandle<()>,
 }
 
@@ -114,7 +130,12 @@ impl Controller {
     }
 
     /// Runs until `shutdown`. Pods are left running when it returns, as the kubelet leaves them.
-    pub async fn run(mut self, mut desired: watch::Receiver<Arc<DesiredSet>>, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mut desired: watch::Receiver<Arc<DesiredSet>>,
+        mut restarts: mpsc::UnboundedReceiver<RestartRequest>,
+        shutdown: CancellationToken,
+    ) {
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let (live_tx, live) = watch::channel(false);
         let listener = tokio::spawn(listen(self.ctx.clone(), events_tx, live_tx));
@@ -126,6 +147,16 @@ impl Controller {
                     if changed.is_err() { break }
                     self.desired = desired.borrow_and_update().clone();
                     self.apply_desired();
+                }
+                Some(request) = restarts.recv() => {
+                    let answer = match self.workers.get(&request.uid) {
+                        Some(handle) if handle.wanted.borrow().is_some() && !handle.task.is_finished() => {
+                            handle.restart.notify_one();
+                            Ok(())
+                        }
+                        _ => Err("the pod is not running here (rejected, or being removed)".to_owned()),
+                    };
+                    let _ = request.accepted.send(answer);
                 }
                 Some(uid) = events.recv() => {
                     if let Some(handle) = self.workers.get(&uid) {
@@ -152,13 +183,17 @@ impl Controller {
     fn spawn(&mut self, uid: &str, wanted: Option<Arc<StaticPod>>) {
         let (tx, rx) = watch::channel(wanted);
         let poke = Arc::new(Notify::new());
-        let worker = worker::Worker::new(uid.to_owned(), self.ctx.clone(), rx, poke.clone());
+        let restart = Arc::new(Notify::new());
+        let worker = worker::Worker::new(uid.to_owned(), self.ctx.clone(), rx, poke.clone(), restart.clone());
         let task = tokio::spawn(worker.run());
-        self.workers.insert(uid.to_owned(), WorkerHandle { wanted: tx, poke, task });
+        self.workers.insert(uid.to_owned(), WorkerHandle { wanted: tx, poke, restart, task });
     }
 
     fn apply_desired(&mut self) {
         let desired = self.desired.clone();
+        if desired.ready {
+            self.ctx.status.mark_ready();
+        }
         self.ctx.status.set_rejected(
             desired
                 .rejected

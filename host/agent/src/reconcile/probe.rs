@@ -16,9 +16,9 @@ use staticlet_model::status::ProbeResults;
 use staticlet_runtime::Runtime;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
 
 use super::handler::{self, Runner};
+use crate::events::PodEvents;
 
 /// Which probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,13 +75,18 @@ pub struct Prober {
     poke: Arc<Notify>,
     results: Arc<Mutex<HashMap<String, ContainerResults>>>,
     tasks: HashMap<String, Vec<JoinHandle<()>>>,
-    pod: String,
+    events: PodEvents,
 }
 
 impl Prober {
-    /// Probes for the pod named `pod`; result changes poke `poke`.
-    pub fn new(runtime: Arc<dyn Runtime>, runner: Runner, poke: Arc<Notify>, pod: String) -> Self {
-        Prober { runtime, runner, poke, results: Arc::default(), tasks: HashMap::new(), pod }
+    /// Probes for one pod, whose events go to `events`; result changes poke `poke`.
+    pub fn new(runtime: Arc<dyn Runtime>, runner: Runner, poke: Arc<Notify>, events: PodEvents) -> Self {
+        Prober { runtime, runner, poke, results: Arc::default(), tasks: HashMap::new(), events }
+    }
+
+    /// Sends the events of probes started from now on to `events`.
+    pub fn set_events(&mut self, events: PodEvents) {
+        self.events = events;
     }
 
     /// Starts probes for new containers and stops those of containers no longer running.
@@ -111,7 +116,7 @@ impl Prober {
                 let handler = match handler::from_probe(&probe, c, target.pod_ip) {
                     Ok(handler) => handler,
                     Err(e) => {
-                        warn!(pod = %self.pod, container = %c.name, "{} probe cannot run: {e}", kind.name());
+                        self.events.warning(Some(&c.name), "Unhealthy", format!("{} probe cannot run: {e}", kind.name()));
                         continue;
                     }
                 };
@@ -123,7 +128,7 @@ impl Prober {
                     container_id: target.container_id.to_owned(),
                     container: c.name.clone(),
                     created_at: target.created_at,
-                    pod: self.pod.clone(),
+                    events: self.events.clone(),
                     runtime: self.runtime.clone(),
                     runner: self.runner.clone(),
                     poke: self.poke.clone(),
@@ -160,7 +165,7 @@ struct ProbeTask {
     container_id: String,
     container: String,
     created_at: SystemTime,
-    pod: String,
+    events: PodEvents,
     runtime: Arc<dyn Runtime>,
     runner: Runner,
     poke: Arc<Notify>,
@@ -198,7 +203,7 @@ impl ProbeTask {
             let outcome = self.runner.probe(&self.handler, self.runtime.as_ref(), &self.container_id, timeout).await;
             let success = outcome.is_ok();
             if let Err(message) = &outcome {
-                warn!(pod = %self.pod, container = %self.container, reason = "Unhealthy", "{} probe failed: {message}", self.kind.name());
+                self.events.warning(Some(&self.container), "Unhealthy", format!("{} probe failed: {message}", self.kind.name()));
             }
             run = if last == Some(success) { run + 1 } else { 1 };
             last = Some(success);
@@ -234,7 +239,7 @@ impl ProbeTask {
                     entry.results.started = Some(false);
                 }
                 let reason = format!("failed {} probe", kind.name().to_lowercase());
-                info!(pod = %self.pod, container = %self.container, reason = "Killing", "Container {} {reason}, will be restarted", self.container);
+                self.events.normal(Some(&self.container), "Killing", format!("Container {} {reason}, will be restarted", self.container));
                 entry.unhealthy = Some(Unhealthy { reason, grace_seconds: self.probe.termination_grace_period_seconds });
             }
         }

@@ -15,7 +15,7 @@ use staticlet_model::StaticPod;
 use staticlet_model::status::{self, ContainerRecord, ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF, PodObservation, RecordState, WaitingReason};
 use staticlet_runtime::{Container, ContainerState, ContainerStatus, LabelFilter, LogOptions, PodSandbox, RuntimeError, SandboxState};
 use tokio::sync::{Notify, watch};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::Context;
 use super::backoff::BackoffTable;
@@ -27,6 +27,7 @@ use super::labels::{
 use super::plan::{self, Action, ObservedContainer, ObservedPod, Plan};
 use super::podconfig;
 use super::probe::{Prober, Target};
+use crate::events::PodEvents;
 use crate::state::PodRecord;
 use crate::status::PodView;
 
@@ -70,6 +71,9 @@ pub struct Worker {
     ctx: Arc<Context>,
     wanted: watch::Receiver<Option<Arc<StaticPod>>>,
     poke: Arc<Notify>,
+    /// Woken when someone asks for the pod to be restarted.
+    restart: Arc<Notify>,
+    restart_requested: bool,
     /// Back-off and start time, kept under `--root-dir`.
     record: PodRecord,
     /// Pull back-off per image, as the kubelet's image manager keeps it.
@@ -81,31 +85,43 @@ pub struct Worker {
     /// The last start failure of each container, by name.
     failures: HashMap<String, WaitingReason>,
     prober: Prober,
+    /// Where this pod's events go.
+    events: PodEvents,
     retry: Duration,
     reported: HashSet<(String, SystemTime)>,
 }
 
 impl Worker {
-    /// A worker for `uid`, fed by `wanted` and woken by `poke`.
-    pub fn new(uid: String, ctx: Arc<Context>, wanted: watch::Receiver<Option<Arc<StaticPod>>>, poke: Arc<Notify>) -> Self {
+    /// A worker for `uid`, fed by `wanted`, woken by `poke`, and asked to restart the pod by
+    /// `restart`.
+    pub fn new(
+        uid: String,
+        ctx: Arc<Context>,
+        wanted: watch::Receiver<Option<Arc<StaticPod>>>,
+        poke: Arc<Notify>,
+        restart: Arc<Notify>,
+    ) -> Self {
         let path = ctx.layout.pod_record(&uid);
         let record = PodRecord::load(&path).unwrap_or_else(|e| {
             warn!(uid = %uid, "ignoring the pod's saved state: {e}");
             None
         });
-        let pod_name = wanted.borrow().as_ref().map_or_else(|| uid.clone(), |p| p.full_name());
-        let prober = Prober::new(ctx.runtime.clone(), ctx.runner.clone(), poke.clone(), pod_name);
+        let events = wanted.borrow().as_ref().map_or_else(|| ctx.events.for_unknown_pod(&uid), |p| ctx.events.for_pod(p));
+        let prober = Prober::new(ctx.runtime.clone(), ctx.runner.clone(), poke.clone(), events.clone());
         Worker {
             uid,
             ctx,
             wanted,
             poke,
+            restart,
+            restart_requested: false,
             record: record.unwrap_or_default(),
             image_backoff: BackoffTable::default(),
             statuses: HashMap::new(),
             sandbox_ips: HashMap::new(),
             failures: HashMap::new(),
             prober,
+            events,
             retry: RETRY_FIRST,
             reported: HashSet::new(),
         }
@@ -115,7 +131,17 @@ impl Worker {
     pub async fn run(mut self) {
         loop {
             let wanted = self.wanted.borrow_and_update().clone();
-            let wait = match self.sync(wanted.as_ref()).await {
+            if let Some(pod) = &wanted
+                && !self.events.names_a_pod()
+            {
+                // Adopted before its manifest was read: from now on its events are kept.
+                self.events = self.ctx.events.for_pod(pod);
+                self.prober.set_events(self.events.clone());
+            }
+            let started = Instant::now();
+            let synced = self.sync(wanted.as_ref()).await;
+            self.ctx.metrics.pod_synced(started.elapsed());
+            let wait = match synced {
                 Ok(Outcome::Gone) if self.wanted.borrow().is_none() => return,
                 Ok(Outcome::Gone) => continue,
                 Ok(Outcome::Requeue(wait)) => wait,
@@ -128,6 +154,7 @@ impl Worker {
             tokio::select! {
                 changed = self.wanted.changed() => if changed.is_err() { return },
                 _ = self.poke.notified() => {}
+                _ = self.restart.notified() => self.restart_requested = true,
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -219,7 +246,19 @@ impl Worker {
     /// computed for that same pod.
     async fn sync(&mut self, wanted_arc: Option<&Arc<StaticPod>>) -> Result<Outcome, RuntimeError> {
         let wanted = wanted_arc.map(|p| &**p);
-        let observed = self.observe(wanted).await?;
+        let mut observed = self.observe(wanted).await?;
+        if self.restart_requested && wanted.is_some() {
+            self.events.normal(None, "Restarting", "Stopping every container to start the pod afresh, as requested");
+            self.kill_pod(&observed, grace_period(wanted, &observed)).await?;
+            self.restart_requested = false;
+            // Afresh: no back-off, a new start time, restart counts from zero.
+            self.record = PodRecord::default();
+            self.failures.clear();
+            self.statuses.clear();
+            self.sandbox_ips.clear();
+            self.reported.clear();
+            observed = self.observe(wanted).await?;
+        }
         let now = SystemTime::now();
         let plan = plan::plan(wanted, &observed, &self.record.backoff, now);
         if plan.gone {
@@ -267,7 +306,12 @@ impl Worker {
         for waiting in &plan.waiting {
             if self.reported.insert((waiting.name.clone(), waiting.until)) {
                 let delay = waiting.until.duration_since(SystemTime::now()).unwrap_or_default();
-                warn!(pod = %pod.full_name(), container = %waiting.name, reason = "BackOff", "Back-off restarting failed container; next attempt in {}s", delay.as_secs());
+                debug!(pod = %pod.full_name(), container = %waiting.name, "next start attempt in {}s", delay.as_secs());
+                self.events.warning(
+                    Some(&waiting.name),
+                    "BackOff",
+                    format!("Back-off restarting failed container {} in pod {}", waiting.name, pod.full_name()),
+                );
             }
         }
         self.reported.retain(|(_, until)| *until > SystemTime::now() - Duration::from_secs(1));
@@ -327,7 +371,11 @@ impl Worker {
                             self.failures.remove(name);
                         }
                         Err(failure) => {
-                            error!(pod = %pod_name, container = %name, reason = failure.reason, "failed to start container: {}", failure.message);
+                            if failure.reason == IMAGE_PULL_BACK_OFF {
+                                self.events.warning(Some(name), "BackOff", failure.message.clone());
+                            } else {
+                                self.events.warning(Some(name), "Failed", format!("Error: {}: {}", failure.reason, failure.message));
+                            }
                             let at = failure.retry_at.unwrap_or_else(SystemTime::now);
                             retry_at = Some(retry_at.map_or(at, |r: SystemTime| r.min(at)));
                             self.failures.insert(name.clone(), WaitingReason { reason: failure.reason.into(), message: failure.message });
@@ -335,7 +383,7 @@ impl Worker {
                     }
                 }
                 Action::KillContainer { id, name, reason, grace_seconds } => {
-                    info!(pod = %pod_name, container = %name, reason = "Killing", "stopping container because {reason}");
+                    self.events.normal(Some(name), "Killing", format!("Stopping container {name}: {reason}"));
                     let grace = grace_seconds.map_or(grace, grace_from_seconds);
                     if let Some(c) = observed.containers.iter().find(|c| &c.container.id == id) {
                         self.kill_container(&c.container, grace).await?;
@@ -382,6 +430,9 @@ impl Worker {
                 addresses.insert(c.pod_sandbox_id.clone(), ip);
             }
         }
+        for c in others.iter().chain(&sidecars) {
+            self.events.normal(Some(&c.metadata.name), "Killing", format!("Stopping container {}", c.metadata.name));
+        }
         let this = &*self;
         for result in join_all(others.iter().map(|c| this.stop_with_hook(c, grace, &addresses[&c.pod_sandbox_id]))).await {
             result?;
@@ -419,10 +470,10 @@ impl Worker {
             }) {
                 Ok(action) => {
                     if let Err(message) = self.ctx.runner.hook(&action, self.ctx.runtime.as_ref(), &container.id, grace).await {
-                        warn!(uid = %self.uid, container = %name, reason = "FailedPreStopHook", "PreStopHook failed: {message}");
+                        self.events.warning(Some(name), "FailedPreStopHook", format!("PreStopHook failed: {message}"));
                     }
                 }
-                Err(e) => warn!(uid = %self.uid, container = %name, reason = "FailedPreStopHook", "PreStopHook cannot run: {e}"),
+                Err(e) => self.events.warning(Some(name), "FailedPreStopHook", format!("PreStopHook cannot run: {e}")),
             }
         }
         let remaining = grace.saturating_sub(started.elapsed()).max(MIN_GRACE);
@@ -446,16 +497,17 @@ impl Worker {
             retry_at: None,
         })?;
         let image = container.image.clone().unwrap_or_default();
-        self.ensure_image(&full_name, name, &image, container.image_pull_policy.as_deref().unwrap_or("IfNotPresent")).await?;
+        self.ensure_image(name, &image, container.image_pull_policy.as_deref().unwrap_or("IfNotPresent")).await?;
         let sandbox_config = podconfig::sandbox_config(pod, sandbox_attempt, &self.ctx.node);
         let pod_ip = self.pod_ip(sandbox_id, host_network(pod)).await;
         let addresses = podconfig::Addresses { pod_ip: Some(pod_ip.as_str()).filter(|ip| !ip.is_empty()), host_ip: &self.ctx.host_ip };
         let config = podconfig::container_config(pod, container, attempt, &self.ctx.node, &self.ctx.layout, addresses)
             .map_err(|e| StartFailure { reason: "CreateContainerConfigError", message: e.to_string(), retry_at: None })?;
         let id = runtime.create_container(sandbox_id, &config, &sandbox_config).await.map_err(call_failed("CreateContainerError"))?;
-        info!(pod = %full_name, container = name, id = %short(&id), reason = "Created", "created container");
+        self.events.normal(Some(name), "Created", format!("Created container {name}"));
         runtime.start_container(&id).await.map_err(call_failed("RunContainerError"))?;
-        info!(pod = %full_name, container = name, id = %short(&id), attempt, reason = "Started", "started container");
+        debug!(pod = %full_name, container = name, id = %short(&id), attempt, "container started");
+        self.events.normal(Some(name), "Started", format!("Started container {name}"));
 
         if let Some(hook) = container.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let outcome = match handler::from_hook(hook, container.ports.as_deref(), &pod_ip) {
@@ -463,7 +515,7 @@ impl Worker {
                 Err(e) => Err(e.to_string()),
             };
             if let Err(message) = outcome {
-                warn!(pod = %full_name, container = name, reason = "FailedPostStartHook", "PostStartHook failed: {message}");
+                self.events.warning(Some(name), "FailedPostStartHook", format!("PostStartHook failed: {message}"));
                 let grace = grace_period(Some(pod), &ObservedPod::default());
                 let listed = Container {
                     id: id.clone(),
@@ -482,7 +534,7 @@ impl Worker {
         Ok(())
     }
 
-    async fn ensure_image(&mut self, pod: &str, container: &str, image: &str, policy: &str) -> Result<(), StartFailure> {
+    async fn ensure_image(&mut self, container: &str, image: &str, policy: &str) -> Result<(), StartFailure> {
         let runtime = &self.ctx.runtime;
         let present = runtime
             .image_status(image)
@@ -508,11 +560,12 @@ impl Worker {
                 retry_at: Some(until),
             });
         }
-        info!(pod, container, image, reason = "Pulling", "pulling image");
+        self.events.normal(Some(container), "Pulling", format!("Pulling image \"{image}\""));
         let started = Instant::now();
         match runtime.pull_image(image).await {
             Ok(_) => {
-                info!(pod, container, image, reason = "Pulled", "pulled image in {:.3}s", started.elapsed().as_secs_f64());
+                let took = started.elapsed().as_secs_f64();
+                self.events.normal(Some(container), "Pulled", format!("Successfully pulled image \"{image}\" in {took:.3}s"));
                 Ok(())
             }
             Err(e) => {

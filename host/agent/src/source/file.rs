@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{RawManifest, ReadError, SourceSnapshot};
+use crate::metrics::SourceHealth;
 
 /// The kubelet's cap on a manifest file.
 pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
@@ -88,6 +89,8 @@ struct Lister {
     files: BTreeMap<PathBuf, (Fingerprint, Result<RawManifest, ReadError>)>,
     skipped: HashSet<PathBuf>,
     listed_once: bool,
+    /// The last listing of the directory failed (the files listed before are kept).
+    listing_failed: bool,
 }
 
 impl Lister {
@@ -120,9 +123,11 @@ impl Lister {
             Ok(entries) => entries,
             Err(e) => {
                 warn!(path = %self.path.display(), error = %e, "cannot list the manifest directory");
+                self.listing_failed = true;
                 return self.files.keys().cloned().collect();
             }
         };
+        self.listing_failed = false;
         let mut found = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
@@ -195,9 +200,11 @@ fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 impl FileSource {
-    /// Runs until `shutdown`, publishing a snapshot whenever the set of manifests changes.
-    pub async fn run(self, out: watch::Sender<SourceSnapshot>, shutdown: CancellationToken) {
-        let mut lister = Lister { path: self.path.clone(), files: BTreeMap::new(), skipped: HashSet::new(), listed_once: false };
+    /// Runs until `shutdown`, publishing a snapshot whenever the set of manifests changes and
+    /// reporting each listing to `health`.
+    pub async fn run(self, out: watch::Sender<SourceSnapshot>, health: SourceHealth, shutdown: CancellationToken) {
+        let mut lister =
+            Lister { path: self.path.clone(), files: BTreeMap::new(), skipped: HashSet::new(), listed_once: false, listing_failed: false };
         let (events_tx, mut events) = mpsc::unbounded_channel::<()>();
         let mut watcher: Option<notify::RecommendedWatcher> = None;
         let mut watched: Option<(u64, u64)> = None;
@@ -217,6 +224,11 @@ impl FileSource {
             match lister.relist() {
                 Some(snapshot) => {
                     reported_missing = false;
+                    if lister.listing_failed {
+                        health.failed()
+                    } else {
+                        health.succeeded()
+                    }
                     out.send_if_modified(|current| {
                         let changed = *current != snapshot;
                         *current = snapshot;
@@ -288,7 +300,7 @@ mod tests {
     use super::*;
 
     fn lister(path: &Path) -> Lister {
-        Lister { path: path.to_owned(), files: BTreeMap::new(), skipped: HashSet::new(), listed_once: false }
+        Lister { path: path.to_owned(), files: BTreeMap::new(), skipped: HashSet::new(), listed_once: false, listing_failed: false }
     }
 
     #[test]

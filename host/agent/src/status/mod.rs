@@ -1,13 +1,21 @@
 //! The status store: the one place pod workers publish what their pods are doing, and the one
 //! place the API (and mirror pods) read it from. Readers get a consistent snapshot of every pod
 //! and can wait for the next change.
+//!
+//! Every change bumps the store's revision, which is what the API serves as `resourceVersion`:
+//! a pod carries the revision it last changed at, and the store remembers recent deletions so
+//! that a watch resuming from a list's revision misses nothing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use staticlet_model::StaticPod;
+use staticlet_plugin::{Plugin, PluginInfo};
 use tokio::sync::watch;
+
+/// How many deletions the store remembers for watches resuming from an older revision.
+const TOMBSTONES: usize = 1024;
 
 /// One pod as the API shows it: the wanted pod with its computed status.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,8 +33,85 @@ impl PodView {
     }
 }
 
-/// Every pod's view by UID.
-pub type Snapshot = Arc<BTreeMap<String, Arc<PodView>>>;
+/// A pod view in the store, with the revisions it was added and last changed at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// The view.
+    pub view: Arc<PodView>,
+    /// The store revision the pod appeared at.
+    pub created: u64,
+    /// The store revision of its last change: its `resourceVersion`.
+    pub revision: u64,
+}
+
+impl Stored {
+    /// The pod with its status and `resourceVersion`; its `creationTimestamp` is when the agent
+    /// first started it, since no API server ever created it.
+    pub fn to_pod(&self) -> Pod {
+        let mut pod = self.view.to_pod();
+        pod.metadata.resource_version = Some(self.revision.to_string());
+        if pod.metadata.creation_timestamp.is_none() {
+            pod.metadata.creation_timestamp = self.view.status.start_time.clone();
+        }
+        pod
+    }
+}
+
+/// A pod that left the store, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tombstone {
+    /// The pod as it was last shown.
+    pub last: Stored,
+    /// The revision it was removed at.
+    pub removed: u64,
+}
+
+/// Every pod in the store at one revision.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pods {
+    /// The store's revision.
+    pub revision: u64,
+    /// Each pod by UID.
+    pub by_uid: BTreeMap<String, Stored>,
+    /// Recent removals, oldest first.
+    pub removed: VecDeque<Tombstone>,
+}
+
+impl Pods {
+    /// The pod named `namespace/name`.
+    pub fn find(&self, namespace: &str, name: &str) -> Option<&Stored> {
+        self.by_uid.values().find(|s| s.view.pod.namespace() == namespace && s.view.pod.name() == name)
+    }
+
+    /// The revision below which removals are forgotten: a watch from before it cannot resume.
+    pub fn oldest_resumable(&self) -> u64 {
+        if self.removed.len() < TOMBSTONES { 0 } else { self.removed.front().map_or(0, |t| t.removed) }
+    }
+
+    fn insert(&mut self, uid: &str, view: PodView) -> bool {
+        if self.by_uid.get(uid).is_some_and(|current| *current.view == view) {
+            return false;
+        }
+        self.revision += 1;
+        let revision = self.revision;
+        let created = self.by_uid.get(uid).map_or(revision, |current| current.created);
+        self.by_uid.insert(uid.to_owned(), Stored { view: Arc::new(view), created, revision });
+        true
+    }
+
+    fn remove(&mut self, uid: &str) -> bool {
+        let Some(last) = self.by_uid.remove(uid) else { return false };
+        self.revision += 1;
+        if self.removed.len() == TOMBSTONES {
+            self.removed.pop_front();
+        }
+        self.removed.push_back(Tombstone { last, removed: self.revision });
+        true
+    }
+}
+
+/// A consistent view of every pod.
+pub type Snapshot = Arc<Pods>;
 
 /// The reason a pod turned down by admission shows, as the kubelet's rejected pods show the
 /// admit handler's reason.
@@ -43,11 +128,14 @@ pub struct StatusStore {
     pods: watch::Sender<Snapshot>,
     /// Pods whose view admission owns: workers tearing down such a pod do not overwrite it.
     rejected: Arc<Mutex<HashSet<String>>>,
+    /// Whether the agent has admitted its sources' first complete listing and handed it to
+    /// the pod workers: `/readyz`, and systemd's `READY=1`.
+    ready: watch::Sender<bool>,
 }
 
 impl Default for StatusStore {
     fn default() -> Self {
-        StatusStore { pods: watch::Sender::new(Snapshot::default()), rejected: Arc::default() }
+        StatusStore { pods: watch::Sender::new(Snapshot::default()), rejected: Arc::default(), ready: watch::Sender::new(false) }
     }
 }
 
@@ -61,13 +149,7 @@ impl StatusStore {
         if self.is_rejected(uid) {
             return;
         }
-        self.pods.send_if_modified(|pods| {
-            if pods.get(uid).is_some_and(|current| **current == view) {
-                return false;
-            }
-            Arc::make_mut(pods).insert(uid.to_owned(), Arc::new(view));
-            true
-        });
+        self.pods.send_if_modified(|pods| Arc::make_mut(pods).insert(uid, view));
     }
 
     /// Forgets a pod that is gone.
@@ -75,7 +157,7 @@ impl StatusStore {
         if self.is_rejected(uid) {
             return;
         }
-        self.pods.send_if_modified(|pods| Arc::make_mut(pods).remove(uid).is_some());
+        self.pods.send_if_modified(|pods| pods.by_uid.contains_key(uid) && Arc::make_mut(pods).remove(uid));
     }
 
     /// Replaces the set of rejected pods and their views: views of pods no longer rejected go.
@@ -84,12 +166,13 @@ impl StatusStore {
         self.pods.send_if_modified(|pods| {
             let mut changed = false;
             for uid in rejected.iter().filter(|uid| !views.contains_key(*uid)) {
-                changed |= Arc::make_mut(pods).remove(uid).is_some();
+                if pods.by_uid.contains_key(uid) {
+                    changed |= Arc::make_mut(pods).remove(uid);
+                }
             }
             for (uid, view) in &views {
-                if pods.get(uid).is_none_or(|current| **current != *view) {
-                    Arc::make_mut(pods).insert(uid.clone(), Arc::new(view.clone()));
-                    changed = true;
+                if pods.by_uid.get(uid).is_none_or(|current| *current.view != *view) {
+                    changed |= Arc::make_mut(pods).insert(uid, view.clone());
                 }
             }
             changed
@@ -105,5 +188,70 @@ impl StatusStore {
     /// A receiver that sees every change.
     pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
         self.pods.subscribe()
+    }
+
+    /// Marks the agent ready: its first complete desired set is in the workers' hands.
+    pub fn mark_ready(&self) {
+        self.ready.send_if_modified(|ready| !std::mem::replace(ready, true));
+    }
+
+    /// Whether the agent is ready.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits until the agent is ready.
+    pub async fn wait_ready(&self) {
+        let mut ready = self.ready.subscribe();
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
+}
+
+/// Every plugin the agent has loaded, of every kind, for `staticlet plugins`. Cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct PluginRegistry {
+    plugins: Arc<Mutex<Vec<Arc<Plugin>>>>,
+}
+
+impl PluginRegistry {
+    /// Adds loaded plugins.
+    pub fn register(&self, plugins: impl IntoIterator<Item = Arc<Plugin>>) {
+        self.plugins.lock().expect("plugin registry lock").extend(plugins);
+    }
+
+    /// What each plugin is and how it is doing, in load order.
+    pub fn infos(&self) -> Vec<PluginInfo> {
+        self.plugins.lock().expect("plugin registry lock").iter().map(|p| p.info()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use staticlet_model::{NodeContext, Origin, SourceKind};
+
+    fn view(name: &str, phase: &str) -> PodView {
+        let text = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: i}}]}}\n");
+        let origin = Origin { kind: SourceKind::File, uri: format!("/m/{name}.yaml") };
+        let pod = staticlet_model::load(text.as_bytes(), &origin, &NodeContext { node_name: "n1".into() }).unwrap().pod;
+        PodView { pod: Arc::new(pod), status: PodStatus { phase: Some(phase.into()), ..PodStatus::default() } }
+    }
+
+    #[test]
+    fn revisions_count_changes_and_removals_are_remembered() {
+        let store = StatusStore::default();
+        store.publish("a", view("a", "Pending"));
+        store.publish("a", view("a", "Pending"));
+        assert_eq!(store.snapshot().revision, 1);
+        store.publish("a", view("a", "Running"));
+        store.publish("b", view("b", "Running"));
+        let pods = store.snapshot();
+        assert_eq!((pods.by_uid["a"].created, pods.by_uid["a"].revision, pods.by_uid["b"].revision), (1, 2, 3));
+        assert_eq!(pods.by_uid["a"].to_pod().metadata.resource_version.as_deref(), Some("2"));
+        store.remove("a");
+        let pods = store.snapshot();
+        assert_eq!(pods.revision, 4);
+        assert_eq!(pods.removed.iter().map(|t| (t.last.view.pod.name(), t.removed)).collect::<Vec<_>>(), vec![("a-n1", 4)]);
+        assert!(pods.find("default", "b-n1").is_some());
     }
 }

@@ -1,0 +1,90 @@
+//! `pods/{name}/log`: a container's output, read from the runtime, as the kubelet serves it.
+//! Parameters: `container`, `follow`, `tailLines`, `previous`, `timestamps`, `sinceSeconds`,
+//! `sinceTime` and `limitBytes`.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::{Response, StatusCode};
+use staticlet_runtime::{LabelFilter, LogOptions};
+
+use super::{Api, Body, Query, bad_request, pod_not_found};
+use crate::reconcile::labels::{CONTAINER_NAME, POD_UID};
+
+/// The annotation that names the container `kubectl logs` and `exec` pick by default.
+const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
+
+pub(super) async fn serve(api: &Api, namespace: &str, name: &str, query: &Query) -> Result<Response<Body>, Box<Response<Body>>> {
+    let stored = api.status.snapshot().find(namespace, name).cloned().ok_or_else(|| Box::new(pod_not_found(name)))?;
+    let pod = &stored.view.pod;
+    let spec = pod.pod.spec.clone().unwrap_or_default();
+    let names: Vec<&str> = spec.init_containers.iter().flatten().chain(&spec.containers).map(|c| c.name.as_str()).collect();
+    let container = match query.get("container").filter(|c| !c.is_empty()) {
+        Some(c) if names.contains(&c) => c.to_owned(),
+        Some(c) => return Err(Box::new(bad_request(&format!("container {c} is not valid for pod {name}")))),
+        None => {
+            let default = pod.pod.metadata.annotations.as_ref().and_then(|a| a.get(DEFAULT_CONTAINER)).cloned();
+            match (default, spec.containers.as_slice()) {
+                (Some(d), _) if names.contains(&d.as_str()) => d,
+                (_, [only]) => only.name.clone(),
+                _ => {
+                    let choices = spec.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(" ");
+                    return Err(Box::new(bad_request(&format!(
+                        "a container name must be specified for pod {name}, choose one of: [{choices}]"
+                    ))));
+                }
+            }
+        }
+    };
+
+    let filter = LabelFilter::new(POD_UID, pod.uid.clone()).and(CONTAINER_NAME, container.clone());
+    let mut instances = api.runtime.list_containers(&filter).await.map_err(|e| Box::new(unavailable(&e.to_string())))?;
+    instances.sort_by_key(|c| std::cmp::Reverse((c.metadata.attempt, c.created_at)));
+    let previous = query.flag("previous");
+    let instance = if previous { instances.get(1) } else { instances.first() };
+    let Some(instance) = instance else {
+        let message = if previous {
+            format!("previous terminated container \"{container}\" in pod \"{name}\" not found")
+        } else {
+            format!("container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating")
+        };
+        return Err(Box::new(bad_request(&message)));
+    };
+
+    let since = match (query.number("sinceSeconds")?, query.get("sinceTime")) {
+        (Some(seconds), _) => Some(SystemTime::now() - Duration::from_secs(seconds)),
+        (None, Some(time)) => Some(super::table::system_time(time.parse().map_err(|e| Box::new(bad_request(&format!("sinceTime: {e}"))))?)),
+        (None, None) => None,
+    };
+    let options = LogOptions {
+        tail_lines: query.number("tailLines")?,
+        follow: query.flag("follow") && !previous,
+        timestamps: query.flag("timestamps"),
+        since,
+    };
+    let output = api.runtime.logs(&instance.id, &options).await.map_err(|e| Box::new(unavailable(&e.to_string())))?;
+    let limit = query.number("limitBytes")?.unwrap_or(u64::MAX);
+    let shutdown = api.shutdown.clone();
+    let chunks = output.take_until(async move { shutdown.cancelled().await }).scan(limit, |left, chunk| {
+        let chunk = match chunk {
+            Ok(_) if *left == 0 => return futures::future::ready(None),
+            Ok(mut bytes) => {
+                bytes.truncate(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= bytes.len() as u64;
+                Ok(Frame::data(Bytes::from(bytes)))
+            }
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        };
+        futures::future::ready(Some(chunk))
+    });
+    let mut response = Response::new(BodyExt::boxed_unsync(StreamBody::new(chunks.boxed())));
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
+    Ok(response)
+}
+
+fn unavailable(message: &str) -> Response<Body> {
+    super::status(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &format!("the container runtime: {message}"), None)
+}
