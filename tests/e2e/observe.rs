@@ -125,6 +125,13 @@ async fn kubectl_gets_pods_logs_and_watches_and_cannot_delete() {
     let port = free_port();
     let mut agent = Agent::new("kubectl");
     agent.write("web.yaml", &ticking("web"));
+    // Counts its runs in an emptyDir, so each instance's log differs from the one before.
+    agent.write(
+        "crash.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: crash}}\nspec:\n  volumes: [{{name: runs, emptyDir: {{}}}}]\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    volumeMounts: [{{name: runs, mountPath: /runs}}]\n    command: [sh, -c, 'n=$(( $(cat /runs/n 2>/dev/null || echo 0) + 1 )); echo $n > /runs/n; echo run $n; sleep 5; exit 1']\n"
+        ),
+    );
     agent.start_with(&["--read-only-port", &port.to_string()]);
     running_pod(&agent, "web").await;
     let web = agent.pod("web");
@@ -154,6 +161,22 @@ async fn kubectl_gets_pods_logs_and_watches_and_cannot_delete() {
     let first: u32 = ticks.lines().find_map(|l| l.strip_prefix("tick ")?.parse().ok()).unwrap();
     follow.until(&format!("tick {}", first + 2), Duration::from_secs(10));
     drop(follow);
+
+    let stamped = kubectl.stdout(&["logs", "--timestamps", "--tail", "1", &web]);
+    let (stamp, line) = stamped.trim_end().split_once(' ').unwrap();
+    assert!(stamp.parse::<k8s_openapi::jiff::Timestamp>().is_ok() && line.starts_with("tick"), "{stamped}");
+
+    let crash = agent.pod("crash");
+    wait_for(START, "the crashing pod's second run", || async {
+        let pod = agent.pod_status("crash").await?;
+        let status = &pod["status"]["containerStatuses"][0];
+        (status["restartCount"].as_u64()? >= 1 && status["state"]["running"].is_object()).then_some(())
+    })
+    .await;
+    let current = kubectl.stdout(&["logs", &crash]);
+    let previous = kubectl.stdout(&["logs", "--previous", &crash]);
+    let run = |text: &str| text.trim().strip_prefix("run ").and_then(|n| n.parse::<u32>().ok()).unwrap_or_else(|| panic!("{text:?}"));
+    assert_eq!(run(&previous) + 1, run(&current), "--previous is the instance before: {previous} / {current}");
 
     let before = running(&docker, &agent.node, &format!("k8s_app_{web}_")).await;
     let delete = kubectl.run(&["delete", "pod", &web]);
@@ -204,6 +227,18 @@ async fn the_cli_lists_describes_logs_and_restarts_pods() {
     assert!(rejected.contains("Rejected") && rejected.contains("spec.serviceAccountName"), "{rejected}");
 
     assert!(staticlet_stdout(&agent, &["logs", &web, "--tail", "50"]).contains("hello from web"));
+    let mut follow = Streaming::new(
+        Command::new(env!("CARGO_BIN_EXE_staticlet"))
+            .args(["logs", "-f", "--tail", "1", &web])
+            .arg("--api-socket")
+            .arg(&agent.socket)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let first: u32 = follow.until("tick", Duration::from_secs(10)).lines().find_map(|l| l.strip_prefix("tick ")?.parse().ok()).unwrap();
+    follow.until(&format!("tick {}", first + 2), Duration::from_secs(10));
+    drop(follow);
     let missing = staticlet(&agent, &["logs", "nobody"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("pods \"nobody\" not found"));
 
