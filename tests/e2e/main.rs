@@ -25,3 +25,6 @@ mod admission;
 
 // The local API with kubectl, the CLI, metrics and logs (issue 6).
 mod observe;
+
+// Manifest sources: the manifest URL, checkpoints (issue 5).
+mod sources;

@@ -81,6 +81,7 @@ fn measure(cache: std::path::PathBuf) {
         docker_endpoint: String::new(),
         node_ip: "127.0.0.1".into(),
         api_socket: dir.path().join("staticlet.sock"),
+        manifest_url: None,
         read_only_address: None,
         // The agent as shipped: every pod goes through the built-in policy.
         validators: vec![staticlet::admission::plugins::static_pod_policy()],

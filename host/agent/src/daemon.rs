@@ -37,7 +37,6 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
     let events = Recorder::new(&config.node_name);
     let status = StatusStore::default();
     let plugins = PluginRegistry::default();
-    let (source_tx, source_rx) = watch::channel(SourceSnapshot::default());
     let (desired_tx, desired_rx) = watch::channel(Arc::default());
     let (restart_tx, restart_rx) = mpsc::unbounded_channel();
 
@@ -80,7 +79,17 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
     });
 
     let file = FileSource { path: config.static_pod_path.clone(), check_frequency: config.file_check_frequency };
-    let source = tokio::spawn(file.run(source_tx, metrics.source("file"), shutdown.clone()));
+    let (file_tx, file_rx) = watch::channel(SourceSnapshot::default());
+    let mut sources = vec![tokio::spawn(file.run(file_tx, metrics.source("file"), shutdown.clone()))];
+    let mut inputs = vec![file_rx];
+    if let Some(http) = config.manifest_url.clone() {
+        let (http_tx, http_rx) = watch::channel(SourceSnapshot::default());
+        let node = NodeContext { node_name: config.node_name.clone() };
+        let checkpoint = Layout::new(&config.root_dir).checkpoint("http");
+        sources.push(tokio::spawn(http.run(node, checkpoint, http_tx, metrics.source("http"), shutdown.clone())));
+        inputs.push(http_rx);
+    }
+    let source_rx = crate::source::merge(inputs, shutdown.clone());
     // Sources and the API start first; no pod is admitted, and so none started, before every
     // validator has loaded (or failed to, which its failure policy then covers).
     let validators = Arc::new(Validators::load(&engine, &config.validators, &metrics).await);
@@ -91,7 +100,7 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
     let desired = tokio::spawn(desired::run(stage, source_rx, generation, desired_tx, shutdown.clone()));
     let ready = tokio::spawn(notify_systemd(status, shutdown.clone()));
     Controller::new(ctx).run(desired_rx, restart_rx, shutdown).await;
-    let _ = tokio::join!(source, desired, socket, port, reload, ready);
+    let _ = tokio::join!(futures::future::join_all(sources), desired, socket, port, reload, ready);
     info!("staticlet stopped; pods are left running");
 }
 

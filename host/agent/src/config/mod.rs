@@ -79,6 +79,25 @@ pub struct RunFlags {
     #[arg(long, value_name = "URL")]
     pub docker_endpoint: Option<String>,
 
+    /// A URL serving static pods: one Pod or a PodList, YAML or JSON, polled every
+    /// --http-check-frequency. [config: staticPodURL]
+    #[arg(long, value_name = "URL")]
+    pub manifest_url: Option<String>,
+
+    /// Headers for the manifest URL, in the kubelet's syntax: 'a:hello,b:again'; repeatable.
+    /// [config: staticPodURLHeader]
+    #[arg(long, value_name = "HEADERS")]
+    pub manifest_url_header: Vec<String>,
+
+    /// How often the manifest URL is polled. [config: httpCheckFrequency] [default: 20s]
+    #[arg(long, value_name = "DURATION")]
+    pub http_check_frequency: Option<GoDuration>,
+
+    /// A PEM file of CAs to trust for an HTTPS manifest URL, besides the system's.
+    /// [config: staticPodURLCAFile]
+    #[arg(long, value_name = "FILE")]
+    pub manifest_url_ca_file: Option<PathBuf>,
+
     /// Also serve the read-only API over plain HTTP on this TCP port (the kubelet's read-only
     /// port; `kubectl --server http://ADDRESS:PORT` works against it). Off unless given.
     /// [config: readOnlyPort]
@@ -117,6 +136,14 @@ struct FileConfig {
     docker_endpoint: Option<String>,
     read_only_port: Option<u16>,
     address: Option<std::net::IpAddr>,
+    #[serde(rename = "staticPodURL")]
+    static_pod_url: Option<String>,
+    /// The kubelet's shape: each header name with its values.
+    #[serde(rename = "staticPodURLHeader", default)]
+    static_pod_url_header: BTreeMap<String, Vec<String>>,
+    http_check_frequency: Option<GoDuration>,
+    #[serde(rename = "staticPodURLCAFile")]
+    static_pod_url_ca_file: Option<PathBuf>,
     /// Whether the built-in static pod policy runs first in the admission chain (default true).
     static_pod_policy: Option<bool>,
     /// WebAssembly plugins, in order.
@@ -152,6 +179,8 @@ pub struct Config {
     pub docker_endpoint: String,
     /// The API's Unix socket.
     pub api_socket: PathBuf,
+    /// The manifest URL source, if one is configured.
+    pub manifest_url: Option<crate::source::http::HttpSource>,
     /// Where the read-only API listens on TCP, if anywhere.
     pub read_only_address: Option<std::net::SocketAddr>,
     /// The admission chain's validators, in order: the built-in policy (unless turned off),
@@ -188,6 +217,9 @@ pub enum ConfigError {
         /// Which entry and field, and what is wrong.
         message: String,
     },
+    /// A `--manifest-url-header` value is not in the kubelet's syntax.
+    #[error("--manifest-url-header: {0}")]
+    Header(String),
     /// No node name given and the hostname could not be read.
     #[error("cannot work out the node name: {0}; pass --hostname-override")]
     NodeName(String),
@@ -211,6 +243,23 @@ impl Config {
         let config_dir = flags.config.as_deref().and_then(Path::parent).unwrap_or(Path::new("/"));
         let plugin_error = |message| ConfigError::Plugin { path: flags.config.clone().unwrap_or_default(), message };
         validators.extend(plugins::resolve(&file.plugins, config_dir).map_err(plugin_error)?);
+        let manifest_url = match flags.manifest_url.clone().or(file.static_pod_url) {
+            None => None,
+            Some(url) => {
+                let mut headers: Vec<(String, String)> =
+                    file.static_pod_url_header.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone()))).collect();
+                headers.extend(
+                    crate::source::http::parse_headers(flags.manifest_url_header.iter().map(String::as_str))
+                        .map_err(ConfigError::Header)?,
+                );
+                Some(crate::source::http::HttpSource {
+                    url,
+                    headers,
+                    check_frequency: flags.http_check_frequency.or(file.http_check_frequency).map_or(DEFAULT_FILE_CHECK_FREQUENCY, |d| d.0),
+                    ca_file: flags.manifest_url_ca_file.clone().or(file.static_pod_url_ca_file),
+                })
+            }
+        };
         let node_name = match flags.hostname_override.clone().or(file.node_name) {
             Some(name) => name,
             None => hostname().map_err(ConfigError::NodeName)?,
@@ -234,6 +283,7 @@ impl Config {
                 .unwrap_or_else(staticlet_docker::DockerRuntime::default_endpoint),
             api_socket: flags.api_socket.clone().unwrap_or_else(|| DEFAULT_API_SOCKET.into()),
             // The kubelet's config calls port 0 "off".
+            manifest_url,
             read_only_address: flags.read_only_port.or(file.read_only_port).filter(|port| *port != 0).map(|port| {
                 let ip = flags.address.or(file.address).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
                 std::net::SocketAddr::new(ip, port)

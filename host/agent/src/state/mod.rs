@@ -7,6 +7,7 @@
 //! <root-dir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<volume>/   emptyDir volumes
 //! <root-dir>/pods/<uid>/containers/<container>/<attempt>            termination messages
 //! <root-dir>/plugins/cache/<sha256>-<engine>.cwasm                   compiled plugin code
+//! <root-dir>/checkpoints/<source>.json                               last good set of a URL or plugin source
 //! ```
 //!
 //! The layout follows the kubelet's (`/var/lib/kubelet/pods/<uid>/volumes/...`), so operators
@@ -35,6 +36,12 @@ impl Layout {
     /// once, atomically, and never rewrites it).
     pub fn plugin_cache(&self) -> PathBuf {
         self.root.join("plugins").join("cache")
+    }
+
+    /// The last good set of a non-file source (`http`, `plugin:<name>`).
+    pub fn checkpoint(&self, source: &str) -> PathBuf {
+        // `plugin:<name>` → `plugin-<name>.json`: plugin names are DNS labels, so no escaping.
+        self.root.join("checkpoints").join(format!("{}.json", source.replace(':', "-")))
     }
 
     /// The directory holding everything of one pod. UIDs are computed by the agent or, when a

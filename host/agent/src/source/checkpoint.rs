@@ -1,0 +1,99 @@
+//! The last good set of a source that lives elsewhere (a manifest URL, a source plugin), kept
+//! under `--root-dir` so that an agent restarted while that server is down runs the same pods.
+//!
+//! Plain JSON files replaced by rename (`state::write_atomic`): one small document per source,
+//! rewritten only when the set changes, read once at start. An embedded database would add a
+//! dependency, a file format and a recovery story for what is one key per source.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::state::write_atomic;
+
+/// The checkpoint format's version; a file of another version is ignored.
+const VERSION: u32 = 1;
+
+/// One manifest of the last good set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// Its place in the source (`<url>#<index>`, `plugin:<name>#<id>`).
+    pub place: String,
+    /// Its origin's URI (the URL, the plugin's manifest id).
+    pub uri: String,
+    /// The manifest.
+    pub content: String,
+}
+
+/// A source's last good set, and what a conditional request needs to ask whether it changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    version: u32,
+    /// The manifests.
+    pub items: Vec<Item>,
+    /// The body's `ETag`, for `If-None-Match`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The body's `Last-Modified`, for `If-Modified-Since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+}
+
+impl Checkpoint {
+    /// A checkpoint of `items`.
+    pub fn new(items: Vec<Item>, etag: Option<String>, last_modified: Option<String>) -> Checkpoint {
+        Checkpoint { version: VERSION, items, etag, last_modified }
+    }
+
+    /// The checkpoint at `path`, if there is a readable one; a damaged file is reported and
+    /// ignored (the source then starts from its first successful poll).
+    pub fn load(path: &Path) -> Option<Checkpoint> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                warn!(checkpoint = %path.display(), "cannot read the source's checkpoint: {e}");
+                return None;
+            }
+        };
+        match serde_json::from_slice::<Checkpoint>(&bytes) {
+            Ok(checkpoint) if checkpoint.version == VERSION => Some(checkpoint),
+            Ok(checkpoint) => {
+                warn!(checkpoint = %path.display(), version = checkpoint.version, "ignoring a checkpoint of another version");
+                None
+            }
+            Err(e) => {
+                warn!(checkpoint = %path.display(), "ignoring a damaged checkpoint: {e}");
+                None
+            }
+        }
+    }
+
+    /// Writes the checkpoint to `path` atomically; a failure is reported, never fatal.
+    pub fn save(&self, path: &Path) {
+        let bytes = serde_json::to_vec_pretty(self).expect("a checkpoint always serializes");
+        if let Err(e) = write_atomic(path, &bytes) {
+            warn!(checkpoint = %path.display(), "cannot write the source's checkpoint; a restart while the source is down would start without its pods: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_survives_a_round_trip_and_damage_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoints/http.json");
+        let item = Item { place: "http://h/p#0".into(), uri: "http://h/p".into(), content: "{}".into() };
+        let checkpoint = Checkpoint::new(vec![item], Some("\"v1\"".into()), None);
+        checkpoint.save(&path);
+        assert_eq!(Checkpoint::load(&path), Some(checkpoint));
+        std::fs::write(&path, b"{ not json").unwrap();
+        assert_eq!(Checkpoint::load(&path), None);
+        assert_eq!(Checkpoint::load(&dir.path().join("missing.json")), None);
+    }
+}

@@ -1,0 +1,255 @@
+//! The HTTP source (`--manifest-url`), as spec §3 has it: polled every `httpCheckFrequency`
+//! with a 10 s timeout and a 10 MiB cap; the body is one Pod or a PodList, YAML or JSON, and
+//! one invalid item rejects the whole body. Any failure (transport, time-out, a status other
+//! than 200, an empty or bad body) is reported and the pods of the last good body keep running.
+//!
+//! Better than the kubelet: conditional requests (`If-None-Match`, `If-Modified-Since`) so an
+//! unchanged body costs the server nothing; an empty body is an error, not "no pods" (an empty
+//! PodList says that); and the last good body is checkpointed under `--root-dir`, so an agent
+//! restarted while the server is down runs the same pods.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use serde_json::Value;
+use staticlet_model::{NodeContext, Origin, SourceKind};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::checkpoint::{Checkpoint, Item};
+use super::{RawManifest, SourceSnapshot};
+use crate::metrics::SourceHealth;
+
+/// How long one poll may take, body included.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest body read.
+pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// Settings of the HTTP source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSource {
+    /// `--manifest-url`.
+    pub url: String,
+    /// `--manifest-url-header`, in order.
+    pub headers: Vec<(String, String)>,
+    /// `--http-check-frequency`.
+    pub check_frequency: Duration,
+    /// A PEM bundle of CAs to trust besides the system's, for an HTTPS URL.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Parses the kubelet's header syntax: `'a:hello,b:again'`, one flag value or several.
+///
+/// # Errors
+///
+/// The pair that has no `:`.
+pub fn parse_headers<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<(String, String)>, String> {
+    let mut headers = Vec::new();
+    for value in values {
+        for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once(':').ok_or_else(|| format!("{pair:?} is not name:value"))?;
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    Ok(headers)
+}
+
+/// What one poll found.
+enum Polled {
+    Unchanged,
+    Changed(Checkpoint),
+}
+
+impl HttpSource {
+    fn client(&self) -> Result<reqwest::Client, String> {
+        let mut builder = reqwest::Client::builder().timeout(TIMEOUT).user_agent(concat!("staticlet/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca_file) = &self.ca_file {
+            let pem = std::fs::read(ca_file).map_err(|e| format!("cannot read the CA file {}: {e}", ca_file.display()))?;
+            for certificate in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("CA file {}: {e}", ca_file.display()))? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        builder.build().map_err(|e| format!("cannot set up the HTTP client: {e}"))
+    }
+
+    /// Runs until `shutdown`: publishes the checkpointed set at once if there is one, then
+    /// every successful poll's set; reports each poll to `health`.
+    pub async fn run(
+        self,
+        node: NodeContext,
+        checkpoint_path: PathBuf,
+        out: watch::Sender<SourceSnapshot>,
+        health: SourceHealth,
+        shutdown: CancellationToken,
+    ) {
+        let mut last = Checkpoint::load(&checkpoint_path);
+        if let Some(checkpoint) = &last {
+            info!(url = %self.url, pods = checkpoint.items.len(), checkpoint = %checkpoint_path.display(), "restored the manifest URL's last good pods from the checkpoint");
+            out.send_replace(snapshot(checkpoint));
+        }
+        let client = self.client();
+        loop {
+            let polled = match &client {
+                Ok(client) => self.poll(client, &node, last.as_ref()).await,
+                Err(e) => Err(e.clone()),
+            };
+            match polled {
+                Ok(Polled::Unchanged) => health.succeeded(),
+                Ok(Polled::Changed(checkpoint)) => {
+                    health.succeeded();
+                    if last.as_ref().is_none_or(|l| l.items != checkpoint.items) {
+                        info!(url = %self.url, pods = checkpoint.items.len(), "manifest URL changed");
+                    }
+                    checkpoint.save(&checkpoint_path);
+                    out.send_replace(snapshot(&checkpoint));
+                    last = Some(checkpoint);
+                }
+                Err(e) => {
+                    health.failed();
+                    warn!(url = %self.url, kept = last.as_ref().map_or(0, |l| l.items.len()), "manifest URL: {e}; the pods of the last good body keep running");
+                    // The first attempt decides readiness either way, so that a server down at
+                    // first start does not hold up the other sources; the checkpoint is what
+                    // keeps a restart from losing this source's pods.
+                    out.send_if_modified(|current| !std::mem::replace(&mut current.ready, true));
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.check_frequency) => {}
+            }
+        }
+    }
+
+    async fn poll(&self, client: &reqwest::Client, node: &NodeContext, last: Option<&Checkpoint>) -> Result<Polled, String> {
+        let mut request = client.get(&self.url);
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        if let Some(last) = last {
+            if let Some(etag) = &last.etag {
+                request = request.header(IF_NONE_MATCH, etag);
+            }
+            if let Some(modified) = &last.last_modified {
+                request = request.header(IF_MODIFIED_SINCE, modified);
+            }
+        }
+        let mut response = request.send().await.map_err(|e| describe(&e))?;
+        match response.status() {
+            StatusCode::NOT_MODIFIED if last.is_some() => return Ok(Polled::Unchanged),
+            StatusCode::OK => {}
+            status => return Err(format!("the server answered {status}")),
+        }
+        let header = |name| response.headers().get(name).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok()).map(str::to_owned);
+        let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(format!("the body is larger than the {MAX_BODY_BYTES}-byte limit"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let items = parse_body(&self.url, &body, node)?;
+        Ok(Polled::Changed(Checkpoint::new(items, etag, last_modified)))
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return format!("no complete answer within {}s", TIMEOUT.as_secs());
+    }
+    // reqwest's own message stops at the outermost layer; the cause says what failed.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The body's pods, each checked as the desired stage will check it; one that fails rejects
+/// the body.
+fn parse_body(url: &str, body: &[u8], node: &NodeContext) -> Result<Vec<Item>, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err("the body is empty; serve an empty PodList to say there are no pods".to_owned());
+    }
+    let document: Value = serde_yaml_ng::from_slice(body).map_err(|e| format!("the body is not YAML or JSON: {e}"))?;
+    let pods = match document["kind"].as_str() {
+        Some("Pod") => vec![document],
+        Some("PodList" | "List") => match document.get("items") {
+            Some(Value::Array(items)) => items.clone(),
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => return Err("items: must be a list".to_owned()),
+        },
+        Some(kind) => return Err(format!("kind {kind:?} is not a Pod or PodList")),
+        None => return Err("the body has no kind; it must be a Pod or a PodList".to_owned()),
+    };
+    let origin = Origin { kind: SourceKind::Http, uri: url.to_owned() };
+    let mut items = Vec::with_capacity(pods.len());
+    for (i, mut pod) in pods.into_iter().enumerate() {
+        // A list's items usually leave their kind implied.
+        if pod.is_object() {
+            pod.as_object_mut().expect("checked").entry("apiVersion").or_insert_with(|| "v1".into());
+            pod.as_object_mut().expect("checked").entry("kind").or_insert_with(|| "Pod".into());
+        }
+        let content = serde_json::to_string(&pod).expect("JSON values always serialize");
+        if let Err(e) = staticlet_model::load(content.as_bytes(), &origin, node) {
+            let name = pod["metadata"]["name"].as_str().unwrap_or("<unnamed>");
+            return Err(format!("items[{i}] ({name}): {e}; the whole body is rejected"));
+        }
+        items.push(Item { place: format!("{url}#{i}"), uri: url.to_owned(), content });
+    }
+    Ok(items)
+}
+
+/// The snapshot of a checkpointed set.
+fn snapshot(checkpoint: &Checkpoint) -> SourceSnapshot {
+    let items = checkpoint
+        .items
+        .iter()
+        .map(|item| {
+            let origin = Origin { kind: SourceKind::Http, uri: item.uri.clone() };
+            let bytes: Arc<[u8]> = item.content.as_bytes().into();
+            (item.place.clone(), Ok(RawManifest { origin, bytes }))
+        })
+        .collect();
+    SourceSnapshot { ready: true, items }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> NodeContext {
+        NodeContext { node_name: "n1".into() }
+    }
+
+    #[test]
+    fn headers_use_the_kubelets_syntax() {
+        let headers = parse_headers(["a:hello,b:again", "b: beautiful"]).unwrap();
+        assert_eq!(headers, [("a", "hello"), ("b", "again"), ("b", "beautiful")].map(|(k, v)| (k.to_owned(), v.to_owned())));
+        assert!(parse_headers(["novalue"]).unwrap_err().contains("novalue"));
+    }
+
+    #[test]
+    fn a_pod_list_becomes_items_and_one_bad_item_rejects_the_body() {
+        let list = "kind: PodList\napiVersion: v1\nitems:\n- metadata: {name: a}\n  spec: {containers: [{name: c, image: i}]}\n- metadata: {name: b}\n  spec: {containers: [{name: c, image: i}]}\n";
+        let items = parse_body("http://h/pods", list.as_bytes(), &node()).unwrap();
+        assert_eq!(items.iter().map(|i| i.place.as_str()).collect::<Vec<_>>(), ["http://h/pods#0", "http://h/pods#1"]);
+        assert!(items[0].content.contains("\"kind\":\"Pod\""));
+
+        let bad = list.replace("{name: b}", "{name: B_}");
+        let err = parse_body("http://h/pods", bad.as_bytes(), &node()).unwrap_err();
+        assert!(err.starts_with("items[1] (B_): ") && err.contains("metadata.name"), "{err}");
+        assert!(parse_body("http://h/pods", b"  \n", &node()).unwrap_err().contains("empty"));
+        assert!(
+            parse_body("http://h/pods", b"{\"kind\": \"PodList\", \"apiVersion\": \"v1\", \"items\": []}", &node()).unwrap().is_empty()
+        );
+        assert!(parse_body("http://h/pods", b"kind: Deployment\n", &node()).unwrap_err().contains("Deployment"));
+    }
+}
