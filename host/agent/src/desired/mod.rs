@@ -304,6 +304,21 @@ mod tests {
         format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: {image}\n")
     }
 
+    #[tokio::test]
+    async fn the_directory_wins_a_name_declared_by_the_url_too_and_never_flaps() {
+        let mut stage = stage();
+        let url = "http://h/pods";
+        let from_url = Origin { kind: SourceKind::Http, uri: url.to_owned() };
+        let http_item = (format!("{url}#0"), Ok(RawManifest { origin: from_url, bytes: pod("web", "i:url").as_bytes().into() }));
+        let both = SourceSnapshot { ready: true, items: [raw("/m/web.yaml", &pod("web", "i:file")), http_item].into() };
+        for _ in 0..3 {
+            let set = stage.update(&both, 0).await;
+            assert_eq!(set.pods.len(), 1);
+            let winner = set.pods.values().next().unwrap();
+            assert_eq!(winner.origin.kind, SourceKind::File);
+        }
+    }
+
     fn stage() -> DesiredState {
         DesiredState::new(NodeContext { node_name: "n1".into() }, Arc::default())
     }
