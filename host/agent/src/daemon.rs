@@ -32,6 +32,7 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
         runtime = runtime.name(),
         "staticlet starting"
     );
+    let node = NodeContext { node_name: config.node_name.clone() };
     let metrics = Metrics::new();
     let runtime: Arc<dyn Runtime> = Arc::new(Instrumented::new(runtime, metrics.clone()));
     let events = Recorder::new(&config.node_name);
@@ -84,9 +85,8 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
     let mut inputs = vec![file_rx];
     if let Some(http) = config.manifest_url.clone() {
         let (http_tx, http_rx) = watch::channel(SourceSnapshot::default());
-        let node = NodeContext { node_name: config.node_name.clone() };
         let checkpoint = Layout::new(&config.root_dir).checkpoint("http");
-        sources.push(tokio::spawn(http.run(node, checkpoint, http_tx, metrics.source("http"), shutdown.clone())));
+        sources.push(tokio::spawn(http.run(node.clone(), checkpoint, http_tx, metrics.source("http"), shutdown.clone())));
         inputs.push(http_rx);
     }
     let source_rx = crate::source::merge(inputs, shutdown.clone());
@@ -94,7 +94,7 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
     // validator has loaded (or failed to, which its failure policy then covers).
     let validators = Arc::new(Validators::load(&engine, &config.validators, &metrics).await);
     plugins.register(validators.plugins().iter().cloned());
-    let stage = DesiredState::new(NodeContext { node_name: config.node_name.clone() }, validators.chain()).reporting_to(events, metrics);
+    let stage = DesiredState::new(node, validators.chain()).reporting_to(events, metrics);
     let generation = validators.generation();
     let reload = tokio::spawn(validators.watch(shutdown.clone()));
     let desired = tokio::spawn(desired::run(stage, source_rx, generation, desired_tx, shutdown.clone()));

@@ -3,7 +3,7 @@
 //! The data flows one way, one module per stage:
 //!
 //! ```text
-//! source (file) → desired (decode, defaults, validation, merge, admission) → reconcile (workers) → runtime
+//! source (file, URL) → desired (decode, defaults, validation, merge, admission) → reconcile (workers) → runtime
 //! ```
 //!
 //! [`admission`] holds the validator chain the desired stage runs every pod through.
@@ -23,3 +23,16 @@ pub mod reconcile;
 pub mod source;
 pub mod state;
 pub mod status;
+
+/// An error with every cause after it (`a: b: c`): HTTP clients put what actually failed (a
+/// refused connection, a bad certificate) several sources deep.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

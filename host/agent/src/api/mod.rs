@@ -256,10 +256,13 @@ impl PodFilter {
         if self.namespace.as_deref().is_some_and(|ns| ns != pod.namespace()) {
             return false;
         }
-        let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
+        let no_labels = BTreeMap::new();
+        if !self.labels.matches(pod.pod.metadata.labels.as_ref().unwrap_or(&no_labels)) {
+            return false;
+        }
         let spec = pod.pod.spec.as_ref();
         let status = &stored.view.status;
-        let fields: BTreeMap<String, String> = [
+        self.fields.matches(&selectable([
             ("metadata.name", Some(pod.name().to_owned())),
             ("metadata.namespace", Some(pod.namespace().to_owned())),
             ("spec.nodeName", spec.and_then(|s| s.node_name.clone())),
@@ -267,12 +270,14 @@ impl PodFilter {
             ("spec.schedulerName", spec.and_then(|s| s.scheduler_name.clone())),
             ("status.phase", status.phase.clone()),
             ("status.podIP", status.pod_ip.clone()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.unwrap_or_default()))
-        .collect();
-        self.labels.matches(&labels) && self.fields.matches(&fields)
+        ]))
     }
+}
+
+/// An object's selectable fields for a field selector; an unset field selects as empty, as
+/// the API server's do.
+fn selectable<const N: usize>(fields: [(&str, Option<String>); N]) -> BTreeMap<String, String> {
+    fields.into_iter().map(|(k, v)| (k.to_owned(), v.unwrap_or_default())).collect()
 }
 
 fn pods(api: &Api, namespace: Option<&str>, query: &Query) -> Result<Response<Body>, Box<Response<Body>>> {
@@ -308,7 +313,7 @@ fn events(api: &Api, namespace: Option<&str>, query: &Query) -> Result<Response<
         .into_iter()
         .filter(|e| {
             let o = &e.involved_object;
-            let fields_of: BTreeMap<String, String> = [
+            fields.matches(&selectable([
                 ("involvedObject.kind", o.kind.clone()),
                 ("involvedObject.name", o.name.clone()),
                 ("involvedObject.namespace", o.namespace.clone()),
@@ -317,11 +322,7 @@ fn events(api: &Api, namespace: Option<&str>, query: &Query) -> Result<Response<
                 ("metadata.namespace", e.metadata.namespace.clone()),
                 ("reason", e.reason.clone()),
                 ("type", e.type_.clone()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.unwrap_or_default()))
-            .collect();
-            fields.matches(&fields_of)
+            ]))
         })
         .collect();
     if query.table {

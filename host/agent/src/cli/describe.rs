@@ -4,39 +4,19 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use clap::Args;
 use k8s_openapi::api::core::v1::{Container, ContainerState, ContainerStatus, Event, Pod};
 
 use staticlet_model::identity::CONFIG_SOURCE;
 
-use super::client::{Client, JSON, SocketArgs, block_on, encode};
-use super::get::require_pods;
+use super::client::{Client, JSON, block_on, encode, pod_path};
+use super::get::PodArgs;
 use crate::api::table::{human_duration, system_time};
 
-/// Arguments of `staticlet describe`.
-#[derive(Debug, Args)]
-pub struct DescribeArgs {
-    /// The resource: `pod` (or `pods`, `po`).
-    #[arg(value_name = "RESOURCE")]
-    resource: String,
-
-    /// The pod's name (`<manifest name>-<node>`).
-    #[arg(value_name = "NAME")]
-    name: String,
-
-    /// The namespace.
-    #[arg(short, long, default_value = "default")]
-    namespace: String,
-
-    #[command(flatten)]
-    socket: SocketArgs,
-}
-
-pub fn run(args: DescribeArgs) -> anyhow::Result<()> {
-    require_pods(&args.resource)?;
+pub fn run(args: PodArgs) -> anyhow::Result<()> {
+    args.check()?;
     let client = Client::new(&args.socket);
     let (pod, events) = block_on(async {
-        let pod = client.get_json(&format!("/api/v1/namespaces/{}/pods/{}", encode(&args.namespace), encode(&args.name)), JSON).await?;
+        let pod = client.get_json(&pod_path(&args.namespace, &args.name), JSON).await?;
         let selector = format!("involvedObject.name={},involvedObject.namespace={}", args.name, args.namespace);
         let events = client
             .get_json(&format!("/api/v1/namespaces/{}/events?fieldSelector={}", encode(&args.namespace), encode(&selector)), JSON)
@@ -250,27 +230,25 @@ fn describe_container(out: &mut String, container: &Container, status: Option<&C
     }
     let env: Vec<String> =
         container.env.iter().flatten().map(|e| format!("{}:  {}", e.name, e.value.as_deref().unwrap_or("(from field)"))).collect();
-    if env.is_empty() {
-        field(out, 4, "Environment", "<none>");
-    } else {
-        let _ = writeln!(out, "    Environment:");
-        for line in env {
-            let _ = writeln!(out, "      {line}");
-        }
-    }
+    container_list(out, "Environment", &env);
     let mounts: Vec<String> = container
         .volume_mounts
         .iter()
         .flatten()
         .map(|m| format!("{} from {} ({})", m.mount_path, m.name, if m.read_only == Some(true) { "ro" } else { "rw" }))
         .collect();
-    if mounts.is_empty() {
-        field(out, 4, "Mounts", "<none>");
-    } else {
-        let _ = writeln!(out, "    Mounts:");
-        for line in mounts {
-            let _ = writeln!(out, "      {line}");
-        }
+    container_list(out, "Mounts", &mounts);
+}
+
+/// A container's list field: `<none>`, or one line per item below its name.
+fn container_list(out: &mut String, name: &str, lines: &[String]) {
+    if lines.is_empty() {
+        field(out, 4, name, "<none>");
+        return;
+    }
+    let _ = writeln!(out, "    {name}:");
+    for line in lines {
+        let _ = writeln!(out, "      {line}");
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::bail;
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use super::client::{Client, JSON, SocketArgs, TABLE, block_on, encode};
+use super::client::{Client, JSON, SocketArgs, TABLE, block_on, encode, pod_path};
 
 /// Output formats, as kubectl names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,18 +51,48 @@ pub struct GetArgs {
 }
 
 /// Checks the resource argument names pods.
-pub fn require_pods(resource: &str) -> anyhow::Result<()> {
+fn require_pods(resource: &str) -> anyhow::Result<()> {
     if !matches!(resource, "pods" | "pod" | "po") {
         bail!("the server doesn't have a resource type \"{resource}\" (staticlet serves pods)");
     }
     Ok(())
 }
 
+/// One pod, named as kubectl names it: `pod NAME [-n NAMESPACE]`.
+#[derive(Debug, Args)]
+pub struct PodArgs {
+    /// The resource: `pod` (or `pods`, `po`).
+    #[arg(value_name = "RESOURCE")]
+    resource: String,
+
+    /// The pod's name (`<manifest name>-<node>`).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// The namespace.
+    #[arg(short, long, default_value = "default")]
+    pub namespace: String,
+
+    #[command(flatten)]
+    pub socket: SocketArgs,
+}
+
+impl PodArgs {
+    /// Checks the resource argument names pods.
+    ///
+    /// # Errors
+    ///
+    /// Another resource, in kubectl's words.
+    pub fn check(&self) -> anyhow::Result<()> {
+        require_pods(&self.resource)
+    }
+}
+
 pub fn run(args: GetArgs) -> anyhow::Result<()> {
     require_pods(&args.resource)?;
     let client = Client::new(&args.socket);
     let mut path = match (&args.name, args.all_namespaces) {
-        (Some(name), _) => format!("/api/v1/namespaces/{}/pods/{}", encode(&args.namespace), encode(name)),
+        (Some(name), _) => pod_path(&args.namespace, name),
         (None, true) => "/api/v1/pods".to_owned(),
         (None, false) => format!("/api/v1/namespaces/{}/pods", encode(&args.namespace)),
     };

@@ -6,7 +6,7 @@ use clap::Args;
 use http_body_util::BodyExt;
 use hyper::Method;
 
-use super::client::{Client, JSON, SocketArgs, block_on, encode};
+use super::client::{Client, JSON, SocketArgs, block_on, encode, pod_path};
 
 /// Arguments of `staticlet logs`.
 #[derive(Debug, Args)]
@@ -46,9 +46,8 @@ pub struct LogsArgs {
 pub fn run(args: LogsArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.socket);
     let mut path = format!(
-        "/api/v1/namespaces/{}/pods/{}/log?follow={}&previous={}&timestamps={}",
-        encode(&args.namespace),
-        encode(&args.name),
+        "{}/log?follow={}&previous={}&timestamps={}",
+        pod_path(&args.namespace, &args.name),
         args.follow,
         args.previous,
         args.timestamps

@@ -33,13 +33,13 @@ pub enum Command {
     /// List static pods with kubectl's columns: `staticlet get pods [NAME] [-o wide|yaml|json]`.
     Get(get::GetArgs),
     /// Show a pod's spec, container states and recent events: `staticlet describe pod NAME`.
-    Describe(describe::DescribeArgs),
+    Describe(get::PodArgs),
     /// Print a container's logs: `staticlet logs NAME [-c C] [-f] [--tail N] [--previous]`.
     Logs(logs::LogsArgs),
     /// List the loaded plugins with their kind, WIT version, digest, health and call counts.
     Plugins(plugins::PluginsArgs),
     /// Stop every container of a static pod and start it afresh: `staticlet restart pod NAME`.
-    Restart(restart::RestartArgs),
+    Restart(get::PodArgs),
 }
 
 /// Runs the parsed command; the result is the process's exit.

@@ -199,7 +199,7 @@ impl Runner {
                     Err(e) if e.is_timeout() => {
                         Err(format!("Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"))
                     }
-                    Err(e) => Err(format!("Get \"{url}\": {}", error_chain(&e))),
+                    Err(e) => Err(format!("Get \"{url}\": {}", crate::error_chain(&e))),
                 }
             }
             Handler::TcpSocket { host, port } => {
@@ -215,17 +215,6 @@ impl Runner {
             }
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::state::write_atomic;
+use crate::state::{read_json, write_json};
 
 /// The checkpoint format's version; a file of another version is ignored.
 const VERSION: u32 = 1;
@@ -47,25 +47,18 @@ impl Checkpoint {
         Checkpoint { version: VERSION, items, etag, last_modified }
     }
 
-    /// The checkpoint at `path`, if there is a readable one; a damaged file is reported and
-    /// ignored (the source then starts from its first successful poll).
+    /// The checkpoint at `path`, if there is a readable one; a damaged file or one of another
+    /// version is reported and ignored (the source then starts from its first successful poll).
     pub fn load(path: &Path) -> Option<Checkpoint> {
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => {
-                warn!(checkpoint = %path.display(), "cannot read the source's checkpoint: {e}");
-                return None;
-            }
-        };
-        match serde_json::from_slice::<Checkpoint>(&bytes) {
-            Ok(checkpoint) if checkpoint.version == VERSION => Some(checkpoint),
-            Ok(checkpoint) => {
+        match read_json::<Checkpoint>(path) {
+            Ok(Some(checkpoint)) if checkpoint.version == VERSION => Some(checkpoint),
+            Ok(Some(checkpoint)) => {
                 warn!(checkpoint = %path.display(), version = checkpoint.version, "ignoring a checkpoint of another version");
                 None
             }
+            Ok(None) => None,
             Err(e) => {
-                warn!(checkpoint = %path.display(), "ignoring a damaged checkpoint: {e}");
+                warn!("ignoring the source's checkpoint: {e}");
                 None
             }
         }
@@ -73,9 +66,8 @@ impl Checkpoint {
 
     /// Writes the checkpoint to `path` atomically; a failure is reported, never fatal.
     pub fn save(&self, path: &Path) {
-        let bytes = serde_json::to_vec_pretty(self).expect("a checkpoint always serializes");
-        if let Err(e) = write_atomic(path, &bytes) {
-            warn!(checkpoint = %path.display(), "cannot write the source's checkpoint; a restart while the source is down would start without its pods: {e}");
+        if let Err(e) = write_json(path, self) {
+            warn!("cannot write the source's checkpoint; a restart while the source is down would start without its pods: {e}");
         }
     }
 }

@@ -161,15 +161,7 @@ fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return format!("no complete answer within {}s", TIMEOUT.as_secs());
     }
-    // reqwest's own message stops at the outermost layer; the cause says what failed.
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::error_chain(e)
 }
 
 /// The body's pods, each checked as the desired stage will check it; one that fails rejects

@@ -15,7 +15,7 @@
 
 mod pod;
 
-pub use pod::{PodRecord, StateError};
+pub use pod::PodRecord;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -65,6 +65,51 @@ impl Layout {
     pub fn pod_record(&self, uid: &str) -> PathBuf {
         self.pod_dir(uid).join("pod-state.json")
     }
+}
+
+/// A state file that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file's path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON of the expected shape.
+    #[error("{path}: {source}")]
+    Corrupt {
+        /// The file's path.
+        path: String,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+}
+
+/// Reads a JSON state file; `Ok(None)` when there is none.
+///
+/// # Errors
+///
+/// [`StateError`] naming the file when it cannot be read or parsed.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StateError::Io { path: path.display().to_string(), source }),
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|source| StateError::Corrupt { path: path.display().to_string(), source })
+}
+
+/// Writes a JSON state file atomically ([`write_atomic`]).
+///
+/// # Errors
+///
+/// [`StateError::Io`] naming the file.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
+    let bytes = serde_json::to_vec_pretty(value).expect("state records always serialize");
+    write_atomic(path, &bytes).map_err(|source| StateError::Io { path: path.display().to_string(), source })
 }
 
 /// Replaces `path` with `bytes` atomically: a reader sees the old content or the new, and a

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::write_atomic;
+use super::{StateError, read_json, write_json};
 use crate::reconcile::backoff::BackoffTable;
 
 /// The record's format; a record of another version is ignored, not misread.
@@ -24,27 +24,6 @@ pub struct PodRecord {
     pub backoff: BackoffTable,
 }
 
-/// A record that could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// Reading or writing failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The record's path.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The record is not valid JSON of the expected shape.
-    #[error("{path}: {source}")]
-    Corrupt {
-        /// The record's path.
-        path: String,
-        /// The parse error.
-        source: serde_json::Error,
-    },
-}
-
 impl PodRecord {
     /// Reads the record at `path`; `Ok(None)` when there is none, or it is of another version.
     ///
@@ -52,14 +31,7 @@ impl PodRecord {
     ///
     /// [`StateError`] naming the file when it cannot be read or parsed.
     pub fn load(path: &Path) -> Result<Option<PodRecord>, StateError> {
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StateError::Io { path: path.display().to_string(), source }),
-        };
-        let record: PodRecord =
-            serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path: path.display().to_string(), source })?;
-        Ok((record.version == VERSION).then_some(record))
+        Ok(read_json::<PodRecord>(path)?.filter(|record| record.version == VERSION))
     }
 
     /// Writes the record to `path` atomically.
@@ -68,9 +40,7 @@ impl PodRecord {
     ///
     /// [`StateError::Io`] naming the file.
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        let record = PodRecord { version: VERSION, ..self.clone() };
-        let bytes = serde_json::to_vec_pretty(&record).expect("a pod record always serializes");
-        write_atomic(path, &bytes).map_err(|source| StateError::Io { path: path.display().to_string(), source })
+        write_json(path, &PodRecord { version: VERSION, ..self.clone() })
     }
 }
 
