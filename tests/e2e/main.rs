@@ -28,3 +28,6 @@ mod observe;
 
 // Manifest sources: the manifest URL, checkpoints (issue 5).
 mod sources;
+
+// Source plugins: the etcd source against a real etcd (issue 5).
+mod source_plugins;

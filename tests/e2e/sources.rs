@@ -223,11 +223,7 @@ async fn a_manifest_url_runs_its_pods_and_keeps_them_through_every_failure() {
     agent.kill9();
     agent.start_with(&flags);
     wait_log(&agent, "restored the manifest URL's last good pods from the checkpoint").await;
-    wait_for(START, "the restarted agent to report both pods", || async {
-        let (a, c) = (agent.pod_status("a").await?, agent.pod_status("c").await?);
-        (a["status"]["phase"] == "Running" && c["status"]["phase"] == "Running").then_some(())
-    })
-    .await;
+    agent.wait_reported_running(&["a", "c"]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(app_ids(&agent, &["a", "c"]).await, ids, "adopted, not restarted");
     assert!(agent.pod_status("b").await.is_none());

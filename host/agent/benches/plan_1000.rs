@@ -85,9 +85,10 @@ fn measure(cache: std::path::PathBuf) {
         read_only_address: None,
         // The agent as shipped: every pod goes through the built-in policy.
         validators: vec![staticlet::admission::plugins::static_pod_policy()],
+        source_plugins: vec![],
         ignored_keys: vec![],
     };
-    let engine = staticlet_plugin::PluginEngine::new(Some(cache)).unwrap();
+    let engine = staticlet_plugin::PluginEngine::new("bench-node", Some(cache)).unwrap();
     let rss_before = peak_rss_kib();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let started = Instant::now();

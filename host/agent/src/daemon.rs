@@ -19,6 +19,7 @@ use crate::reconcile::handler::Runner;
 use crate::reconcile::{Context, Controller};
 use crate::source::SourceSnapshot;
 use crate::source::file::FileSource;
+use crate::source::plugin::PluginSource;
 use crate::state::Layout;
 use crate::status::{PluginRegistry, StatusStore};
 
@@ -88,6 +89,19 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
         let checkpoint = Layout::new(&config.root_dir).checkpoint("http");
         sources.push(tokio::spawn(http.run(node.clone(), checkpoint, http_tx, metrics.source("http"), shutdown.clone())));
         inputs.push(http_rx);
+    }
+    for source_config in config.source_plugins.clone() {
+        let (plugin_tx, plugin_rx) = watch::channel(SourceSnapshot::default());
+        let (engine, plugins, metrics, layout, shutdown) =
+            (engine.clone(), plugins.clone(), metrics.clone(), Layout::new(&config.root_dir), shutdown.clone());
+        sources.push(tokio::spawn(async move {
+            let source = PluginSource::load(&engine, &source_config).await;
+            plugins.register([source.plugin().clone()]);
+            let name = source.name();
+            let health = metrics.source(&name);
+            source.run(layout.checkpoint(&name), plugin_tx, metrics, health, shutdown).await;
+        }));
+        inputs.push(plugin_rx);
     }
     let source_rx = crate::source::merge(inputs, shutdown.clone());
     // Sources and the API start first; no pod is admitted, and so none started, before every

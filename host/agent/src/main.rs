@@ -13,8 +13,11 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => ("info", args.log_format()),
         _ => ("warn", LogFormat::Text),
     };
+    // wasi-http warns of every failed outbound request a plugin makes, without saying which
+    // plugin; the plugin's own error and the egress check report it with the name.
+    let default_filter = format!("{default_level},wasmtime_wasi_http=error");
     let logs = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("STATICLET_LOG").unwrap_or_else(|_| EnvFilter::new(default_level)))
+        .with_env_filter(EnvFilter::try_from_env("STATICLET_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter)))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.init(),

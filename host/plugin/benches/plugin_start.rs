@@ -14,7 +14,7 @@ const RUNS: usize = 7;
 fn start(runtime: &tokio::runtime::Runtime, cache: &std::path::Path) -> Duration {
     let started = Instant::now();
     runtime.block_on(async {
-        let engine = PluginEngine::new(Some(cache.to_owned())).unwrap();
+        let engine = PluginEngine::new("bench-node", Some(cache.to_owned())).unwrap();
         let plugin = Plugin::load(&engine, static_pod_policy()).await;
         assert_eq!(plugin.info().health, Health::Ready);
     });

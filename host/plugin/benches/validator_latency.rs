@@ -53,7 +53,7 @@ fn main() {
     let pod = typical_pod();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let wasm = runtime.block_on(async {
-        let engine = PluginEngine::new(None).unwrap();
+        let engine = PluginEngine::new("bench-node", None).unwrap();
         let plugin = Plugin::load(&engine, static_pod_policy()).await;
         let ctx =
             PodContext { node_name: "node-1".into(), source: "file".into(), source_uri: "/etc/kubernetes/manifests/edge.yaml".into() };

@@ -26,6 +26,7 @@ struct Inner {
     engine: Engine,
     linker: Linker<State>,
     cache: Option<CodeCache>,
+    node_name: Arc<str>,
 }
 
 impl std::fmt::Debug for PluginEngine {
@@ -35,12 +36,14 @@ impl std::fmt::Debug for PluginEngine {
 }
 
 impl PluginEngine {
-    /// An engine caching compiled code in `cache_dir` (none: compile on every load).
+    /// An engine for the plugins of the agent running pods for `node_name` (what the `host`
+    /// interface's `node-name` answers), caching compiled code in `cache_dir` (none: compile on
+    /// every load).
     ///
     /// # Errors
     ///
     /// Only if wasmtime cannot be set up on this machine, or the WASI imports cannot be linked.
-    pub fn new(cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
+    pub fn new(node_name: &str, cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
@@ -59,11 +62,15 @@ impl PluginEngine {
             }
         })?;
         let cache = cache_dir.map(|dir| CodeCache::new(dir, &engine));
-        Ok(PluginEngine { inner: Arc::new(Inner { engine, linker, cache }) })
+        Ok(PluginEngine { inner: Arc::new(Inner { engine, linker, cache, node_name: node_name.into() }) })
     }
 
     pub(crate) fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    pub(crate) fn node_name(&self) -> &Arc<str> {
+        &self.inner.node_name
     }
 
     pub(crate) fn linker(&self) -> &Linker<State> {

@@ -11,6 +11,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::v0_1_0::{host, types};
 use crate::egress::Egress;
+use crate::engine::PluginEngine;
 use crate::spec::PluginSpec;
 
 /// The most table elements an instance may hold; tables only hold function references, so this
@@ -20,6 +21,7 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// What a store holds for one instance.
 pub(crate) struct State {
     plugin: Arc<str>,
+    node_name: Arc<str>,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     egress: Egress,
@@ -63,7 +65,7 @@ impl ResourceLimiter for MemoryCap {
 /// # Errors
 ///
 /// A granted directory that cannot be opened.
-pub(crate) fn new_store(engine: &wasmtime::Engine, spec: &PluginSpec) -> wasmtime::Result<Store<State>> {
+pub(crate) fn new_store(engine: &PluginEngine, spec: &PluginSpec) -> wasmtime::Result<Store<State>> {
     let mut wasi = WasiCtx::builder();
     // WASI's defaults already deny sockets and name lookups; saying so keeps it true if the
     // defaults ever change, since raw sockets would make the HTTP allow-list moot.
@@ -73,6 +75,7 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, spec: &PluginSpec) -> wasmtim
     }
     let state = State {
         plugin: spec.name.as_str().into(),
+        node_name: engine.node_name().clone(),
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
         egress: Egress::new(spec.name.clone(), spec.grants.http_hosts.clone(), spec.limits.call_timeout),
@@ -80,7 +83,7 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, spec: &PluginSpec) -> wasmtim
         memory: MemoryCap { limit: usize::try_from(spec.limits.memory_bytes).unwrap_or(usize::MAX) },
         deadline: Instant::now(),
     };
-    let mut store = Store::new(engine, state);
+    let mut store = Store::new(engine.engine(), state);
     store.limiter(|state| &mut state.memory);
     // Each epoch tick yields to the async runtime, so a busy guest never holds a worker thread
     // for long, and ends the call once its deadline has passed.
@@ -121,5 +124,9 @@ impl host::Host for State {
 
     fn plugin_name(&mut self) -> String {
         self.plugin.to_string()
+    }
+
+    fn node_name(&mut self) -> String {
+        self.node_name.to_string()
     }
 }

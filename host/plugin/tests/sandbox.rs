@@ -40,7 +40,7 @@ fn pod(marked: bool, extra_spec: serde_json::Value) -> String {
 }
 
 fn engine() -> PluginEngine {
-    PluginEngine::new(None).unwrap()
+    PluginEngine::new("node-1", None).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -183,12 +183,12 @@ async fn a_runtime_adapter_loads_and_answers_version() {
 async fn compiled_code_is_cached_on_disk_by_digest() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let first = Plugin::load(&PluginEngine::new(Some(cache.clone())).unwrap(), static_pod_policy()).await;
+    let first = Plugin::load(&PluginEngine::new("node-1", Some(cache.clone())).unwrap(), static_pod_policy()).await;
     let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert!(cached[0].starts_with(first.info().digest.as_deref().unwrap()), "{cached:?}");
     // A new engine (as after a restart) loads the code from the cache.
-    let again = PluginEngine::new(Some(cache.clone())).unwrap();
+    let again = PluginEngine::new("node-1", Some(cache.clone())).unwrap();
     let second = Plugin::load(&again, static_pod_policy()).await;
     assert_eq!(second.info().health, Health::Ready);
     let reload = Plugin::load(

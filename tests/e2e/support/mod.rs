@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end suites: a real Docker engine, the real `staticlet`
 //! binary, and locally built images.
 
+pub mod etcd;
 pub mod images;
 
 use std::collections::HashMap;
@@ -199,6 +200,19 @@ impl Agent {
     pub async fn pod_status(&self, name: &str) -> Option<serde_json::Value> {
         let (code, pod) = self.api("GET", &format!("/api/v1/namespaces/default/pods/{}", self.pod(name))).await?;
         (code == 200).then_some(pod)
+    }
+
+    /// Waits until the API reports every one of `names` in phase Running.
+    pub async fn wait_reported_running(&self, names: &[&str]) {
+        wait_for(Duration::from_secs(60), &format!("the agent to report {names:?} running"), || async {
+            for name in names {
+                if self.pod_status(name).await?["status"]["phase"] != "Running" {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
     }
 }
 

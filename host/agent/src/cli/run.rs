@@ -37,7 +37,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         endpoint: config.docker_endpoint.clone(),
         pod_infra_image: config.pod_infra_container_image.clone(),
     }));
-    let engine = PluginEngine::new(Some(Layout::new(&config.root_dir).plugin_cache()))
+    let engine = PluginEngine::new(&config.node_name, Some(Layout::new(&config.root_dir).plugin_cache()))
         .map_err(|e| anyhow::anyhow!("setting up the WebAssembly engine for plugins: {e:#}"))?;
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     tokio.block_on(async {

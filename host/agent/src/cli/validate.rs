@@ -54,7 +54,8 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             files.push(path.clone());
         }
     }
-    let engine = PluginEngine::new(cache_dir()).map_err(|e| anyhow::anyhow!("setting up the WebAssembly engine for plugins: {e:#}"))?;
+    let engine = PluginEngine::new(&config.node_name, cache_dir())
+        .map_err(|e| anyhow::anyhow!("setting up the WebAssembly engine for plugins: {e:#}"))?;
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     let node = NodeContext { node_name: config.node_name.clone() };
     let rejected = tokio.block_on(async {

@@ -186,6 +186,8 @@ pub struct Config {
     /// The admission chain's validators, in order: the built-in policy (unless turned off),
     /// then the configured ones.
     pub validators: Vec<ValidatorConfig>,
+    /// The source plugins, in config order.
+    pub source_plugins: Vec<crate::source::plugin::SourceConfig>,
     /// Config file keys that were not understood, for a warning.
     pub ignored_keys: Vec<String>,
 }
@@ -242,7 +244,8 @@ impl Config {
         }
         let config_dir = flags.config.as_deref().and_then(Path::parent).unwrap_or(Path::new("/"));
         let plugin_error = |message| ConfigError::Plugin { path: flags.config.clone().unwrap_or_default(), message };
-        validators.extend(plugins::resolve(&file.plugins, config_dir).map_err(plugin_error)?);
+        let configured = plugins::resolve(&file.plugins, config_dir).map_err(plugin_error)?;
+        validators.extend(configured.validators);
         let manifest_url = match flags.manifest_url.clone().or(file.static_pod_url) {
             None => None,
             Some(url) => {
@@ -282,13 +285,14 @@ impl Config {
                 .or(file.docker_endpoint)
                 .unwrap_or_else(staticlet_docker::DockerRuntime::default_endpoint),
             api_socket: flags.api_socket.clone().unwrap_or_else(|| DEFAULT_API_SOCKET.into()),
-            // The kubelet's config calls port 0 "off".
             manifest_url,
+            // The kubelet's config calls port 0 "off".
             read_only_address: flags.read_only_port.or(file.read_only_port).filter(|port| *port != 0).map(|port| {
                 let ip = flags.address.or(file.address).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
                 std::net::SocketAddr::new(ip, port)
             }),
             validators,
+            source_plugins: configured.sources,
             ignored_keys: file.unknown.into_keys().collect(),
         })
     }

@@ -5,16 +5,23 @@
 //! - name: allowed-registries
 //!   kind: admission-validator
 //!   path: /etc/staticlet/plugins/allowed_registries.wasm   # relative to the config file
-//!   failurePolicy: Fail            # or Ignore
+//!   failurePolicy: Fail            # or Ignore; validators only
 //!   timeout: 1s                    # per call
 //!   memoryLimit: 64Mi              # per instance
 //!   config: {registries: [registry.internal:5000]}   # the plugin's own settings
 //!   allowedHosts: [policy.internal:8443]             # outbound HTTP
 //!   readOnlyDirs: [{hostPath: /etc/policy, path: /policy}]
+//! - name: etcd
+//!   kind: manifest-source
+//!   path: etcd_source.wasm
+//!   interval: 10s                  # how often it is polled; sources only
+//!   config: {endpoints: ["http://10.0.0.5:2379"]}
+//!   allowedHosts: [10.0.0.5:2379]
 //! ```
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use staticlet_plugin::{Code, DirGrant, Grants, HostGrant, Kind, Limits, PluginSpec};
@@ -22,6 +29,14 @@ use staticlet_plugin::{Code, DirGrant, Grants, HostGrant, Kind, Limits, PluginSp
 use super::GoDuration;
 use crate::admission::FailurePolicy;
 use crate::admission::plugins::{STATIC_POD_POLICY, ValidatorConfig};
+use crate::source::plugin::SourceConfig;
+
+/// How often a source plugin is polled when its entry does not say: the manifest URL's default.
+pub const DEFAULT_SOURCE_INTERVAL: Duration = Duration::from_secs(20);
+
+/// How long one poll may take when the entry does not say: as long as a manifest URL request,
+/// since a source usually asks a server.
+pub const DEFAULT_SOURCE_TIMEOUT: Duration = crate::source::http::TIMEOUT;
 
 /// One entry of `plugins:`.
 #[derive(Debug, Clone, Deserialize)]
@@ -30,8 +45,8 @@ pub struct PluginEntry {
     name: String,
     kind: Kind,
     path: PathBuf,
-    #[serde(default)]
-    failure_policy: FailurePolicy,
+    failure_policy: Option<FailurePolicy>,
+    interval: Option<GoDuration>,
     timeout: Option<GoDuration>,
     memory_limit: Option<String>,
     #[serde(default)]
@@ -49,10 +64,17 @@ struct DirEntry {
     path: String,
 }
 
-/// Checks every entry and turns the validators into specs; errors name the entry and field.
-pub(super) fn resolve(entries: &[PluginEntry], config_dir: &Path) -> Result<Vec<ValidatorConfig>, String> {
+/// The configured plugins, by kind, in config order.
+#[derive(Debug, Default)]
+pub(super) struct Resolved {
+    pub(super) validators: Vec<ValidatorConfig>,
+    pub(super) sources: Vec<SourceConfig>,
+}
+
+/// Checks every entry and turns it into a spec; errors name the entry and field.
+pub(super) fn resolve(entries: &[PluginEntry], config_dir: &Path) -> Result<Resolved, String> {
     let mut names = HashSet::from([STATIC_POD_POLICY.to_owned()]);
-    let mut validators = Vec::new();
+    let mut resolved = Resolved::default();
     for (i, entry) in entries.iter().enumerate() {
         let at = |field: &str| format!("plugins[{i}].{field}");
         if entry.name.is_empty() || !entry.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -61,14 +83,23 @@ pub(super) fn resolve(entries: &[PluginEntry], config_dir: &Path) -> Result<Vec<
         if !names.insert(entry.name.clone()) {
             return Err(format!("{}: another plugin is already named {:?}", at("name"), entry.name));
         }
-        if entry.kind != Kind::AdmissionValidator {
+        if entry.kind == Kind::RuntimeAdapter {
             return Err(format!(
-                "{}: {} plugins are not run by this version of staticlet yet; only admission-validator is",
+                "{}: {} plugins are not run by this version of staticlet yet; admission-validator and manifest-source are",
                 at("kind"),
                 entry.kind
             ));
         }
+        if entry.kind != Kind::AdmissionValidator && entry.failure_policy.is_some() {
+            return Err(format!("{}: only admission-validator plugins have one", at("failurePolicy")));
+        }
+        if entry.kind != Kind::ManifestSource && entry.interval.is_some() {
+            return Err(format!("{}: only manifest-source plugins are polled", at("interval")));
+        }
         let mut limits = Limits::default();
+        if entry.kind == Kind::ManifestSource {
+            limits.call_timeout = DEFAULT_SOURCE_TIMEOUT;
+        }
         if let Some(timeout) = entry.timeout {
             if timeout.0.is_zero() {
                 return Err(format!("{}: must be more than zero", at("timeout")));
@@ -98,19 +129,25 @@ pub(super) fn resolve(entries: &[PluginEntry], config_dir: &Path) -> Result<Vec<
             read_only_dirs.push(DirGrant { host_path: config_dir.join(&dir.host_path), guest_path: dir.path.clone() });
         }
         let settings = entry.config.clone().unwrap_or_else(|| serde_json::json!({})).to_string();
-        validators.push(ValidatorConfig {
-            spec: PluginSpec {
-                name: entry.name.clone(),
-                kind: entry.kind,
-                code: Code::File(config_dir.join(&entry.path)),
-                settings,
-                grants: Grants { http_hosts, read_only_dirs },
-                limits,
-            },
-            failure_policy: entry.failure_policy,
-        });
+        let spec = PluginSpec {
+            name: entry.name.clone(),
+            kind: entry.kind,
+            code: Code::File(config_dir.join(&entry.path)),
+            settings,
+            grants: Grants { http_hosts, read_only_dirs },
+            limits,
+        };
+        if entry.kind == Kind::ManifestSource {
+            let interval = entry.interval.map_or(DEFAULT_SOURCE_INTERVAL, |i| i.0);
+            if interval.is_zero() {
+                return Err(format!("{}: must be more than zero", at("interval")));
+            }
+            resolved.sources.push(SourceConfig { spec, interval });
+        } else {
+            resolved.validators.push(ValidatorConfig { spec, failure_policy: entry.failure_policy.unwrap_or_default() });
+        }
     }
-    Ok(validators)
+    Ok(resolved)
 }
 
 #[cfg(test)]
@@ -121,16 +158,16 @@ mod tests {
         serde_yaml_ng::from_str(yaml).unwrap()
     }
 
+    fn resolved(yaml: &str) -> Resolved {
+        resolve(&entries(yaml), Path::new("/etc/staticlet")).unwrap()
+    }
+
     #[test]
     fn an_entry_becomes_a_spec_relative_to_the_config_file() {
-        let resolved = resolve(
-            &entries(
-                "- name: registries\n  kind: admission-validator\n  path: plugins/r.wasm\n  failurePolicy: Ignore\n  timeout: 250ms\n  memoryLimit: 32Mi\n  config: {registries: [a]}\n  allowedHosts: [policy.internal:8443]\n  readOnlyDirs: [{hostPath: /etc/policy, path: /policy}]\n",
-            ),
-            Path::new("/etc/staticlet"),
-        )
-        .unwrap();
-        let v = &resolved[0];
+        let resolved = resolved(
+            "- name: registries\n  kind: admission-validator\n  path: plugins/r.wasm\n  failurePolicy: Ignore\n  timeout: 250ms\n  memoryLimit: 32Mi\n  config: {registries: [a]}\n  allowedHosts: [policy.internal:8443]\n  readOnlyDirs: [{hostPath: /etc/policy, path: /policy}]\n",
+        );
+        let v = &resolved.validators[0];
         assert_eq!(v.failure_policy, FailurePolicy::Ignore);
         assert_eq!(v.spec.code, Code::File("/etc/staticlet/plugins/r.wasm".into()));
         assert_eq!(v.spec.limits.call_timeout, std::time::Duration::from_millis(250));
@@ -138,6 +175,18 @@ mod tests {
         assert_eq!(v.spec.settings, r#"{"registries":["a"]}"#);
         assert_eq!(v.spec.grants.http_hosts[0].to_string(), "policy.internal:8443");
         assert_eq!(v.spec.grants.read_only_dirs[0].guest_path, "/policy");
+    }
+
+    #[test]
+    fn a_source_is_polled_on_its_interval_with_a_longer_default_deadline() {
+        let resolved = resolved(
+            "- {name: etcd, kind: manifest-source, path: e.wasm, interval: 5s}\n- {name: other, kind: manifest-source, path: o.wasm}\n",
+        );
+        assert!(resolved.validators.is_empty());
+        let [etcd, other] = &resolved.sources[..] else { panic!("{:?}", resolved.sources) };
+        assert_eq!((etcd.spec.name.as_str(), etcd.interval), ("etcd", Duration::from_secs(5)));
+        assert_eq!(etcd.spec.limits.call_timeout, DEFAULT_SOURCE_TIMEOUT);
+        assert_eq!(other.interval, DEFAULT_SOURCE_INTERVAL);
     }
 
     #[test]
@@ -150,7 +199,10 @@ mod tests {
                 "plugins[1].name",
             ),
             ("- {name: static-pod-policy, kind: admission-validator, path: a.wasm}", "plugins[0].name"),
-            ("- {name: a, kind: manifest-source, path: a.wasm}", "plugins[0].kind"),
+            ("- {name: a, kind: runtime-adapter, path: a.wasm}", "plugins[0].kind"),
+            ("- {name: a, kind: manifest-source, path: a.wasm, failurePolicy: Ignore}", "plugins[0].failurePolicy"),
+            ("- {name: a, kind: admission-validator, path: a.wasm, interval: 5s}", "plugins[0].interval"),
+            ("- {name: a, kind: manifest-source, path: a.wasm, interval: 0s}", "plugins[0].interval"),
         ];
         for (yaml, field) in cases {
             let err = resolve(&entries(yaml), Path::new("/")).unwrap_err();

@@ -6,10 +6,13 @@
 //! dependency, a file format and a recovery story for what is one key per source.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use staticlet_model::{Origin, SourceKind};
 use tracing::warn;
 
+use super::{RawManifest, SourceSnapshot};
 use crate::state::{read_json, write_json};
 
 /// The checkpoint format's version; a file of another version is ignored.
@@ -62,6 +65,20 @@ impl Checkpoint {
                 None
             }
         }
+    }
+
+    /// The set as a ready snapshot of the source `kind`.
+    pub fn snapshot(&self, kind: &SourceKind) -> SourceSnapshot {
+        let items = self
+            .items
+            .iter()
+            .map(|item| {
+                let origin = Origin { kind: kind.clone(), uri: item.uri.clone() };
+                let bytes: Arc<[u8]> = item.content.as_bytes().into();
+                (item.place.clone(), Ok(RawManifest { origin, bytes }))
+            })
+            .collect();
+        SourceSnapshot { ready: true, items }
     }
 
     /// Writes the checkpoint to `path` atomically; a failure is reported, never fatal.

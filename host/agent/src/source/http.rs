@@ -9,7 +9,6 @@
 //! restarted while the server is down runs the same pods.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -20,8 +19,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::SourceSnapshot;
 use super::checkpoint::{Checkpoint, Item};
-use super::{RawManifest, SourceSnapshot};
 use crate::metrics::SourceHealth;
 
 /// How long one poll may take, body included.
@@ -89,7 +88,7 @@ impl HttpSource {
         let mut last = Checkpoint::load(&checkpoint_path);
         if let Some(checkpoint) = &last {
             info!(url = %self.url, pods = checkpoint.items.len(), checkpoint = %checkpoint_path.display(), "restored the manifest URL's last good pods from the checkpoint");
-            out.send_replace(snapshot(checkpoint));
+            out.send_replace(checkpoint.snapshot(&SourceKind::Http));
         }
         let client = self.client();
         loop {
@@ -105,7 +104,7 @@ impl HttpSource {
                         info!(url = %self.url, pods = checkpoint.items.len(), "manifest URL changed");
                     }
                     checkpoint.save(&checkpoint_path);
-                    out.send_replace(snapshot(&checkpoint));
+                    out.send_replace(checkpoint.snapshot(&SourceKind::Http));
                     last = Some(checkpoint);
                 }
                 Err(e) => {
@@ -197,20 +196,6 @@ fn parse_body(url: &str, body: &[u8], node: &NodeContext) -> Result<Vec<Item>, S
         items.push(Item { place: format!("{url}#{i}"), uri: url.to_owned(), content });
     }
     Ok(items)
-}
-
-/// The snapshot of a checkpointed set.
-fn snapshot(checkpoint: &Checkpoint) -> SourceSnapshot {
-    let items = checkpoint
-        .items
-        .iter()
-        .map(|item| {
-            let origin = Origin { kind: SourceKind::Http, uri: item.uri.clone() };
-            let bytes: Arc<[u8]> = item.content.as_bytes().into();
-            (item.place.clone(), Ok(RawManifest { origin, bytes }))
-        })
-        .collect();
-    SourceSnapshot { ready: true, items }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod file;
 pub mod http;
+pub mod plugin;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,0 +1,282 @@
+//! Source plugins: `manifest-source` components, each polled on the interval its config entry
+//! gives. A poll's list is the full set of that source, each manifest under its stable id (the
+//! place `plugin:<name>#<id>`, so a pod keeps its UID across polls); `none` means unchanged.
+//! A poll that fails (the plugin's own error, a trap, its deadline, a refused outbound request)
+//! is reported and the source's last good set keeps running. The last good set is checkpointed
+//! under `--root-dir`, as the manifest URL's is, so a restart while the plugin's backend is down
+//! runs the same pods.
+//!
+//! Manifests are not decoded here: each is its own item downstream, like a file, so one bad
+//! manifest keeps the pod last accepted from its id without holding up the others.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use staticlet_model::SourceKind;
+use staticlet_plugin::{Plugin, PluginEngine, PluginSpec, Refresh};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::SourceSnapshot;
+use super::checkpoint::{Checkpoint, Item};
+use crate::admission::plugins::RELOAD_PERIOD;
+use crate::metrics::{Metrics, SourceHealth};
+
+/// A source plugin as the agent config declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// The plugin.
+    pub spec: PluginSpec,
+    /// How often it is polled.
+    pub interval: Duration,
+}
+
+/// A loaded source plugin and how often to poll it.
+pub struct PluginSource {
+    plugin: Arc<Plugin>,
+    interval: Duration,
+    kind: SourceKind,
+}
+
+impl PluginSource {
+    /// Loads the plugin; one that fails to load is kept, every poll failing with its load error
+    /// until its file is fixed.
+    pub async fn load(engine: &PluginEngine, config: &SourceConfig) -> PluginSource {
+        let plugin = Arc::new(Plugin::load(engine, config.spec.clone()).await);
+        PluginSource { plugin, interval: config.interval, kind: SourceKind::Plugin(config.spec.name.clone()) }
+    }
+
+    /// The plugin, for listings.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// `plugin:<name>`: the source as `config.source` and the metrics name it.
+    pub fn name(&self) -> String {
+        self.kind.to_string()
+    }
+
+    /// Runs until `shutdown`: publishes the checkpointed set at once if there is one, then
+    /// every successful poll's set; reloads the plugin when its file changes and polls the new
+    /// code at once.
+    pub async fn run(
+        self,
+        checkpoint_path: PathBuf,
+        out: watch::Sender<SourceSnapshot>,
+        metrics: Metrics,
+        health: SourceHealth,
+        shutdown: CancellationToken,
+    ) {
+        let name = self.plugin.spec().name.clone();
+        let mut last = Checkpoint::load(&checkpoint_path);
+        if let Some(checkpoint) = &last {
+            info!(plugin = %name, pods = checkpoint.items.len(), checkpoint = %checkpoint_path.display(), "restored the source plugin's last good pods from the checkpoint");
+            out.send_replace(checkpoint.snapshot(&self.kind));
+        }
+        loop {
+            let started = Instant::now();
+            let polled = self.plugin.poll().await;
+            metrics.plugin_called(&name, "poll", started.elapsed(), polled.is_err());
+            match polled.map_err(|e| e.to_string()).and_then(|list| list.map(|list| self.items(list)).transpose()) {
+                Ok(None) => health.succeeded(),
+                Ok(Some(items)) => {
+                    health.succeeded();
+                    if last.as_ref().is_none_or(|l| l.items != items) {
+                        info!(plugin = %name, pods = items.len(), "source plugin's manifests changed");
+                        let checkpoint = Checkpoint::new(items, None, None);
+                        checkpoint.save(&checkpoint_path);
+                        out.send_replace(checkpoint.snapshot(&self.kind));
+                        last = Some(checkpoint);
+                    }
+                }
+                Err(e) => {
+                    health.failed();
+                    warn!(plugin = %name, kept = last.as_ref().map_or(0, |l| l.items.len()), "source plugin: {e}; the pods of its last good poll keep running");
+                }
+            }
+            // As for the manifest URL: the first attempt decides readiness, failed or not.
+            out.send_if_modified(|current| !std::mem::replace(&mut current.ready, true));
+            if !self.wait_for_next_poll(&shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// Sleeps until the next poll is due, or the plugin's file changed and its new code
+    /// loaded; `false` on shutdown.
+    async fn wait_for_next_poll(&self, shutdown: &CancellationToken) -> bool {
+        let due = tokio::time::Instant::now() + self.interval;
+        loop {
+            let wake = due.min(tokio::time::Instant::now() + RELOAD_PERIOD);
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            if tokio::time::Instant::now() >= due {
+                return true;
+            }
+            match self.plugin.refresh().await {
+                Refresh::Unchanged => {}
+                Refresh::Loaded { digest, from_cache } => {
+                    info!(plugin = %self.plugin.spec().name, code = %self.plugin.spec().code, digest = %&digest[..12], from_cache, "plugin reloaded; polling it now");
+                    return true;
+                }
+                Refresh::Failed(e) => error!(plugin = %self.plugin.spec().name, "{e}; the code loaded before stays in use"),
+            }
+        }
+    }
+
+    /// A poll's list as checkpoint items; ids must be unique and not empty.
+    fn items(&self, list: Vec<(String, String)>) -> Result<Vec<Item>, String> {
+        let mut seen = HashSet::new();
+        let mut items = Vec::with_capacity(list.len());
+        for (id, content) in list {
+            if id.is_empty() {
+                return Err("the plugin returned a manifest with an empty id; the whole poll is rejected".to_owned());
+            }
+            if !seen.insert(id.clone()) {
+                return Err(format!("the plugin returned the id {id:?} twice; the whole poll is rejected"));
+            }
+            items.push(Item { place: format!("{}#{id}", self.kind), uri: id, content });
+        }
+        items.sort_by(|a, b| a.place.cmp(&b.place));
+        Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use staticlet_plugin::artifacts::FIXTURE_SOURCE;
+    use staticlet_plugin::{Code, DirGrant, Kind};
+
+    use super::*;
+
+    fn ids(snapshot: &SourceSnapshot) -> Vec<String> {
+        snapshot.items.keys().cloned().collect()
+    }
+
+    async fn next(rx: &mut watch::Receiver<SourceSnapshot>) -> SourceSnapshot {
+        tokio::time::timeout(Duration::from_secs(20), rx.changed()).await.expect("a new snapshot in time").unwrap();
+        rx.borrow_and_update().clone()
+    }
+
+    /// The fixture source serving every file of `<dir>/manifests` (which holds `a`), its
+    /// component copied to `<dir>/fixture.wasm`.
+    fn fixture(dir: &std::path::Path) -> SourceConfig {
+        let (manifests, wasm) = (dir.join("manifests"), dir.join("fixture.wasm"));
+        std::fs::create_dir(&manifests).unwrap();
+        std::fs::write(manifests.join("a"), "kind: Pod").unwrap();
+        std::fs::copy(FIXTURE_SOURCE, &wasm).unwrap();
+        let mut spec = PluginSpec::new("fixture", Kind::ManifestSource, Code::File(wasm));
+        spec.settings = r#"{"dir": "/m"}"#.into();
+        spec.grants.read_only_dirs.push(DirGrant { host_path: manifests, guest_path: "/m".into() });
+        SourceConfig { spec, interval: Duration::from_millis(200) }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn polls_follow_the_source_keep_the_last_good_set_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = fixture(dir.path());
+        let manifests = dir.path().join("manifests");
+        let checkpoint = dir.path().join("checkpoints/plugin-fixture.json");
+        let engine = PluginEngine::new("n1", None).unwrap();
+        let metrics = Metrics::new();
+
+        let run = |shutdown: CancellationToken| {
+            let (tx, rx) = watch::channel(SourceSnapshot::default());
+            let (engine, config, checkpoint, metrics) = (engine.clone(), config.clone(), checkpoint.clone(), metrics.clone());
+            let task = tokio::spawn(async move {
+                let source = PluginSource::load(&engine, &config).await;
+                let health = metrics.source(&source.name());
+                source.run(checkpoint, tx, metrics, health, shutdown).await;
+            });
+            (rx, task)
+        };
+        let shutdown = CancellationToken::new();
+        let (mut rx, task) = run(shutdown.clone());
+        let first = next(&mut rx).await;
+        assert!(first.ready);
+        assert_eq!(ids(&first), ["plugin:fixture#a"]);
+        let origin = &first.items["plugin:fixture#a"].as_ref().unwrap().origin;
+        assert_eq!((origin.kind.to_string(), origin.uri.as_str()), ("plugin:fixture".to_owned(), "a"));
+
+        std::fs::write(manifests.join("b"), "kind: Pod").unwrap();
+        assert_eq!(ids(&next(&mut rx).await), ["plugin:fixture#a", "plugin:fixture#b"]);
+
+        // The plugin fails (a file it cannot read as text is its `unavailable` error): the set
+        // stays, the failure is counted.
+        std::fs::write(manifests.join("c"), b"\xff\xfe").unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(ids(&rx.borrow()), ["plugin:fixture#a", "plugin:fixture#b"]);
+        let text = metrics.encode(&Default::default());
+        let errors = text.lines().find(|l| l.starts_with("staticlet_source_poll_errors_total{source=\"plugin:fixture\"}")).unwrap();
+        assert!(!errors.ends_with(" 0"), "{errors}");
+        shutdown.cancel();
+        task.await.unwrap();
+
+        // A restart while the plugin still fails: the checkpoint serves the last good set.
+        let shutdown = CancellationToken::new();
+        let (rx, task) = run(shutdown.clone());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(ids(&rx.borrow()), ["plugin:fixture#a", "plugin:fixture#b"]);
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_replaced_component_is_reloaded_and_polled_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = fixture(dir.path());
+        let (manifests, wasm) = (dir.path().join("manifests"), dir.path().join("fixture.wasm"));
+        // Long enough that only a reload can explain a second poll within the test.
+        config.interval = Duration::from_secs(3600);
+        let engine = PluginEngine::new("n1", None).unwrap();
+        let metrics = Metrics::new();
+        let source = PluginSource::load(&engine, &config).await;
+        let plugin = source.plugin().clone();
+        let health = metrics.source(&source.name());
+        let (tx, mut rx) = watch::channel(SourceSnapshot::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(source.run(dir.path().join("checkpoint.json"), tx, metrics, health, shutdown.clone()));
+        assert_eq!(ids(&next(&mut rx).await), ["plugin:fixture#a"]);
+        let digest = plugin.info().digest;
+
+        // New code, and a manifest that only a poll of it will see in time: the same component
+        // with a custom section appended (id 0, size 15, name "staticlet-test"), so its digest
+        // differs.
+        std::fs::write(manifests.join("b"), "kind: Pod").unwrap();
+        let mut bytes = std::fs::read(&wasm).unwrap();
+        bytes.extend_from_slice(&[0, 15, 14]);
+        bytes.extend_from_slice(b"staticlet-test");
+        let replacement = dir.path().join("fixture.wasm.new");
+        std::fs::write(&replacement, bytes).unwrap();
+        std::fs::rename(&replacement, &wasm).unwrap();
+        let after = next(&mut rx).await;
+        assert_eq!(ids(&after), ["plugin:fixture#a", "plugin:fixture#b"]);
+        assert_ne!(plugin.info().digest, digest);
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn ids_must_be_unique_and_not_empty() {
+        let source = PluginSource {
+            plugin: Arc::new(futures::executor::block_on(Plugin::load(
+                &PluginEngine::new("n1", None).unwrap(),
+                PluginSpec::new("p", Kind::ManifestSource, Code::File("/nonexistent.wasm".into())),
+            ))),
+            interval: Duration::from_secs(1),
+            kind: SourceKind::Plugin("p".into()),
+        };
+        let items = source.items(vec![("b".into(), "x".into()), ("a".into(), "y".into())]).unwrap();
+        assert_eq!(
+            items.iter().map(|i| (i.place.as_str(), i.uri.as_str())).collect::<Vec<_>>(),
+            [("plugin:p#a", "a"), ("plugin:p#b", "b")]
+        );
+        assert!(source.items(vec![("a".into(), "x".into()), ("a".into(), "y".into())]).unwrap_err().contains("\"a\" twice"));
+        assert!(source.items(vec![(String::new(), "x".into())]).unwrap_err().contains("empty id"));
+    }
+}

@@ -1,0 +1,137 @@
+//! Source plugins (issue 5): the etcd source built from `plugins/etcd-source`, loaded by the real
+//! agent, against a real etcd the test starts: pods follow puts and deletes, survive etcd going
+//! down and an agent restarted meanwhile; an ungranted host and a wrong password are errors the
+//! agent logs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use staticlet_plugin::artifacts::ETCD_SOURCE;
+
+use crate::support::etcd::Etcd;
+use crate::support::images::BUSYBOX;
+use crate::support::{Agent, docker, running, wait_for};
+
+const START: Duration = Duration::from_secs(60);
+
+fn pod(name: &str, sleep: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: app, image: {BUSYBOX}, command: [sleep, '{sleep}']}}\n"
+    )
+}
+
+/// An agent config with the etcd source polled every second.
+fn config(agent: &Agent, settings: &str, allowed_hosts: &str) -> PathBuf {
+    let path = agent.dir().parent().unwrap().join("staticlet.yaml");
+    let text = format!(
+        "plugins:\n- name: etcd\n  kind: manifest-source\n  path: {ETCD_SOURCE}\n  interval: 1s\n  config: {settings}\n  allowedHosts: {allowed_hosts}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn app_id(agent: &Agent, name: &str) -> Option<String> {
+    let found = running(&docker().await, &agent.node, &format!("k8s_app_{}_", agent.pod(name))).await;
+    found.first().and_then(|c| c.id.clone())
+}
+
+async fn wait_running(agent: &Agent, name: &str) -> String {
+    wait_for(START, &format!("pod {name} to run"), || app_id(agent, name)).await
+}
+
+async fn wait_gone(agent: &Agent, name: &str) {
+    wait_for(START, &format!("pod {name} to go"), || async { app_id(agent, name).await.is_none().then_some(()) }).await;
+}
+
+async fn wait_log(agent: &Agent, text: &str) {
+    wait_for(START, &format!("the agent to log {text:?}"), || async { agent.log().contains(text).then_some(()) }).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_etcd_sources_pods_follow_etcd_and_outlive_it() {
+    let mut etcd = Etcd::start();
+    let mut agent = Agent::new("etcd");
+    let node = agent.node.clone();
+    let key = |name: &str| format!("/staticlet/{node}/{name}");
+    etcd.put(&key("a.yaml"), &pod("a", "3600"));
+    etcd.put(&key("b"), &pod("b", "3600"));
+    etcd.put("/staticlet/another-node/x", &pod("x", "3600"));
+    let config = config(&agent, &format!("{{endpoints: ['{}']}}", etcd.url()), &format!("['127.0.0.1:{}']", etcd.port));
+    let flags = ["--config", config.to_str().unwrap()];
+    agent.start_with(&flags);
+
+    let a = wait_running(&agent, "a").await;
+    wait_running(&agent, "b").await;
+    let status = agent.pod_status("a").await.unwrap();
+    assert_eq!(status["metadata"]["annotations"]["kubernetes.io/config.source"], "plugin:etcd");
+    assert!(agent.pod_status("x").await.is_none(), "another node's manifests are not this node's");
+
+    // Puts and deletes: a new key starts a pod, a deleted one removes it, a changed value
+    // replaces the container.
+    etcd.put(&key("c"), &pod("c", "3600"));
+    wait_running(&agent, "c").await;
+    etcd.delete(&key("b"));
+    wait_gone(&agent, "b").await;
+    etcd.put(&key("a.yaml"), &pod("a", "7200"));
+    let a = wait_for(START, "pod a's container to be replaced", || async { app_id(&agent, "a").await.filter(|id| *id != a) }).await;
+    let c = app_id(&agent, "c").await.unwrap();
+
+    // etcd going down stops nothing.
+    etcd.stop();
+    wait_log(&agent, "no etcd endpoint answered").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!((app_id(&agent, "a").await, app_id(&agent, "c").await), (Some(a.clone()), Some(c.clone())));
+
+    // Restarted while etcd is down: the checkpoint brings the same pods back, adopted.
+    agent.kill9();
+    agent.start_with(&flags);
+    wait_log(&agent, "restored the source plugin's last good pods from the checkpoint").await;
+    agent.wait_reported_running(&["a", "c"]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!((app_id(&agent, "a").await, app_id(&agent, "c").await), (Some(a), Some(c)), "adopted, not restarted");
+    assert!(agent.pod_status("b").await.is_none());
+
+    // etcd back: its changes apply again.
+    etcd.resume();
+    etcd.put(&key("d"), &pod("d", "3600"));
+    wait_running(&agent, "d").await;
+    etcd.delete(&key("c"));
+    wait_gone(&agent, "c").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_the_plugin_was_not_granted_is_refused_and_logged() {
+    let etcd = Etcd::start();
+    let mut agent = Agent::new("etcd-ungranted");
+    etcd.put(&format!("/staticlet/{}/a", agent.node), &pod("a", "3600"));
+    // Granted another port of the same address only.
+    let config = config(&agent, &format!("{{endpoints: ['{}']}}", etcd.url()), &format!("['127.0.0.1:{}']", etcd.port + 1));
+    agent.write("file.yaml", &pod("file", "3600"));
+    agent.start_with(&["--config", config.to_str().unwrap()]);
+
+    wait_log(&agent, "refused an outbound HTTP request: the host is not in the plugin's allowedHosts").await;
+    wait_log(&agent, "the agent refused the request: the host is not in this plugin's allowedHosts").await;
+    // The failing source holds up nothing else.
+    wait_running(&agent, "file").await;
+    assert!(agent.pod_status("a").await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_etcd_source_authenticates_when_etcd_asks() {
+    let etcd = Etcd::start();
+    etcd.must(&["user", "add", "root:s3cret"]);
+    etcd.must(&["auth", "enable"]);
+    let mut agent = Agent::new("etcd-auth");
+    etcd.must(&["--user", "root:s3cret", "put", &format!("/staticlet/{}/a", agent.node), &pod("a", "3600")]);
+    let grant = format!("['127.0.0.1:{}']", etcd.port);
+
+    let wrong = config(&agent, &format!("{{endpoints: ['{}'], username: root, password: wrong}}", etcd.url()), &grant);
+    agent.start_with(&["--config", wrong.to_str().unwrap()]);
+    wait_log(&agent, "authenticating as root: etcdserver: authentication failed").await;
+    assert!(agent.pod_status("a").await.is_none());
+    agent.kill9();
+
+    let right = config(&agent, &format!("{{endpoints: ['{}'], username: root, password: s3cret}}", etcd.url()), &grant);
+    agent.start_with(&["--config", right.to_str().unwrap()]);
+    wait_running(&agent, "a").await;
+}
