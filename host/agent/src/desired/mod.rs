@@ -305,17 +305,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_directory_wins_a_name_declared_by_the_url_too_and_never_flaps() {
+    async fn a_name_declared_by_several_sources_goes_by_precedence_and_never_flaps() {
         let mut stage = stage();
-        let url = "http://h/pods";
-        let from_url = Origin { kind: SourceKind::Http, uri: url.to_owned() };
-        let http_item = (format!("{url}#0"), Ok(RawManifest { origin: from_url, bytes: pod("web", "i:url").as_bytes().into() }));
-        let both = SourceSnapshot { ready: true, items: [raw("/m/web.yaml", &pod("web", "i:file")), http_item].into() };
-        for _ in 0..3 {
-            let set = stage.update(&both, 0).await;
-            assert_eq!(set.pods.len(), 1);
-            let winner = set.pods.values().next().unwrap();
-            assert_eq!(winner.origin.kind, SourceKind::File);
+        let item = |kind: SourceKind, place: &str, image: &str| {
+            let origin = Origin { kind, uri: place.to_owned() };
+            (place.to_owned(), Ok(RawManifest { origin, bytes: pod("web", image).as_bytes().into() }))
+        };
+        let mut items: BTreeMap<_, _> = [
+            item(SourceKind::Plugin("b".into()), "plugin:b#web", "i:plugin-b"),
+            item(SourceKind::Plugin("a".into()), "plugin:a#web", "i:plugin-a"),
+            item(SourceKind::Http, "http://h/pods#0", "i:url"),
+            raw("/m/web.yaml", &pod("web", "i:file")),
+        ]
+        .into();
+        // The directory, then the URL, then plugins by name; each winner holds on every update.
+        for winner in ["/m/web.yaml", "http://h/pods#0", "plugin:a#web", "plugin:b#web"] {
+            for _ in 0..3 {
+                let set = stage.update(&SourceSnapshot { ready: true, items: items.clone() }, 0).await;
+                assert_eq!(set.pods.len(), 1);
+                let pod = set.pods.values().next().unwrap();
+                assert_eq!(pod.origin, items[winner].as_ref().unwrap().origin, "{winner} should win");
+            }
+            items.remove(winner);
         }
     }
 
