@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod desired;
 pub mod events;
 pub mod metrics;
+pub mod mirror;
 pub mod reconcile;
 pub mod source;
 pub mod state;
