@@ -69,10 +69,11 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
             }
         }
     });
+    let layout = Layout::new(&config.root_dir);
     let ctx = Arc::new(Context {
         runtime,
         node: config.node_name.clone(),
-        layout: Layout::new(&config.root_dir),
+        layout: layout.clone(),
         host_ip: config.node_ip.clone(),
         status: status.clone(),
         runner: Runner::default(),
@@ -86,14 +87,14 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
     let mut inputs = vec![file_rx];
     if let Some(http) = config.manifest_url.clone() {
         let (http_tx, http_rx) = watch::channel(SourceSnapshot::default());
-        let checkpoint = Layout::new(&config.root_dir).checkpoint("http");
+        let checkpoint = layout.checkpoint("http");
         sources.push(tokio::spawn(http.run(node.clone(), checkpoint, http_tx, metrics.source("http"), shutdown.clone())));
         inputs.push(http_rx);
     }
     for source_config in config.source_plugins.clone() {
         let (plugin_tx, plugin_rx) = watch::channel(SourceSnapshot::default());
         let (engine, plugins, metrics, layout, shutdown) =
-            (engine.clone(), plugins.clone(), metrics.clone(), Layout::new(&config.root_dir), shutdown.clone());
+            (engine.clone(), plugins.clone(), metrics.clone(), layout.clone(), shutdown.clone());
         sources.push(tokio::spawn(async move {
             let source = PluginSource::load(&engine, &source_config).await;
             plugins.register([source.plugin().clone()]);

@@ -18,6 +18,24 @@ use crate::metrics::Metrics;
 /// its size, times or inode changed).
 pub const RELOAD_PERIOD: Duration = Duration::from_secs(1);
 
+/// Loads `plugin`'s code again if its file changed, and logs what happened: a reload with
+/// `consequence` (what the agent does next), a failure with the note that the old code stays.
+/// Whether new code was loaded.
+pub async fn reload(plugin: &Plugin, consequence: &str) -> bool {
+    let spec = plugin.spec();
+    match plugin.refresh().await {
+        Refresh::Unchanged => false,
+        Refresh::Loaded { digest, from_cache } => {
+            info!(plugin = %spec.name, code = %spec.code, digest = %&digest[..12], from_cache, "plugin reloaded; {consequence}");
+            true
+        }
+        Refresh::Failed(e) => {
+            error!(plugin = %spec.name, "{e}; the code loaded before stays in use");
+            false
+        }
+    }
+}
+
 /// The name of the built-in validator.
 pub const STATIC_POD_POLICY: &str = artifacts::STATIC_POD_POLICY_NAME;
 
@@ -101,14 +119,7 @@ impl Validators {
             }
             let mut changed = false;
             for plugin in &self.plugins {
-                match plugin.refresh().await {
-                    Refresh::Unchanged => {}
-                    Refresh::Loaded { digest, from_cache } => {
-                        info!(plugin = %plugin.spec().name, code = %plugin.spec().code, digest = %&digest[..12], from_cache, "plugin reloaded; judging every pod again");
-                        changed = true;
-                    }
-                    Refresh::Failed(e) => error!(plugin = %plugin.spec().name, "{e}; the code loaded before stays in use"),
-                }
+                changed |= reload(plugin, "judging every pod again").await;
             }
             if changed {
                 self.generation.send_modify(|g| *g += 1);

@@ -5,14 +5,16 @@
 //! rewritten only when the set changes, read once at start. An embedded database would add a
 //! dependency, a file format and a recovery story for what is one key per source.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use staticlet_model::{Origin, SourceKind};
+use tokio::sync::watch;
 use tracing::warn;
 
 use super::{RawManifest, SourceSnapshot};
+use crate::metrics::SourceHealth;
 use crate::state::{read_json, write_json};
 
 /// The checkpoint format's version; a file of another version is ignored.
@@ -86,6 +88,75 @@ impl Checkpoint {
         if let Err(e) = write_json(path, self) {
             warn!("cannot write the source's checkpoint; a restart while the source is down would start without its pods: {e}");
         }
+    }
+}
+
+/// The last good set of a source that polls elsewhere: restored from its checkpoint at start,
+/// published downstream, replaced (and checkpointed) by each successful poll, kept through
+/// failed ones. Every poll's outcome goes to the source's health metrics.
+pub struct LastGood {
+    path: PathBuf,
+    kind: SourceKind,
+    out: watch::Sender<SourceSnapshot>,
+    health: SourceHealth,
+    current: Option<Checkpoint>,
+}
+
+impl LastGood {
+    /// Loads the checkpoint at `path` and, if there is one, publishes its set at once.
+    pub fn restore(path: PathBuf, kind: SourceKind, out: watch::Sender<SourceSnapshot>, health: SourceHealth) -> LastGood {
+        let current = Checkpoint::load(&path);
+        if let Some(checkpoint) = &current {
+            out.send_replace(checkpoint.snapshot(&kind));
+        }
+        LastGood { path, kind, out, health, current }
+    }
+
+    /// The set in force, if any.
+    pub fn current(&self) -> Option<&Checkpoint> {
+        self.current.as_ref()
+    }
+
+    /// Where the set is checkpointed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A successful poll that found nothing new.
+    pub fn unchanged(&self) {
+        self.health.succeeded();
+        self.mark_ready();
+    }
+
+    /// A successful poll's set: checkpointed when it differs from the one in force, published
+    /// when its manifests do. Whether the manifests changed.
+    pub fn replace(&mut self, checkpoint: Checkpoint) -> bool {
+        self.health.succeeded();
+        let items_changed = self.current.as_ref().is_none_or(|current| current.items != checkpoint.items);
+        if self.current.as_ref() != Some(&checkpoint) {
+            checkpoint.save(&self.path);
+        }
+        if items_changed {
+            self.out.send_replace(checkpoint.snapshot(&self.kind));
+        } else {
+            self.mark_ready();
+        }
+        self.current = Some(checkpoint);
+        items_changed
+    }
+
+    /// A failed poll: counted, and the set in force stays. How many manifests it holds.
+    pub fn failed(&self) -> usize {
+        self.health.failed();
+        // The first attempt decides readiness either way, so that a source down at first start
+        // does not hold up the others; the checkpoint is what keeps a restart from losing its
+        // pods.
+        self.mark_ready();
+        self.current.as_ref().map_or(0, |current| current.items.len())
+    }
+
+    fn mark_ready(&self) {
+        self.out.send_if_modified(|current| !std::mem::replace(&mut current.ready, true));
     }
 }
 

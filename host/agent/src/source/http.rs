@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::SourceSnapshot;
-use super::checkpoint::{Checkpoint, Item};
+use super::checkpoint::{Checkpoint, Item, LastGood};
 use crate::metrics::SourceHealth;
 
 /// How long one poll may take, body included.
@@ -85,35 +85,27 @@ impl HttpSource {
         health: SourceHealth,
         shutdown: CancellationToken,
     ) {
-        let mut last = Checkpoint::load(&checkpoint_path);
-        if let Some(checkpoint) = &last {
-            info!(url = %self.url, pods = checkpoint.items.len(), checkpoint = %checkpoint_path.display(), "restored the manifest URL's last good pods from the checkpoint");
-            out.send_replace(checkpoint.snapshot(&SourceKind::Http));
+        let mut last = LastGood::restore(checkpoint_path, SourceKind::Http, out, health);
+        if let Some(checkpoint) = last.current() {
+            info!(url = %self.url, pods = checkpoint.items.len(), checkpoint = %last.path().display(), "restored the manifest URL's last good pods from the checkpoint");
         }
         let client = self.client();
         loop {
             let polled = match &client {
-                Ok(client) => self.poll(client, &node, last.as_ref()).await,
+                Ok(client) => self.poll(client, &node, last.current()).await,
                 Err(e) => Err(e.clone()),
             };
             match polled {
-                Ok(Polled::Unchanged) => health.succeeded(),
+                Ok(Polled::Unchanged) => last.unchanged(),
                 Ok(Polled::Changed(checkpoint)) => {
-                    health.succeeded();
-                    if last.as_ref().is_none_or(|l| l.items != checkpoint.items) {
-                        info!(url = %self.url, pods = checkpoint.items.len(), "manifest URL changed");
+                    let pods = checkpoint.items.len();
+                    if last.replace(checkpoint) {
+                        info!(url = %self.url, pods, "manifest URL changed");
                     }
-                    checkpoint.save(&checkpoint_path);
-                    out.send_replace(checkpoint.snapshot(&SourceKind::Http));
-                    last = Some(checkpoint);
                 }
                 Err(e) => {
-                    health.failed();
-                    warn!(url = %self.url, kept = last.as_ref().map_or(0, |l| l.items.len()), "manifest URL: {e}; the pods of the last good body keep running");
-                    // The first attempt decides readiness either way, so that a server down at
-                    // first start does not hold up the other sources; the checkpoint is what
-                    // keeps a restart from losing this source's pods.
-                    out.send_if_modified(|current| !std::mem::replace(&mut current.ready, true));
+                    let kept = last.failed();
+                    warn!(url = %self.url, kept, "manifest URL: {e}; the pods of the last good body keep running");
                 }
             }
             tokio::select! {

@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use staticlet_model::SourceKind;
-use staticlet_plugin::{Plugin, PluginEngine, PluginSpec, Refresh};
+use staticlet_plugin::{Plugin, PluginEngine, PluginSpec};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::SourceSnapshot;
-use super::checkpoint::{Checkpoint, Item};
-use crate::admission::plugins::RELOAD_PERIOD;
+use super::checkpoint::{Checkpoint, Item, LastGood};
+use crate::admission::plugins::{RELOAD_PERIOD, reload};
 use crate::metrics::{Metrics, SourceHealth};
 
 /// A source plugin as the agent config declares it.
@@ -71,34 +71,27 @@ impl PluginSource {
         shutdown: CancellationToken,
     ) {
         let name = self.plugin.spec().name.clone();
-        let mut last = Checkpoint::load(&checkpoint_path);
-        if let Some(checkpoint) = &last {
-            info!(plugin = %name, pods = checkpoint.items.len(), checkpoint = %checkpoint_path.display(), "restored the source plugin's last good pods from the checkpoint");
-            out.send_replace(checkpoint.snapshot(&self.kind));
+        let mut last = LastGood::restore(checkpoint_path, self.kind.clone(), out, health);
+        if let Some(checkpoint) = last.current() {
+            info!(plugin = %name, pods = checkpoint.items.len(), checkpoint = %last.path().display(), "restored the source plugin's last good pods from the checkpoint");
         }
         loop {
             let started = Instant::now();
             let polled = self.plugin.poll().await;
             metrics.plugin_called(&name, "poll", started.elapsed(), polled.is_err());
             match polled.map_err(|e| e.to_string()).and_then(|list| list.map(|list| self.items(list)).transpose()) {
-                Ok(None) => health.succeeded(),
+                Ok(None) => last.unchanged(),
                 Ok(Some(items)) => {
-                    health.succeeded();
-                    if last.as_ref().is_none_or(|l| l.items != items) {
-                        info!(plugin = %name, pods = items.len(), "source plugin's manifests changed");
-                        let checkpoint = Checkpoint::new(items, None, None);
-                        checkpoint.save(&checkpoint_path);
-                        out.send_replace(checkpoint.snapshot(&self.kind));
-                        last = Some(checkpoint);
+                    let pods = items.len();
+                    if last.replace(Checkpoint::new(items, None, None)) {
+                        info!(plugin = %name, pods, "source plugin's manifests changed");
                     }
                 }
                 Err(e) => {
-                    health.failed();
-                    warn!(plugin = %name, kept = last.as_ref().map_or(0, |l| l.items.len()), "source plugin: {e}; the pods of its last good poll keep running");
+                    let kept = last.failed();
+                    warn!(plugin = %name, kept, "source plugin: {e}; the pods of its last good poll keep running");
                 }
             }
-            // As for the manifest URL: the first attempt decides readiness, failed or not.
-            out.send_if_modified(|current| !std::mem::replace(&mut current.ready, true));
             if !self.wait_for_next_poll(&shutdown).await {
                 return;
             }
@@ -118,13 +111,8 @@ impl PluginSource {
             if tokio::time::Instant::now() >= due {
                 return true;
             }
-            match self.plugin.refresh().await {
-                Refresh::Unchanged => {}
-                Refresh::Loaded { digest, from_cache } => {
-                    info!(plugin = %self.plugin.spec().name, code = %self.plugin.spec().code, digest = %&digest[..12], from_cache, "plugin reloaded; polling it now");
-                    return true;
-                }
-                Refresh::Failed(e) => error!(plugin = %self.plugin.spec().name, "{e}; the code loaded before stays in use"),
+            if reload(&self.plugin, "polling it now").await {
+                return true;
             }
         }
     }
