@@ -70,6 +70,11 @@ enum Failure {
     Refused(String),
 }
 
+/// `POST url`; a transport error is the endpoint being unreachable.
+fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Result<http::Response, Failure> {
+    http::post_json(url, headers, body).map_err(|e| Failure::Unreachable(format!("{url}: {e}")))
+}
+
 impl Failure {
     fn of_answer(status: u16, message: String) -> Failure {
         if status >= 500 { Failure::Unreachable(message) } else { Failure::Refused(message) }
@@ -80,30 +85,37 @@ impl State {
     /// One request to `endpoint`, authenticated when the settings say so.
     fn call(&mut self, endpoint: &str, path: &str, body: &str) -> Result<http::Response, Failure> {
         let url = format!("{endpoint}{path}");
-        let unreachable = |e: String| Failure::Unreachable(format!("{url}: {e}"));
-        let (Some(username), Some(password)) = (&self.settings.username, &self.settings.password) else {
-            return http::post_json(&url, &[], body).map_err(unreachable);
-        };
+        if self.settings.username.is_none() {
+            return post(&url, &[], body);
+        }
+        if self.token.is_none() {
+            self.authenticate(endpoint)?;
+        }
+        let answer = self.post_with_token(&url, body)?;
         // A token expires (etcd's default simple token after 5 minutes): a 401 gets one more
         // try with a fresh token.
-        for fresh in [false, true] {
-            if fresh || self.token.is_none() {
-                let answer =
-                    http::post_json(&format!("{endpoint}/v3/auth/authenticate"), &[], &etcd::authenticate_request(username, password))
-                        .map_err(unreachable)?;
-                if answer.status != 200 {
-                    let message = format!("{endpoint}: authenticating as {username}: {}", etcd::error_message(&answer.body));
-                    return Err(Failure::of_answer(answer.status, message));
-                }
-                self.token = Some(etcd::parse_token(&answer.body).map_err(|e| Failure::Refused(format!("{endpoint}: {e}")))?);
-            }
-            let token = self.token.clone().unwrap_or_default();
-            let answer = http::post_json(&url, &[("authorization", &token)], body).map_err(unreachable)?;
-            if answer.status != 401 || fresh {
-                return Ok(answer);
-            }
+        if answer.status != 401 {
+            return Ok(answer);
         }
-        unreachable!("the second round always returns")
+        self.authenticate(endpoint)?;
+        self.post_with_token(&url, body)
+    }
+
+    fn post_with_token(&self, url: &str, body: &str) -> Result<http::Response, Failure> {
+        let token = self.token.as_deref().unwrap_or_default();
+        post(url, &[("authorization", token)], body)
+    }
+
+    fn authenticate(&mut self, endpoint: &str) -> Result<(), Failure> {
+        let (Some(username), Some(password)) = (&self.settings.username, &self.settings.password) else { return Ok(()) };
+        let url = format!("{endpoint}/v3/auth/authenticate");
+        let answer = post(&url, &[], &etcd::authenticate_request(username, password))?;
+        if answer.status != 200 {
+            let message = format!("{endpoint}: authenticating as {username}: {}", etcd::error_message(&answer.body));
+            return Err(Failure::of_answer(answer.status, message));
+        }
+        self.token = Some(etcd::parse_token(&answer.body).map_err(|e| Failure::Refused(format!("{endpoint}: {e}")))?);
+        Ok(())
     }
 
     fn range(&mut self, endpoint: &str) -> Result<Vec<Entry>, Failure> {
