@@ -237,8 +237,7 @@ async fn a_missing_manifest_directory_is_waited_for() {
     let mut agent = Agent::new("later");
     std::fs::remove_dir(agent.dir()).unwrap();
     agent.start();
-    wait_for(START, "the agent to report the missing directory", || async { agent.log().contains("does not exist yet").then_some(()) })
-        .await;
+    agent.wait_log("does not exist yet").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(agent.is_running());
     std::fs::create_dir(agent.dir()).unwrap();

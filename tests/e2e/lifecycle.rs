@@ -163,10 +163,7 @@ async fn readiness_flips_the_ready_condition_and_startup_gates_it() {
     .await;
     assert_eq!(condition(&unready, "Ready").as_deref(), Some("False"));
     assert_eq!(unready["status"]["phase"], "Running");
-    wait_for(START, "a failed readiness probe", || async {
-        agent.log().contains("Readiness probe failed: HTTP probe failed with statuscode: 404").then_some(())
-    })
-    .await;
+    agent.wait_log("Readiness probe failed: HTTP probe failed with statuscode: 404").await;
     assert_eq!(condition(&agent.pod_status("ready").await.unwrap(), "Ready").as_deref(), Some("False"));
 
     let web = running(&docker, &agent.node, "k8s_web_").await.pop().unwrap();

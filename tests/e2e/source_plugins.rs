@@ -10,7 +10,7 @@ use staticlet_plugin::artifacts::ETCD_SOURCE;
 
 use crate::support::etcd::Etcd;
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, docker, running, wait_for};
+use crate::support::{Agent, wait_for};
 
 const START: Duration = Duration::from_secs(60);
 
@@ -31,8 +31,7 @@ fn config(agent: &Agent, settings: &str, allowed_hosts: &str) -> PathBuf {
 }
 
 async fn app_id(agent: &Agent, name: &str) -> Option<String> {
-    let found = running(&docker().await, &agent.node, &format!("k8s_app_{}_", agent.pod(name))).await;
-    found.first().and_then(|c| c.id.clone())
+    agent.app_containers(name).await.first().and_then(|c| c.id.clone())
 }
 
 async fn wait_running(agent: &Agent, name: &str) -> String {
@@ -41,10 +40,6 @@ async fn wait_running(agent: &Agent, name: &str) -> String {
 
 async fn wait_gone(agent: &Agent, name: &str) {
     wait_for(START, &format!("pod {name} to go"), || async { app_id(agent, name).await.is_none().then_some(()) }).await;
-}
-
-async fn wait_log(agent: &Agent, text: &str) {
-    wait_for(START, &format!("the agent to log {text:?}"), || async { agent.log().contains(text).then_some(()) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -78,14 +73,14 @@ async fn the_etcd_sources_pods_follow_etcd_and_outlive_it() {
 
     // etcd going down stops nothing.
     etcd.stop();
-    wait_log(&agent, "no etcd endpoint answered").await;
+    agent.wait_log("no etcd endpoint answered").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!((app_id(&agent, "a").await, app_id(&agent, "c").await), (Some(a.clone()), Some(c.clone())));
 
     // Restarted while etcd is down: the checkpoint brings the same pods back, adopted.
     agent.kill9();
     agent.start_with(&flags);
-    wait_log(&agent, "restored the source plugin's last good pods from the checkpoint").await;
+    agent.wait_log("restored the source plugin's last good pods from the checkpoint").await;
     agent.wait_reported_running(&["a", "c"]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!((app_id(&agent, "a").await, app_id(&agent, "c").await), (Some(a), Some(c)), "adopted, not restarted");
@@ -109,8 +104,8 @@ async fn a_host_the_plugin_was_not_granted_is_refused_and_logged() {
     agent.write("file.yaml", &pod("file", "3600"));
     agent.start_with(&["--config", config.to_str().unwrap()]);
 
-    wait_log(&agent, "refused an outbound HTTP request: the host is not in the plugin's allowedHosts").await;
-    wait_log(&agent, "the agent refused the request: the host is not in this plugin's allowedHosts").await;
+    agent.wait_log("refused an outbound HTTP request: the host is not in the plugin's allowedHosts").await;
+    agent.wait_log("the agent refused the request: the host is not in this plugin's allowedHosts").await;
     // The failing source holds up nothing else.
     wait_running(&agent, "file").await;
     assert!(agent.pod_status("a").await.is_none());
@@ -127,7 +122,7 @@ async fn the_etcd_source_authenticates_when_etcd_asks() {
 
     let wrong = config(&agent, &format!("{{endpoints: ['{}'], username: root, password: wrong}}", etcd.url()), &grant);
     agent.start_with(&["--config", wrong.to_str().unwrap()]);
-    wait_log(&agent, "authenticating as root: etcdserver: authentication failed").await;
+    agent.wait_log("authenticating as root: etcdserver: authentication failed").await;
     assert!(agent.pod_status("a").await.is_none());
     agent.kill9();
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, docker, free_port, running, wait_for};
+use crate::support::{Agent, free_port, wait_for};
 
 const START: Duration = Duration::from_secs(60);
 
@@ -153,10 +153,9 @@ fn pod_list(names: &[&str]) -> String {
 }
 
 async fn app_ids(agent: &Agent, names: &[&str]) -> Vec<String> {
-    let docker = docker().await;
     let mut ids = Vec::new();
     for name in names {
-        let found = running(&docker, &agent.node, &format!("k8s_app_{}_", agent.pod(name))).await;
+        let found = agent.app_containers(name).await;
         assert_eq!(found.len(), 1, "pod {name} runs one app container");
         ids.push(found[0].id.clone().unwrap());
     }
@@ -164,22 +163,13 @@ async fn app_ids(agent: &Agent, names: &[&str]) -> Vec<String> {
 }
 
 async fn wait_running(agent: &Agent, names: &[&str]) {
-    let docker = docker().await;
     for name in names {
-        wait_for(START, &format!("pod {name} to run"), || async {
-            (running(&docker, &agent.node, &format!("k8s_app_{}_", agent.pod(name))).await.len() == 1).then_some(())
-        })
-        .await;
+        wait_for(START, &format!("pod {name} to run"), || async { (agent.app_containers(name).await.len() == 1).then_some(()) }).await;
     }
-}
-
-async fn wait_log(agent: &Agent, text: &str) {
-    wait_for(START, &format!("the agent to log {text:?}"), || async { agent.log().contains(text).then_some(()) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_manifest_url_runs_its_pods_and_keeps_them_through_every_failure() {
-    let docker = docker().await;
     let mut server = ManifestServer::start(free_port(), Answer::Body(pod_list(&["a", "b"])));
     let mut agent = Agent::new("url");
     let url = server.url();
@@ -203,26 +193,23 @@ async fn a_manifest_url_runs_its_pods_and_keeps_them_through_every_failure() {
         (Answer::Body(pod_list(&["a", "Bad_Name"])), "items[1] (Bad_Name)"),
     ] {
         server.answer(answer);
-        wait_log(&agent, reported).await;
+        agent.wait_log(reported).await;
         assert_eq!(app_ids(&agent, &["a", "b"]).await, ids, "after {reported:?} the last good pods keep running");
     }
 
     server.answer(Answer::Body(pod_list(&["a", "c"])));
     wait_running(&agent, &["c"]).await;
-    wait_for(START, "pod b to go", || async {
-        running(&docker, &agent.node, &format!("k8s_app_{}_", agent.pod("b"))).await.is_empty().then_some(())
-    })
-    .await;
+    wait_for(START, "pod b to go", || async { agent.app_containers("b").await.is_empty().then_some(()) }).await;
     let ids = app_ids(&agent, &["a", "c"]).await;
 
     server.go_down();
-    wait_log(&agent, "Connection refused").await;
+    agent.wait_log("Connection refused").await;
     assert_eq!(app_ids(&agent, &["a", "c"]).await, ids, "the server going down stops nothing");
 
     // Restarted while the server is down: the checkpoint brings the same pods back, adopted.
     agent.kill9();
     agent.start_with(&flags);
-    wait_log(&agent, "restored the manifest URL's last good pods from the checkpoint").await;
+    agent.wait_log("restored the manifest URL's last good pods from the checkpoint").await;
     agent.wait_reported_running(&["a", "c"]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(app_ids(&agent, &["a", "c"]).await, ids, "adopted, not restarted");
@@ -230,9 +217,6 @@ async fn a_manifest_url_runs_its_pods_and_keeps_them_through_every_failure() {
 
     server.answer(Answer::Body(pod_list(&["c"])));
     server.listen();
-    wait_for(START, "pod a to go once the server is back", || async {
-        running(&docker, &agent.node, &format!("k8s_app_{}_", agent.pod("a"))).await.is_empty().then_some(())
-    })
-    .await;
+    wait_for(START, "pod a to go once the server is back", || async { agent.app_containers("a").await.is_empty().then_some(()) }).await;
     assert_eq!(app_ids(&agent, &["c"]).await, ids[1..]);
 }

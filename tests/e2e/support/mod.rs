@@ -202,6 +202,17 @@ impl Agent {
         (code == 200).then_some(pod)
     }
 
+    /// Waits until the agent's log says `text`.
+    pub async fn wait_log(&self, text: &str) {
+        wait_for(Duration::from_secs(60), &format!("the agent to log {text:?}"), || async { self.log().contains(text).then_some(()) })
+            .await;
+    }
+
+    /// The running `app` containers of pod `name` (the manifest's name).
+    pub async fn app_containers(&self, name: &str) -> Vec<ContainerSummary> {
+        running(&docker().await, &self.node, &format!("k8s_app_{}_", self.pod(name))).await
+    }
+
     /// Waits until the API reports every one of `names` in phase Running.
     pub async fn wait_reported_running(&self, names: &[&str]) {
         wait_for(Duration::from_secs(60), &format!("the agent to report {names:?} running"), || async {
