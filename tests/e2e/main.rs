@@ -31,3 +31,6 @@ mod sources;
 
 // Source plugins: the etcd source against a real etcd (issue 5).
 mod source_plugins;
+
+// Mirror pods on an API server: the API server test double, and a real cluster on request (issue 7).
+mod mirror;

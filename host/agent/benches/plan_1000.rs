@@ -86,6 +86,8 @@ fn measure(cache: std::path::PathBuf) {
         // The agent as shipped: every pod goes through the built-in policy.
         validators: vec![staticlet::admission::plugins::static_pod_policy()],
         source_plugins: vec![],
+        kubeconfig: None,
+        register_node: false,
         ignored_keys: vec![],
     };
     let engine = staticlet_plugin::PluginEngine::new("bench-node", Some(cache)).unwrap();
@@ -97,7 +99,7 @@ fn measure(cache: std::path::PathBuf) {
         let agent = tokio::spawn({
             let runtime: Arc<dyn Runtime> = fake.clone();
             let shutdown = shutdown.clone();
-            async move { staticlet::daemon::run(&config, runtime, engine, shutdown).await }
+            async move { staticlet::daemon::run(&config, runtime, engine, None, shutdown).await }
         });
         while fake.running_container_count() < 2 * PODS {
             tokio::time::sleep(Duration::from_millis(1)).await;

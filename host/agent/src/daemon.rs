@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::desired::{self, DesiredState};
 use crate::events::Recorder;
 use crate::metrics::{Instrumented, Metrics};
+use crate::mirror::{Mirror, Registration};
 use crate::reconcile::handler::Runner;
 use crate::reconcile::{Context, Controller};
 use crate::source::SourceSnapshot;
@@ -23,9 +24,9 @@ use crate::source::plugin::PluginSource;
 use crate::state::Layout;
 use crate::status::{PluginRegistry, StatusStore};
 
-/// Runs the agent on `runtime`, with its plugins in `engine`, until `shutdown` is cancelled.
-/// Pods keep running afterwards.
-pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngine, shutdown: CancellationToken) {
+/// Runs the agent on `runtime`, with its plugins in `engine` and mirror pods on `mirror`'s API
+/// server if given, until `shutdown` is cancelled. Pods keep running afterwards.
+pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngine, mirror: Option<Mirror>, shutdown: CancellationToken) {
     info!(
         node = %config.node_name,
         manifests = %config.static_pod_path.display(),
@@ -68,6 +69,29 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
                 error!("the read-only port is not served: {e}; pods are run regardless");
             }
         }
+    });
+    // Mirror pods only read the status store: nothing below waits for the API server.
+    let mirror = mirror.map(|mirror| {
+        info!(server = mirror.server(), register_node = config.register_node, "mirror pods on");
+        let (desired, status, events, shutdown, runtime) =
+            (desired_rx.clone(), status.clone(), events.clone(), shutdown.clone(), runtime.clone());
+        let (register, node_ip) = (config.register_node, config.node_ip.clone());
+        tokio::spawn(async move {
+            let registration = match register {
+                false => None,
+                true => {
+                    let version = match runtime.version().await {
+                        Ok(v) => format!("{}://{}", v.runtime_name, v.runtime_version),
+                        Err(e) => {
+                            warn!("registering the node without its container runtime's version: {e}");
+                            String::new()
+                        }
+                    };
+                    Some(Registration::of_this_host(&node_ip, &version))
+                }
+            };
+            mirror.run(registration, desired, status, events, shutdown).await;
+        })
     });
     let layout = Layout::new(&config.root_dir);
     let ctx = Arc::new(Context {
@@ -116,6 +140,9 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
     let ready = tokio::spawn(notify_systemd(status, shutdown.clone()));
     Controller::new(ctx).run(desired_rx, restart_rx, shutdown).await;
     let _ = tokio::join!(futures::future::join_all(sources), desired, socket, port, reload, ready);
+    if let Some(mirror) = mirror {
+        let _ = mirror.await;
+    }
     info!("staticlet stopped; pods are left running");
 }
 

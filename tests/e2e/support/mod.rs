@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end suites: a real Docker engine, the real `staticlet`
 //! binary, and locally built images.
 
+pub mod apiserver;
 pub mod etcd;
 pub mod images;
 

@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent: watch the manifests and keep their pods running.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Check manifests offline with the agent's defaulting, validation and admission chain;
     /// prints `FILE: field.path: message` per violation and exits 1 when any is rejected.
     Validate(validate::ValidateArgs),
@@ -49,7 +49,7 @@ pub enum Command {
 /// Whatever the subcommand reports, for `main` to print.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Validate(args) => validate::run(args),
         Command::Get(args) => get::run(args).map(|()| ExitCode::SUCCESS),
         Command::Describe(args) => describe::run(args).map(|()| ExitCode::SUCCESS),

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{Config, LogFormat, RunFlags};
+use crate::mirror::Mirror;
 use crate::state::Layout;
 
 /// Arguments of `staticlet run`.
@@ -50,7 +51,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             info!(signal = name, "shutting down; pods keep running");
             on_signal.cancel();
         });
-        crate::daemon::run(&config, runtime, engine, shutdown).await;
+        let mirror = match &config.kubeconfig {
+            Some(path) => Some(Mirror::connect(path, &config.node_name).await?),
+            None => {
+                if config.register_node {
+                    warn!("--register-node does nothing without --kubeconfig");
+                }
+                None
+            }
+        };
+        crate::daemon::run(&config, runtime, engine, mirror, shutdown).await;
         anyhow::Ok(())
     })
 }

@@ -109,6 +109,16 @@ pub struct RunFlags {
     #[arg(long, value_name = "IP")]
     pub address: Option<std::net::IpAddr>,
 
+    /// A kubeconfig for the cluster's API server: turns mirror pods on, so the cluster shows
+    /// this node's static pods. Without it staticlet is standalone and never dials out.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Register this node's Node object with the API server (and keep its Lease) when it does
+    /// not exist. Only with --kubeconfig. [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub register_node: Option<bool>,
+
     /// Log lines as human-readable text or as JSON objects, one per line. [default: text]
     #[arg(long, visible_alias = "logging-format", value_name = "FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -146,6 +156,10 @@ struct FileConfig {
     static_pod_url_ca_file: Option<PathBuf>,
     /// Whether the built-in static pod policy runs first in the admission chain (default true).
     static_pod_policy: Option<bool>,
+    /// `--kubeconfig`; the kubelet has it only as a flag. Relative to the config file.
+    kubeconfig: Option<PathBuf>,
+    /// `--register-node`, as the kubelet's config file names it.
+    register_node: Option<bool>,
     /// WebAssembly plugins, in order.
     #[serde(default)]
     plugins: Vec<PluginEntry>,
@@ -188,6 +202,10 @@ pub struct Config {
     pub validators: Vec<ValidatorConfig>,
     /// The source plugins, in config order.
     pub source_plugins: Vec<crate::source::plugin::SourceConfig>,
+    /// The API server's kubeconfig: mirror pods are on when it is set.
+    pub kubeconfig: Option<PathBuf>,
+    /// Whether to register the Node object (only with a kubeconfig).
+    pub register_node: bool,
     /// Config file keys that were not understood, for a warning.
     pub ignored_keys: Vec<String>,
 }
@@ -293,6 +311,8 @@ impl Config {
             }),
             validators,
             source_plugins: configured.sources,
+            kubeconfig: flags.kubeconfig.clone().or_else(|| file.kubeconfig.map(|path| config_dir.join(path))),
+            register_node: flags.register_node.or(file.register_node).unwrap_or(false),
             ignored_keys: file.unknown.into_keys().collect(),
         })
     }
@@ -362,5 +382,19 @@ mod tests {
         let bad = write("fileCheckFrequency: 90\n");
         let err = Config::resolve(&RunFlags { config: Some(bad.path().to_owned()), ..Default::default() }).unwrap_err();
         assert!(err.to_string().contains(&bad.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn mirror_pods_are_off_unless_a_kubeconfig_is_given() {
+        let standalone = Config::resolve(&RunFlags { hostname_override: Some("n".into()), ..Default::default() }).unwrap();
+        assert_eq!((standalone.kubeconfig, standalone.register_node), (None, false));
+
+        let file = write("nodeName: n\nkubeconfig: node.kubeconfig\nregisterNode: true\n");
+        let from_file = Config::resolve(&RunFlags { config: Some(file.path().to_owned()), ..Default::default() }).unwrap();
+        assert_eq!(from_file.kubeconfig, Some(file.path().parent().unwrap().join("node.kubeconfig")), "relative to the config file");
+        assert!(from_file.register_node);
+
+        let flags = RunFlags { config: Some(file.path().to_owned()), register_node: Some(false), ..Default::default() };
+        assert!(!Config::resolve(&flags).unwrap().register_node, "--register-node=false overrides the file");
     }
 }

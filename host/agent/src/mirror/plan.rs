@@ -113,6 +113,18 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The namespace and name of the pod the call is about.
+    pub fn target(&self) -> (&str, &str) {
+        match self {
+            Action::Create(pod) => {
+                (pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or_default())
+            }
+            Action::Delete { namespace, name, .. } | Action::PatchStatus { namespace, name, .. } => (namespace, name),
+        }
+    }
+}
+
 /// Why a static pod has no mirror pod, to report on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocked {
