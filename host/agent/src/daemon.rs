@@ -70,7 +70,8 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
             }
         }
     });
-    // Mirror pods only read the status store: nothing below waits for the API server.
+    // Mirror pods only read the desired set and the status store: nothing below waits for the
+    // API server.
     let mirror = mirror.map(|mirror| {
         info!(server = mirror.server(), register_node = config.register_node, "mirror pods on");
         let (desired, status, events, shutdown, runtime) =

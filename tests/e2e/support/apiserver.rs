@@ -71,14 +71,14 @@ pub struct ApiServer {
     pub port: u16,
     shared: Arc<Shared>,
     server: Option<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl ApiServer {
     /// Starts serving on a free port.
     pub async fn start() -> ApiServer {
         let shared = Arc::new(Shared { state: Mutex::default(), revision: watch::Sender::new(0) });
-        let mut server = ApiServer { port: free_port(), shared, server: None, _dir: tempfile::tempdir().unwrap() };
+        let mut server = ApiServer { port: free_port(), shared, server: None, dir: tempfile::tempdir().unwrap() };
         server.resume().await;
         server
     }
@@ -120,7 +120,7 @@ impl ApiServer {
 
     /// Writes a kubeconfig in which `node` authenticates as `system:node:<node>`.
     pub fn kubeconfig(&self, node: &str) -> std::path::PathBuf {
-        let path = self._dir.path().join(format!("{node}.kubeconfig"));
+        let path = self.dir.path().join(format!("{node}.kubeconfig"));
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"{}\"}}\nusers:\n- name: {node}\n  user: {{token: node-{node}}}\ncontexts:\n- name: {node}\n  context: {{cluster: double, user: {node}}}\ncurrent-context: {node}\n",
             self.url()

@@ -2,11 +2,11 @@
 //! keeps on the cluster's API server, so `kubectl get pods` shows them as it shows a kubelet's.
 //!
 //! The stage reads the desired set and the status store and writes only to the API server: it
-//! can never hold up a pod. [`plan`] is a pure function from the static pods and the mirror pods the API server
-//! holds for this node to the calls that bring the second in line with the first; [`sync`] is
-//! the loop that watches both sides and makes those calls, with back-off; [`node`] finds (or,
-//! with `--register-node`, registers) the Node object that owns every mirror pod and keeps its
-//! heartbeat Lease.
+//! can never hold up a pod. [`plan`] is a pure function from the static pods and the mirror
+//! pods the API server holds for this node to the calls that bring the second in line with the
+//! first; [`sync`] is the loop that watches both sides and makes those calls, with back-off;
+//! [`node`] finds (or, with `--register-node`, registers) the Node object that owns every mirror
+//! pod and keeps its heartbeat Lease.
 
 pub mod node;
 pub mod plan;
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
-
+use staticlet_model::StaticPod;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +24,21 @@ use crate::desired::DesiredSet;
 use crate::events::Recorder;
 use crate::status::StatusStore;
 pub use node::Registration;
+
+/// The reason of the Warning event a pod gets while its mirror pod cannot be made.
+pub const FAILED_MIRROR: &str = "FailedMirrorPod";
+
+/// Reports why mirror pods cannot be made: a [`FAILED_MIRROR`] Warning event on each of `pods`
+/// (which logs it too), or a warning in the log when it holds back no pod.
+fn report<'a>(events: &Recorder, pods: impl IntoIterator<Item = &'a StaticPod>, message: &str) {
+    let mut pods = pods.into_iter().peekable();
+    if pods.peek().is_none() {
+        tracing::warn!("mirror pods: {message}");
+    }
+    for pod in pods {
+        events.for_pod(pod).warning(None, FAILED_MIRROR, message.to_owned());
+    }
+}
 
 /// Why the API server cannot be reached as configured.
 #[derive(Debug, thiserror::Error)]
@@ -79,8 +94,9 @@ impl Mirror {
 
     /// Keeps mirror pods of `desired`'s pods, with their statuses from `status`, until
     /// `shutdown`: waits for the Node object (registering it as `registration` and keeping its
-    /// Lease, with `--register-node`), then runs the sync loop. Problems are logged and recorded as events on the pods they hold
-    /// back; none of it waits on, or is waited on by, the pods' workers.
+    /// Lease, with `--register-node`), then runs the sync loop. Problems are logged and recorded
+    /// as events on the pods they hold back; none of it waits on, or is waited on by, the pods'
+    /// workers.
     pub async fn run(
         self,
         registration: Option<Registration>,

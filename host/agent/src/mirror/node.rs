@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::plan::NodeRef;
-use super::sync::{Backoff, FAILED_MIRROR};
+use super::report;
+use super::sync::Backoff;
 use crate::desired::DesiredSet;
 use crate::events::Recorder;
 
@@ -203,12 +204,7 @@ impl Nodes {
                 Err(e) => format!("reading node {:?} from the API server {}: {e}; mirror pods wait for it", self.name, self.server),
             };
             let pods: Vec<_> = desired.borrow().pods.values().cloned().collect();
-            if pods.is_empty() {
-                warn!("mirror pods: {problem}");
-            }
-            for pod in pods {
-                events.for_pod(&pod).warning(None, FAILED_MIRROR, problem.clone());
-            }
+            report(events, pods.iter().map(|pod| &**pod), &problem);
             tokio::select! {
                 _ = shutdown.cancelled() => return None,
                 _ = tokio::time::sleep(backoff.next().unwrap_or(RENEW_INTERVAL)) => {}
@@ -222,10 +218,17 @@ impl Nodes {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
         let mut backoff = Backoff::default();
         let mut failing = false;
+        // The Lease as last written: renewing it is one update, as the kubelet's is; it is read
+        // afresh only after a failure (a conflict, or the Lease gone).
+        let mut last: Option<Lease> = None;
         loop {
             let renewed = async {
                 let fresh = lease(&node, Timestamp::now());
-                match leases.get_opt(&node.name).await? {
+                let current = match last.take() {
+                    Some(current) => Some(current),
+                    None => leases.get_opt(&node.name).await?,
+                };
+                match current {
                     None => leases.create(&PostParams::default(), &fresh).await,
                     Some(mut current) => {
                         current.spec = fresh.spec;
@@ -234,7 +237,8 @@ impl Nodes {
                 }
             };
             let delay = match renewed.await {
-                Ok(_) => {
+                Ok(written) => {
+                    last = Some(written);
                     if std::mem::take(&mut failing) {
                         info!(node = %node.name, "node lease renewed again");
                     }

@@ -65,6 +65,11 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// Its namespace and name, which key the API server's pods.
+    pub fn key(&self) -> (String, String) {
+        (self.namespace.clone(), self.name.clone())
+    }
+
     /// What planning needs of a pod the API server returned.
     pub fn of(pod: &Pod) -> Observed {
         let meta = &pod.metadata;
@@ -128,6 +133,8 @@ impl Action {
 /// Why a static pod has no mirror pod, to report on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocked {
+    /// The static pod's UID.
+    pub uid: String,
     /// The static pod's namespace/name.
     pub pod: String,
     /// Why.
@@ -156,6 +163,7 @@ pub fn plan(node: &NodeRef, wanted: &[Wanted<'_>], observed: &[Observed]) -> (Ve
         match by_key.remove(&key) {
             None => actions.push(create()),
             Some(o) if o.config_mirror.is_none() => blocked.push(Blocked {
+                uid: want.pod.uid.clone(),
                 pod: format!("{}/{}", key.0, key.1),
                 reason: "a pod of that name that is not a mirror pod exists on the API server; it is left alone".to_owned(),
             }),

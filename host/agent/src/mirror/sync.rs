@@ -1,5 +1,5 @@
-//! The mirror loop: watches this node's pods on the API server and the status store, and after
-//! each change (no more often than [`MIN_PASS_INTERVAL`]) makes the calls [`plan`] asks for.
+//! The mirror loop: watches this node's pods on the API server, the desired set and the status
+//! store, and after each change (no more often than [`MIN_PASS_INTERVAL`]) makes the calls [`plan`] asks for.
 //!
 //! A failed call is retried, whole pass and all, with exponential back-off; the watch recovers
 //! on its own with the same back-off and lists again. Status changes that arrive while a pass
@@ -17,13 +17,13 @@ use kube::runtime::utils::Backoff as KubeBackoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::json;
-use staticlet_model::StaticPod;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::plan::{self, Action, NodeRef, Observed, Wanted};
+use super::report;
 use crate::desired::DesiredSet;
 use crate::events::Recorder;
 use crate::status::{Snapshot, StatusStore};
@@ -31,9 +31,6 @@ use crate::status::{Snapshot, StatusStore};
 /// The shortest time between two passes: status bursts (a pod starting its containers one by
 /// one) become one patch per pod instead of one per change.
 pub const MIN_PASS_INTERVAL: Duration = Duration::from_millis(500);
-
-/// The reason of the Warning event a pod gets while its mirror pod cannot be made.
-pub const FAILED_MIRROR: &str = "FailedMirrorPod";
 
 /// The back-off between failed passes and between watch attempts: doubling from half a second
 /// to ten, reset by a success. Ten seconds bounds how long mirrors lag behind an API server
@@ -165,12 +162,11 @@ impl Sync {
 
     /// Takes in one watch event; true once a listing has completed.
     fn observe(&mut self, event: watcher::Event<Pod>, listing: &mut Option<BTreeMap<(String, String), Observed>>) -> bool {
-        let key = |o: &Observed| (o.namespace.clone(), o.name.clone());
         match event {
             watcher::Event::Init => *listing = Some(BTreeMap::new()),
             watcher::Event::InitApply(pod) => {
                 let o = Observed::of(&pod);
-                listing.get_or_insert_default().insert(key(&o), o);
+                listing.get_or_insert_default().insert(o.key(), o);
             }
             watcher::Event::InitDone => {
                 self.observed = listing.take().unwrap_or_default();
@@ -179,12 +175,12 @@ impl Sync {
             }
             watcher::Event::Apply(pod) => {
                 let o = Observed::of(&pod);
-                self.observed.insert(key(&o), o);
+                self.observed.insert(o.key(), o);
             }
             watcher::Event::Delete(pod) => {
                 let o = Observed::of(&pod);
-                if self.observed.get(&key(&o)).is_some_and(|current| current.uid == o.uid) {
-                    self.observed.remove(&key(&o));
+                if self.observed.get(&o.key()).is_some_and(|current| current.uid == o.uid) {
+                    self.observed.remove(&o.key());
                 }
                 self.sent.remove(&o.uid);
             }
@@ -196,9 +192,8 @@ impl Sync {
     /// stops at the first failure. Rejected pods get no mirror: NodeRestriction would refuse
     /// most of them, and the kubelet makes none for them either.
     async fn pass(&mut self, desired: &DesiredSet, snapshot: &Snapshot, events: &Recorder) -> Result<(), String> {
-        let running: Vec<&Arc<StaticPod>> = desired.pods.values().collect();
         let wanted: Vec<Wanted<'_>> =
-            running.iter().map(|pod| Wanted { pod, status: snapshot.by_uid.get(&pod.uid).map(|s| s.view.status.clone()) }).collect();
+            desired.pods.values().map(|pod| Wanted { pod, status: snapshot.by_uid.get(&pod.uid).map(|s| s.view.status.clone()) }).collect();
         let observed: Vec<Observed> = self
             .observed
             .values()
@@ -206,20 +201,15 @@ impl Sync {
             .collect();
         let (actions, blocked) = plan::plan(&self.node, &wanted, &observed);
         for b in blocked {
-            if let Some(pod) = running.iter().find(|pod| format!("{}/{}", pod.namespace(), pod.name()) == b.pod) {
-                events.for_pod(pod).warning(None, FAILED_MIRROR, format!("no mirror pod on {}: {}", self.server, b.reason));
-            }
+            report(events, desired.pods.get(&b.uid).map(|pod| &**pod), &format!("no mirror pod on {}: {}", self.server, b.reason));
         }
         for action in actions {
             let described = describe(&action);
             let (namespace, name) = action.target();
-            let static_pod = running.iter().find(|pod| pod.namespace() == namespace && pod.name() == name).cloned();
+            let static_pod = desired.pods.values().find(|pod| pod.namespace() == namespace && pod.name() == name).cloned();
             if let Err(e) = self.apply(action).await {
                 let message = format!("{described} on {}: {e}", self.server);
-                match static_pod {
-                    Some(pod) => events.for_pod(pod).warning(None, FAILED_MIRROR, message.clone()),
-                    None => warn!("mirror pods: {message}"),
-                }
+                report(events, static_pod.as_deref(), &message);
                 return Err(message);
             }
         }
@@ -236,7 +226,7 @@ impl Sync {
                     Ok(created) => {
                         let o = Observed::of(&created);
                         debug!(pod = %format!("{}/{}", o.namespace, o.name), uid = %o.uid, "mirror pod created");
-                        self.observed.insert((o.namespace.clone(), o.name.clone()), o);
+                        self.observed.insert(o.key(), o);
                         Ok(())
                     }
                     Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
