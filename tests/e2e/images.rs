@@ -14,7 +14,7 @@ const REGISTRY: &str = "127.0.0.1:5000";
 
 /// Pushes the test image to the local registry as `repo:tag`, then removes it from the engine,
 /// so the only way back is a pull.
-async fn publish_and_forget(docker: &Docker, repo: &str, tag: &str) -> String {
+pub(crate) async fn publish_and_forget(docker: &Docker, repo: &str, tag: &str) -> String {
     let reference = format!("{REGISTRY}/{repo}");
     docker.tag_image(BUSYBOX, Some(TagImageOptions { repo: Some(reference.clone()), tag: Some(tag.to_owned()) })).await.unwrap();
     let mut push = docker.push_image(&reference, Some(PushImageOptions { tag: Some(tag.to_owned()), ..Default::default() }), None);

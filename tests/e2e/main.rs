@@ -34,3 +34,9 @@ mod source_plugins;
 
 // Mirror pods on an API server: the API server test double, and a real cluster on request (issue 7).
 mod mirror;
+
+// Runtime adapters: the conformance suite on Docker and on the Podman adapter (issue 9).
+mod conformance;
+
+// Runtime classes: Docker and Podman side by side, misbehaving adapters (issue 9).
+mod runtime_classes;

@@ -86,6 +86,9 @@ fn measure(cache: std::path::PathBuf) {
         // The agent as shipped: every pod goes through the built-in policy.
         validators: vec![staticlet::admission::plugins::static_pod_policy()],
         source_plugins: vec![],
+        default_runtime_class: "fake".into(),
+        runtime_classes: [("fake".to_owned(), "fake".to_owned())].into(),
+        runtime_adapters: vec![],
         kubeconfig: None,
         register_node: false,
         ignored_keys: vec![],
@@ -99,7 +102,8 @@ fn measure(cache: std::path::PathBuf) {
         let agent = tokio::spawn({
             let runtime: Arc<dyn Runtime> = fake.clone();
             let shutdown = shutdown.clone();
-            async move { staticlet::daemon::run(&config, runtime, engine, None, shutdown).await }
+            let runtimes = staticlet::runtimes::Runtimes::single("fake", runtime);
+            async move { staticlet::daemon::run(&config, runtimes, vec![], engine, None, shutdown).await }
         });
         while fake.running_container_count() < 2 * PODS {
             tokio::time::sleep(Duration::from_millis(1)).await;

@@ -3,13 +3,12 @@
 use std::sync::Arc;
 
 use staticlet_model::NodeContext;
-use staticlet_plugin::PluginEngine;
-use staticlet_runtime::Runtime;
+use staticlet_plugin::{Plugin, PluginEngine};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::admission::plugins::Validators;
+use crate::admission::plugins::{RELOAD_PERIOD, Validators, reload};
 use crate::api::{self, Api};
 use crate::config::Config;
 use crate::desired::{self, DesiredState};
@@ -18,25 +17,35 @@ use crate::metrics::{Instrumented, Metrics};
 use crate::mirror::{Mirror, Registration};
 use crate::reconcile::handler::Runner;
 use crate::reconcile::{Context, Controller};
+use crate::runtimes::Runtimes;
 use crate::source::SourceSnapshot;
 use crate::source::file::FileSource;
 use crate::source::plugin::PluginSource;
 use crate::state::Layout;
 use crate::status::{PluginRegistry, StatusStore};
 
-/// Runs the agent on `runtime`, with its plugins in `engine` and mirror pods on `mirror`'s API
-/// server if given, until `shutdown` is cancelled. Pods keep running afterwards.
-pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngine, mirror: Option<Mirror>, shutdown: CancellationToken) {
+/// Runs the agent on `runtimes` (`adapters` are the runtime-adapter plugins among them), with
+/// its plugins in `engine` and mirror pods on `mirror`'s API server if given, until `shutdown`
+/// is cancelled. Pods keep running afterwards.
+pub async fn run(
+    config: &Config,
+    runtimes: Runtimes,
+    adapters: Vec<Arc<Plugin>>,
+    engine: PluginEngine,
+    mirror: Option<Mirror>,
+    shutdown: CancellationToken,
+) {
     info!(
         node = %config.node_name,
         manifests = %config.static_pod_path.display(),
         root_dir = %config.root_dir.display(),
-        runtime = runtime.name(),
+        runtime_classes = ?runtimes.class_names(),
+        default_runtime_class = %config.default_runtime_class,
         "staticlet starting"
     );
     let node = NodeContext { node_name: config.node_name.clone() };
     let metrics = Metrics::new();
-    let runtime: Arc<dyn Runtime> = Arc::new(Instrumented::new(runtime, metrics.clone()));
+    let runtimes = runtimes.map(|runtime| Arc::new(Instrumented::new(runtime, metrics.clone())));
     let events = Recorder::new(&config.node_name);
     let status = StatusStore::default();
     let plugins = PluginRegistry::default();
@@ -47,7 +56,7 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
         status: status.clone(),
         events: events.clone(),
         metrics: metrics.clone(),
-        runtime: runtime.clone(),
+        runtimes: runtimes.clone(),
         plugins: plugins.clone(),
         restarts: restart_tx,
         shutdown: shutdown.clone(),
@@ -75,7 +84,7 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
     let mirror = mirror.map(|mirror| {
         info!(server = mirror.server(), register_node = config.register_node, "mirror pods on");
         let (desired, status, events, shutdown, runtime) =
-            (desired_rx.clone(), status.clone(), events.clone(), shutdown.clone(), runtime.clone());
+            (desired_rx.clone(), status.clone(), events.clone(), shutdown.clone(), runtimes.default_runtime().clone());
         let (register, node_ip) = (config.register_node, config.node_ip.clone());
         tokio::spawn(async move {
             let registration = match register {
@@ -95,8 +104,10 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
         })
     });
     let layout = Layout::new(&config.root_dir);
+    plugins.register(adapters.iter().cloned());
+    let adapters_reload = tokio::spawn(reload_adapters(adapters, shutdown.clone()));
     let ctx = Arc::new(Context {
-        runtime,
+        runtimes: runtimes.clone(),
         node: config.node_name.clone(),
         layout: layout.clone(),
         host_ip: config.node_ip.clone(),
@@ -132,7 +143,7 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
     let source_rx = crate::source::merge(inputs, shutdown.clone());
     // Sources and the API start first; no pod is admitted, and so none started, before every
     // validator has loaded (or failed to, which its failure policy then covers).
-    let validators = Arc::new(Validators::load(&engine, &config.validators, &metrics).await);
+    let validators = Arc::new(Validators::load(&engine, &config.validators, runtimes.class_names(), &metrics).await);
     plugins.register(validators.plugins().iter().cloned());
     let stage = DesiredState::new(node, validators.chain()).reporting_to(events, metrics);
     let generation = validators.generation();
@@ -140,11 +151,28 @@ pub async fn run(config: &Config, runtime: Arc<dyn Runtime>, engine: PluginEngin
     let desired = tokio::spawn(desired::run(stage, source_rx, generation, desired_tx, shutdown.clone()));
     let ready = tokio::spawn(notify_systemd(status, shutdown.clone()));
     Controller::new(ctx).run(desired_rx, restart_rx, shutdown).await;
-    let _ = tokio::join!(futures::future::join_all(sources), desired, socket, port, reload, ready);
+    let _ = tokio::join!(futures::future::join_all(sources), desired, socket, port, reload, adapters_reload, ready);
     if let Some(mirror) = mirror {
         let _ = mirror.await;
     }
     info!("staticlet stopped; pods are left running");
+}
+
+/// Reloads runtime adapters whose `.wasm` changed: the next call uses the new code, and pods
+/// whose calls failed converge on their next retry.
+async fn reload_adapters(adapters: Vec<Arc<Plugin>>, shutdown: CancellationToken) {
+    if adapters.is_empty() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RELOAD_PERIOD) => {}
+        }
+        for adapter in &adapters {
+            reload(adapter, "runtime calls use the new code").await;
+        }
+    }
 }
 
 /// Tells systemd (a `Type=notify` unit) that the agent is ready once its first manifests are

@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::uri::Scheme;
 use http_body_util::BodyExt;
@@ -27,13 +27,23 @@ type SendResult = wasmtime_wasi_http::Result<(http::Response<WasiBody>, Response
 pub(crate) struct Egress {
     plugin: Arc<str>,
     grants: Arc<[HostGrant]>,
-    /// Bounds connecting and waiting for the response head, whatever the plugin asks for.
-    timeout: Duration,
+    /// The end of the call in progress: it bounds resolving, connecting and waiting for the
+    /// response head, whatever the plugin asks for.
+    deadline: Instant,
 }
 
 impl Egress {
-    pub(crate) fn new(plugin: String, grants: Vec<HostGrant>, timeout: Duration) -> Self {
-        Egress { plugin: plugin.into(), grants: grants.into(), timeout }
+    pub(crate) fn new(plugin: String, grants: Vec<HostGrant>) -> Self {
+        Egress { plugin: plugin.into(), grants: grants.into(), deadline: Instant::now() }
+    }
+
+    pub(crate) fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+
+    /// What is left of the call's time.
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
     }
 }
 
@@ -78,7 +88,7 @@ impl Egress {
         }
         let resolved: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => match tokio::time::timeout(self.timeout, tokio::net::lookup_host((host, port))).await {
+            Err(_) => match tokio::time::timeout(self.remaining(), tokio::net::lookup_host((host, port))).await {
                 Ok(Ok(addrs)) => addrs.collect(),
                 Ok(Err(_)) => return Err(Error::DnsError { rcode: None, info_code: None }),
                 Err(_) => return Err(Error::DnsTimeout),
@@ -107,8 +117,9 @@ impl Egress {
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let addrs = self.vet(&host, port).await?;
 
-        let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(self.timeout).min(self.timeout);
-        let first_byte_timeout = options.and_then(|o| o.first_byte_timeout).unwrap_or(self.timeout).min(self.timeout);
+        let remaining = self.remaining();
+        let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(remaining).min(remaining);
+        let first_byte_timeout = options.and_then(|o| o.first_byte_timeout).unwrap_or(remaining).min(remaining);
         let stream = connect(&addrs, connect_timeout).await?;
 
         // The request line carries only the path; the Host header (set by wasi-http) keeps the
@@ -196,7 +207,8 @@ mod tests {
     #[tokio::test]
     async fn a_name_resolving_to_loopback_is_refused_but_the_listed_address_is_not() {
         let grants = vec!["localhost:8080".parse().unwrap(), "127.0.0.1:9090".parse().unwrap()];
-        let egress = Egress::new("p".into(), grants, Duration::from_secs(1));
+        let mut egress = Egress::new("p".into(), grants);
+        egress.set_deadline(Instant::now() + Duration::from_secs(1));
         assert!(matches!(egress.vet("localhost", 8080).await, Err(Error::DestinationIpProhibited)));
         assert!(matches!(egress.vet("example.org", 80).await, Err(Error::HttpRequestDenied)));
         assert_eq!(egress.vet("127.0.0.1", 9090).await.unwrap(), vec!["127.0.0.1:9090".parse().unwrap()]);

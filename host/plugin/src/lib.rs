@@ -8,7 +8,9 @@
 //! - [`PluginEngine`]: one wasmtime engine for every plugin, with the epoch ticker that enforces
 //!   call deadlines, one linker per WIT version, and the on-disk cache of compiled code;
 //! - [`Plugin`]: one loaded plugin: its pre-linked component, a warm instance, hot reload when
-//!   its `.wasm` changes, and the typed calls of its kind ([`Plugin::validate`]).
+//!   its `.wasm` changes, and the typed calls of its kind ([`Plugin::validate`],
+//!   [`Plugin::poll`]);
+//! - [`AdapterRuntime`]: a runtime-adapter plugin as the agent's `Runtime`.
 //!
 //! Every plugin runs with no ambient authority: no files, environment, sockets or HTTP unless
 //! its [`Grants`] say so; every call has a deadline and every instance a memory cap, and a call
@@ -17,6 +19,7 @@
 //!
 //! This crate knows nothing of what the agent does with verdicts, manifests or runtimes.
 
+mod adapter;
 mod bindings;
 mod cache;
 mod egress;
@@ -25,6 +28,7 @@ mod plugin;
 mod sandbox;
 pub mod spec;
 
+pub use adapter::{AdapterRuntime, DEFAULT_IMAGE_PULL_TIMEOUT};
 pub use engine::PluginEngine;
 pub use plugin::{Health, Plugin, PluginInfo, Refresh};
 pub use spec::{Code, DirGrant, Grants, HostGrant, Kind, Limits, PluginSpec};

@@ -1,10 +1,12 @@
 //! One loaded plugin: its pre-linked component, a warm instance, hot reload, and the calls of
 //! its kind.
 //!
-//! Calls into one plugin are serialized on its warm instance, which keeps its state between
-//! calls. A call that traps, runs past its deadline or past the memory cap discards the instance
-//! (a trapped instance cannot be entered again); the next call instantiates afresh from the
-//! `InstancePre` and runs `init` again. A plugin that never loaded answers every call with the
+//! A plugin runs at most [`Limits::concurrency`](crate::Limits::concurrency) calls at once, each
+//! on an instance of its own; instances are kept warm between calls and keep their state. With
+//! the default of one, as validators and sources have, calls are serialized on a single warm
+//! instance. A call that traps, runs past its deadline or past the memory cap discards its
+//! instance (a trapped instance cannot be entered again); the next call instantiates afresh
+//! from the `InstancePre` and runs `init` again. A plugin that never loaded answers every call with the
 //! error that kept it from loading, so a caller cannot mistake it for a plugin with nothing to
 //! say.
 
@@ -19,7 +21,8 @@ use wasmtime::component::Component;
 use crate::bindings::v0_1_0::{self, runtime, source, types, validator};
 use crate::cache::Origin;
 use crate::engine::PluginEngine;
-use crate::sandbox::{DeadlineExceeded, MemoryLimitExceeded, State, new_store};
+pub(crate) use crate::sandbox::State;
+use crate::sandbox::{DeadlineExceeded, MemoryLimitExceeded, new_store};
 use crate::spec::{Code, Kind, PluginSpec};
 use crate::{PluginError, PodContext, Verdict, Violation};
 
@@ -82,7 +85,7 @@ enum Pre {
     Runtime(Box<runtime::RuntimeAdapterPre<State>>),
 }
 
-enum Bound {
+pub(crate) enum Bound {
     Validator(validator::AdmissionValidator),
     Source(source::ManifestSource),
     Runtime(Box<runtime::RuntimeAdapter>),
@@ -137,7 +140,10 @@ pub struct Plugin {
     spec: PluginSpec,
     engine: PluginEngine,
     current: Mutex<Current>,
-    warm: tokio::sync::Mutex<Option<Instance>>,
+    /// Warm instances not in a call.
+    idle: Mutex<Vec<Instance>>,
+    /// One permit per call that may run at once.
+    slots: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -151,7 +157,8 @@ impl Plugin {
     /// it. A plugin that fails to load is still returned, [`Health::Failed`], answering every
     /// call with the error; [`Plugin::refresh`] loads it once its file is fixed.
     pub async fn load(engine: &PluginEngine, spec: PluginSpec) -> Plugin {
-        let plugin = Plugin { spec, engine: engine.clone(), current: Mutex::default(), warm: tokio::sync::Mutex::new(None) };
+        let slots = tokio::sync::Semaphore::new(spec.limits.concurrency.max(1));
+        let plugin = Plugin { spec, engine: engine.clone(), current: Mutex::default(), idle: Mutex::default(), slots };
         match plugin.refresh().await {
             Refresh::Failed(e) => warn!(plugin = %plugin.spec.name, "{e}"),
             Refresh::Loaded { digest, from_cache } => {
@@ -240,9 +247,8 @@ impl Plugin {
         };
         // A fresh instance runs `init` now, so bad settings show at load rather than at the
         // first pod, and the first call finds a warm instance.
-        let mut warm = self.warm.lock().await;
         match self.instantiate(loaded.clone()).await {
-            Ok(instance) => *warm = Some(instance),
+            Ok(instance) => *self.idle.lock().expect("plugin instances lock") = vec![instance],
             Err(e) => return self.record_failure(e, stamp),
         }
         let mut current = self.current.lock().expect("plugin state lock");
@@ -314,8 +320,8 @@ impl Plugin {
         Ok(Loaded { digest, wit_version, pre })
     }
 
-    fn arm(&self, store: &mut Store<State>) {
-        store.data_mut().deadline = Instant::now() + self.spec.limits.call_timeout;
+    fn arm(store: &mut Store<State>, timeout: Duration) {
+        store.data_mut().set_deadline(Instant::now() + timeout);
         store.set_epoch_deadline(1);
     }
 
@@ -327,40 +333,44 @@ impl Plugin {
             code: self.spec.code.to_string(),
             message: format!("cannot open a granted directory: {e:#}"),
         })?;
-        self.arm(&mut store);
+        let limit = self.spec.limits.call_timeout;
+        Self::arm(&mut store, limit);
         let settings = self.spec.settings.as_str();
-        let timeout = self.spec.limits.call_timeout + TIMER_SLACK;
+        let timeout = limit + TIMER_SLACK;
         let (bound, init) = match &loaded.pre {
             Pre::Validator(pre) => {
-                let bound = self.bounded(CALL, tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await)?;
+                let bound = self.bounded(CALL, limit, tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await)?;
                 let init = tokio::time::timeout(timeout, bound.call_init(&mut store, settings)).await;
                 (Bound::Validator(bound), init)
             }
             Pre::Source(pre) => {
-                let bound = self.bounded(CALL, tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await)?;
+                let bound = self.bounded(CALL, limit, tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await)?;
                 let init = tokio::time::timeout(timeout, bound.call_init(&mut store, settings)).await;
                 (Bound::Source(bound), init)
             }
             Pre::Runtime(pre) => {
-                let bound = self.bounded(CALL, tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await)?;
+                let bound = self.bounded(CALL, limit, tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await)?;
                 let init = tokio::time::timeout(timeout, bound.call_init(&mut store, settings)).await;
                 (Bound::Runtime(Box::new(bound)), init)
             }
         };
-        self.bounded(CALL, init)?.map_err(|e| self.guest_error(CALL, e))?;
+        self.bounded(CALL, limit, init)?.map_err(|e| self.guest_error(CALL, e))?;
         Ok(Instance { loaded, store, bound })
     }
 
     /// Turns the outcome of a bounded call into the plugin's error: the deadline, the memory
     /// cap, or a trap.
-    fn bounded<R>(&self, call: &'static str, outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>) -> Result<R, PluginError> {
+    fn bounded<R>(
+        &self,
+        call: &'static str,
+        timeout: Duration,
+        outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+    ) -> Result<R, PluginError> {
         let plugin = self.spec.name.clone();
         match outcome {
             Ok(Ok(value)) => Ok(value),
-            Err(_) => Err(PluginError::Deadline { plugin, call, timeout: self.spec.limits.call_timeout }),
-            Ok(Err(e)) if e.downcast_ref::<DeadlineExceeded>().is_some() => {
-                Err(PluginError::Deadline { plugin, call, timeout: self.spec.limits.call_timeout })
-            }
+            Err(_) => Err(PluginError::Deadline { plugin, call, timeout }),
+            Ok(Err(e)) if e.downcast_ref::<DeadlineExceeded>().is_some() => Err(PluginError::Deadline { plugin, call, timeout }),
             Ok(Err(e)) if e.downcast_ref::<MemoryLimitExceeded>().is_some() => {
                 Err(PluginError::Memory { plugin, call, limit: self.spec.limits.memory_bytes })
             }
@@ -378,8 +388,8 @@ impl Plugin {
         PluginError::Guest { plugin: self.spec.name.clone(), call, code: e.code, message: e.message }
     }
 
-    /// The warm instance if it runs the current code, else a fresh one.
-    async fn checkout(&self, warm: Option<Instance>) -> Result<Instance, PluginError> {
+    /// A warm instance if one runs the current code, else a fresh one.
+    async fn checkout(&self) -> Result<Instance, PluginError> {
         let loaded = {
             let current = self.current.lock().expect("plugin state lock");
             match (&current.loaded, &current.load_error) {
@@ -394,9 +404,14 @@ impl Plugin {
                 }
             }
         };
+        let warm = {
+            let mut idle = self.idle.lock().expect("plugin instances lock");
+            idle.retain(|instance| Arc::ptr_eq(&instance.loaded, &loaded));
+            idle.pop()
+        };
         match warm {
-            Some(instance) if Arc::ptr_eq(&instance.loaded, &loaded) => Ok(instance),
-            _ => self.instantiate(loaded).await,
+            Some(instance) => Ok(instance),
+            None => self.instantiate(loaded).await,
         }
     }
 
@@ -407,27 +422,28 @@ impl Plugin {
         current.last_call_error = error.map(ToString::to_string);
     }
 
-    /// Runs one export on the warm instance (or a fresh one), bounded by the deadline and
-    /// the memory cap; keeps the instance for the next call unless the call failed in a way
-    /// that leaves it unusable.
-    async fn call<T>(
+    /// Runs one export on a warm instance (or a fresh one), bounded by `timeout` and the
+    /// memory cap; keeps the instance for a later call unless the call failed in a way that
+    /// leaves it unusable.
+    pub(crate) async fn call<T>(
         &self,
         call: &'static str,
         kind: Kind,
+        timeout: Duration,
         export: impl for<'a> FnOnce(&'a Bound, &'a mut Store<State>) -> GuestCall<'a, T>,
     ) -> Result<T, PluginError> {
         if self.spec.kind != kind {
             return Err(PluginError::WrongKind { plugin: self.spec.name.clone(), kind: self.spec.kind, call });
         }
-        let mut warm = self.warm.lock().await;
+        let _slot = self.slots.acquire().await.expect("the call semaphore is never closed");
         let result = async {
-            let mut instance = self.checkout(warm.take()).await?;
-            self.arm(&mut instance.store);
+            let mut instance = self.checkout().await?;
+            Self::arm(&mut instance.store, timeout);
             let Instance { bound, store, .. } = &mut instance;
-            let outcome = tokio::time::timeout(self.spec.limits.call_timeout + TIMER_SLACK, export(bound, store)).await;
-            let answer = self.bounded(call, outcome)?;
+            let outcome = tokio::time::timeout(timeout + TIMER_SLACK, export(bound, store)).await;
+            let answer = self.bounded(call, timeout, outcome)?;
             // The plugin answered, with a result or an error of its own: the instance is sound.
-            *warm = Some(instance);
+            self.idle.lock().expect("plugin instances lock").push(instance);
             answer.map_err(|e| self.guest_error(call, e))
         }
         .await;
@@ -446,7 +462,7 @@ impl Plugin {
             types::PodContext { node_name: ctx.node_name.clone(), source: ctx.source.clone(), source_uri: ctx.source_uri.clone() };
         let pod_json = pod_json.to_owned();
         let verdict = self
-            .call("validate", Kind::AdmissionValidator, |bound, store| {
+            .call("validate", Kind::AdmissionValidator, self.spec.limits.call_timeout, |bound, store| {
                 Box::pin(async move {
                     match bound {
                         Bound::Validator(v) => v.staticlet_plugin_validator().call_validate(store, &wit_ctx, &pod_json).await,
@@ -469,7 +485,7 @@ impl Plugin {
     /// Any [`PluginError`], as for [`Plugin::validate`].
     pub async fn poll(&self) -> Result<Option<Vec<(String, String)>>, PluginError> {
         let manifests = self
-            .call("poll", Kind::ManifestSource, |bound, store| {
+            .call("poll", Kind::ManifestSource, self.spec.limits.call_timeout, |bound, store| {
                 Box::pin(async move {
                     match bound {
                         Bound::Source(s) => s.staticlet_plugin_source().call_poll(store).await,
@@ -480,46 +496,10 @@ impl Plugin {
             .await?;
         Ok(manifests.map(|list| list.into_iter().map(|m| (m.id, m.content)).collect()))
     }
-
-    /// Asks a runtime adapter for the runtime's name and version.
-    ///
-    /// # Errors
-    ///
-    /// Any [`PluginError`], as for [`Plugin::validate`]; the runtime's own error comes back as
-    /// [`PluginError::Guest`] whose code is the WIT variant's name (`unavailable`, `not-found`,
-    /// `image-pull`, `unsupported`, `deadline-exceeded`, `call`).
-    pub async fn runtime_version(&self) -> Result<(String, String), PluginError> {
-        self.call("version", Kind::RuntimeAdapter, |bound, store| {
-            Box::pin(async move {
-                match bound {
-                    Bound::Runtime(r) => {
-                        let version = r.staticlet_plugin_runtime().call_version(store).await?;
-                        Ok(version.map(|v| (v.runtime_name, v.runtime_version)).map_err(runtime_error))
-                    }
-                    _ => Err(wasmtime::Error::msg("not a runtime adapter instance")),
-                }
-            })
-        })
-        .await
-    }
-}
-
-/// A runtime adapter's error as the error every plugin kind returns, its variant as the code.
-fn runtime_error(e: runtime::exports::staticlet::plugin::runtime::RuntimeError) -> types::Error {
-    use runtime::exports::staticlet::plugin::runtime::RuntimeError as E;
-    let (code, message) = match e {
-        E::Unavailable(m) => ("unavailable", m),
-        E::NotFound(m) => ("not-found", m),
-        E::ImagePull(m) => ("image-pull", m),
-        E::Unsupported(m) => ("unsupported", m),
-        E::DeadlineExceeded(m) => ("deadline-exceeded", m),
-        E::Call(m) => ("call", m),
-    };
-    types::Error { code: code.into(), message }
 }
 
 /// One call into a guest: a result, or the guest's own error, or a trap.
-type GuestCall<'a, T> = std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<Result<T, types::Error>>> + Send + 'a>>;
+pub(crate) type GuestCall<'a, T> = std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<Result<T, types::Error>>> + Send + 'a>>;
 
 fn interface(kind: Kind) -> &'static str {
     match kind {

@@ -28,7 +28,15 @@ pub(crate) struct State {
     table: ResourceTable,
     pub(crate) memory: MemoryCap,
     /// When the call in progress must end.
-    pub(crate) deadline: Instant,
+    deadline: Instant,
+}
+
+impl State {
+    /// Sets when the call about to start must end, for guest code and outbound HTTP alike.
+    pub(crate) fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        self.egress.set_deadline(deadline);
+    }
 }
 
 /// Marks an interruption by the call deadline, to tell it from other traps.
@@ -78,7 +86,7 @@ pub(crate) fn new_store(engine: &PluginEngine, spec: &PluginSpec) -> wasmtime::R
         node_name: engine.node_name().clone(),
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
-        egress: Egress::new(spec.name.clone(), spec.grants.http_hosts.clone(), spec.limits.call_timeout),
+        egress: Egress::new(spec.name.clone(), spec.grants.http_hosts.clone()),
         table: ResourceTable::new(),
         memory: MemoryCap { limit: usize::try_from(spec.limits.memory_bytes).unwrap_or(usize::MAX) },
         deadline: Instant::now(),

@@ -124,11 +124,15 @@ pub struct Limits {
     pub call_timeout: Duration,
     /// The most linear memory one instance may hold, in bytes.
     pub memory_bytes: u64,
+    /// How many calls may run at once, each on its own instance. One (the default) serializes
+    /// calls on a single instance, which keeps its state between them; a runtime adapter takes
+    /// more, so that one pod's long image pull never holds up another pod.
+    pub concurrency: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { call_timeout: DEFAULT_CALL_TIMEOUT, memory_bytes: DEFAULT_MEMORY_LIMIT }
+        Limits { call_timeout: DEFAULT_CALL_TIMEOUT, memory_bytes: DEFAULT_MEMORY_LIMIT, concurrency: 1 }
     }
 }
 

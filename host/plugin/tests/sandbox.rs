@@ -5,10 +5,15 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use staticlet_plugin::artifacts::{FIXTURE_SOURCE, HOSTILE, STATIC_POD_POLICY_WASM, UNSUPPORTED_RUNTIME, static_pod_policy};
-use staticlet_plugin::{Code, DirGrant, Health, Kind, Plugin, PluginEngine, PluginError, PluginSpec, PodContext, Refresh};
+use staticlet_plugin::{
+    AdapterRuntime, Code, DEFAULT_IMAGE_PULL_TIMEOUT, DirGrant, Health, Kind, Plugin, PluginEngine, PluginError, PluginSpec, PodContext,
+    Refresh,
+};
+use staticlet_runtime::{Runtime, RuntimeError};
 
 fn spec(name: &str, kind: Kind, code: Code, settings: serde_json::Value) -> PluginSpec {
     PluginSpec { settings: settings.to_string(), ..PluginSpec::new(name, kind, code) }
@@ -162,10 +167,19 @@ async fn a_manifest_source_serves_its_set_and_then_says_nothing_changed() {
 async fn a_runtime_adapter_loads_and_answers_version() {
     let engine = engine();
     let settings = serde_json::json!({"name": "fixture", "version": "1.2.3"});
-    let adapter = Plugin::load(&engine, spec("rt", Kind::RuntimeAdapter, Code::File(UNSUPPORTED_RUNTIME.into()), settings.clone())).await;
+    let adapter =
+        Arc::new(Plugin::load(&engine, spec("rt", Kind::RuntimeAdapter, Code::File(UNSUPPORTED_RUNTIME.into()), settings.clone())).await);
     assert_eq!(adapter.info().health, Health::Ready);
     assert_eq!(adapter.info().wit_version.as_deref(), Some("0.1.0"));
-    assert_eq!(adapter.runtime_version().await.unwrap(), ("fixture".to_owned(), "1.2.3".to_owned()));
+    let runtime = AdapterRuntime::new(adapter.clone(), DEFAULT_IMAGE_PULL_TIMEOUT);
+    let version = runtime.version().await.unwrap();
+    assert_eq!((version.runtime_name.as_str(), version.runtime_version.as_str()), ("fixture", "1.2.3"));
+    assert_eq!(runtime.name(), "rt");
+    let refused = runtime.remove_container("c1").await.unwrap_err();
+    assert!(
+        matches!(&refused, RuntimeError::Call { call: "remove_container", message } if message.starts_with("not supported: ")),
+        "{refused}"
+    );
     let err = adapter.poll().await.unwrap_err();
     assert_eq!(err.to_string(), "plugin rt is a runtime-adapter plugin; it cannot poll");
 
@@ -175,8 +189,8 @@ async fn a_runtime_adapter_loads_and_answers_version() {
 
     let unnamed =
         Plugin::load(&engine, spec("rt", Kind::RuntimeAdapter, Code::File(UNSUPPORTED_RUNTIME.into()), serde_json::json!({}))).await;
-    let err = unnamed.runtime_version().await.unwrap_err();
-    assert!(matches!(&err, PluginError::Guest { call: "init", code, .. } if code == "config"), "{err}");
+    let err = AdapterRuntime::new(Arc::new(unnamed), DEFAULT_IMAGE_PULL_TIMEOUT).version().await.unwrap_err();
+    assert!(matches!(&err, RuntimeError::Unavailable(why) if why.starts_with("plugin rt: init failed: config: name: missing")), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

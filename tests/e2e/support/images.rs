@@ -24,10 +24,19 @@ static LOADED: OnceCell<()> = OnceCell::const_new();
 pub async fn ensure_loaded(docker: &Docker) {
     LOADED
         .get_or_init(|| async {
-            load(docker, BUSYBOX, json!(["sh"])).await;
-            load(docker, PAUSE, json!(["sh", "-c", "trap 'exit 0' TERM INT; sleep 2147483647 & wait"])).await;
+            for (tag, archive) in archives() {
+                load(docker, &tag, archive).await;
+            }
         })
         .await;
+}
+
+/// The test images, each as a `docker save` archive, by tag.
+pub fn archives() -> Vec<(String, Vec<u8>)> {
+    [(BUSYBOX, json!(["sh"])), (PAUSE, json!(["sh", "-c", "trap 'exit 0' TERM INT; sleep 2147483647 & wait"]))]
+        .into_iter()
+        .map(|(tag, cmd)| (tag.to_owned(), archive(tag, cmd)))
+        .collect()
 }
 
 fn layer() -> Vec<u8> {
@@ -93,8 +102,8 @@ fn archive(tag: &str, cmd: serde_json::Value) -> Vec<u8> {
     builder.into_inner().unwrap()
 }
 
-async fn load(docker: &Docker, tag: &str, cmd: serde_json::Value) {
-    let body = bollard::body_full(archive(tag, cmd).into());
+async fn load(docker: &Docker, tag: &str, archive: Vec<u8>) {
+    let body = bollard::body_full(archive.into());
     let mut progress = docker.import_image(ImportImageOptions { quiet: true, ..Default::default() }, body, None::<HashMap<_, _>>);
     while let Some(step) = progress.next().await {
         let info = step.unwrap_or_else(|e| panic!("loading {tag}: {e}"));

@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod etcd;
 pub mod images;
+pub mod podman;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,8 @@ pub struct Agent {
     pub socket: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// The Podman it runs pods on too, to clean up after.
+    podman: Option<podman::Podman>,
     _dir: tempfile::TempDir,
 }
 
@@ -94,6 +97,7 @@ impl Agent {
             socket: dir.path().join("staticlet.sock"),
             log: dir.path().join("agent.log"),
             child: None,
+            podman: None,
             _dir: dir,
         }
     }
@@ -183,8 +187,29 @@ impl Agent {
         format!("{name}-{}", self.node)
     }
 
+    /// Runs this agent's pods on `podman` too: they are removed from it when the test ends.
+    pub fn uses_podman(&mut self, podman: &podman::Podman) {
+        self.podman = Some(podman.clone());
+    }
+
+    /// A file beside the manifest directory (configs, plugins), by name.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.manifests.parent().unwrap().join(name)
+    }
+
     /// A request to the agent's API socket: the status code and the JSON body.
     pub async fn api(&self, method: &str, path: &str) -> Option<(u16, serde_json::Value)> {
+        let (code, body) = self.api_raw(method, path).await?;
+        Some((code, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)))
+    }
+
+    /// What `kubectl logs` shows of container `container` of pod `name` (the manifest's name).
+    pub async fn container_log(&self, name: &str, container: &str) -> String {
+        let path = format!("/api/v1/namespaces/default/pods/{}/log?container={container}", self.pod(name));
+        self.api_raw("GET", &path).await.map(|(_, body)| String::from_utf8_lossy(&body).into_owned()).unwrap_or_default()
+    }
+
+    async fn api_raw(&self, method: &str, path: &str) -> Option<(u16, bytes::Bytes)> {
         use http_body_util::{BodyExt, Empty};
         let stream = tokio::net::UnixStream::connect(&self.socket).await.ok()?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
@@ -194,7 +219,7 @@ impl Agent {
         let response = sender.send_request(request).await.ok()?;
         let code = response.status().as_u16();
         let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some((code, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)))
+        Some((code, body))
     }
 
     /// Pod `name` (the manifest's name) with its status, as the API serves it.
@@ -250,6 +275,12 @@ impl Drop for Agent {
             .unwrap_or_default();
         if !ids.is_empty() {
             let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
+        if let Some(podman) = &self.podman {
+            let pods: Vec<String> = podman.pods(&self.node).iter().filter_map(|p| p["Id"].as_str().map(str::to_owned)).collect();
+            if !pods.is_empty() {
+                let _ = podman.cli().args(["pod", "rm", "-f", "-t", "0"]).args(&pods).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            }
         }
     }
 }

@@ -89,6 +89,8 @@ struct Entry {
 #[derive(Default)]
 pub struct Chain {
     entries: Vec<Entry>,
+    /// The runtime classes this node has, when it checks them.
+    runtime_classes: Option<Vec<String>>,
 }
 
 impl fmt::Debug for Chain {
@@ -103,10 +105,25 @@ impl Chain {
         self.entries.push(Entry { validator, policy });
     }
 
+    /// Rejects pods whose `spec.runtimeClassName` is none of `classes`, before any validator
+    /// runs, as the kubelet rejects a pod whose RuntimeClass does not exist.
+    pub fn check_runtime_classes(&mut self, classes: Vec<String>) {
+        self.runtime_classes = Some(classes);
+    }
+
     /// Asks every validator about `pod`; none is skipped, so the author sees every violation at
     /// once.
     pub async fn admit(&self, pod: &StaticPod, node_name: &str) -> Decision {
         let mut decision = Decision::default();
+        if let (Some(known), Some(class)) = (&self.runtime_classes, pod.pod.spec.as_ref().and_then(|s| s.runtime_class_name.as_ref()))
+            && !known.contains(class)
+        {
+            decision.violations.push(Rejection {
+                validator: "runtime-classes".to_owned(),
+                field: "spec.runtimeClassName".to_owned(),
+                message: format!("no runtime class {class:?} on this node; its classes are {}", known.join(", ")),
+            });
+        }
         if self.entries.is_empty() {
             return decision;
         }
@@ -189,6 +206,19 @@ mod tests {
         let decision = chain.admit(&pod(), "n").await;
         assert!(!decision.admitted());
         assert_eq!(decision.message(), "spec.x: no; spec.y: no");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_runtime_class_is_rejected_naming_the_known_ones() {
+        let mut chain = Chain::default();
+        chain.check_runtime_classes(vec!["docker".into(), "podman".into()]);
+        let mut pod = pod();
+        assert!(chain.admit(&pod, "n").await.admitted(), "no class: the default");
+        pod.pod.spec.as_mut().unwrap().runtime_class_name = Some("podman".into());
+        assert!(chain.admit(&pod, "n").await.admitted());
+        pod.pod.spec.as_mut().unwrap().runtime_class_name = Some("gvisor".into());
+        let decision = chain.admit(&pod, "n").await;
+        assert_eq!(decision.message(), r#"spec.runtimeClassName: no runtime class "gvisor" on this node; its classes are docker, podman"#);
     }
 
     #[tokio::test]

@@ -81,10 +81,12 @@ pub struct Validators {
 }
 
 impl Validators {
-    /// Loads every validator, in order, their calls measured into `metrics`. One that fails to
-    /// load is kept: its failure policy applies to every pod until its file is fixed.
-    pub async fn load(engine: &PluginEngine, configs: &[ValidatorConfig], metrics: &Metrics) -> Validators {
+    /// Loads every validator, in order, their calls measured into `metrics`, behind the check
+    /// that a pod's runtime class is one of `runtime_classes`. A validator that fails to load is
+    /// kept: its failure policy applies to every pod until its file is fixed.
+    pub async fn load(engine: &PluginEngine, configs: &[ValidatorConfig], runtime_classes: Vec<String>, metrics: &Metrics) -> Validators {
         let mut chain = Chain::default();
+        chain.check_runtime_classes(runtime_classes);
         let mut plugins = Vec::new();
         for config in configs {
             let plugin = Arc::new(Plugin::load(engine, config.spec.clone()).await);

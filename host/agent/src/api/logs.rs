@@ -40,8 +40,9 @@ pub(super) async fn serve(api: &Api, namespace: &str, name: &str, query: &Query)
         }
     };
 
+    let runtime = api.runtimes.for_pod(&pod.pod).ok_or_else(|| Box::new(unavailable("the pod's runtime class is not on this node")))?;
     let filter = LabelFilter::new(POD_UID, pod.uid.clone()).and(CONTAINER_NAME, container.clone());
-    let mut instances = api.runtime.list_containers(&filter).await.map_err(|e| Box::new(unavailable(&e.to_string())))?;
+    let mut instances = runtime.list_containers(&filter).await.map_err(|e| Box::new(unavailable(&e.to_string())))?;
     instances.sort_by_key(|c| std::cmp::Reverse((c.metadata.attempt, c.created_at)));
     let previous = query.flag("previous");
     let instance = if previous { instances.get(1) } else { instances.first() };
@@ -65,7 +66,7 @@ pub(super) async fn serve(api: &Api, namespace: &str, name: &str, query: &Query)
         timestamps: query.flag("timestamps"),
         since,
     };
-    let output = api.runtime.logs(&instance.id, &options).await.map_err(|e| Box::new(unavailable(&e.to_string())))?;
+    let output = runtime.logs(&instance.id, &options).await.map_err(|e| Box::new(unavailable(&e.to_string())))?;
     let limit = query.number("limitBytes")?.unwrap_or(u64::MAX);
     let shutdown = api.shutdown.clone();
     let chunks = output.take_until(async move { shutdown.cancelled().await }).scan(limit, |left, chunk| {

@@ -38,7 +38,6 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusDetails};
 use serde_json::{Value, json};
 use staticlet_plugin::Health;
-use staticlet_runtime::Runtime;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
@@ -50,6 +49,7 @@ use self::table::IncludeObject;
 use crate::events::Recorder;
 use crate::metrics::Metrics;
 use crate::reconcile::RestartRequest;
+use crate::runtimes::Runtimes;
 use crate::status::{PluginRegistry, StatusStore, Stored};
 
 /// A response body: whole, or streamed (logs, watches).
@@ -78,8 +78,8 @@ pub struct Api {
     pub events: Recorder,
     /// The metrics `/metrics` serves.
     pub metrics: Metrics,
-    /// The runtime, for container logs.
-    pub runtime: Arc<dyn Runtime>,
+    /// The runtimes, for container logs.
+    pub runtimes: Runtimes,
     /// The loaded plugins.
     pub plugins: PluginRegistry,
     /// Where restart requests go (the pod controller).
@@ -90,7 +90,7 @@ pub struct Api {
 
 impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Api").field("runtime", &self.runtime.name()).finish_non_exhaustive()
+        f.debug_struct("Api").field("runtimes", &self.runtimes).finish_non_exhaustive()
     }
 }
 

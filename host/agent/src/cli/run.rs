@@ -1,10 +1,7 @@
 //! `staticlet run`.
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
 use clap::Args;
-use staticlet_docker::{DockerConfig, DockerRuntime};
 use staticlet_plugin::PluginEngine;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -12,6 +9,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, LogFormat, RunFlags};
 use crate::mirror::Mirror;
+use crate::runtimes::Runtimes;
 use crate::state::Layout;
 
 /// Arguments of `staticlet run`.
@@ -34,10 +32,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         warn!(file = ?args.flags.config, key, "config key is not used by staticlet; ignored");
     }
     std::fs::create_dir_all(&config.root_dir).with_context(|| format!("creating --root-dir {}", config.root_dir.display()))?;
-    let runtime = Arc::new(DockerRuntime::new(DockerConfig {
-        endpoint: config.docker_endpoint.clone(),
-        pod_infra_image: config.pod_infra_container_image.clone(),
-    }));
     let engine = PluginEngine::new(&config.node_name, Some(Layout::new(&config.root_dir).plugin_cache()))
         .map_err(|e| anyhow::anyhow!("setting up the WebAssembly engine for plugins: {e:#}"))?;
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
@@ -60,7 +54,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 None
             }
         };
-        crate::daemon::run(&config, runtime, engine, mirror, shutdown).await;
+        let (runtimes, adapters) = Runtimes::from_config(&config, &engine).await;
+        crate::daemon::run(&config, runtimes, adapters, engine, mirror, shutdown).await;
         anyhow::Ok(())
     })
 }

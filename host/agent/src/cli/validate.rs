@@ -59,7 +59,13 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     let node = NodeContext { node_name: config.node_name.clone() };
     let rejected = tokio.block_on(async {
-        let validators = Validators::load(&engine, &config.validators, &crate::metrics::Metrics::default()).await;
+        let validators = Validators::load(
+            &engine,
+            &config.validators,
+            config.runtime_classes.keys().cloned().collect(),
+            &crate::metrics::Metrics::default(),
+        )
+        .await;
         let chain = validators.chain();
         let mut stdout = std::io::stdout().lock();
         let mut rejected = 0usize;

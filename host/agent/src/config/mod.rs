@@ -16,7 +16,7 @@ use clap::Args;
 use serde::Deserialize;
 
 pub use duration::{DurationError, GoDuration};
-pub use plugins::PluginEntry;
+pub use plugins::{AdapterConfig, PluginEntry};
 
 use crate::admission::plugins::{ValidatorConfig, static_pod_policy};
 
@@ -163,6 +163,11 @@ struct FileConfig {
     /// WebAssembly plugins, in order.
     #[serde(default)]
     plugins: Vec<PluginEntry>,
+    /// `spec.runtimeClassName` → a built-in runtime (`docker`) or a runtime-adapter plugin.
+    #[serde(default)]
+    runtime_classes: BTreeMap<String, String>,
+    /// The class of pods that name none (default `docker`).
+    default_runtime_class: Option<String>,
     /// `apiVersion` and `kind`, so a KubeletConfiguration header is accepted.
     #[serde(rename = "apiVersion")]
     _api_version: Option<String>,
@@ -202,6 +207,12 @@ pub struct Config {
     pub validators: Vec<ValidatorConfig>,
     /// The source plugins, in config order.
     pub source_plugins: Vec<crate::source::plugin::SourceConfig>,
+    /// The runtime class of pods that name none; a key of `runtime_classes`.
+    pub default_runtime_class: String,
+    /// Runtime class → handler: [`crate::runtimes::DOCKER`] or a runtime adapter's name.
+    pub runtime_classes: BTreeMap<String, String>,
+    /// The runtime-adapter plugins, in config order.
+    pub runtime_adapters: Vec<AdapterConfig>,
     /// The API server's kubeconfig: mirror pods are on when it is set.
     pub kubeconfig: Option<PathBuf>,
     /// Whether to register the Node object (only with a kubeconfig).
@@ -235,6 +246,14 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
         /// Which entry and field, and what is wrong.
+        message: String,
+    },
+    /// `runtimeClasses` or `defaultRuntimeClass` is not valid.
+    #[error("config file {path}: {message}")]
+    RuntimeClasses {
+        /// The file.
+        path: PathBuf,
+        /// Which key, and what is wrong.
         message: String,
     },
     /// A `--manifest-url-header` value is not in the kubelet's syntax.
@@ -281,6 +300,9 @@ impl Config {
                 })
             }
         };
+        let (default_runtime_class, runtime_classes) =
+            runtime_classes(file.runtime_classes, file.default_runtime_class, &configured.adapters)
+                .map_err(|message| ConfigError::RuntimeClasses { path: flags.config.clone().unwrap_or_default(), message })?;
         let node_name = match flags.hostname_override.clone().or(file.node_name) {
             Some(name) => name,
             None => hostname().map_err(ConfigError::NodeName)?,
@@ -311,11 +333,56 @@ impl Config {
             }),
             validators,
             source_plugins: configured.sources,
+            default_runtime_class,
+            runtime_classes,
+            runtime_adapters: configured.adapters,
             kubeconfig: flags.kubeconfig.clone().or_else(|| file.kubeconfig.map(|path| config_dir.join(path))),
             register_node: flags.register_node.or(file.register_node).unwrap_or(false),
             ignored_keys: file.unknown.into_keys().collect(),
         })
     }
+}
+
+/// Checks the runtime classes: names a RuntimeClass could have, handlers that exist, and a
+/// default that is a class. The built-in `docker` is a class of its own when it is the default
+/// and no class of that name is listed.
+fn runtime_classes(
+    mut classes: BTreeMap<String, String>,
+    default: Option<String>,
+    adapters: &[AdapterConfig],
+) -> Result<(String, BTreeMap<String, String>), String> {
+    use crate::runtimes::DOCKER;
+    let handlers = || std::iter::once(DOCKER).chain(adapters.iter().map(|a| a.spec.name.as_str())).collect::<Vec<_>>().join(", ");
+    for (class, handler) in &classes {
+        if !is_dns_subdomain(class) {
+            return Err(format!("runtimeClasses: {class:?} is not a RuntimeClass name (lowercase letters, digits, '-' and '.')"));
+        }
+        if handler != DOCKER && !adapters.iter().any(|a| &a.spec.name == handler) {
+            return Err(format!(
+                "runtimeClasses.{class}: {handler:?} is neither a built-in runtime nor a runtime-adapter plugin in plugins:; the handlers are {}",
+                handlers()
+            ));
+        }
+    }
+    let default = default.unwrap_or_else(|| DOCKER.to_owned());
+    if !classes.contains_key(&default) {
+        if default != DOCKER {
+            let known = classes.keys().cloned().collect::<Vec<_>>().join(", ");
+            return Err(format!("defaultRuntimeClass: {default:?} is not in runtimeClasses (it has: {known})"));
+        }
+        classes.insert(DOCKER.to_owned(), DOCKER.to_owned());
+    }
+    Ok((default, classes))
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// The source address of the default route, as the kubelet picks a node address when none is
@@ -382,6 +449,33 @@ mod tests {
         let bad = write("fileCheckFrequency: 90\n");
         let err = Config::resolve(&RunFlags { config: Some(bad.path().to_owned()), ..Default::default() }).unwrap_err();
         assert!(err.to_string().contains(&bad.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn runtime_classes_map_to_docker_or_an_adapter_and_name_a_default() {
+        let plain = Config::resolve(&RunFlags { hostname_override: Some("n".into()), ..Default::default() }).unwrap();
+        assert_eq!(plain.default_runtime_class, "docker");
+        assert_eq!(plain.runtime_classes, BTreeMap::from([("docker".to_owned(), "docker".to_owned())]));
+
+        let adapter = "plugins:\n- {name: podman, kind: runtime-adapter, path: p.wasm, allowedHosts: [127.0.0.1:8888]}\n";
+        let file = write(&format!("nodeName: n\n{adapter}runtimeClasses: {{podman: podman}}\n"));
+        let both = Config::resolve(&RunFlags { config: Some(file.path().to_owned()), ..Default::default() }).unwrap();
+        assert_eq!(both.runtime_classes.keys().collect::<Vec<_>>(), ["docker", "podman"], "docker stays the default class");
+        assert_eq!(both.runtime_adapters[0].spec.name, "podman");
+
+        let file = write(&format!("nodeName: n\n{adapter}runtimeClasses: {{podman: podman}}\ndefaultRuntimeClass: podman\n"));
+        let only = Config::resolve(&RunFlags { config: Some(file.path().to_owned()), ..Default::default() }).unwrap();
+        assert_eq!((only.default_runtime_class.as_str(), only.runtime_classes.len()), ("podman", 1), "no Docker unless named");
+
+        for (yaml, wanted) in [
+            ("runtimeClasses: {podman: podmn}\n", "runtimeClasses.podman: \"podmn\" is neither"),
+            ("runtimeClasses: {Podman: docker}\n", "runtimeClasses: \"Podman\" is not a RuntimeClass name"),
+            ("defaultRuntimeClass: kata\n", "defaultRuntimeClass: \"kata\" is not in runtimeClasses"),
+        ] {
+            let file = write(&format!("nodeName: n\n{yaml}"));
+            let err = Config::resolve(&RunFlags { config: Some(file.path().to_owned()), ..Default::default() }).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{yaml}: {err}");
+        }
     }
 
     #[test]

@@ -17,6 +17,13 @@
 //!   interval: 10s                  # how often it is polled; sources only
 //!   config: {endpoints: ["http://10.0.0.5:2379"]}
 //!   allowedHosts: [10.0.0.5:2379]
+//! - name: podman
+//!   kind: runtime-adapter          # named by a class in runtimeClasses
+//!   path: podman_runtime.wasm
+//!   timeout: 10s                   # per call; stops and execs get their own time on top
+//!   imagePullTimeout: 5m           # per image pull; runtime adapters only
+//!   config: {endpoint: "http://127.0.0.1:8888"}
+//!   allowedHosts: [127.0.0.1:8888]
 //! ```
 
 use std::collections::HashSet;
@@ -29,6 +36,7 @@ use staticlet_plugin::{Code, DirGrant, Grants, HostGrant, Kind, Limits, PluginSp
 use super::GoDuration;
 use crate::admission::FailurePolicy;
 use crate::admission::plugins::{STATIC_POD_POLICY, ValidatorConfig};
+use crate::runtimes::DOCKER;
 use crate::source::plugin::SourceConfig;
 
 /// How often a source plugin is polled when its entry does not say: the manifest URL's default.
@@ -37,6 +45,23 @@ pub const DEFAULT_SOURCE_INTERVAL: Duration = Duration::from_secs(20);
 /// How long one poll may take when the entry does not say: as long as a manifest URL request,
 /// since a source usually asks a server.
 pub const DEFAULT_SOURCE_TIMEOUT: Duration = crate::source::http::TIMEOUT;
+
+/// How long one runtime-adapter call may take when the entry does not say: a status call that
+/// takes longer than this is a runtime in trouble.
+pub const DEFAULT_ADAPTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many calls a runtime adapter serves at once, each on its own instance, so that one
+/// pod's long image pull or stop never holds up another pod.
+pub const ADAPTER_CONCURRENCY: usize = 8;
+
+/// A runtime-adapter plugin as the agent config declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterConfig {
+    /// The plugin.
+    pub spec: PluginSpec,
+    /// How long one image pull may take.
+    pub image_pull_timeout: Duration,
+}
 
 /// One entry of `plugins:`.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +73,7 @@ pub struct PluginEntry {
     failure_policy: Option<FailurePolicy>,
     interval: Option<GoDuration>,
     timeout: Option<GoDuration>,
+    image_pull_timeout: Option<GoDuration>,
     memory_limit: Option<String>,
     #[serde(default)]
     config: Option<serde_json::Value>,
@@ -69,11 +95,13 @@ struct DirEntry {
 pub(super) struct Resolved {
     pub(super) validators: Vec<ValidatorConfig>,
     pub(super) sources: Vec<SourceConfig>,
+    pub(super) adapters: Vec<AdapterConfig>,
 }
 
 /// Checks every entry and turns it into a spec; errors name the entry and field.
 pub(super) fn resolve(entries: &[PluginEntry], config_dir: &Path) -> Result<Resolved, String> {
-    let mut names = HashSet::from([STATIC_POD_POLICY.to_owned()]);
+    // A plugin named like a built-in runtime would make `runtimeClasses` ambiguous.
+    let mut names = HashSet::from([STATIC_POD_POLICY.to_owned(), DOCKER.to_owned()]);
     let mut resolved = Resolved::default();
     for (i, entry) in entries.iter().enumerate() {
         let at = |field: &str| format!("plugins[{i}].{field}");
@@ -83,22 +111,23 @@ pub(super) fn resolve(entries: &[PluginEntry], config_dir: &Path) -> Result<Reso
         if !names.insert(entry.name.clone()) {
             return Err(format!("{}: another plugin is already named {:?}", at("name"), entry.name));
         }
-        if entry.kind == Kind::RuntimeAdapter {
-            return Err(format!(
-                "{}: {} plugins are not run by this version of staticlet yet; admission-validator and manifest-source are",
-                at("kind"),
-                entry.kind
-            ));
-        }
         if entry.kind != Kind::AdmissionValidator && entry.failure_policy.is_some() {
             return Err(format!("{}: only admission-validator plugins have one", at("failurePolicy")));
         }
         if entry.kind != Kind::ManifestSource && entry.interval.is_some() {
             return Err(format!("{}: only manifest-source plugins are polled", at("interval")));
         }
+        if entry.kind != Kind::RuntimeAdapter && entry.image_pull_timeout.is_some() {
+            return Err(format!("{}: only runtime-adapter plugins pull images", at("imagePullTimeout")));
+        }
         let mut limits = Limits::default();
-        if entry.kind == Kind::ManifestSource {
-            limits.call_timeout = DEFAULT_SOURCE_TIMEOUT;
+        match entry.kind {
+            Kind::ManifestSource => limits.call_timeout = DEFAULT_SOURCE_TIMEOUT,
+            Kind::RuntimeAdapter => {
+                limits.call_timeout = DEFAULT_ADAPTER_TIMEOUT;
+                limits.concurrency = ADAPTER_CONCURRENCY;
+            }
+            Kind::AdmissionValidator => {}
         }
         if let Some(timeout) = entry.timeout {
             if timeout.0.is_zero() {
@@ -137,14 +166,24 @@ pub(super) fn resolve(entries: &[PluginEntry], config_dir: &Path) -> Result<Reso
             grants: Grants { http_hosts, read_only_dirs },
             limits,
         };
-        if entry.kind == Kind::ManifestSource {
-            let interval = entry.interval.map_or(DEFAULT_SOURCE_INTERVAL, |i| i.0);
-            if interval.is_zero() {
-                return Err(format!("{}: must be more than zero", at("interval")));
+        match entry.kind {
+            Kind::ManifestSource => {
+                let interval = entry.interval.map_or(DEFAULT_SOURCE_INTERVAL, |i| i.0);
+                if interval.is_zero() {
+                    return Err(format!("{}: must be more than zero", at("interval")));
+                }
+                resolved.sources.push(SourceConfig { spec, interval });
             }
-            resolved.sources.push(SourceConfig { spec, interval });
-        } else {
-            resolved.validators.push(ValidatorConfig { spec, failure_policy: entry.failure_policy.unwrap_or_default() });
+            Kind::AdmissionValidator => {
+                resolved.validators.push(ValidatorConfig { spec, failure_policy: entry.failure_policy.unwrap_or_default() });
+            }
+            Kind::RuntimeAdapter => {
+                let image_pull_timeout = entry.image_pull_timeout.map_or(staticlet_plugin::DEFAULT_IMAGE_PULL_TIMEOUT, |t| t.0);
+                if image_pull_timeout.is_zero() {
+                    return Err(format!("{}: must be more than zero", at("imagePullTimeout")));
+                }
+                resolved.adapters.push(AdapterConfig { spec, image_pull_timeout });
+            }
         }
     }
     Ok(resolved)
@@ -190,6 +229,16 @@ mod tests {
     }
 
     #[test]
+    fn a_runtime_adapter_gets_runtime_sized_deadlines_and_concurrent_calls() {
+        let resolved =
+            resolved("- {name: podman, kind: runtime-adapter, path: p.wasm, imagePullTimeout: 10m, allowedHosts: [127.0.0.1:8888]}\n");
+        let [podman] = &resolved.adapters[..] else { panic!("{:?}", resolved.adapters) };
+        assert_eq!(podman.spec.limits.call_timeout, DEFAULT_ADAPTER_TIMEOUT);
+        assert_eq!(podman.spec.limits.concurrency, ADAPTER_CONCURRENCY);
+        assert_eq!(podman.image_pull_timeout, Duration::from_secs(600));
+    }
+
+    #[test]
     fn errors_name_the_entry_and_field() {
         let cases = [
             ("- {name: a, kind: admission-validator, path: a.wasm, allowedHosts: ['bad host']}", "plugins[0].allowedHosts[0]"),
@@ -199,7 +248,8 @@ mod tests {
                 "plugins[1].name",
             ),
             ("- {name: static-pod-policy, kind: admission-validator, path: a.wasm}", "plugins[0].name"),
-            ("- {name: a, kind: runtime-adapter, path: a.wasm}", "plugins[0].kind"),
+            ("- {name: docker, kind: runtime-adapter, path: a.wasm}", "plugins[0].name"),
+            ("- {name: a, kind: admission-validator, path: a.wasm, imagePullTimeout: 1m}", "plugins[0].imagePullTimeout"),
             ("- {name: a, kind: manifest-source, path: a.wasm, failurePolicy: Ignore}", "plugins[0].failurePolicy"),
             ("- {name: a, kind: admission-validator, path: a.wasm, interval: 5s}", "plugins[0].interval"),
             ("- {name: a, kind: manifest-source, path: a.wasm, interval: 0s}", "plugins[0].interval"),

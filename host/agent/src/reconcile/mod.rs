@@ -1,10 +1,11 @@
 //! Reconcile: make the runtime hold exactly the desired pods.
 //!
-//! The [`Controller`] owns one [`worker::Worker`] per pod UID and a relist loop in the manner of
-//! the kubelet's PLEG: it lists the agent's sandboxes and containers, and pokes only the workers
-//! whose pod changed. Where the runtime streams events (the kubelet's evented PLEG), an event
-//! pokes its pod's worker at once and the relist is only a safety net every
-//! [`EVENTED_RELIST_PERIOD`]; otherwise the relist runs every [`RELIST_PERIOD`]. Workers for pods no longer wanted tear them down;
+//! The [`Controller`] owns one [`worker::Worker`] per pod UID and runtime handler, and one
+//! watcher per handler that relists it in the manner of the kubelet's PLEG: it lists the
+//! agent's sandboxes and containers, and the controller pokes only the workers whose pod
+//! changed. Where the runtime streams events (the kubelet's evented PLEG), an event pokes its
+//! pod's worker at once and the relist is only a safety net every [`EVENTED_RELIST_PERIOD`];
+//! otherwise the relist runs every [`RELIST_PERIOD`]. Workers for pods no longer wanted tear them down;
 //! objects of pods the agent never heard of (left from before a restart) get a worker that
 //! removes them, but only once every source has been read, so nothing is removed that a source
 //! would have brought back.
@@ -24,36 +25,49 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use staticlet_model::StaticPod;
-use staticlet_runtime::{LabelFilter, Runtime, RuntimeError};
+use staticlet_runtime::{Container, LabelFilter, PodSandbox, Runtime, RuntimeError};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::desired::DesiredSet;
 use crate::events::Recorder;
 use crate::metrics::Metrics;
+use crate::runtimes::Runtimes;
 use crate::state::Layout;
 use crate::status::{PodView, StatusStore, rejected_status};
 use labels::{NODE, POD_UID};
 
-/// How often the runtime is relisted when it streams no events, as the kubelet's PLEG does.
+/// How often a runtime is relisted when it streams no events, as the kubelet's PLEG does.
 pub const RELIST_PERIOD: Duration = Duration::from_secs(1);
-/// How often the runtime is relisted while its event stream is connected.
+/// How often a runtime is relisted while its event stream is connected.
 pub const EVENTED_RELIST_PERIOD: Duration = Duration::from_secs(10);
 /// How soon after an event the runtime is relisted.
 const EVENT_SETTLE: Duration = Duration::from_millis(300);
 /// Wait before reconnecting a broken event stream.
 const EVENTS_RECONNECT: Duration = Duration::from_secs(1);
 
-/// Follows the runtime's event stream, reconnecting when it breaks, and forwards the pod UID of
+/// A worker's key: the handler whose runtime holds the pod's objects, and the pod's UID. A pod
+/// moved to another runtime class has a worker on each handler until the old one is empty.
+type Key = (String, String);
+
+/// What a runtime's watcher tells the controller.
+enum Observation {
+    /// An object of pod `uid` changed on `handler`.
+    Event { handler: String, uid: String },
+    /// `handler` was listed: a fingerprint of each pod's objects there.
+    Listed { handler: String, fingerprints: HashMap<String, u64> },
+}
+
+/// Follows a runtime's event stream, reconnecting when it breaks, and forwards the pod UID of
 /// each event. `live` says whether the stream is connected; a runtime without events leaves it
 /// false for good.
-async fn listen(ctx: Arc<Context>, uids: mpsc::UnboundedSender<String>, live: watch::Sender<bool>) {
-    let filter = LabelFilter::new(NODE, &ctx.node);
+async fn listen(runtime: Arc<dyn Runtime>, node: String, uids: mpsc::UnboundedSender<String>, live: watch::Sender<bool>) {
+    let filter = LabelFilter::new(NODE, &node);
     loop {
-        match ctx.runtime.events(&filter).await {
+        match runtime.events(&filter).await {
             Ok(mut stream) => {
                 live.send_replace(true);
                 while let Some(event) = stream.next().await {
@@ -64,7 +78,7 @@ async fn listen(ctx: Arc<Context>, uids: mpsc::UnboundedSender<String>, live: wa
                             }
                         }
                         Err(e) => {
-                            debug!(runtime = ctx.runtime.name(), "event stream broke: {e}");
+                            debug!(runtime = runtime.name(), "event stream broke: {e}");
                             break;
                         }
                     }
@@ -72,16 +86,81 @@ async fn listen(ctx: Arc<Context>, uids: mpsc::UnboundedSender<String>, live: wa
                 live.send_replace(false);
             }
             Err(RuntimeError::Unsupported { .. }) => return,
-            Err(e) => debug!(runtime = ctx.runtime.name(), "cannot follow runtime events: {e}"),
+            Err(e) => debug!(runtime = runtime.name(), "cannot follow runtime events: {e}"),
         }
         tokio::time::sleep(EVENTS_RECONNECT).await;
     }
 }
 
+/// Watches one handler's runtime: relists it (often without events, rarely with them, soon
+/// after an event) and forwards what it sees. Each handler has its own watcher, so a runtime
+/// that is slow or down never delays another's pods.
+async fn watch_runtime(
+    handler: String,
+    runtime: Arc<dyn Runtime>,
+    node: String,
+    observations: mpsc::UnboundedSender<Observation>,
+    shutdown: CancellationToken,
+) {
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (live_tx, live) = watch::channel(false);
+    let listener = tokio::spawn(listen(runtime.clone(), node.clone(), events_tx, live_tx));
+    let filter = LabelFilter::new(NODE, &node);
+    let mut next_relist = Instant::now();
+    let mut down = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(uid) = events.recv() => {
+                let _ = observations.send(Observation::Event { handler: handler.clone(), uid });
+                // Docker announces an exit a moment before its list view shows it, so a
+                // relist shortly after settles what the poke may have seen half done; it
+                // also sorts out objects of pods that have no worker.
+                next_relist = next_relist.min(Instant::now() + EVENT_SETTLE);
+            }
+            _ = tokio::time::sleep_until(next_relist) => {
+                match tokio::try_join!(runtime.list_pod_sandboxes(&filter), runtime.list_containers(&filter)) {
+                    Ok((sandboxes, containers)) => {
+                        if std::mem::take(&mut down) {
+                            info!(runtime = %handler, "runtime reachable again");
+                        }
+                        let fingerprints = fingerprints(&sandboxes, &containers);
+                        let _ = observations.send(Observation::Listed { handler: handler.clone(), fingerprints });
+                    }
+                    Err(e) => {
+                        if !std::mem::replace(&mut down, true) {
+                            warn!(runtime = %handler, "cannot list pods: {e}; retrying every {}s", RELIST_PERIOD.as_secs());
+                        }
+                    }
+                }
+                let period = if *live.borrow() && !down { EVENTED_RELIST_PERIOD } else { RELIST_PERIOD };
+                next_relist = Instant::now() + period;
+            }
+        }
+    }
+    listener.abort();
+}
+
+/// A hash of each pod's objects (IDs and states), to see which pods changed between relists.
+fn fingerprints(sandboxes: &[PodSandbox], containers: &[Container]) -> HashMap<String, u64> {
+    let mut hashers: HashMap<String, DefaultHasher> = HashMap::new();
+    for s in sandboxes {
+        if let Some(uid) = s.labels.get(POD_UID) {
+            (&s.id, s.state as u8).hash(hashers.entry(uid.clone()).or_default());
+        }
+    }
+    for c in containers {
+        if let Some(uid) = c.labels.get(POD_UID) {
+            (&c.id, c.state as u8).hash(hashers.entry(uid.clone()).or_default());
+        }
+    }
+    hashers.into_iter().map(|(uid, h)| (uid, h.finish())).collect()
+}
+
 /// What every worker shares.
 pub struct Context {
-    /// The runtime pods run on.
-    pub runtime: Arc<dyn Runtime>,
+    /// The runtimes pods run on, by runtime class.
+    pub runtimes: Runtimes,
     /// This node's name.
     pub node: String,
     /// Paths under `--root-dir`.
@@ -117,16 +196,15 @@ struct WorkerHandle {
 /// Owns the pod workers.
 pub struct Controller {
     ctx: Arc<Context>,
-    workers: HashMap<String, WorkerHandle>,
-    fingerprints: HashMap<String, u64>,
+    workers: HashMap<Key, WorkerHandle>,
+    fingerprints: HashMap<Key, u64>,
     desired: Arc<DesiredSet>,
-    runtime_down: bool,
 }
 
 impl Controller {
     /// A controller with no workers yet.
     pub fn new(ctx: Arc<Context>) -> Self {
-        Controller { ctx, workers: HashMap::new(), fingerprints: HashMap::new(), desired: Arc::default(), runtime_down: false }
+        Controller { ctx, workers: HashMap::new(), fingerprints: HashMap::new(), desired: Arc::default() }
     }
 
     /// Runs until `shutdown`. Pods are left running when it returns, as the kubelet leaves them.
@@ -136,10 +214,17 @@ impl Controller {
         mut restarts: mpsc::UnboundedReceiver<RestartRequest>,
         shutdown: CancellationToken,
     ) {
-        let (events_tx, mut events) = mpsc::unbounded_channel();
-        let (live_tx, live) = watch::channel(false);
-        let listener = tokio::spawn(listen(self.ctx.clone(), events_tx, live_tx));
-        let mut next_relist = Instant::now();
+        let (observations_tx, mut observations) = mpsc::unbounded_channel();
+        let watchers: Vec<JoinHandle<()>> = self
+            .ctx
+            .runtimes
+            .handlers()
+            .map(|(handler, runtime)| {
+                let task =
+                    watch_runtime(handler.to_owned(), runtime.clone(), self.ctx.node.clone(), observations_tx.clone(), shutdown.clone());
+                tokio::spawn(task)
+            })
+            .collect();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -149,44 +234,44 @@ impl Controller {
                     self.apply_desired();
                 }
                 Some(request) = restarts.recv() => {
-                    let answer = match self.workers.get(&request.uid) {
-                        Some(handle) if handle.wanted.borrow().is_some() && !handle.task.is_finished() => {
+                    let running = self.workers.iter().find(|((_, uid), handle)| {
+                        *uid == request.uid && handle.wanted.borrow().is_some() && !handle.task.is_finished()
+                    });
+                    let answer = match running {
+                        Some((_, handle)) => {
                             handle.restart.notify_one();
                             Ok(())
                         }
-                        _ => Err("the pod is not running here (rejected, or being removed)".to_owned()),
+                        None => Err("the pod is not running here (rejected, or being removed)".to_owned()),
                     };
                     let _ = request.accepted.send(answer);
                 }
-                Some(uid) = events.recv() => {
-                    if let Some(handle) = self.workers.get(&uid) {
-                        handle.poke.notify_one();
+                Some(observation) = observations.recv() => match observation {
+                    Observation::Event { handler, uid } => {
+                        if let Some(handle) = self.workers.get(&(handler, uid)) {
+                            handle.poke.notify_one();
+                        }
                     }
-                    // Docker announces an exit a moment before its list view shows it, so a
-                    // relist shortly after settles what the poke may have seen half done; it
-                    // also sorts out objects of pods that have no worker.
-                    next_relist = next_relist.min(Instant::now() + EVENT_SETTLE);
-                }
-                _ = tokio::time::sleep_until(next_relist) => {
-                    self.relist().await;
-                    let period = if *live.borrow() { EVENTED_RELIST_PERIOD } else { RELIST_PERIOD };
-                    next_relist = Instant::now() + period;
-                }
+                    Observation::Listed { handler, fingerprints } => self.listed(&handler, fingerprints),
+                },
             }
         }
-        listener.abort();
+        for watcher in watchers {
+            watcher.abort();
+        }
         for (_, handle) in self.workers.drain() {
             handle.task.abort();
         }
     }
 
-    fn spawn(&mut self, uid: &str, wanted: Option<Arc<StaticPod>>) {
+    fn spawn(&mut self, key: Key, wanted: Option<Arc<StaticPod>>) {
+        let Some(runtime) = self.ctx.runtimes.handler(&key.0).cloned() else { return };
         let (tx, rx) = watch::channel(wanted);
         let poke = Arc::new(Notify::new());
         let restart = Arc::new(Notify::new());
-        let worker = worker::Worker::new(uid.to_owned(), self.ctx.clone(), rx, poke.clone(), restart.clone());
+        let worker = worker::Worker::new(key.1.clone(), key.0.clone(), runtime, self.ctx.clone(), rx, poke.clone(), restart.clone());
         let task = tokio::spawn(worker.run());
-        self.workers.insert(uid.to_owned(), WorkerHandle { wanted: tx, poke, restart, task });
+        self.workers.insert(key, WorkerHandle { wanted: tx, poke, restart, task });
     }
 
     fn apply_desired(&mut self) {
@@ -202,7 +287,13 @@ impl Controller {
                 .collect(),
         );
         for (uid, pod) in &desired.pods {
-            match self.workers.get(uid) {
+            let Some(handler) = self.ctx.runtimes.handler_of(&pod.pod) else {
+                // Admission rejects unknown classes, so this is a bug, not bad input.
+                error!(pod = %pod.full_name(), "admitted with a runtime class this node does not have; not run");
+                continue;
+            };
+            let key = (handler.to_owned(), uid.clone());
+            match self.workers.get(&key) {
                 Some(handle) if !handle.task.is_finished() => {
                     handle.wanted.send_if_modified(|current| {
                         let changed = !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, pod));
@@ -210,71 +301,54 @@ impl Controller {
                         changed
                     });
                 }
-                _ => self.spawn(uid, Some(pod.clone())),
+                _ => self.spawn(key, Some(pod.clone())),
             }
         }
-        for (uid, handle) in &self.workers {
-            // A rejected pod stops at once, without waiting for the sources to be ready: it is
-            // in a source, and its validators said no.
-            if (desired.ready || desired.rejected.contains_key(uid)) && !desired.pods.contains_key(uid) && handle.wanted.borrow().is_some()
-            {
+        for ((handler, uid), handle) in &self.workers {
+            let unwanted_here = match desired.pods.get(uid) {
+                // Moved to another runtime class: this handler's objects go at once.
+                Some(pod) => self.ctx.runtimes.handler_of(&pod.pod) != Some(handler.as_str()),
+                // A rejected pod stops at once, without waiting for the sources to be ready:
+                // it is in a source, and its validators said no.
+                None => desired.ready || desired.rejected.contains_key(uid),
+            };
+            if unwanted_here && handle.wanted.borrow().is_some() {
                 handle.wanted.send_replace(None);
             }
         }
     }
 
-    async fn relist(&mut self) {
-        let filter = LabelFilter::new(NODE, &self.ctx.node);
-        let runtime = &self.ctx.runtime;
-        let (sandboxes, containers) = match tokio::try_join!(runtime.list_pod_sandboxes(&filter), runtime.list_containers(&filter)) {
-            Ok(lists) => lists,
-            Err(e) => {
-                if !self.runtime_down {
-                    warn!(runtime = runtime.name(), "cannot list pods: {e}; retrying every {}s", RELIST_PERIOD.as_secs());
-                    self.runtime_down = true;
-                }
-                return;
-            }
-        };
-        if std::mem::take(&mut self.runtime_down) {
-            info!(runtime = runtime.name(), "runtime reachable again");
-        }
-        let mut fingerprints: HashMap<String, DefaultHasher> = HashMap::new();
-        for s in &sandboxes {
-            if let Some(uid) = s.labels.get(POD_UID) {
-                (&s.id, s.state as u8).hash(fingerprints.entry(uid.clone()).or_default());
-            }
-        }
-        for c in &containers {
-            if let Some(uid) = c.labels.get(POD_UID) {
-                (&c.id, c.state as u8).hash(fingerprints.entry(uid.clone()).or_default());
-            }
-        }
-        let fingerprints: HashMap<String, u64> = fingerprints.into_iter().map(|(uid, h)| (uid, h.finish())).collect();
-        for (uid, handle) in &self.workers {
-            if fingerprints.get(uid) != self.fingerprints.get(uid) {
+    /// Pokes the workers whose pods changed on `handler`, and gives objects of pods nobody
+    /// wants there a worker that removes them.
+    fn listed(&mut self, handler: &str, fingerprints: HashMap<String, u64>) {
+        for ((h, uid), handle) in &self.workers {
+            if h == handler && fingerprints.get(uid) != self.fingerprints.get(&(h.clone(), uid.clone())) {
                 handle.poke.notify_one();
             }
         }
         if self.desired.ready {
-            let orphans: Vec<String> = fingerprints.keys().filter(|uid| !self.workers.contains_key(*uid)).cloned().collect();
-            for uid in orphans {
-                info!(uid = %uid, "found objects of a pod with no manifest; removing them");
-                self.spawn(&uid, None);
+            let orphans: Vec<Key> =
+                fingerprints.keys().map(|uid| (handler.to_owned(), uid.clone())).filter(|key| !self.workers.contains_key(key)).collect();
+            for key in orphans {
+                info!(runtime = %key.0, uid = %key.1, "found objects of a pod with no manifest here; removing them");
+                self.spawn(key, None);
             }
         }
-        self.fingerprints = fingerprints;
+        self.fingerprints.retain(|(h, _), _| h != handler);
+        self.fingerprints.extend(fingerprints.into_iter().map(|(uid, f)| ((handler.to_owned(), uid), f)));
         self.reap();
     }
 
-    /// Drops workers that finished; one whose pod is wanted again is started anew.
+    /// Drops workers that finished; one whose pod is wanted again there is started anew.
     fn reap(&mut self) {
-        let finished: Vec<String> = self.workers.iter().filter(|(_, h)| h.task.is_finished()).map(|(uid, _)| uid.clone()).collect();
-        for uid in finished {
-            self.workers.remove(&uid);
-            if let Some(pod) = self.desired.pods.get(&uid).cloned() {
-                debug!(uid = %uid, "pod wanted again after its worker finished");
-                self.spawn(&uid, Some(pod));
+        let finished: Vec<Key> = self.workers.iter().filter(|(_, h)| h.task.is_finished()).map(|(key, _)| key.clone()).collect();
+        for key in finished {
+            self.workers.remove(&key);
+            if let Some(pod) = self.desired.pods.get(&key.1).cloned()
+                && self.ctx.runtimes.handler_of(&pod.pod) == Some(key.0.as_str())
+            {
+                debug!(uid = %key.1, "pod wanted again after its worker finished");
+                self.spawn(key, Some(pod));
             }
         }
     }

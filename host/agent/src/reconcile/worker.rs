@@ -13,7 +13,9 @@ use futures::future::join_all;
 use k8s_openapi::api::core::v1::{ContainerPort, LifecycleHandler};
 use staticlet_model::StaticPod;
 use staticlet_model::status::{self, ContainerRecord, ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF, PodObservation, RecordState, WaitingReason};
-use staticlet_runtime::{Container, ContainerState, ContainerStatus, LabelFilter, LogOptions, PodSandbox, RuntimeError, SandboxState};
+use staticlet_runtime::{
+    Container, ContainerState, ContainerStatus, LabelFilter, LogOptions, PodSandbox, Runtime, RuntimeError, SandboxState,
+};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, error, info, warn};
 
@@ -37,9 +39,11 @@ use crate::status::PodView;
 const RESYNC: Duration = Duration::from_secs(300);
 /// The kubelet's floor on a grace period.
 const MIN_GRACE: Duration = Duration::from_secs(2);
-/// Retry delays after a failed sync: from the first to the cap, doubling.
+/// Retry delays after a failed sync: from the first to the cap, doubling. The cap is the
+/// kubelet's pod worker back-off (`workerBackOffPeriod`), so a runtime that recovers is used
+/// again within seconds; containers that keep failing have their own, longer back-off.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
-const RETRY_MAX: Duration = Duration::from_secs(300);
+const RETRY_MAX: Duration = Duration::from_secs(10);
 /// The kubelet reads at most this much of a termination message.
 const MAX_TERMINATION_MESSAGE: u64 = 4096;
 /// `FallbackToLogsOnError` takes at most this many lines of the log, as the kubelet does...
@@ -68,6 +72,9 @@ struct StartFailure {
 /// The state one worker carries between syncs.
 pub struct Worker {
     uid: String,
+    /// The handler whose runtime this worker drives.
+    handler: String,
+    runtime: Arc<dyn Runtime>,
     ctx: Arc<Context>,
     wanted: watch::Receiver<Option<Arc<StaticPod>>>,
     poke: Arc<Notify>,
@@ -92,10 +99,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker for `uid`, fed by `wanted`, woken by `poke`, and asked to restart the pod by
-    /// `restart`.
+    /// A worker for `uid` on `handler`'s `runtime`, fed by `wanted`, woken by `poke`, and
+    /// asked to restart the pod by `restart`.
     pub fn new(
         uid: String,
+        handler: String,
+        runtime: Arc<dyn Runtime>,
         ctx: Arc<Context>,
         wanted: watch::Receiver<Option<Arc<StaticPod>>>,
         poke: Arc<Notify>,
@@ -107,9 +116,11 @@ impl Worker {
             None
         });
         let events = wanted.borrow().as_ref().map_or_else(|| ctx.events.for_unknown_pod(&uid), |p| ctx.events.for_pod(p));
-        let prober = Prober::new(ctx.runtime.clone(), ctx.runner.clone(), poke.clone(), events.clone());
+        let prober = Prober::new(runtime.clone(), ctx.runner.clone(), poke.clone(), events.clone());
         Worker {
             uid,
+            handler,
+            runtime,
             ctx,
             wanted,
             poke,
@@ -147,7 +158,7 @@ impl Worker {
                 Ok(Outcome::Requeue(wait)) => wait,
                 Err(e) => {
                     let pod = wanted.as_ref().map_or_else(|| self.uid.clone(), |p| p.full_name());
-                    error!(pod = %pod, uid = %self.uid, runtime = self.ctx.runtime.name(), retry_in = ?self.retry, "sync failed: {e}");
+                    error!(pod = %pod, uid = %self.uid, runtime = self.runtime.name(), retry_in = ?self.retry, "sync failed: {e}");
                     self.next_retry()
                 }
             };
@@ -160,6 +171,13 @@ impl Worker {
         }
     }
 
+    /// Drops the pod's status, unless it is the status of the pod on another handler (the pod
+    /// moved there, and this worker only clears what it left here).
+    fn forget_status(&self) {
+        let runtimes = &self.ctx.runtimes;
+        self.ctx.status.remove_if(&self.uid, |view| runtimes.handler_of(&view.pod.pod).is_none_or(|h| h == self.handler));
+    }
+
     fn next_retry(&mut self) -> Duration {
         let wait = self.retry;
         self.retry = (self.retry * 2).min(RETRY_MAX);
@@ -168,7 +186,7 @@ impl Worker {
 
     async fn observe(&mut self, wanted: Option<&StaticPod>) -> Result<ObservedPod, RuntimeError> {
         let filter = LabelFilter::new(POD_UID, &self.uid).and(NODE, &self.ctx.node);
-        let runtime = self.ctx.runtime.clone();
+        let runtime = self.runtime.clone();
         let (sandboxes, containers) = tokio::try_join!(runtime.list_pod_sandboxes(&filter), runtime.list_containers(&filter))?;
         self.statuses.retain(|id, _| containers.iter().any(|c| &c.id == id));
         self.sandbox_ips.retain(|id, _| sandboxes.iter().any(|s| &s.id == id));
@@ -233,7 +251,7 @@ impl Worker {
     /// The end of a container's log, as much as the kubelet takes for a termination message.
     async fn log_tail(&self, container_id: &str) -> Option<String> {
         let options = LogOptions { tail_lines: Some(FALLBACK_LOG_LINES), ..LogOptions::default() };
-        let mut stream = self.ctx.runtime.logs(container_id, &options).await.ok()?;
+        let mut stream = self.runtime.logs(container_id, &options).await.ok()?;
         let mut bytes = Vec::new();
         while let Some(Ok(chunk)) = stream.next().await {
             bytes.extend_from_slice(&chunk);
@@ -246,7 +264,18 @@ impl Worker {
     /// computed for that same pod.
     async fn sync(&mut self, wanted_arc: Option<&Arc<StaticPod>>) -> Result<Outcome, RuntimeError> {
         let wanted = wanted_arc.map(|p| &**p);
-        let mut observed = self.observe(wanted).await?;
+        let mut observed = match self.observe(wanted).await {
+            Ok(observed) => observed,
+            Err(e) => {
+                if let Some(pod) = wanted_arc
+                    && self.record.start_time.is_none()
+                {
+                    // Never seen on its runtime: the pod waits, and says why, until it can be.
+                    self.waiting_on_runtime(pod, &format!("cannot list the pod's objects on runtime {}: {e}", self.handler)).await;
+                }
+                return Err(e);
+            }
+        };
         if self.restart_requested && wanted.is_some() {
             self.events.normal(None, "Restarting", "Stopping every container to start the pod afresh, as requested");
             self.kill_pod(&observed, grace_period(wanted, &observed)).await?;
@@ -268,7 +297,7 @@ impl Worker {
             {
                 warn!(uid = %self.uid, dir = %dir.display(), "cannot remove the pod's directory: {e}");
             }
-            self.ctx.status.remove(&self.uid);
+            self.forget_status();
             return Ok(Outcome::Gone);
         }
         let mut dirty = false;
@@ -284,12 +313,21 @@ impl Worker {
             warn!(uid = %self.uid, "cannot save the pod's state; back-off will not survive a restart: {e}");
         }
         self.report_waiting(wanted, &plan);
-        let retry_at = self.execute(wanted, &observed, &plan).await?;
+        let retry_at = match self.execute(wanted, &observed, &plan).await {
+            Ok(retry_at) => retry_at,
+            Err(e) => {
+                // What failed shows in the pod's status until a retry works.
+                if let Some(pod) = wanted_arc {
+                    self.publish(pod, &observed, &plan).await;
+                }
+                return Err(e);
+            }
+        };
         if let Some(pod) = wanted_arc {
             self.watch_probes(pod, &observed).await;
             self.publish(pod, &observed, &plan).await;
         } else {
-            self.ctx.status.remove(&self.uid);
+            self.forget_status();
         }
         let wait = match retry_at {
             Some(at) => at.duration_since(SystemTime::now()).unwrap_or_default().max(self.next_retry()),
@@ -328,7 +366,7 @@ impl Worker {
             return self.ctx.host_ip.clone();
         }
         if !self.sandbox_ips.contains_key(sandbox_id) {
-            let ip = self.ctx.runtime.pod_sandbox_status(sandbox_id).await.ok().and_then(|s| s.ip);
+            let ip = self.runtime.pod_sandbox_status(sandbox_id).await.ok().and_then(|s| s.ip);
             self.sandbox_ips.insert(sandbox_id.to_owned(), ip);
         }
         self.sandbox_ips.get(sandbox_id).cloned().flatten().unwrap_or_default()
@@ -341,7 +379,7 @@ impl Worker {
         observed: &ObservedPod,
         plan: &Plan,
     ) -> Result<Option<SystemTime>, RuntimeError> {
-        let runtime = self.ctx.runtime.clone();
+        let runtime = self.runtime.clone();
         let pod_name = wanted.map_or_else(|| format!("uid {}", self.uid), StaticPod::full_name);
         let grace = grace_period(wanted, observed);
         let mut sandbox = Self::current_sandbox(observed).map(|s| (s.id.clone(), s.metadata.attempt));
@@ -357,7 +395,13 @@ impl Worker {
                 Action::CreateSandbox { attempt } => {
                     let pod = wanted.expect("the planner creates sandboxes only for wanted pods");
                     let config = podconfig::sandbox_config(pod, *attempt, &self.ctx.node);
-                    let id = runtime.run_pod_sandbox(&config).await?;
+                    let id = match runtime.run_pod_sandbox(&config).await {
+                        Ok(id) => id,
+                        Err(e) => {
+                            self.sandbox_failed(pod, &e);
+                            return Err(e);
+                        }
+                    };
                     info!(pod = %pod_name, sandbox = %short(&id), attempt, "created sandbox");
                     sandbox = Some((id, *attempt));
                 }
@@ -400,9 +444,34 @@ impl Worker {
         Ok(retry_at)
     }
 
+    /// Shows every container of a pod that has not started waiting in `ContainerCreating`
+    /// with `message`, and publishes that.
+    async fn waiting_on_runtime(&mut self, pod: &Arc<StaticPod>, message: &str) {
+        self.all_creating(pod, message);
+        self.publish(pod, &ObservedPod::default(), &Plan::default()).await;
+    }
+
+    /// Marks every container of `pod` as waiting in `ContainerCreating` with `message`, until
+    /// it starts.
+    fn all_creating(&mut self, pod: &StaticPod, message: &str) {
+        let spec = pod.pod.spec.as_ref();
+        let names = spec.into_iter().flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers)).map(|c| c.name.clone());
+        for name in names {
+            self.failures.insert(name, WaitingReason { reason: "ContainerCreating".into(), message: message.to_owned() });
+        }
+    }
+
+    /// Shows a failed sandbox as the kubelet does: a `FailedCreatePodSandBox` event, and every
+    /// container waiting in `ContainerCreating` with the runtime's words, until a retry works.
+    fn sandbox_failed(&mut self, pod: &StaticPod, e: &RuntimeError) {
+        let message = format!("Failed to create pod sandbox: {e}");
+        self.events.warning(None, "FailedCreatePodSandBox", message.clone());
+        self.all_creating(pod, &message);
+    }
+
     /// Removes a container and the host side of its termination message.
     async fn remove_container(&self, container: &Container) -> Result<(), RuntimeError> {
-        self.ctx.runtime.remove_container(&container.id).await?;
+        self.runtime.remove_container(&container.id).await?;
         if container.annotations.contains_key(TERMINATION_MESSAGE_PATH) {
             let path = self.ctx.layout.termination_message(&self.uid, &container.metadata.name, container.metadata.attempt);
             let _ = std::fs::remove_file(path);
@@ -411,8 +480,8 @@ impl Worker {
     }
 
     async fn remove_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
-        self.ctx.runtime.stop_pod_sandbox(sandbox_id).await?;
-        self.ctx.runtime.remove_pod_sandbox(sandbox_id).await
+        self.runtime.stop_pod_sandbox(sandbox_id).await?;
+        self.runtime.remove_pod_sandbox(sandbox_id).await
     }
 
     /// Stops the pod as the kubelet does: app containers first, together, then sidecars one by
@@ -469,7 +538,7 @@ impl Worker {
                     .map_err(|e| e.to_string())
             }) {
                 Ok(action) => {
-                    if let Err(message) = self.ctx.runner.hook(&action, self.ctx.runtime.as_ref(), &container.id, grace).await {
+                    if let Err(message) = self.ctx.runner.hook(&action, self.runtime.as_ref(), &container.id, grace).await {
                         self.events.warning(Some(name), "FailedPreStopHook", format!("PreStopHook failed: {message}"));
                     }
                 }
@@ -477,7 +546,7 @@ impl Worker {
             }
         }
         let remaining = grace.saturating_sub(started.elapsed()).max(MIN_GRACE);
-        self.ctx.runtime.stop_container(&container.id, remaining).await
+        self.runtime.stop_container(&container.id, remaining).await
     }
 
     async fn start_container(
@@ -488,7 +557,7 @@ impl Worker {
         sandbox_id: &str,
         sandbox_attempt: u32,
     ) -> Result<(), StartFailure> {
-        let runtime = self.ctx.runtime.clone();
+        let runtime = self.runtime.clone();
         let full_name = pod.full_name();
         let call_failed = |reason: &'static str| move |e: RuntimeError| StartFailure { reason, message: e.to_string(), retry_at: None };
         let container = podconfig::find_container(pod, name).ok_or_else(|| StartFailure {
@@ -535,7 +604,7 @@ impl Worker {
     }
 
     async fn ensure_image(&mut self, container: &str, image: &str, policy: &str) -> Result<(), StartFailure> {
-        let runtime = &self.ctx.runtime;
+        let runtime = &self.runtime;
         let present = runtime
             .image_status(image)
             .await
@@ -602,7 +671,7 @@ impl Worker {
 
     /// Computes the pod's status from what was observed and publishes it.
     async fn publish(&mut self, pod: &Arc<StaticPod>, observed: &ObservedPod, plan: &Plan) {
-        let scheme = self.ctx.runtime.name().to_owned();
+        let scheme = self.runtime.name().to_owned();
         let sandbox = Self::current_sandbox(observed).filter(|s| s.labels.get(super::labels::SANDBOX_HASH) == Some(&pod.sandbox_hash));
         let pod_ip = match sandbox {
             Some(s) => self.pod_ip(&s.id, host_network(pod)).await,

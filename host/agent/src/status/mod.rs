@@ -154,10 +154,16 @@ impl StatusStore {
 
     /// Forgets a pod that is gone.
     pub fn remove(&self, uid: &str) {
+        self.remove_if(uid, |_| true);
+    }
+
+    /// Forgets a pod that is gone, if `which` says its stored view is the one meant.
+    pub fn remove_if(&self, uid: &str, which: impl FnOnce(&PodView) -> bool) {
         if self.is_rejected(uid) {
             return;
         }
-        self.pods.send_if_modified(|pods| pods.by_uid.contains_key(uid) && Arc::make_mut(pods).remove(uid));
+        self.pods
+            .send_if_modified(|pods| pods.by_uid.get(uid).is_some_and(|stored| which(&stored.view)) && Arc::make_mut(pods).remove(uid));
     }
 
     /// Replaces the set of rejected pods and their views: views of pods no longer rejected go.

@@ -1,0 +1,140 @@
+//! Runtime classes and runtime-adapter plugins: pods on Docker and on Podman side by side from
+//! one manifest directory, and adapters that misbehave (a trap, a call that never ends, a
+//! request to a host nobody granted) failing only their own pods until a fixed `.wasm` is
+//! dropped in.
+
+use std::time::Duration;
+
+use staticlet_plugin::artifacts::{MISBEHAVING_RUNTIME, PODMAN_RUNTIME};
+
+use crate::support::images::BUSYBOX;
+use crate::support::podman::podman;
+use crate::support::{Agent, condition, container_status, docker, running, wait_for};
+
+const UP: Duration = Duration::from_secs(60);
+
+fn pod(name: &str, class: Option<&str>) -> String {
+    let class = class.map(|c| format!("  runtimeClassName: {c}\n")).unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{class}  terminationGracePeriodSeconds: 2\n  containers:\n  - {{name: app, image: {BUSYBOX}, command: [sleep, '3600']}}\n"
+    )
+}
+
+async fn running_id(agent: &Agent, name: &str) -> String {
+    wait_for(UP, &format!("pod {name} running"), || async {
+        let pod = agent.pod_status(name).await?;
+        let ready = pod["status"]["phase"] == "Running" && condition(&pod, "Ready").as_deref() == Some("True");
+        ready.then(|| container_status(&pod, "app").unwrap()["containerID"].as_str().unwrap().to_owned())
+    })
+    .await
+}
+
+/// The waiting message of pod `name`'s container once it contains `text`.
+async fn waiting_with(agent: &Agent, name: &str, text: &str) -> serde_json::Value {
+    wait_for(UP, &format!("pod {name} waiting with {text:?}"), || async {
+        let pod = agent.pod_status(name).await?;
+        let waiting = container_status(&pod, "app")?["state"]["waiting"].clone();
+        waiting["message"].as_str()?.contains(text).then_some(waiting)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_run_side_by_side_on_the_runtime_their_class_names() {
+    let docker = docker().await;
+    let podman = podman().await;
+    let mut agent = Agent::new("classes");
+    agent.uses_podman(&podman);
+    let config = format!(
+        "runtimeClasses: {{podman: podman}}\nplugins:\n- name: podman\n  kind: runtime-adapter\n  path: {PODMAN_RUNTIME}\n  allowedHosts: [\"{}\"]\n  config: {{endpoint: \"{}\"}}\n",
+        podman.address, podman.endpoint
+    );
+    std::fs::write(agent.file("config.yaml"), config).unwrap();
+    agent.write("plain.yaml", &pod("plain", None));
+    agent.write("elsewhere.yaml", &pod("elsewhere", Some("podman")));
+    agent.write("unknown.yaml", &pod("unknown", Some("gvisor")));
+    agent.start_with(&["--config", agent.file("config.yaml").to_str().unwrap()]);
+
+    let plain = running_id(&agent, "plain").await;
+    let elsewhere = running_id(&agent, "elsewhere").await;
+    assert!(plain.starts_with("docker://") && elsewhere.starts_with("podman://"), "{plain} {elsewhere}");
+    assert_eq!(running(&docker, &agent.node, &format!("k8s_app_{}_", agent.pod("plain"))).await.len(), 1);
+    assert!(running(&docker, &agent.node, &format!("k8s_app_{}_", agent.pod("elsewhere"))).await.is_empty());
+    let on_podman: Vec<String> = podman.containers(&agent.node).iter().map(|c| c["Names"][0].as_str().unwrap().to_owned()).collect();
+    assert_eq!(on_podman.len(), 1, "{on_podman:?}");
+    assert!(on_podman[0].starts_with(&format!("k8s_app_{}_default_", agent.pod("elsewhere"))), "{on_podman:?}");
+
+    let rejected = wait_for(UP, "the pod of an unknown class rejected", || async {
+        let pod = agent.pod_status("unknown").await?;
+        (pod["status"]["phase"] == "Failed").then_some(pod)
+    })
+    .await;
+    let message = rejected["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(r#"spec.runtimeClassName: no runtime class "gvisor" on this node; its classes are docker, podman"#),
+        "{message}"
+    );
+
+    // Moving a pod to another class moves it: gone from Podman, started on Docker.
+    agent.write("elsewhere.yaml", &pod("elsewhere", None));
+    wait_for(UP, "the moved pod on Docker and off Podman", || async {
+        let moved = running_id(&agent, "elsewhere").await;
+        (moved.starts_with("docker://") && podman.pods(&agent.node).is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(running_id(&agent, "plain").await, plain, "the other pod was never touched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_misbehaving_adapter_fails_only_its_own_pods_until_it_is_fixed() {
+    docker().await;
+    let podman = podman().await;
+    let mut agent = Agent::new("misbehaving");
+    agent.uses_podman(&podman);
+    let modes = [("trap", "trap-on-create"), ("hang", "hang"), ("stray", "wrong-host")];
+    let mut config = String::from("runtimeClasses:\n");
+    for (class, _) in modes {
+        config.push_str(&format!("  {class}: {class}\n"));
+    }
+    config.push_str("plugins:\n");
+    for (class, mode) in modes {
+        let wasm = agent.file(&format!("{class}.wasm"));
+        std::fs::copy(MISBEHAVING_RUNTIME, &wasm).unwrap();
+        config.push_str(&format!(
+            "- name: {class}\n  kind: runtime-adapter\n  path: {}\n  timeout: 2s\n  allowedHosts: [\"{}\"]\n  config: {{endpoint: \"{}\", misbehave: {mode}}}\n",
+            wasm.display(),
+            podman.address,
+            podman.endpoint
+        ));
+    }
+    std::fs::write(agent.file("config.yaml"), config).unwrap();
+    agent.write("steady.yaml", &pod("steady", None));
+    for (class, _) in modes {
+        agent.write(&format!("{class}.yaml"), &pod(class, Some(class)));
+    }
+    agent.start_with(&["--config", agent.file("config.yaml").to_str().unwrap()]);
+
+    let steady = running_id(&agent, "steady").await;
+    let trapped = waiting_with(&agent, "trap", "create_container trapped").await;
+    assert_eq!(trapped["reason"], "CreateContainerError", "{trapped}");
+    let hung = waiting_with(&agent, "hang", "run_pod_sandbox exceeded its deadline of 2000ms").await;
+    assert_eq!(hung["reason"], "ContainerCreating", "{hung}");
+    let stray = waiting_with(&agent, "stray", "the host is not in this plugin's allowedHosts").await;
+    assert!(stray["message"].as_str().unwrap().contains("192.0.2.1:8888"), "{stray}");
+    agent.wait_log("refused an outbound HTTP request").await;
+    assert!(agent.is_running(), "the agent stays up");
+    assert_eq!(running_id(&agent, "steady").await, steady, "the Docker pod is untouched");
+
+    // The fixed adapter, dropped in place of each broken one, is reloaded and its pods converge.
+    for (class, _) in modes {
+        let fixed = agent.file(&format!(".{class}.wasm.new"));
+        std::fs::copy(PODMAN_RUNTIME, &fixed).unwrap();
+        std::fs::rename(&fixed, agent.file(&format!("{class}.wasm"))).unwrap();
+    }
+    for (class, _) in modes {
+        let id = running_id(&agent, class).await;
+        assert!(id.starts_with(&format!("{class}://")), "{id}");
+    }
+    assert_eq!(running_id(&agent, "steady").await, steady);
+    assert!(agent.log().contains("plugin reloaded; runtime calls use the new code"), "{}", agent.log());
+}

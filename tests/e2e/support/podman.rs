@@ -1,0 +1,116 @@
+//! A real Podman for the tests: Debian's `podman`, serving its REST API on a port of its own,
+//! with its own storage and state directories, so the tests never touch the machine's Podman.
+//! The service stops itself after two idle minutes; [`podman`] starts it again when a later
+//! test needs it. The test images are loaded from the same archives Docker gets.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use super::images;
+
+/// How long the service outlives its last request.
+const IDLE_EXIT_SECONDS: &str = "120";
+
+/// One Podman service and the storage it works on.
+#[derive(Debug, Clone)]
+pub struct Podman {
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// `127.0.0.1:<port>`, as an agent config grants it.
+    pub address: String,
+    port: u16,
+    /// `--root`.
+    root: PathBuf,
+    /// `--runroot`.
+    runroot: PathBuf,
+}
+
+static SERVICE: Mutex<Option<Podman>> = Mutex::const_new(None);
+
+/// The tests' Podman, started (and given the test images) on first use.
+pub async fn podman() -> Podman {
+    let mut service = SERVICE.lock().await;
+    if let Some(podman) = service.as_ref()
+        && podman.answers()
+    {
+        return podman.clone();
+    }
+    let podman = match service.take() {
+        Some(stopped) => stopped,
+        None => {
+            let base = std::env::temp_dir().join(format!("staticlet-e2e-podman-{}", std::process::id()));
+            let port = super::free_port();
+            let podman = Podman {
+                endpoint: format!("http://127.0.0.1:{port}"),
+                address: format!("127.0.0.1:{port}"),
+                port,
+                root: base.join("root"),
+                runroot: base.join("run"),
+            };
+            podman.load_images();
+            podman
+        }
+    };
+    podman.serve().await;
+    *service = Some(podman.clone());
+    podman
+}
+
+impl Podman {
+    /// `podman` on this service's storage, as a user would run it.
+    pub fn cli(&self) -> Command {
+        let mut command = Command::new("podman");
+        command.arg("--root").arg(&self.root).arg("--runroot").arg(&self.runroot);
+        command
+    }
+
+    /// Runs `podman <args>` and returns its standard output.
+    pub fn run(&self, args: &[&str]) -> String {
+        let output = self.cli().args(args).output().expect("podman is installed");
+        assert!(output.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// The containers of `node`, infra containers excluded, as `podman ps -a` lists them.
+    pub fn containers(&self, node: &str) -> Vec<serde_json::Value> {
+        let listed = self.run(&["ps", "-a", "--filter", &format!("label=io.staticlet.node={node}"), "--format", "json"]);
+        let all: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap_or_default();
+        all.into_iter().filter(|c| c["IsInfra"] != true).collect()
+    }
+
+    /// The pods of `node`, as `podman pod ps` lists them.
+    pub fn pods(&self, node: &str) -> Vec<serde_json::Value> {
+        let listed = self.run(&["pod", "ps", "--filter", &format!("label=io.staticlet.node={node}"), "--format", "json"]);
+        serde_json::from_str(&listed).unwrap_or_default()
+    }
+
+    fn answers(&self) -> bool {
+        super::http_get(self.port, "/v4.0.0/libpod/_ping").is_some()
+    }
+
+    async fn serve(&self) {
+        let mut service = self
+            .cli()
+            .args(["system", "service", "--time", IDLE_EXIT_SECONDS, &format!("tcp:{}", self.address)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("podman is installed (apt install podman catatonit)");
+        // It stops itself when idle; this reaps it then.
+        std::thread::spawn(move || service.wait());
+        super::wait_for(Duration::from_secs(30), "the Podman service to answer", || async { self.answers().then_some(()) }).await;
+    }
+
+    fn load_images(&self) {
+        for (tag, archive) in images::archives() {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), archive).unwrap();
+            self.run(&["load", "--quiet", "--input", file.path().to_str().unwrap()]);
+            assert!(!self.run(&["images", "--quiet", &tag]).trim().is_empty(), "{tag} loaded into Podman");
+        }
+    }
+}
