@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use bollard::Docker;
-use staticlet_plugin::artifacts::PODMAN_RUNTIME;
 
 use crate::support::images::BUSYBOX;
 use crate::support::podman::{Podman, podman};
@@ -49,7 +48,7 @@ impl Runtime {
         let mut agent = Agent::new(test);
         if let Runtime::Podman(podman) = self {
             agent.uses_podman(podman);
-            std::fs::write(agent.file("config.yaml"), podman_config(podman)).unwrap();
+            std::fs::write(agent.file("config.yaml"), podman.agent_config()).unwrap();
         }
         agent
     }
@@ -83,15 +82,6 @@ impl Runtime {
             },
         }
     }
-}
-
-/// An agent config that makes the Podman adapter the default runtime, granted only this
-/// Podman's address.
-pub fn podman_config(podman: &Podman) -> String {
-    format!(
-        "defaultRuntimeClass: podman\nruntimeClasses: {{podman: podman}}\nplugins:\n- name: podman\n  kind: runtime-adapter\n  path: {PODMAN_RUNTIME}\n  allowedHosts: [\"{}\"]\n  config: {{endpoint: \"{}\"}}\n",
-        podman.address, podman.endpoint
-    )
 }
 
 fn pod(name: &str, body: &str) -> String {

@@ -131,10 +131,40 @@ async fn a_misbehaving_adapter_fails_only_its_own_pods_until_it_is_fixed() {
         std::fs::copy(PODMAN_RUNTIME, &fixed).unwrap();
         std::fs::rename(&fixed, agent.file(&format!("{class}.wasm"))).unwrap();
     }
+    let mut converged = Vec::new();
     for (class, _) in modes {
         let id = running_id(&agent, class).await;
         assert!(id.starts_with(&format!("{class}://")), "{id}");
+        converged.push(id);
     }
+    // Three handlers share one Podman: each manages only its own pods, none removes another's.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for ((class, _), id) in modes.iter().zip(&converged) {
+        assert_eq!(&running_id(&agent, class).await, id, "pod {class} left alone by the other handlers");
+    }
+    assert_eq!(podman.pods(&agent.node).len(), 3);
     assert_eq!(running_id(&agent, "steady").await, steady);
     assert!(agent.log().contains("plugin reloaded; runtime calls use the new code"), "{}", agent.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_podman_example_config_runs_pods_on_podman() {
+    docker().await;
+    let podman = podman().await;
+    let mut agent = Agent::new("example-podman");
+    agent.uses_podman(&podman);
+    // The example as shipped, pointed at the tests' Podman instead of 127.0.0.1:8888, with the
+    // adapter where the example expects it (beside the config).
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/podman/config.yaml")).unwrap();
+    assert!(example.contains("127.0.0.1:8888"), "{example}");
+    std::fs::write(agent.file("config.yaml"), example.replace("127.0.0.1:8888", &podman.address)).unwrap();
+    std::fs::copy(PODMAN_RUNTIME, agent.file("podman_runtime.wasm")).unwrap();
+    agent.write("plain.yaml", &pod("plain", None));
+    agent.write("pinned.yaml", &pod("pinned", Some("podman")));
+    agent.start_with(&["--config", agent.file("config.yaml").to_str().unwrap()]);
+    for name in ["plain", "pinned"] {
+        let id = running_id(&agent, name).await;
+        assert!(id.starts_with("podman://"), "the example makes Podman the default: {id}");
+    }
+    assert_eq!(podman.pods(&agent.node).len(), 2);
 }

@@ -22,11 +22,6 @@ use support::{Agent, docker};
 
 const PODS: usize = 20;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// Docker's `start` events since `t0`, replayed from the engine's own log, so the lazily
 /// opened stream misses nothing that happened before it was first polled.
 fn start_events(docker: &Docker, t0: SystemTime) -> impl futures::Stream<Item = Result<EventMessage, bollard::errors::Error>> + Unpin {
@@ -57,8 +52,7 @@ fn manifest(name: &str) -> String {
 }
 
 fn report(label: &str, mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let (p50, p99) = (percentile(&samples, 50.0), percentile(&samples, 99.0));
+    let (p50, p99) = support::p50_p99(&mut samples);
     println!("start_latency: {label:<12} p50 {p50:7.1} ms   p99 {p99:7.1} ms   (n = {})", samples.len());
     p50
 }

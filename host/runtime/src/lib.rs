@@ -29,7 +29,8 @@ use futures::stream::BoxStream;
 /// A container runtime, as the agent drives it.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
-    /// A short name for messages and metrics (`docker`, `containerd`, `plugin:podman`).
+    /// A short name for messages, metrics and container IDs (`docker`, `containerd`, or a
+    /// runtime adapter's name in the agent config, such as `podman`).
     fn name(&self) -> &str;
 
     /// The runtime's name and version; also how the agent checks that it is reachable.

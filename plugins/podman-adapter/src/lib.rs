@@ -1,6 +1,8 @@
-//! The Podman runtime adapter's logic (`podman-runtime` exports it as a component): a staticlet
-//! runtime adapter for Podman, through Podman's REST API (`podman system service
-//! tcp:127.0.0.1:8888`, the libpod endpoints).
+//! The Podman runtime adapter's logic: a staticlet runtime adapter for Podman, through Podman's
+//! REST API (`podman system service --time=0 tcp:127.0.0.1:8888`, the libpod endpoints).
+//! `podman-runtime` exports it as a component; test adapters wrap it. It exports nothing
+//! itself: a wrapper linking it would then carry two sets of the world's exports, which do not
+//! link.
 //!
 //! A static pod is one Podman pod, whose infra container is the sandbox; the pod's containers
 //! run inside it. Names and labels are the ones the Docker runtime gives, so `podman pod ps` and
@@ -9,33 +11,37 @@
 //! annotations as `annotation.<key>` labels.
 //!
 //! Settings: `endpoint` (default `http://127.0.0.1:8888`) and `apiVersion` (default `v4.0.0`).
-//! The agent config must grant the endpoint's address in `allowedHosts`.
+//! The agent config must grant the endpoint's address in the plugin's `allowedHosts`.
 
-pub mod api;
-pub mod convert;
+mod api;
+mod convert;
 
-use std::collections::BTreeMap;
+use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
-use staticlet_runtime_sdk::{
-    Config, Container, ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ExecResult, Image, LogOptions,
-    MountPropagation, Protocol, RuntimeAdapter, RuntimeError, RuntimeVersion, Sandbox, SandboxConfig, SandboxMetadata, SandboxState,
-    SandboxStatus, StringMap,
+use staticlet_plugin_sdk::Config;
+use staticlet_plugin_sdk::runtime::{
+    Container, ContainerConfig, ContainerState, ContainerStatus, ExecResult, Image, LogOptions, RuntimeAdapter, RuntimeError,
+    RuntimeVersion, Sandbox, SandboxConfig, SandboxStatus, StringMap,
 };
 
 use api::{Client, decode, failure, ok};
 use convert::{
-    container_name, demux, label_filter, labels_with_annotations, parse_name, parse_time, percent_encode, qualify, sandbox_name,
-    split_labels,
+    InspectedContainer, InspectedPod, ListedContainer, ListedPod, container_name, demux, label_filter, parse_time, percent_encode, qualify,
+    sandbox_name, unix_seconds,
 };
 
 /// Where Podman's API is when the settings do not say.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8888";
 /// The API version the paths carry: Debian's Podman 4 serves `/v4.0.0/libpod/...`.
 pub const DEFAULT_API_VERSION: &str = "v4.0.0";
-/// How much of each exec output stream is kept, as the agent keeps it.
+/// The settings the adapter reads.
+const SETTINGS: [&str; 2] = ["endpoint", "apiVersion"];
+/// How much of each exec output stream is kept: the agent's `EXEC_OUTPUT_LIMIT`.
 const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;
+/// The longest log returned at once. The 0.1.0 world returns a log in one piece, held twice in
+/// the instance's memory (capped at 64 MiB by default) while it is split into its streams.
+const LOG_LIMIT: usize = 8 * 1024 * 1024;
 
 /// The adapter: a client for one Podman service.
 #[derive(Debug, Clone)]
@@ -45,296 +51,77 @@ pub struct Podman {
 
 impl Podman {
     /// The adapter for the settings the agent config gives it. Keys it does not know are
-    /// logged and ignored, so a config written for a newer adapter still loads.
+    /// logged and ignored, so that a wrapper's own settings or a config written for a newer
+    /// adapter still load.
     ///
     /// # Errors
     ///
-    /// A setting of the wrong type, named.
+    /// A setting of the wrong type or form, named.
     pub fn from_settings(config: &Config) -> Result<Podman, String> {
-        let text = |key: &str, default: &str| match config.get(key) {
+        let settings = config.as_object().ok_or_else(|| format!("the settings must be an object, got {config}"))?;
+        let text = |key: &str, default: &str| match settings.get(key) {
             None => Ok(default.to_owned()),
-            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
             Some(other) => Err(format!("{key}: want a non-empty string, got {other}")),
         };
         let endpoint = text("endpoint", DEFAULT_ENDPOINT)?;
-        if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
-            return Err(format!("endpoint: {endpoint:?} is not an http:// or https:// URL"));
+        let authority =
+            endpoint.strip_prefix("http://").or_else(|| endpoint.strip_prefix("https://")).map(|rest| rest.trim_end_matches('/'));
+        if authority.is_none_or(|a| a.is_empty() || a.contains(['/', '?'])) {
+            return Err(format!("endpoint: want http://host:port (Podman's service address), got {endpoint:?}"));
         }
         let api_version = text("apiVersion", DEFAULT_API_VERSION)?;
-        if let Some(map) = config.as_object() {
-            let unknown: Vec<&str> = map.keys().map(String::as_str).filter(|k| !["endpoint", "apiVersion"].contains(k)).collect();
-            if !unknown.is_empty() {
-                staticlet_runtime_sdk::log_warn(&format!("ignoring settings the Podman adapter does not know: {}", unknown.join(", ")));
-            }
+        if !api_version.trim_start_matches('v').split('.').all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(format!("apiVersion: want a version such as {DEFAULT_API_VERSION}, got {api_version:?}"));
+        }
+        let unknown: Vec<&str> = settings.keys().map(String::as_str).filter(|k| !SETTINGS.contains(k)).collect();
+        if !unknown.is_empty() {
+            staticlet_plugin_sdk::log_warn(&format!(
+                "the Podman adapter ignores settings it does not know: {} (it reads {})",
+                unknown.join(", "),
+                SETTINGS.join(", ")
+            ));
         }
         Ok(Podman { client: Client::new(&endpoint, &api_version) })
     }
 
-    fn post(&self, what: &str, path: &str, body: Option<&Value>) -> Result<staticlet_runtime_sdk::http::Response, RuntimeError> {
-        ok(what, self.client.send("POST", path, body)?)
-    }
-
-    /// Sends a stop or removal, which succeeds on what is already gone.
-    fn idempotent(&self, what: &str, method: &str, path: &str) -> Result<(), RuntimeError> {
-        match ok(what, self.client.send(method, path, None)?) {
-            Ok(_) | Err(RuntimeError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+    /// Stops container `id`, SIGKILL after `seconds`; a stopped one is fine.
+    fn stop(&self, id: &str, seconds: u64) -> Result<(), RuntimeError> {
+        self.client.post(&format!("stopping container {id}"), &format!("/containers/{id}/stop?timeout={seconds}"), None).map(drop)
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListedPod {
-    id: String,
-    name: String,
-    status: String,
-    created: String,
-    #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct InspectedPod {
-    id: String,
-    name: String,
-    state: String,
-    created: String,
-    #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
-    #[serde(rename = "InfraContainerID", default)]
-    infra_container_id: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListedContainer {
-    id: String,
-    names: Vec<String>,
-    image: String,
-    state: String,
-    created: String,
-    #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pod: String,
-    #[serde(default)]
-    is_infra: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct InspectedContainer {
-    id: String,
-    name: String,
-    created: String,
-    image_name: String,
-    state: InspectedState,
-    config: InspectedConfig,
-    #[serde(default)]
-    pod: String,
-    #[serde(default)]
-    network_settings: Option<NetworkSettings>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct InspectedState {
-    status: String,
-    exit_code: i32,
-    started_at: String,
-    finished_at: String,
-    #[serde(rename = "OOMKilled", default)]
-    oom_killed: bool,
-    #[serde(default)]
-    error: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct InspectedConfig {
-    #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct NetworkSettings {
-    #[serde(rename = "IPAddress", default)]
-    ip_address: String,
-    #[serde(default)]
-    networks: Option<BTreeMap<String, Network>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Network {
-    #[serde(rename = "IPAddress", default)]
-    ip_address: String,
-}
-
-fn sandbox_state(status: &str) -> SandboxState {
-    // A pod is "Degraded" when some of its containers stopped; its infra, which holds the
-    // namespaces, still runs.
-    match status {
-        "Running" | "Degraded" => SandboxState::Ready,
-        _ => SandboxState::NotReady,
+/// Success for a call on something already gone, as stops and removals want it.
+fn gone_is_fine(result: Result<(), RuntimeError>) -> Result<(), RuntimeError> {
+    match result {
+        Err(RuntimeError::NotFound(_)) => Ok(()),
+        other => other,
     }
 }
 
-fn container_state(state: &str) -> ContainerState {
-    match state {
-        "created" | "configured" | "initialized" => ContainerState::Created,
-        "running" | "paused" | "stopping" => ContainerState::Running,
-        "exited" | "stopped" => ContainerState::Exited,
-        _ => ContainerState::Unknown,
+/// A path below `/libpod` with a label filter added to its query.
+fn filtered(path: &str, filter: &StringMap) -> String {
+    match label_filter(filter) {
+        Some(filter) => format!("{path}{}filters={filter}", if path.contains('?') { '&' } else { '?' }),
+        None => path.to_owned(),
     }
-}
-
-fn sandbox(id: String, name: &str, status: &str, created: &str, labels: Option<BTreeMap<String, String>>) -> Sandbox {
-    let (_, pod, namespace, uid, attempt) = parse_name(name).unwrap_or(("", name, "", "", 0));
-    let (labels, annotations) = split_labels(labels.unwrap_or_default());
-    Sandbox {
-        id,
-        metadata: SandboxMetadata { name: pod.to_owned(), namespace: namespace.to_owned(), uid: uid.to_owned(), attempt },
-        state: sandbox_state(status),
-        created_at: parse_time(created).unwrap_or_default(),
-        labels,
-        annotations,
-    }
-}
-
-/// A container as the runtime interface lists it, from what Podman lists or inspects.
-struct Found<'a> {
-    id: String,
-    name: &'a str,
-    sandbox_id: String,
-    image: String,
-    state: &'a str,
-    created: &'a str,
-    labels: Option<BTreeMap<String, String>>,
-}
-
-fn container(found: Found<'_>) -> Container {
-    let (container, _, _, _, attempt) = parse_name(found.name).unwrap_or((found.name, "", "", "", 0));
-    let (labels, annotations) = split_labels(found.labels.unwrap_or_default());
-    Container {
-        id: found.id,
-        sandbox_id: found.sandbox_id,
-        metadata: ContainerMetadata { name: container.to_owned(), attempt },
-        image: found.image,
-        state: container_state(found.state),
-        created_at: parse_time(found.created).unwrap_or_default(),
-        labels,
-        annotations,
-    }
-}
-
-/// What an error says, whatever its kind.
-fn message(e: RuntimeError) -> String {
-    match e {
-        RuntimeError::Unavailable(m)
-        | RuntimeError::NotFound(m)
-        | RuntimeError::ImagePull(m)
-        | RuntimeError::Unsupported(m)
-        | RuntimeError::DeadlineExceeded(m)
-        | RuntimeError::Call(m) => m,
-    }
-}
-
-fn host_namespace(host: bool) -> Option<Value> {
-    host.then(|| json!({"nsmode": "host"}))
-}
-
-/// Podman's `resource_limits` for a container: CPU shares, quota and period, and a memory
-/// limit with no swap beyond it, as the kubelet sets them; `None` when nothing is limited.
-fn resource_limits(config: &ContainerConfig) -> Option<Value> {
-    let resources = &config.resources;
-    let mut cpu = serde_json::Map::new();
-    for (key, value) in [("shares", resources.cpu_shares), ("quota", resources.cpu_quota), ("period", resources.cpu_period)] {
-        if value > 0 {
-            cpu.insert(key.into(), json!(value));
-        }
-    }
-    let mut limits = serde_json::Map::new();
-    if !cpu.is_empty() {
-        limits.insert("cpu".into(), Value::Object(cpu));
-    }
-    if resources.memory_limit_in_bytes > 0 {
-        let bytes = resources.memory_limit_in_bytes;
-        limits.insert("memory".into(), json!({"limit": bytes, "swap": bytes}));
-    }
-    (!limits.is_empty()).then_some(Value::Object(limits))
-}
-
-fn mounts(config: &ContainerConfig) -> Vec<Value> {
-    config
-        .mounts
-        .iter()
-        .map(|m| {
-            let propagation = match m.propagation {
-                MountPropagation::Private => "rprivate",
-                MountPropagation::HostToContainer => "rslave",
-                MountPropagation::Bidirectional => "rshared",
-            };
-            json!({
-                "destination": m.container_path,
-                "source": m.host_path,
-                "type": "bind",
-                "options": ["rbind", if m.readonly { "ro" } else { "rw" }, propagation],
-            })
-        })
-        .collect()
 }
 
 impl RuntimeAdapter for Podman {
     fn version(&self) -> Result<RuntimeVersion, RuntimeError> {
         let version: Value = self.client.get("reading Podman's version", "/version")?;
-        let number = version["Version"].as_str().or_else(|| version["Components"][0]["Version"].as_str()).unwrap_or_default().to_owned();
-        Ok(RuntimeVersion { runtime_name: "podman".into(), runtime_version: number })
+        let number = version["Version"].as_str().or_else(|| version["Components"][0]["Version"].as_str()).unwrap_or_default();
+        Ok(RuntimeVersion { runtime_name: "podman".into(), runtime_version: number.to_owned() })
     }
 
     fn run_pod_sandbox(&self, config: SandboxConfig) -> Result<String, RuntimeError> {
-        let meta = &config.metadata;
-        let name = sandbox_name(&meta.name, &meta.namespace, &meta.uid, meta.attempt);
-        let ports: Vec<Value> = config
-            .port_mappings
-            .iter()
-            .map(|p| {
-                let protocol = match p.protocol {
-                    Protocol::Tcp => "tcp",
-                    Protocol::Udp => "udp",
-                    Protocol::Sctp => "sctp",
-                };
-                json!({"container_port": p.container_port, "host_port": p.host_port, "host_ip": p.host_ip, "protocol": protocol})
-            })
-            .collect();
-        let hosts: Vec<String> =
-            config.host_aliases.iter().flat_map(|(ip, names)| names.iter().map(move |n| format!("{n}:{ip}"))).collect();
-        let mut spec = json!({
-            "name": name,
-            "labels": labels_with_annotations(&config.labels, &config.annotations),
-            "portmappings": ports,
-            "hostadd": hosts,
-        });
-        if let Some(host) = host_namespace(config.host_network) {
-            // On the host's network a pod also has the host's name, as the kubelet's do; a
-            // UTS namespace of its own would get the pod's name, which is no valid hostname.
-            spec["netns"] = host.clone();
-            spec["utsns"] = host;
-        } else if !config.hostname.is_empty() {
-            spec["hostname"] = json!(config.hostname);
-        }
-        if let Some(dns) = &config.dns_config {
-            spec["dns_server"] = json!(dns.servers);
-            spec["dns_search"] = json!(dns.searches);
-            spec["dns_option"] = json!(dns.options);
-        }
+        let name = sandbox_name(&config.metadata);
         let what = format!("creating pod {name}");
-        let created: Value = decode(&what, &self.post(&what, "/pods/create", Some(&spec))?)?;
+        let created: Value = decode(&what, &self.client.post(&what, "/pods/create", Some(&convert::pod_spec(&config)))?)?;
         let id = created["Id"].as_str().ok_or_else(|| RuntimeError::Call(format!("{what}: Podman returned no id")))?.to_owned();
-        if let Err(e) = self.post(&format!("starting pod {name}"), &format!("/pods/{id}/start"), None) {
-            // As the CRI's RunPodSandbox: a sandbox that did not start is not left behind.
+        if let Err(e) = self.client.post(&format!("starting pod {name}"), &format!("/pods/{id}/start"), None) {
+            // As the CRI's RunPodSandbox: a sandbox that did not start (a host port already
+            // taken, say) is not left behind.
             let _ = self.remove_pod_sandbox(id);
             return Err(e);
         }
@@ -342,155 +129,103 @@ impl RuntimeAdapter for Podman {
     }
 
     fn stop_pod_sandbox(&self, sandbox_id: String) -> Result<(), RuntimeError> {
-        // Forcibly, as the CRI's StopPodSandbox: the agent already stopped the containers
-        // with their grace periods.
-        self.idempotent(&format!("stopping pod {sandbox_id}"), "POST", &format!("/pods/{sandbox_id}/stop?t=0"))
+        // Container by container: Podman's pod stop does nothing (304) to a pod it calls
+        // "Degraded", which is what a pod is once the agent stopped its app containers, and
+        // reads `t=0` as its default of ten seconds. Forcibly, as the CRI's StopPodSandbox: the
+        // agent already stopped the containers with their grace periods.
+        let pod = match self.client.get::<InspectedPod>(&format!("pod {sandbox_id}"), &format!("/pods/{sandbox_id}/json")) {
+            Err(RuntimeError::NotFound(_)) => return Ok(()),
+            found => found?,
+        };
+        for id in pod.running_containers() {
+            gone_is_fine(self.stop(&id, 0))?;
+        }
+        Ok(())
     }
 
     fn remove_pod_sandbox(&self, sandbox_id: String) -> Result<(), RuntimeError> {
-        self.idempotent(&format!("removing pod {sandbox_id}"), "DELETE", &format!("/pods/{sandbox_id}?force=true"))
+        // Stopped first: a forced removal gives each running container Podman's default stop
+        // timeout.
+        self.stop_pod_sandbox(sandbox_id.clone())?;
+        let what = format!("removing pod {sandbox_id}");
+        gone_is_fine(ok(&what, self.client.send(&self.client.request("DELETE", &format!("/pods/{sandbox_id}?force=true")))?).map(drop))
     }
 
     fn list_pod_sandboxes(&self, filter: StringMap) -> Result<Vec<Sandbox>, RuntimeError> {
-        let pods: Option<Vec<ListedPod>> = self.client.get("listing pods", &format!("/pods/json?filters={}", label_filter(&filter)))?;
-        Ok(pods.unwrap_or_default().into_iter().map(|p| sandbox(p.id, &p.name, &p.status, &p.created, p.labels)).collect())
+        let pods: Option<Vec<ListedPod>> = self.client.get("listing pods", &filtered("/pods/json", &filter))?;
+        Ok(pods.into_iter().flatten().filter_map(ListedPod::into_sandbox).collect())
     }
 
     fn get_pod_sandbox_status(&self, sandbox_id: String) -> Result<SandboxStatus, RuntimeError> {
         let pod: InspectedPod = self.client.get(&format!("pod {sandbox_id}"), &format!("/pods/{sandbox_id}/json"))?;
-        let ip = if pod.infra_container_id.is_empty() {
+        let infra_id = pod.infra_container_id.clone();
+        let sandbox = pod.into_sandbox().ok_or_else(|| RuntimeError::NotFound(format!("pod {sandbox_id} is not a staticlet sandbox")))?;
+        let ip = if infra_id.is_empty() {
             None
         } else {
             let what = format!("infra container of pod {sandbox_id}");
-            let infra: InspectedContainer = self.client.get(&what, &format!("/containers/{}/json", pod.infra_container_id))?;
-            infra.network_settings.and_then(|n| {
-                let from_networks = n.networks.into_iter().flatten().map(|(_, net)| net.ip_address).find(|ip| !ip.is_empty());
-                Some(n.ip_address).filter(|ip| !ip.is_empty()).or(from_networks)
-            })
+            let infra: InspectedContainer = self.client.get(&what, &format!("/containers/{infra_id}/json"))?;
+            infra.network_settings.and_then(|n| n.ip())
         };
-        Ok(SandboxStatus { sandbox: sandbox(pod.id, &pod.name, &pod.state, &pod.created, pod.labels), ip })
+        Ok(SandboxStatus { sandbox, ip })
     }
 
     fn create_container(&self, sandbox_id: String, config: ContainerConfig, sandbox: SandboxConfig) -> Result<String, RuntimeError> {
-        let pod = &sandbox.metadata;
-        let name = container_name(&config.metadata.name, &pod.name, &pod.namespace, &pod.uid, config.metadata.attempt);
-        let image = qualify(&config.image);
-        let env: BTreeMap<&str, &str> = config.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let security = &config.security;
-        let mut spec = json!({
-            "name": name,
-            "pod": sandbox_id,
-            "image": image,
-            "env": env,
-            "labels": labels_with_annotations(&config.labels, &config.annotations),
-            "mounts": mounts(&config),
-            "privileged": security.privileged,
-            "read_only_filesystem": security.readonly_rootfs,
-            "no_new_privileges": security.no_new_privs,
-            "cap_add": security.add_capabilities,
-            "cap_drop": security.drop_capabilities,
-            "stdin": config.stdin,
-            "terminal": config.tty,
-        });
-        if !config.command.is_empty() {
-            spec["entrypoint"] = json!(config.command);
-            // Kubernetes: a command without args drops the image's CMD as well.
-            spec["command"] = json!(config.args);
-        } else if !config.args.is_empty() {
-            spec["command"] = json!(config.args);
-        }
-        if let Some(dir) = &config.working_dir {
-            spec["work_dir"] = json!(dir);
-        }
-        if let Some(limits) = resource_limits(&config) {
-            spec["resource_limits"] = limits;
-        }
-        match (security.run_as_user, security.run_as_group) {
-            (Some(user), Some(group)) => spec["user"] = json!(format!("{user}:{group}")),
-            (Some(user), None) => spec["user"] = json!(user.to_string()),
-            (None, Some(group)) => spec["user"] = json!(format!("0:{group}")),
-            (None, None) => {}
-        }
-        if !security.supplemental_groups.is_empty() {
-            spec["groups"] = json!(security.supplemental_groups.iter().map(ToString::to_string).collect::<Vec<_>>());
-        }
-        if let Some(pidns) = host_namespace(sandbox.host_pid) {
-            spec["pidns"] = pidns;
-        }
-        if let Some(ipcns) = host_namespace(sandbox.host_ipc) {
-            spec["ipcns"] = ipcns;
-        }
-        let what = format!("creating container {name}");
-        let response = self.client.send("POST", "/containers/create", Some(&spec))?;
-        if !(200..300).contains(&response.status) {
-            let error = failure(&what, &response);
-            let absent = matches!(&error, RuntimeError::NotFound(_)) || response.text().contains("image not known");
-            return Err(if absent { RuntimeError::NotFound(format!("image {image}")) } else { error });
+        let spec = convert::container_spec(&sandbox_id, &config, &sandbox)?;
+        let what = format!("creating container {}", container_name(&config.metadata, &sandbox.metadata));
+        let response = self.client.send(&self.client.request("POST", "/containers/create").json(&spec))?;
+        if !response.is_success() {
+            // Podman answers 500, not 404, when the image is absent.
+            if response.text().contains("image not known") {
+                return Err(RuntimeError::NotFound(format!("{what}: image {} is not present", qualify(&config.image))));
+            }
+            return Err(failure(&what, &response));
         }
         let created: Value = decode(&what, &response)?;
         created["Id"].as_str().map(str::to_owned).ok_or_else(|| RuntimeError::Call(format!("{what}: Podman returned no id")))
     }
 
     fn start_container(&self, container_id: String) -> Result<(), RuntimeError> {
-        self.post(&format!("starting container {container_id}"), &format!("/containers/{container_id}/start"), None).map(drop)
+        self.client.post(&format!("starting container {container_id}"), &format!("/containers/{container_id}/start"), None).map(drop)
     }
 
     fn stop_container(&self, container_id: String, grace_ms: u64) -> Result<(), RuntimeError> {
-        let seconds = grace_ms.div_ceil(1000);
-        let what = format!("stopping container {container_id}");
-        self.post(&what, &format!("/containers/{container_id}/stop?timeout={seconds}"), None).map(drop)
+        // Whole seconds, rounded up: a grace period is a floor, never cut short.
+        self.stop(&container_id, grace_ms.div_ceil(1000))
     }
 
     fn remove_container(&self, container_id: String) -> Result<(), RuntimeError> {
+        // `timeout=0`: a running container is killed rather than given Podman's default stop
+        // timeout; stopping it gracefully is the caller's job.
         let what = format!("removing container {container_id}");
-        self.idempotent(&what, "DELETE", &format!("/containers/{container_id}?force=true&v=true&timeout=0"))
+        let request = self.client.request("DELETE", &format!("/containers/{container_id}?force=true&v=true&timeout=0"));
+        gone_is_fine(ok(&what, self.client.send(&request)?).map(drop))
     }
 
     fn list_containers(&self, filter: StringMap) -> Result<Vec<Container>, RuntimeError> {
-        let path = format!("/containers/json?all=true&filters={}", label_filter(&filter));
-        let listed: Option<Vec<ListedContainer>> = self.client.get("listing containers", &path)?;
-        Ok(listed
-            .unwrap_or_default()
-            .into_iter()
-            // Infra containers carry their pod's labels, but they are the sandbox.
-            .filter(|c| !c.is_infra)
-            .map(|c| {
-                let name = c.names.first().cloned().unwrap_or_default();
-                let found = Found {
-                    id: c.id,
-                    name: &name,
-                    sandbox_id: c.pod,
-                    image: c.image,
-                    state: &c.state,
-                    created: &c.created,
-                    labels: c.labels,
-                };
-                container(found)
-            })
-            .collect())
+        let listed: Option<Vec<ListedContainer>> =
+            self.client.get("listing containers", &filtered("/containers/json?all=true", &filter))?;
+        // Infra containers carry their pod's labels, but they are the sandbox.
+        Ok(listed.into_iter().flatten().filter(|c| !c.is_infra).filter_map(ListedContainer::into_container).collect())
     }
 
     fn get_container_status(&self, container_id: String) -> Result<ContainerStatus, RuntimeError> {
-        let c: InspectedContainer = self.client.get(&format!("container {container_id}"), &format!("/containers/{container_id}/json"))?;
-        let state = c.state;
-        let found = Found {
-            id: c.id,
-            name: &c.name,
-            sandbox_id: c.pod,
-            image: c.image_name,
-            state: &state.status,
-            created: &c.created,
-            labels: c.config.labels,
-        };
-        let listed = container(found);
-        let reason = match (listed.state, state.oom_killed, state.exit_code) {
-            (ContainerState::Exited, true, _) => "OOMKilled",
-            (ContainerState::Exited, false, 0) => "Completed",
-            (ContainerState::Exited, false, _) => "Error",
-            _ => "",
+        let inspected: InspectedContainer =
+            self.client.get(&format!("container {container_id}"), &format!("/containers/{container_id}/json"))?;
+        let (container, state) = inspected
+            .into_container()
+            .ok_or_else(|| RuntimeError::NotFound(format!("container {container_id} is not a staticlet container")))?;
+        let reason = if state.oom_killed {
+            "OOMKilled"
+        } else if container.state != ContainerState::Exited {
+            ""
+        } else if state.exit_code == 0 {
+            "Completed"
+        } else {
+            "Error"
         };
         Ok(ContainerStatus {
-            container: listed,
+            container,
             started_at: parse_time(&state.started_at),
             finished_at: parse_time(&state.finished_at),
             exit_code: state.exit_code,
@@ -499,17 +234,32 @@ impl RuntimeAdapter for Podman {
         })
     }
 
-    fn exec_sync(&self, container_id: String, cmd: Vec<String>, _timeout_ms: u64) -> Result<ExecResult, RuntimeError> {
-        // The agent bounds the whole call by the timeout: the exec's answer only comes when
-        // the command ends, and an adapter cannot interrupt a blocking read.
+    fn exec_sync(&self, container_id: String, cmd: Vec<String>, timeout_ms: u64) -> Result<ExecResult, RuntimeError> {
         let what = format!("exec in container {container_id}");
+        if cmd.is_empty() {
+            return Err(RuntimeError::Call(format!("{what}: the command is empty")));
+        }
         let body = json!({"AttachStdout": true, "AttachStderr": true, "Cmd": cmd});
-        let created: Value = decode(&what, &self.post(&what, &format!("/containers/{container_id}/exec"), Some(&body))?)?;
+        let created: Value = decode(&what, &self.client.post(&what, &format!("/containers/{container_id}/exec"), Some(&body))?)?;
         let exec = created["Id"].as_str().ok_or_else(|| RuntimeError::Call(format!("{what}: Podman returned no id")))?;
-        let output = self.post(&what, &format!("/exec/{exec}/start"), Some(&json!({"Detach": false})))?;
-        let (_, mut stdout, mut stderr) = demux(&output.body);
-        stdout.truncate(EXEC_OUTPUT_LIMIT);
-        stderr.truncate(EXEC_OUTPUT_LIMIT);
+        // The answer ends when the command does, so its timeout bounds the wait (0: none, as
+        // in the CRI). The command itself runs on; Podman has no way to end an exec.
+        let mut start = self.client.request("POST", &format!("/exec/{exec}/start")).json(&json!({"Detach": false}));
+        if timeout_ms > 0 {
+            start = start.timeout(Duration::from_millis(timeout_ms));
+        }
+        let output = match self.client.send(&start) {
+            Err(RuntimeError::DeadlineExceeded(_)) => {
+                return Err(RuntimeError::DeadlineExceeded(format!("{what}: {cmd:?} did not finish within {timeout_ms}ms")));
+            }
+            answer => ok(&what, answer?)?,
+        };
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        demux(&output.body, |stream, bytes| {
+            let buffer = if stream == 2 { &mut stderr } else { &mut stdout };
+            let room = EXEC_OUTPUT_LIMIT.saturating_sub(buffer.len());
+            buffer.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        });
         let inspected: Value = self.client.get(&what, &format!("/exec/{exec}/json"))?;
         let exit_code = inspected["ExitCode"].as_i64().and_then(|c| i32::try_from(c).ok()).unwrap_or(-1);
         Ok(ExecResult { stdout, stderr, exit_code })
@@ -520,16 +270,25 @@ impl RuntimeAdapter for Podman {
         if let Some(tail) = options.tail_lines {
             path.push_str(&format!("&tail={tail}"));
         }
-        if let Some(since) = options.since {
-            path.push_str(&format!("&since={}", since.div_euclid(1_000_000_000)));
+        if let Some(since) = options.since.filter(|since| *since > 0) {
+            path.push_str(&format!("&since={}", unix_seconds(since)));
         }
-        let response = ok(&format!("logs of container {container_id}"), self.client.send("GET", &path, None)?)?;
-        Ok(demux(&response.body).0)
+        let what = format!("logs of container {container_id}");
+        let request = self.client.request("GET", &path).max_body_bytes(LOG_LIMIT);
+        let response = match self.client.send(&request) {
+            Err(RuntimeError::Call(_)) => {
+                return Err(RuntimeError::Call(format!("{what}: longer than {LOG_LIMIT} bytes; ask for fewer lines")));
+            }
+            answer => ok(&what, answer?)?,
+        };
+        let mut log = Vec::with_capacity(response.body.len());
+        demux(&response.body, |_, bytes| log.extend_from_slice(bytes));
+        Ok(log)
     }
 
     fn image_status(&self, image: String) -> Result<Option<Image>, RuntimeError> {
         let reference = qualify(&image);
-        let response = self.client.send("GET", &format!("/images/{reference}/json"), None)?;
+        let response = self.client.send(&self.client.request("GET", &format!("/images/{reference}/json")))?;
         if response.status == 404 {
             return Ok(None);
         }
@@ -540,19 +299,48 @@ impl RuntimeAdapter for Podman {
 
     fn pull_image(&self, image: String) -> Result<String, RuntimeError> {
         let reference = qualify(&image);
-        let response = self
-            .client
-            .send("POST", &format!("/images/pull?reference={}", percent_encode(&reference)), None)
-            .and_then(|r| ok(&format!("pulling {reference}"), r))
-            .map_err(|e| RuntimeError::ImagePull(message(e)))?;
+        let what = format!("pulling {reference}");
+        let request = self.client.request("POST", &format!("/images/pull?reference={}", percent_encode(&reference)));
+        let response = self.client.send(&request)?;
+        if !response.is_success() {
+            return Err(RuntimeError::ImagePull(failure(&what, &response).message().to_owned()));
+        }
         // A failed pull is still a 200: the error is one of the streamed progress objects.
-        for line in response.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        for line in response.body.split(|b| *b == b'\n') {
             if let Ok(progress) = serde_json::from_slice::<Value>(line)
                 && let Some(error) = progress["error"].as_str()
             {
-                return Err(RuntimeError::ImagePull(error.to_owned()));
+                return Err(RuntimeError::ImagePull(format!("{what}: {error}")));
             }
         }
         Ok(reference)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_default_and_bad_values_name_their_key() {
+        assert!(Podman::from_settings(&json!({})).is_ok());
+        assert!(Podman::from_settings(&json!({"endpoint": "http://10.0.0.5:8888/", "apiVersion": "v4.3.1"})).is_ok());
+        let error = |settings: Value| Podman::from_settings(&settings).unwrap_err();
+        assert!(error(json!({"endpoint": "unix:///run/podman/podman.sock"})).starts_with("endpoint:"));
+        assert!(error(json!({"endpoint": "http://"})).starts_with("endpoint:"));
+        assert!(error(json!({"endpoint": 8888})).starts_with("endpoint:"));
+        assert!(error(json!({"apiVersion": "latest"})).starts_with("apiVersion:"));
+        assert!(error(json!("http://127.0.0.1:8888")).contains("object"));
+    }
+
+    #[test]
+    fn filters_join_the_query() {
+        let filter = vec![("a".to_owned(), "1".to_owned())];
+        assert_eq!(filtered("/pods/json", &filter), "/pods/json?filters=%7B%22label%22%3A%5B%22a%3D1%22%5D%7D");
+        assert_eq!(
+            filtered("/containers/json?all=true", &filter),
+            "/containers/json?all=true&filters=%7B%22label%22%3A%5B%22a%3D1%22%5D%7D"
+        );
+        assert_eq!(filtered("/pods/json", &Vec::new()), "/pods/json");
     }
 }

@@ -1,4 +1,12 @@
-//! Write a staticlet admission validator in a few lines of Rust.
+//! Write staticlet plugins in Rust.
+//!
+//! | feature | what it gives |
+//! | --- | --- |
+//! | `validator` (default) | an admission validator: [`Validator`], [`export_validator!`] |
+//! | `runtime-adapter` | a runtime adapter: [`runtime::RuntimeAdapter`], [`export_runtime!`] |
+//! | `http` | [`http`]: a blocking HTTP client over the agent's vetted outbound requests |
+//!
+//! A validator in a few lines:
 //!
 //! ```ignore
 //! use staticlet_plugin_sdk::{Context, Pod, Validator, Verdict};
@@ -20,151 +28,39 @@
 //! staticlet_plugin_sdk::export_validator!(NoLatest, |_config| Ok(NoLatest));
 //! ```
 //!
-//! Build it with `cargo build --release --target wasm32-wasip2`: the `.wasm` in
+//! A runtime adapter depends on the SDK with `default-features = false, features =
+//! ["runtime-adapter", "http"]`; see [`runtime`] for an example.
+//!
+//! Build either with `cargo build --release --target wasm32-wasip2`: the `.wasm` in
 //! `target/wasm32-wasip2/release/` is the component the agent loads.
+//!
+//! A component must declare only the world it implements. Each world's bindings here carry its
+//! imports only; its exports are declared by the export macro, where it is invoked. So when cargo
+//! unifies features across a workspace and compiles both worlds into this crate, a validator still
+//! exports only the validator world and an adapter only the runtime one.
 
-use std::cell::RefCell;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(any(feature = "validator", feature = "runtime-adapter"))]
+mod logging;
+#[cfg(feature = "runtime-adapter")]
+pub mod runtime;
+#[cfg(feature = "validator")]
+pub mod validator;
 
-pub use k8s_openapi::api::core::v1::Pod;
+#[cfg(any(feature = "validator", feature = "runtime-adapter"))]
+pub use logging::{log_debug, log_error, log_info, log_warn};
+/// A plugin's settings from the agent config: a JSON object, `{}` when there are none.
+#[cfg(any(feature = "validator", feature = "runtime-adapter"))]
 pub use serde_json::Value as Config;
+#[cfg(feature = "validator")]
+pub use validator::{Context, Pod, Validator, Verdict, Violation};
 
-/// The generated bindings of the `admission-validator` world, for [`export_validator!`].
-#[doc(hidden)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        path: "../../wit/since_v0.1.0",
-        world: "admission-validator",
-        pub_export_macro: true,
-        export_macro_name: "export_world",
-        default_bindings_module: "staticlet_plugin_sdk::bindings",
-    });
-}
-
-use bindings::exports::staticlet::plugin::validator as wit;
-use bindings::staticlet::plugin::host;
-use bindings::staticlet::plugin::types;
-
-/// Where the pod came from and where it will run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Context {
-    /// The node's name.
-    pub node_name: String,
-    /// `file`, `http` or `plugin:<name>`.
-    pub source: String,
-    /// The manifest's path, URL or id.
-    pub source_uri: String,
-}
-
-/// One reason a pod may not run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    /// The field at fault, as a Kubernetes field path (`spec.volumes[0].configMap`).
-    pub field: String,
-    /// Why, for the manifest's author.
-    pub message: String,
-}
-
-/// A decision on one pod: admitted when it has no violations.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Verdict {
-    /// Every reason to reject the pod.
-    pub violations: Vec<Violation>,
-    /// Notes that do not block the pod.
-    pub warnings: Vec<String>,
-}
-
-impl Verdict {
-    /// Adds a violation.
-    pub fn reject(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.violations.push(Violation { field: field.into(), message: message.into() });
+/// The settings `init` received, as JSON; empty text is no settings.
+#[cfg(any(feature = "validator", feature = "runtime-adapter"))]
+fn parse_config(text: &str) -> Result<Config, String> {
+    if text.trim().is_empty() {
+        return Ok(Config::Object(Default::default()));
     }
-
-    /// Adds a warning.
-    pub fn warn(&mut self, message: impl Into<String>) {
-        self.warnings.push(message.into());
-    }
-}
-
-/// A validator. One value is built per instance by `init` and asked about every pod.
-pub trait Validator: 'static {
-    /// Judges one defaulted pod.
-    fn validate(&self, ctx: &Context, pod: &Pod) -> Verdict;
-}
-
-/// Logs a line through the agent, tagged with the plugin's name.
-pub fn log_info(message: &str) {
-    host::log(types::LogLevel::Info, message);
-}
-
-/// Logs a warning through the agent, tagged with the plugin's name.
-pub fn log_warn(message: &str) {
-    host::log(types::LogLevel::Warn, message);
-}
-
-type Built = Box<dyn Validator>;
-
-thread_local! {
-    static VALIDATOR: RefCell<Option<Built>> = const { RefCell::new(None) };
-}
-
-fn error(code: &str, message: impl Into<String>) -> types::Error {
-    types::Error { code: code.into(), message: message.into() }
-}
-
-#[doc(hidden)]
-pub fn run_init(config: &str, build: impl FnOnce(Config) -> Result<Built, String>) -> Result<(), types::Error> {
-    let config: Config = if config.trim().is_empty() {
-        Config::Object(Default::default())
-    } else {
-        serde_json::from_str(config).map_err(|e| error("config", format!("the plugin's settings are not JSON: {e}")))?
-    };
-    let validator = build(config).map_err(|e| error("config", e))?;
-    VALIDATOR.with(|v| *v.borrow_mut() = Some(validator));
-    Ok(())
-}
-
-#[doc(hidden)]
-pub fn run_validate(ctx: types::PodContext, pod: String) -> Result<wit::Verdict, types::Error> {
-    let pod: Pod = serde_json::from_str(&pod).map_err(|e| error("internal", format!("the agent sent a pod that does not decode: {e}")))?;
-    let ctx = Context { node_name: ctx.node_name, source: ctx.source, source_uri: ctx.source_uri };
-    VALIDATOR.with(|v| {
-        let validator = v.borrow();
-        let validator = validator.as_ref().ok_or_else(|| error("internal", "validate was called before init"))?;
-        let verdict = validator.validate(&ctx, &pod);
-        Ok(wit::Verdict {
-            violations: verdict.violations.into_iter().map(|v| wit::Violation { field: v.field, message: v.message }).collect(),
-            warnings: verdict.warnings,
-        })
-    })
-}
-
-/// Exports a [`Validator`] as the component's `admission-validator` world. `$build` turns the
-/// plugin's settings ([`Config`], `{}` when there are none) into the validator, or says what
-/// is wrong with them.
-#[macro_export]
-macro_rules! export_validator {
-    ($ty:ty, $build:expr) => {
-        struct StaticletGuest;
-
-        impl $crate::bindings::Guest for StaticletGuest {
-            fn init(config: String) -> Result<(), $crate::bindings::staticlet::plugin::types::Error> {
-                let build: fn($crate::Config) -> Result<$ty, String> = $build;
-                $crate::run_init(&config, |c| build(c).map(|v| Box::new(v) as Box<dyn $crate::Validator>))
-            }
-        }
-
-        impl $crate::bindings::exports::staticlet::plugin::validator::Guest for StaticletGuest {
-            fn validate(
-                ctx: $crate::bindings::staticlet::plugin::types::PodContext,
-                pod: String,
-            ) -> Result<
-                $crate::bindings::exports::staticlet::plugin::validator::Verdict,
-                $crate::bindings::staticlet::plugin::types::Error,
-            > {
-                $crate::run_validate(ctx, pod)
-            }
-        }
-
-        $crate::bindings::export_world!(StaticletGuest with_types_in $crate::bindings);
-    };
+    serde_json::from_str(text).map_err(|e| format!("the plugin's settings are not JSON: {e}"))
 }

@@ -300,3 +300,10 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     stream.read_to_string(&mut response).ok()?;
     response.starts_with("HTTP/1.").then_some(response)
 }
+
+/// The p50 and p99 of `samples` (sorted in place), nearest-rank, for the benchmarks.
+pub fn p50_p99(samples: &mut [f64]) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let at = |p: f64| samples[(((p / 100.0) * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+    (at(50.0), at(99.0))
+}

@@ -74,6 +74,17 @@ impl Podman {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// An agent config that makes the Podman adapter (built from `plugins/podman-runtime`) the
+    /// default runtime, granted only this Podman's address.
+    pub fn agent_config(&self) -> String {
+        format!(
+            "defaultRuntimeClass: podman\nruntimeClasses: {{podman: podman}}\nplugins:\n- name: podman\n  kind: runtime-adapter\n  path: {}\n  allowedHosts: [\"{}\"]\n  config: {{endpoint: \"{}\"}}\n",
+            staticlet_plugin::artifacts::PODMAN_RUNTIME,
+            self.address,
+            self.endpoint
+        )
+    }
+
     /// The containers of `node`, infra containers excluded, as `podman ps -a` lists them.
     pub fn containers(&self, node: &str) -> Vec<serde_json::Value> {
         let listed = self.run(&["ps", "-a", "--filter", &format!("label=io.staticlet.node={node}"), "--format", "json"]);

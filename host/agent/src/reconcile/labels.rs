@@ -13,6 +13,16 @@ pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
 /// The node whose agent owns the object: two agents sharing an engine never touch each
 /// other's pods.
 pub const NODE: &str = "io.staticlet.node";
+/// The runtime handler (`docker`, or a runtime adapter's name) that created the object:
+/// handlers may share one engine (two runtime classes on one Podman), and each manages only its
+/// own objects. Objects without it predate runtime classes, when every pod ran on Docker.
+pub const HANDLER: &str = "io.staticlet.runtime-handler";
+
+/// Whether an object with `labels` is `handler`'s to manage.
+pub fn belongs_to(labels: &std::collections::BTreeMap<String, String>, handler: &str) -> bool {
+    labels.get(HANDLER).map_or(handler == crate::runtimes::DOCKER, |h| h == handler)
+}
+
 /// Hash of the pod fields the sandbox is built from.
 pub const SANDBOX_HASH: &str = "io.staticlet.sandbox.hash";
 /// Annotation: hash of the container's spec.
@@ -34,3 +44,18 @@ pub const TERMINATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminatio
 pub const CONTAINER_ROLE: &str = "io.staticlet.container.role";
 /// Annotation: an init container's position, so sidecars stop in reverse order.
 pub const INIT_INDEX: &str = "io.staticlet.container.initIndex";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_belong_to_the_handler_that_labelled_them_and_unlabelled_ones_to_docker() {
+        let labelled = std::collections::BTreeMap::from([(HANDLER.to_owned(), "podman".to_owned())]);
+        assert!(belongs_to(&labelled, "podman"));
+        assert!(!belongs_to(&labelled, "docker"));
+        let from_before_runtime_classes = std::collections::BTreeMap::new();
+        assert!(belongs_to(&from_before_runtime_classes, "docker"));
+        assert!(!belongs_to(&from_before_runtime_classes, "podman"));
+    }
+}

@@ -38,7 +38,7 @@ use crate::metrics::Metrics;
 use crate::runtimes::Runtimes;
 use crate::state::Layout;
 use crate::status::{PodView, StatusStore, rejected_status};
-use labels::{NODE, POD_UID};
+use labels::{NODE, POD_UID, belongs_to};
 
 /// How often a runtime is relisted when it streams no events, as the kubelet's PLEG does.
 pub const RELIST_PERIOD: Duration = Duration::from_secs(1);
@@ -124,7 +124,7 @@ async fn watch_runtime(
                         if std::mem::take(&mut down) {
                             info!(runtime = %handler, "runtime reachable again");
                         }
-                        let fingerprints = fingerprints(&sandboxes, &containers);
+                        let fingerprints = fingerprints(&handler, &sandboxes, &containers);
                         let _ = observations.send(Observation::Listed { handler: handler.clone(), fingerprints });
                     }
                     Err(e) => {
@@ -141,15 +141,16 @@ async fn watch_runtime(
     listener.abort();
 }
 
-/// A hash of each pod's objects (IDs and states), to see which pods changed between relists.
-fn fingerprints(sandboxes: &[PodSandbox], containers: &[Container]) -> HashMap<String, u64> {
+/// A hash of each pod's objects (IDs and states) that are `handler`'s, to see which pods changed
+/// between relists.
+fn fingerprints(handler: &str, sandboxes: &[PodSandbox], containers: &[Container]) -> HashMap<String, u64> {
     let mut hashers: HashMap<String, DefaultHasher> = HashMap::new();
-    for s in sandboxes {
+    for s in sandboxes.iter().filter(|s| belongs_to(&s.labels, handler)) {
         if let Some(uid) = s.labels.get(POD_UID) {
             (&s.id, s.state as u8).hash(hashers.entry(uid.clone()).or_default());
         }
     }
-    for c in containers {
+    for c in containers.iter().filter(|c| belongs_to(&c.labels, handler)) {
         if let Some(uid) = c.labels.get(POD_UID) {
             (&c.id, c.state as u8).hash(hashers.entry(uid.clone()).or_default());
         }

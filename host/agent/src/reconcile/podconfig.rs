@@ -51,13 +51,23 @@ fn spec(pod: &StaticPod) -> &PodSpec {
     pod.pod.spec.as_ref().expect("defaulted pods have a spec")
 }
 
+/// Whose a runtime object is: the node's agent, and the handler that created it.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    /// The node's name.
+    pub node: &'a str,
+    /// The runtime handler the pod runs on.
+    pub handler: &'a str,
+}
+
 /// The labels that find every runtime object of a pod.
-pub fn pod_labels(pod: &StaticPod, node: &str) -> BTreeMap<String, String> {
+pub fn pod_labels(pod: &StaticPod, owner: Owner<'_>) -> BTreeMap<String, String> {
     BTreeMap::from([
         (POD_NAME.to_owned(), pod.name().to_owned()),
         (POD_NAMESPACE.to_owned(), pod.namespace().to_owned()),
         (POD_UID.to_owned(), pod.uid.clone()),
-        (NODE.to_owned(), node.to_owned()),
+        (NODE.to_owned(), owner.node.to_owned()),
+        (HANDLER.to_owned(), owner.handler.to_owned()),
     ])
 }
 
@@ -66,10 +76,10 @@ fn grace_seconds(pod: &StaticPod) -> i64 {
 }
 
 /// The sandbox config for `attempt`.
-pub fn sandbox_config(pod: &StaticPod, attempt: u32, node: &str) -> PodSandboxConfig {
+pub fn sandbox_config(pod: &StaticPod, attempt: u32, owner: Owner<'_>) -> PodSandboxConfig {
     let spec = spec(pod);
     let mut labels = pod.pod.metadata.labels.clone().unwrap_or_default();
-    labels.extend(pod_labels(pod, node));
+    labels.extend(pod_labels(pod, owner));
     labels.insert(SANDBOX_HASH.to_owned(), pod.sandbox_hash.clone());
     let mut annotations = pod.pod.metadata.annotations.clone().unwrap_or_default();
     annotations.insert(GRACE_PERIOD.to_owned(), grace_seconds(pod).to_string());
@@ -163,11 +173,11 @@ pub fn container_config(
     pod: &StaticPod,
     container: &Container,
     attempt: u32,
-    node: &str,
+    owner: Owner<'_>,
     layout: &Layout,
     addresses: Addresses<'_>,
 ) -> Result<ContainerConfig, ConfigError> {
-    let mut labels = pod_labels(pod, node);
+    let mut labels = pod_labels(pod, owner);
     labels.insert(CONTAINER_NAME.to_owned(), container.name.clone());
     let mut annotations = BTreeMap::from([
         (CONTAINER_HASH.to_owned(), pod.container_hashes.get(&container.name).cloned().unwrap_or_default()),
@@ -202,7 +212,7 @@ pub fn container_config(
         annotations.insert(TERMINATION_MESSAGE_POLICY.to_owned(), policy.to_owned());
         mounts.push(Mount { container_path: path.to_owned(), host_path, readonly: false, propagation: MountPropagation::Private });
     }
-    let envs = resolve_env(pod, container, node, addresses)?;
+    let envs = resolve_env(pod, container, owner.node, addresses)?;
     let lookup: HashMap<&str, &str> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let expand_all = |list: &Option<Vec<String>>| list.iter().flatten().map(|s| expand(s, &lookup)).collect::<Vec<_>>();
     Ok(ContainerConfig {

@@ -24,7 +24,7 @@ use super::backoff::BackoffTable;
 use super::handler;
 use super::labels::{
     CONTAINER_PORTS, CONTAINER_ROLE, GRACE_PERIOD, INIT_INDEX, NODE, POD_UID, PRE_STOP_HANDLER, TERMINATION_MESSAGE_PATH,
-    TERMINATION_MESSAGE_POLICY,
+    TERMINATION_MESSAGE_POLICY, belongs_to,
 };
 use super::plan::{self, Action, ObservedContainer, ObservedPod, Plan};
 use super::podconfig;
@@ -171,6 +171,11 @@ impl Worker {
         }
     }
 
+    /// Whose the objects this worker creates are.
+    fn owner(&self) -> podconfig::Owner<'_> {
+        podconfig::Owner { node: &self.ctx.node, handler: &self.handler }
+    }
+
     /// Drops the pod's status, unless it is the status of the pod on another handler (the pod
     /// moved there, and this worker only clears what it left here).
     fn forget_status(&self) {
@@ -187,7 +192,9 @@ impl Worker {
     async fn observe(&mut self, wanted: Option<&StaticPod>) -> Result<ObservedPod, RuntimeError> {
         let filter = LabelFilter::new(POD_UID, &self.uid).and(NODE, &self.ctx.node);
         let runtime = self.runtime.clone();
-        let (sandboxes, containers) = tokio::try_join!(runtime.list_pod_sandboxes(&filter), runtime.list_containers(&filter))?;
+        let (mut sandboxes, mut containers) = tokio::try_join!(runtime.list_pod_sandboxes(&filter), runtime.list_containers(&filter))?;
+        sandboxes.retain(|s| belongs_to(&s.labels, &self.handler));
+        containers.retain(|c| belongs_to(&c.labels, &self.handler));
         self.statuses.retain(|id, _| containers.iter().any(|c| &c.id == id));
         self.sandbox_ips.retain(|id, _| sandboxes.iter().any(|s| &s.id == id));
         let unhealthy = self.prober.unhealthy();
@@ -394,7 +401,7 @@ impl Worker {
                 }
                 Action::CreateSandbox { attempt } => {
                     let pod = wanted.expect("the planner creates sandboxes only for wanted pods");
-                    let config = podconfig::sandbox_config(pod, *attempt, &self.ctx.node);
+                    let config = podconfig::sandbox_config(pod, *attempt, self.owner());
                     let id = match runtime.run_pod_sandbox(&config).await {
                         Ok(id) => id,
                         Err(e) => {
@@ -567,10 +574,10 @@ impl Worker {
         })?;
         let image = container.image.clone().unwrap_or_default();
         self.ensure_image(name, &image, container.image_pull_policy.as_deref().unwrap_or("IfNotPresent")).await?;
-        let sandbox_config = podconfig::sandbox_config(pod, sandbox_attempt, &self.ctx.node);
+        let sandbox_config = podconfig::sandbox_config(pod, sandbox_attempt, self.owner());
         let pod_ip = self.pod_ip(sandbox_id, host_network(pod)).await;
         let addresses = podconfig::Addresses { pod_ip: Some(pod_ip.as_str()).filter(|ip| !ip.is_empty()), host_ip: &self.ctx.host_ip };
-        let config = podconfig::container_config(pod, container, attempt, &self.ctx.node, &self.ctx.layout, addresses)
+        let config = podconfig::container_config(pod, container, attempt, self.owner(), &self.ctx.layout, addresses)
             .map_err(|e| StartFailure { reason: "CreateContainerConfigError", message: e.to_string(), retry_at: None })?;
         let id = runtime.create_container(sandbox_id, &config, &sandbox_config).await.map_err(call_failed("CreateContainerError"))?;
         self.events.normal(Some(name), "Created", format!("Created container {name}"));

@@ -1,17 +1,25 @@
 //! A runtime adapter for the agent's tests: the Podman adapter, made to misbehave as its
-//! `misbehave` setting says (every other setting goes to the Podman adapter):
+//! `misbehave` setting says (every other setting goes to the Podman adapter unchanged):
 //!
-//! - `trap-on-create`: `create-container` panics, which traps the instance;
-//! - `hang`: `run-pod-sandbox` and `create-container` never return;
-//! - `wrong-host`: every request goes to `192.0.2.1:8888`, a host no agent config grants.
+//! - `trap-on-create`: `create-container` panics before doing anything, which traps the
+//!   instance (`panic = "abort"`);
+//! - `hang`: `run-pod-sandbox` and `create-container` spin and never return, until the agent's
+//!   deadline interrupts them;
+//! - `wrong-host`: every request goes to `http://192.0.2.1:8888`, a host no agent config
+//!   grants, so the agent refuses each and the call fails with the refusal.
 //!
-//! Replacing its `.wasm` with the real adapter's is how a test "fixes" it.
+//! Every other call works as the Podman adapter's, so listing still does. Replacing its
+//! `.wasm` with the real adapter's is how a test "fixes" it.
 
 use podman_adapter::Podman;
-use staticlet_runtime_sdk::{
-    Config, Container, ContainerConfig, ContainerStatus, ExecResult, Image, LogOptions, RuntimeAdapter, RuntimeError, RuntimeVersion,
-    Sandbox, SandboxConfig, SandboxStatus, StringMap,
+use staticlet_plugin_sdk::Config;
+use staticlet_plugin_sdk::runtime::{
+    Container, ContainerConfig, ContainerStatus, ExecResult, Image, LogOptions, RuntimeAdapter, RuntimeError, RuntimeVersion, Sandbox,
+    SandboxConfig, SandboxStatus, StringMap,
 };
+
+/// Where `wrong-host` sends every request: TEST-NET-1, which no agent config grants.
+const WRONG_ENDPOINT: &str = "http://192.0.2.1:8888";
 
 /// How the adapter misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +45,7 @@ fn build(mut config: Config) -> Result<Misbehaving, String> {
     if let Some(settings) = config.as_object_mut() {
         settings.remove("misbehave");
         if how == Misbehaviour::WrongHost {
-            settings.insert("endpoint".into(), "http://192.0.2.1:8888".into());
+            settings.insert("endpoint".into(), WRONG_ENDPOINT.into());
         }
     }
     Ok(Misbehaving { podman: Podman::from_settings(&config)?, how })
@@ -46,7 +54,7 @@ fn build(mut config: Config) -> Result<Misbehaving, String> {
 impl Misbehaving {
     fn hang_if_told(&self) {
         if self.how == Misbehaviour::Hang {
-            // Busy, never yielding on its own: only the agent's deadline ends it.
+            // Busy and never blocking in a host call: only the agent's epoch deadline ends it.
             let mut spins: u64 = 0;
             loop {
                 spins = std::hint::black_box(spins.wrapping_add(1));
@@ -76,8 +84,8 @@ impl RuntimeAdapter for Misbehaving {
         self.podman.get_pod_sandbox_status(sandbox_id)
     }
     fn create_container(&self, sandbox_id: String, config: ContainerConfig, sandbox: SandboxConfig) -> Result<String, RuntimeError> {
-        self.hang_if_told();
         assert!(self.how != Misbehaviour::TrapOnCreate, "told to trap while creating {}", config.metadata.name);
+        self.hang_if_told();
         self.podman.create_container(sandbox_id, config, sandbox)
     }
     fn start_container(&self, container_id: String) -> Result<(), RuntimeError> {
@@ -109,4 +117,4 @@ impl RuntimeAdapter for Misbehaving {
     }
 }
 
-staticlet_runtime_sdk::export_runtime!(Misbehaving, build);
+staticlet_plugin_sdk::export_runtime!(Misbehaving, build);

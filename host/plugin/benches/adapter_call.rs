@@ -1,0 +1,82 @@
+//! The Podman runtime adapter's own cost per runtime call: the same calls made through the
+//! adapter (the plugin boundary, JSON both ways, the HTTP client inside wasm and the host's
+//! vetted egress) and natively from the host (one HTTP/1.1 request on a fresh connection, the
+//! answer decoded), interleaved, against the same real Podman. The difference of the p50s is
+//! what the adapter adds.
+//!
+//! `cargo bench -p staticlet-plugin --bench adapter_call` with Podman's API on
+//! `$STATICLET_BENCH_PODMAN` (default `http://127.0.0.1:8888`, as
+//! `podman system service --time=0 tcp:127.0.0.1:8888` serves it).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use staticlet_plugin::artifacts::PODMAN_RUNTIME;
+use staticlet_plugin::{AdapterRuntime, Code, DEFAULT_IMAGE_PULL_TIMEOUT, Kind, Plugin, PluginEngine, PluginSpec};
+use staticlet_runtime::{LabelFilter, Runtime};
+
+const CALLS: usize = 500;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `GET path` on a fresh connection, decoded as JSON (Podman's errors are JSON too): what the
+/// adapter does for one call.
+async fn native_get(address: &str, path: &str) -> serde_json::Value {
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path).header("host", address).body(Empty::<bytes::Bytes>::new()).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
+fn report(call: &str, mut adapter: Vec<f64>, mut native: Vec<f64>) {
+    adapter.sort_by(f64::total_cmp);
+    native.sort_by(f64::total_cmp);
+    let (a50, a99, n50, n99) =
+        (percentile(&adapter, 50.0), percentile(&adapter, 99.0), percentile(&native, 50.0), percentile(&native, 99.0));
+    println!(
+        "adapter_call: {call:<16} adapter p50 {a50:7.3} ms p99 {a99:7.3} ms | native p50 {n50:7.3} ms p99 {n99:7.3} ms | adapter's own cost p50 {:.3} ms",
+        a50 - n50
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let endpoint = std::env::var("STATICLET_BENCH_PODMAN").unwrap_or_else(|_| "http://127.0.0.1:8888".to_owned());
+    let address = endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let engine = PluginEngine::new("bench", None).unwrap();
+    let mut spec = PluginSpec::new("podman", Kind::RuntimeAdapter, Code::File(PODMAN_RUNTIME.into()));
+    spec.settings = serde_json::json!({"endpoint": endpoint}).to_string();
+    spec.grants.http_hosts = vec![address.parse().unwrap()];
+    spec.limits.call_timeout = Duration::from_secs(10);
+    let adapter = AdapterRuntime::new(Arc::new(Plugin::load(&engine, spec).await), DEFAULT_IMAGE_PULL_TIMEOUT);
+    adapter.version().await.unwrap_or_else(|e| panic!("Podman at {endpoint}: {e}"));
+
+    let filter = LabelFilter::new("io.staticlet.node", "adapter-call-bench");
+    let encoded = "%7B%22label%22%3A%5B%22io.staticlet.node%3Dadapter-call-bench%22%5D%7D";
+    let list_path = format!("/v4.0.0/libpod/containers/json?all=true&filters={encoded}");
+    // Podman's own `version` takes hundreds of milliseconds (it gathers host facts), which would
+    // drown the adapter's cost; these two are the calls the agent makes most.
+    let absent = "staticlet.bench/absent:1";
+    let image_path = format!("/v4.0.0/libpod/images/{absent}/json");
+    for (call, path) in [("list_containers", list_path), ("image_status", image_path)] {
+        let (mut through_adapter, mut natively) = (Vec::with_capacity(CALLS), Vec::with_capacity(CALLS));
+        for _ in 0..CALLS {
+            let started = Instant::now();
+            match call {
+                "list_containers" => drop(adapter.list_containers(&filter).await.unwrap()),
+                _ => assert!(adapter.image_status(absent).await.unwrap().is_none()),
+            }
+            through_adapter.push(started.elapsed().as_secs_f64() * 1000.0);
+            let started = Instant::now();
+            drop(native_get(&address, &path).await);
+            natively.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        report(call, through_adapter, natively);
+    }
+}
