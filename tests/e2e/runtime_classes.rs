@@ -45,11 +45,7 @@ async fn pods_run_side_by_side_on_the_runtime_their_class_names() {
     let podman = podman().await;
     let mut agent = Agent::new("classes");
     agent.uses_podman(&podman);
-    let config = format!(
-        "runtimeClasses: {{podman: podman}}\nplugins:\n- name: podman\n  kind: runtime-adapter\n  path: {PODMAN_RUNTIME}\n  allowedHosts: [\"{}\"]\n  config: {{endpoint: \"{}\"}}\n",
-        podman.address, podman.endpoint
-    );
-    std::fs::write(agent.file("config.yaml"), config).unwrap();
+    std::fs::write(agent.file("config.yaml"), podman.runtime_class_config()).unwrap();
     agent.write("plain.yaml", &pod("plain", None));
     agent.write("elsewhere.yaml", &pod("elsewhere", Some("podman")));
     agent.write("unknown.yaml", &pod("unknown", Some("gvisor")));

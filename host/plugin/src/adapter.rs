@@ -21,6 +21,7 @@ use staticlet_runtime::{
 use crate::PluginError;
 use crate::bindings::v0_1_0::runtime::exports::staticlet::plugin::runtime as wit;
 use crate::plugin::{Bound, GuestCall, Plugin};
+use crate::sandbox::State;
 use crate::spec::Kind;
 
 /// How long an image pull through an adapter may take when the config does not say.
@@ -44,20 +45,12 @@ impl AdapterRuntime {
         AdapterRuntime { plugin, image_pull_timeout }
     }
 
-    /// The plugin behind it.
-    pub fn plugin(&self) -> &Arc<Plugin> {
-        &self.plugin
-    }
-
     /// Makes one call of the runtime interface, bounded by `timeout`.
     async fn call<T: Send + 'static>(
         &self,
         call: &'static str,
         timeout: Duration,
-        export: impl for<'a> FnOnce(
-            &'a wit::Guest,
-            &'a mut wasmtime::Store<crate::plugin::State>,
-        ) -> GuestCall<'a, Result<T, wit::RuntimeError>>,
+        export: impl for<'a> FnOnce(&'a wit::Guest, &'a mut wasmtime::Store<State>) -> GuestCall<'a, Result<T, wit::RuntimeError>>,
     ) -> Result<T, RuntimeError> {
         let answer = self
             .plugin

@@ -21,8 +21,7 @@ use wasmtime::component::Component;
 use crate::bindings::v0_1_0::{self, runtime, source, types, validator};
 use crate::cache::Origin;
 use crate::engine::PluginEngine;
-pub(crate) use crate::sandbox::State;
-use crate::sandbox::{DeadlineExceeded, MemoryLimitExceeded, new_store};
+use crate::sandbox::{DeadlineExceeded, MemoryLimitExceeded, State, new_store};
 use crate::spec::{Code, Kind, PluginSpec};
 use crate::{PluginError, PodContext, Verdict, Violation};
 

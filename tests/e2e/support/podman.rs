@@ -77,8 +77,14 @@ impl Podman {
     /// An agent config that makes the Podman adapter (built from `plugins/podman-runtime`) the
     /// default runtime, granted only this Podman's address.
     pub fn agent_config(&self) -> String {
+        format!("defaultRuntimeClass: podman\n{}", self.runtime_class_config())
+    }
+
+    /// An agent config with the runtime class `podman` on the Podman adapter, granted only this
+    /// Podman's address; Docker stays the default.
+    pub fn runtime_class_config(&self) -> String {
         format!(
-            "defaultRuntimeClass: podman\nruntimeClasses: {{podman: podman}}\nplugins:\n- name: podman\n  kind: runtime-adapter\n  path: {}\n  allowedHosts: [\"{}\"]\n  config: {{endpoint: \"{}\"}}\n",
+            "runtimeClasses: {{podman: podman}}\nplugins:\n- name: podman\n  kind: runtime-adapter\n  path: {}\n  allowedHosts: [\"{}\"]\n  config: {{endpoint: \"{}\"}}\n",
             staticlet_plugin::artifacts::PODMAN_RUNTIME,
             self.address,
             self.endpoint

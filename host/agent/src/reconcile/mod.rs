@@ -322,8 +322,8 @@ impl Controller {
     /// Pokes the workers whose pods changed on `handler`, and gives objects of pods nobody
     /// wants there a worker that removes them.
     fn listed(&mut self, handler: &str, fingerprints: HashMap<String, u64>) {
-        for ((h, uid), handle) in &self.workers {
-            if h == handler && fingerprints.get(uid) != self.fingerprints.get(&(h.clone(), uid.clone())) {
+        for (key, handle) in &self.workers {
+            if key.0 == handler && fingerprints.get(&key.1) != self.fingerprints.get(key) {
                 handle.poke.notify_one();
             }
         }

@@ -152,11 +152,6 @@ impl StatusStore {
         self.pods.send_if_modified(|pods| Arc::make_mut(pods).insert(uid, view));
     }
 
-    /// Forgets a pod that is gone.
-    pub fn remove(&self, uid: &str) {
-        self.remove_if(uid, |_| true);
-    }
-
     /// Forgets a pod that is gone, if `which` says its stored view is the one meant.
     pub fn remove_if(&self, uid: &str, which: impl FnOnce(&PodView) -> bool) {
         if self.is_rejected(uid) {
@@ -254,7 +249,8 @@ mod tests {
         let pods = store.snapshot();
         assert_eq!((pods.by_uid["a"].created, pods.by_uid["a"].revision, pods.by_uid["b"].revision), (1, 2, 3));
         assert_eq!(pods.by_uid["a"].to_pod().metadata.resource_version.as_deref(), Some("2"));
-        store.remove("a");
+        store.remove_if("a", |_| true);
+        store.remove_if("b", |_| false);
         let pods = store.snapshot();
         assert_eq!(pods.revision, 4);
         assert_eq!(pods.removed.iter().map(|t| (t.last.view.pod.name(), t.removed)).collect::<Vec<_>>(), vec![("a-n1", 4)]);
