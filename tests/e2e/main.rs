@@ -23,6 +23,9 @@ mod lifecycle;
 // The admission chain and WebAssembly validators (issue 4).
 mod admission;
 
+// Hostile manifests: a generated corpus of bad inputs (issue 10).
+mod hostile;
+
 // The local API with kubectl, the CLI, metrics and logs (issue 6).
 mod observe;
 

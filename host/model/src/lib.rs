@@ -15,6 +15,7 @@ pub mod decode;
 pub mod defaults;
 pub mod field;
 pub mod identity;
+pub mod list;
 pub mod positions;
 pub mod quantity;
 pub mod status;

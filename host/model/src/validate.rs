@@ -482,10 +482,12 @@ fn validate_mounts(c: &Container, path: &str, volumes: &HashSet<String>, errors:
                 "subPathExpr and subPath are mutually exclusive",
             ));
         }
-        if sub_path.starts_with('/') {
-            errors.push(FieldError::invalid(format!("{p}.subPath"), sub_path, "must be a relative path"));
-        } else if sub_path.split('/').any(|part| part == "..") {
-            errors.push(FieldError::invalid(format!("{p}.subPath"), sub_path, "must not contain '..'"));
+        for (field, value) in [("subPath", sub_path), ("subPathExpr", mount.sub_path_expr.as_deref().unwrap_or(""))] {
+            if value.starts_with('/') {
+                errors.push(FieldError::invalid(format!("{p}.{field}"), value, "must be a relative path"));
+            } else if value.split('/').any(|part| part == "..") {
+                errors.push(FieldError::invalid(format!("{p}.{field}"), value, "must not contain '..'"));
+            }
         }
         if let Some(mode) = mount.mount_propagation.as_deref() {
             let modes = ["Bidirectional", "HostToContainer", "None"];
@@ -724,6 +726,10 @@ mod tests {
         assert_one(
             json!({"volumes": [{"name": "v", "emptyDir": {}}], "containers": [{"name": "c", "image": "i", "volumeMounts": [{"name": "v", "mountPath": "/x", "subPath": "../etc"}]}]}),
             "spec.containers[0].volumeMounts[0].subPath: Invalid value: \"../etc\": must not contain '..'",
+        );
+        assert_one(
+            json!({"volumes": [{"name": "v", "emptyDir": {}}], "containers": [{"name": "c", "image": "i", "volumeMounts": [{"name": "v", "mountPath": "/x", "subPathExpr": "/$(POD_NAME)"}]}]}),
+            "spec.containers[0].volumeMounts[0].subPathExpr: Invalid value: \"/$(POD_NAME)\": must be a relative path",
         );
         assert_one(
             json!({"volumes": [{"name": "v", "emptyDir": {}}], "containers": [{"name": "c", "image": "i", "volumeMounts": [{"name": "v", "mountPath": "/x"}, {"name": "v", "mountPath": "/x"}]}]}),

@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod etcd;
+pub mod hostile;
 pub mod images;
 pub mod podman;
 

@@ -12,7 +12,7 @@ use staticlet_plugin::PluginEngine;
 
 use crate::admission::plugins::Validators;
 use crate::config::{Config, RunFlags};
-use crate::source::file::manifest_files;
+use crate::source::file::{manifest_files, read_capped};
 
 /// Arguments of `staticlet validate`.
 #[derive(Debug, Args)]
@@ -29,6 +29,11 @@ pub struct ValidateArgs {
     /// The node name pods are bound to. [default: the hostname]
     #[arg(long, value_name = "NAME")]
     hostname_override: Option<String>,
+
+    /// Reject manifests with unknown fields instead of warning about them. The agent itself
+    /// ignores them, as the kubelet does; a pipeline that wants no typos passes this.
+    #[arg(long)]
+    strict: bool,
 }
 
 /// The user's cache for compiled plugin code (`$XDG_CACHE_HOME/staticlet/plugins`, else
@@ -42,7 +47,8 @@ fn cache_dir() -> Option<PathBuf> {
 }
 
 /// Prints `FILE: field.path: message` for every violation and `FILE: error` for every manifest
-/// that does not load; exits 1 when anything was rejected.
+/// that does not load (with `--strict`, every unknown field too); exits 1 when anything was
+/// rejected.
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let flags = RunFlags { config: args.config.clone(), hostname_override: args.hostname_override.clone(), ..RunFlags::default() };
     let config = Config::resolve(&flags)?;
@@ -71,7 +77,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         let mut rejected = 0usize;
         for file in &files {
             let name = file.display();
-            let bytes = match std::fs::read(file) {
+            let bytes = match read_capped(file) {
                 Ok(bytes) => bytes,
                 Err(e) => {
                     writeln!(stdout, "{name}: {e}")?;
@@ -95,6 +101,13 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 }
             };
+            if args.strict && !loaded.warnings.is_empty() {
+                for warning in &loaded.warnings {
+                    writeln!(stdout, "{name}: {warning} (--strict)")?;
+                }
+                rejected += 1;
+                continue;
+            }
             for warning in &loaded.warnings {
                 eprintln!("{name}: warning: {warning}");
             }

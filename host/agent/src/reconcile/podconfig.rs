@@ -200,7 +200,9 @@ pub fn container_config(
     if let Some(ports) = container.ports.as_ref().filter(|p| !p.is_empty()) {
         annotations.insert(CONTAINER_PORTS.to_owned(), serde_json::to_string(ports).expect("ports always serialize"));
     }
-    let mut mounts = mounts(pod, container, layout)?;
+    let envs = resolve_env(pod, container, owner.node, addresses)?;
+    let lookup: HashMap<&str, &str> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut mounts = mounts(pod, container, layout, &lookup)?;
     if let Some(path) = container.termination_message_path.as_deref().filter(|p| !p.is_empty()) {
         let host_path = layout.termination_message(&pod.uid, &container.name, attempt);
         create_message_file(&host_path).map_err(|e| ConfigError::Volume {
@@ -212,8 +214,6 @@ pub fn container_config(
         annotations.insert(TERMINATION_MESSAGE_POLICY.to_owned(), policy.to_owned());
         mounts.push(Mount { container_path: path.to_owned(), host_path, readonly: false, propagation: MountPropagation::Private });
     }
-    let envs = resolve_env(pod, container, owner.node, addresses)?;
-    let lookup: HashMap<&str, &str> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let expand_all = |list: &Option<Vec<String>>| list.iter().flatten().map(|s| expand(s, &lookup)).collect::<Vec<_>>();
     Ok(ContainerConfig {
         metadata: ContainerMetadata { name: container.name.clone(), attempt },
@@ -358,14 +358,21 @@ pub fn expand(input: &str, vars: &HashMap<&str, &str>) -> String {
     out
 }
 
-fn mounts(pod: &StaticPod, container: &Container, layout: &Layout) -> Result<Vec<Mount>, ConfigError> {
+/// The container's mounts; a `subPathExpr` is expanded with the container's environment, as the
+/// kubelet expands it, and then held to the same rules as a `subPath`.
+fn mounts(pod: &StaticPod, container: &Container, layout: &Layout, env: &HashMap<&str, &str>) -> Result<Vec<Mount>, ConfigError> {
     let volumes: HashMap<&str, &Volume> = spec(pod).volumes.iter().flatten().map(|v| (v.name.as_str(), v)).collect();
     let mut mounts = Vec::new();
     for mount in container.volume_mounts.iter().flatten() {
         let Some(volume) = volumes.get(mount.name.as_str()) else { continue };
         let Some(base) = volume_path(pod, volume, layout)? else { continue };
-        let host_path = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            Some(sub) => sub_path(&base, sub, &volume.name)?,
+        let sub = match (mount.sub_path.as_deref(), mount.sub_path_expr.as_deref()) {
+            (Some(sub), _) if !sub.is_empty() => Some(sub.to_owned()),
+            (_, Some(expr)) if !expr.is_empty() => Some(expand(expr, env)),
+            _ => None,
+        };
+        let host_path = match sub {
+            Some(sub) => sub_path(&base, &sub, &volume.name)?,
             None => base,
         };
         mounts.push(Mount {

@@ -187,8 +187,13 @@ impl Lister {
     }
 }
 
-/// Reads at most the cap (plus one byte, to notice a file that grew past it since the stat).
-fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
+/// Reads a manifest, refusing one over [`MAX_FILE_BYTES`] (read up to the cap plus one byte, to
+/// notice a file that grew past it since it was listed).
+///
+/// # Errors
+///
+/// The I/O error, or the limit, in words.
+pub fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();

@@ -158,30 +158,12 @@ fn describe(e: &reqwest::Error) -> String {
 /// The body's pods, each checked as the desired stage will check it; one that fails rejects
 /// the body.
 fn parse_body(url: &str, body: &[u8], node: &NodeContext) -> Result<Vec<Item>, String> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err("the body is empty; serve an empty PodList to say there are no pods".to_owned());
-    }
-    let document: Value = serde_yaml_ng::from_slice(body).map_err(|e| format!("the body is not YAML or JSON: {e}"))?;
-    let pods = match document["kind"].as_str() {
-        Some("Pod") => vec![document],
-        Some("PodList" | "List") => match document.get("items") {
-            Some(Value::Array(items)) => items.clone(),
-            None | Some(Value::Null) => Vec::new(),
-            Some(_) => return Err("items: must be a list".to_owned()),
-        },
-        Some(kind) => return Err(format!("kind {kind:?} is not a Pod or PodList")),
-        None => return Err("the body has no kind; it must be a Pod or a PodList".to_owned()),
-    };
+    let manifests = staticlet_model::list::split(body).map_err(|e| e.to_string())?;
     let origin = Origin { kind: SourceKind::Http, uri: url.to_owned() };
-    let mut items = Vec::with_capacity(pods.len());
-    for (i, mut pod) in pods.into_iter().enumerate() {
-        // A list's items usually leave their kind implied.
-        if pod.is_object() {
-            pod.as_object_mut().expect("checked").entry("apiVersion").or_insert_with(|| "v1".into());
-            pod.as_object_mut().expect("checked").entry("kind").or_insert_with(|| "Pod".into());
-        }
-        let content = serde_json::to_string(&pod).expect("JSON values always serialize");
+    let mut items = Vec::with_capacity(manifests.len());
+    for (i, content) in manifests.into_iter().enumerate() {
         if let Err(e) = staticlet_model::load(content.as_bytes(), &origin, node) {
+            let pod: Value = serde_json::from_str(&content).unwrap_or(Value::Null);
             let name = pod["metadata"]["name"].as_str().unwrap_or("<unnamed>");
             return Err(format!("items[{i}] ({name}): {e}; the whole body is rejected"));
         }
