@@ -26,6 +26,10 @@ mod admission;
 // Hostile manifests: a generated corpus of bad inputs (issue 10).
 mod hostile;
 
+// Faults: engine restarts and absence, objects removed behind the agent's back, kill -9 in
+// bursts of changes, torn state, an air-gapped node's pause image (issue 10).
+mod faults;
+
 // The local API with kubectl, the CLI, metrics and logs (issue 6).
 mod observe;
 

@@ -29,14 +29,6 @@ pub async fn pull(docker: &Docker, image: &str) -> Result<String, RuntimeError> 
     Ok(reference)
 }
 
-/// Pulls `image` unless it is present.
-pub async fn ensure_present(docker: &Docker, image: &str) -> Result<(), RuntimeError> {
-    if status(docker, image).await?.is_none() {
-        pull(docker, image).await?;
-    }
-    Ok(())
-}
-
 fn docker_message(error: DockerError) -> String {
     match error {
         DockerError::DockerResponseServerError { message, .. } => message,

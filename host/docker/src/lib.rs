@@ -15,6 +15,7 @@
 mod convert;
 mod exec;
 mod image;
+mod pause;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -48,6 +49,9 @@ const TYPE_CONTAINER: &str = "container";
 const SANDBOX_GRACE: Duration = Duration::from_secs(10);
 /// Calls that only read state must answer quickly; a hung engine must not hang a pod worker.
 const QUICK_CALL: Duration = Duration::from_secs(30);
+/// How long after a failed pull of the sandbox image the built-in one is used without trying
+/// the registry again, so an air-gapped node does not wait on it for every pod.
+const SANDBOX_PULL_RETRY: Duration = Duration::from_secs(300);
 /// The transport's own limit, long enough for an image pull.
 const TRANSPORT_TIMEOUT_SECS: u64 = 3600;
 
@@ -56,7 +60,8 @@ const TRANSPORT_TIMEOUT_SECS: u64 = 3600;
 pub struct DockerConfig {
     /// `unix:///var/run/docker.sock`, `tcp://host:2375`, or a plain socket path.
     pub endpoint: String,
-    /// The image sandboxes are made from.
+    /// The image sandboxes are made from, pulled when absent; when it can be neither found nor
+    /// pulled, sandboxes run the pause image staticlet carries.
     pub pod_infra_image: String,
 }
 
@@ -64,12 +69,36 @@ pub struct DockerConfig {
 pub struct DockerRuntime {
     config: DockerConfig,
     client: OnceCell<Docker>,
+    /// When the sandbox image last failed to pull.
+    sandbox_pull_failed: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl DockerRuntime {
     /// A runtime for the engine at `config.endpoint`. Does not connect yet.
     pub fn new(config: DockerConfig) -> Self {
-        DockerRuntime { config, client: OnceCell::new() }
+        DockerRuntime { config, client: OnceCell::new(), sandbox_pull_failed: std::sync::Mutex::new(None) }
+    }
+
+    /// The image a new sandbox runs: the configured one, pulled if absent; else the built-in
+    /// pause image.
+    async fn sandbox_image(&self, docker: &Docker) -> Result<String, RuntimeError> {
+        let configured = &self.config.pod_infra_image;
+        if image::status(docker, configured).await?.is_some() {
+            return Ok(configured.clone());
+        }
+        let failed_lately = self.sandbox_pull_failed.lock().expect("pull lock").is_some_and(|at| at.elapsed() < SANDBOX_PULL_RETRY);
+        if !failed_lately {
+            match image::pull(docker, configured).await {
+                Ok(_) => return Ok(configured.clone()),
+                Err(RuntimeError::ImagePull { message, .. }) => {
+                    let builtin = pause::image_name();
+                    tracing::warn!(image = %configured, "cannot pull the sandbox image ({message}); sandboxes run the built-in {builtin}");
+                    *self.sandbox_pull_failed.lock().expect("pull lock") = Some(std::time::Instant::now());
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        pause::ensure_loaded(docker).await
     }
 
     /// The endpoint `DOCKER_HOST` names, or the local socket.
@@ -150,7 +179,7 @@ impl Runtime for DockerRuntime {
 
     async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, RuntimeError> {
         let docker = self.client().await?;
-        image::ensure_present(docker, &self.config.pod_infra_image).await?;
+        let sandbox_image = self.sandbox_image(docker).await?;
         let meta = &config.metadata;
         let name = format!("k8s_POD_{}_{}_{}_{}", meta.name, meta.namespace, meta.uid, meta.attempt);
 
@@ -181,7 +210,7 @@ impl Runtime for DockerRuntime {
             ..Default::default()
         };
         let body = ContainerCreateBody {
-            image: Some(self.config.pod_infra_image.clone()),
+            image: Some(sandbox_image),
             hostname: (!config.host_network && !config.hostname.is_empty()).then(|| config.hostname.clone()),
             labels: Some(labels.into_iter().collect()),
             exposed_ports: (!exposed.is_empty()).then(|| exposed.into_iter().collect()),

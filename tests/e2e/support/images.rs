@@ -102,7 +102,8 @@ fn archive(tag: &str, cmd: serde_json::Value) -> Vec<u8> {
     builder.into_inner().unwrap()
 }
 
-async fn load(docker: &Docker, tag: &str, archive: Vec<u8>) {
+/// Loads one archive into `docker`.
+pub async fn load(docker: &Docker, tag: &str, archive: Vec<u8>) {
     let body = bollard::body_full(archive.into());
     let mut progress = docker.import_image(ImportImageOptions { quiet: true, ..Default::default() }, body, None::<HashMap<_, _>>);
     while let Some(step) = progress.next().await {

@@ -2,6 +2,7 @@
 //! binary, and locally built images.
 
 pub mod apiserver;
+pub mod dockerd;
 pub mod etcd;
 pub mod hostile;
 pub mod images;
@@ -78,6 +79,8 @@ pub struct Agent {
     pub node: String,
     /// `--api-socket`.
     pub socket: PathBuf,
+    /// `--pod-infra-container-image`, or none to leave the agent its default.
+    pub pod_infra_image: Option<&'static str>,
     log: PathBuf,
     child: Option<Child>,
     /// The Podman it runs pods on too, to clean up after.
@@ -96,6 +99,7 @@ impl Agent {
             root: dir.path().join("root"),
             node: node_name(test),
             socket: dir.path().join("staticlet.sock"),
+            pod_infra_image: Some(images::PAUSE),
             log: dir.path().join("agent.log"),
             child: None,
             podman: None,
@@ -119,7 +123,8 @@ impl Agent {
             .arg(&self.root)
             .arg("--api-socket")
             .arg(&self.socket)
-            .args(["--hostname-override", &self.node, "--pod-infra-container-image", images::PAUSE, "--file-check-frequency", "2s"])
+            .args(["--hostname-override", &self.node, "--file-check-frequency", "2s"])
+            .args(self.pod_infra_image.iter().flat_map(|image| ["--pod-infra-container-image", image]))
             .args(extra)
             .env("STATICLET_LOG", "info")
             .env("NO_COLOR", "1")
@@ -210,7 +215,8 @@ impl Agent {
         self.api_raw("GET", &path).await.map(|(_, body)| String::from_utf8_lossy(&body).into_owned()).unwrap_or_default()
     }
 
-    async fn api_raw(&self, method: &str, path: &str) -> Option<(u16, bytes::Bytes)> {
+    /// A request to the agent's API socket: the status code and the raw body.
+    pub async fn api_raw(&self, method: &str, path: &str) -> Option<(u16, bytes::Bytes)> {
         use http_body_util::{BodyExt, Empty};
         let stream = tokio::net::UnixStream::connect(&self.socket).await.ok()?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;

@@ -216,8 +216,10 @@ async fn route(request: Request<Incoming>, api: &Api, access: Access) -> Respons
     }
     let result = match segments[..] {
         ["healthz"] | ["livez"] => Ok(text(StatusCode::OK, "ok")),
-        ["readyz"] if api.status.is_ready() => Ok(text(StatusCode::OK, "ok")),
-        ["readyz"] => Ok(text(StatusCode::SERVICE_UNAVAILABLE, "not ready: the first manifests are not admitted yet")),
+        ["readyz"] => Ok(match api.status.not_ready() {
+            None => text(StatusCode::OK, "ok"),
+            Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
+        }),
         ["metrics"] => Ok(metrics(api)),
         ["version"] => Ok(json_response(StatusCode::OK, &version())),
         ["api"] => Ok(json_response(StatusCode::OK, &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}))),
@@ -497,8 +499,8 @@ fn full(bytes: Bytes) -> Body {
     Full::new(bytes).map_err(|never: Infallible| match never {}).boxed_unsync()
 }
 
-fn text(code: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(full(Bytes::from_static(body.as_bytes())));
+fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(full(body.into()));
     *response.status_mut() = code;
     response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
     response

@@ -100,6 +100,7 @@ async fn watch_runtime(
     runtime: Arc<dyn Runtime>,
     node: String,
     observations: mpsc::UnboundedSender<Observation>,
+    status: StatusStore,
     shutdown: CancellationToken,
 ) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -123,6 +124,7 @@ async fn watch_runtime(
                     Ok((sandboxes, containers)) => {
                         if std::mem::take(&mut down) {
                             info!(runtime = %handler, "runtime reachable again");
+                            status.set_runtime_reachable(&handler, Ok(()));
                         }
                         let fingerprints = fingerprints(&handler, &sandboxes, &containers);
                         let _ = observations.send(Observation::Listed { handler: handler.clone(), fingerprints });
@@ -131,6 +133,7 @@ async fn watch_runtime(
                         if !std::mem::replace(&mut down, true) {
                             warn!(runtime = %handler, "cannot list pods: {e}; retrying every {}s", RELIST_PERIOD.as_secs());
                         }
+                        status.set_runtime_reachable(&handler, Err(e.to_string()));
                     }
                 }
                 let period = if *live.borrow() && !down { EVENTED_RELIST_PERIOD } else { RELIST_PERIOD };
@@ -221,8 +224,14 @@ impl Controller {
             .runtimes
             .handlers()
             .map(|(handler, runtime)| {
-                let task =
-                    watch_runtime(handler.to_owned(), runtime.clone(), self.ctx.node.clone(), observations_tx.clone(), shutdown.clone());
+                let task = watch_runtime(
+                    handler.to_owned(),
+                    runtime.clone(),
+                    self.ctx.node.clone(),
+                    observations_tx.clone(),
+                    self.ctx.status.clone(),
+                    shutdown.clone(),
+                );
                 tokio::spawn(task)
             })
             .collect();

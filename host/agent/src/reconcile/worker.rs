@@ -112,7 +112,7 @@ impl Worker {
     ) -> Self {
         let path = ctx.layout.pod_record(&uid);
         let record = PodRecord::load(&path).unwrap_or_else(|e| {
-            warn!(uid = %uid, "ignoring the pod's saved state: {e}");
+            warn!(uid = %uid, "ignoring the pod's saved state and rebuilding it from the runtime: {e}");
             None
         });
         let events = wanted.borrow().as_ref().map_or_else(|| ctx.events.for_unknown_pod(&uid), |p| ctx.events.for_pod(p));
@@ -152,19 +152,21 @@ impl Worker {
             let started = Instant::now();
             let synced = self.sync(wanted.as_ref()).await;
             self.ctx.metrics.pod_synced(started.elapsed());
-            let wait = match synced {
+            let (wait, failed) = match synced {
                 Ok(Outcome::Gone) if self.wanted.borrow().is_none() => return,
                 Ok(Outcome::Gone) => continue,
-                Ok(Outcome::Requeue(wait)) => wait,
+                Ok(Outcome::Requeue(wait)) => (wait, false),
                 Err(e) => {
                     let pod = wanted.as_ref().map_or_else(|| self.uid.clone(), |p| p.full_name());
                     error!(pod = %pod, uid = %self.uid, runtime = self.runtime.name(), retry_in = ?self.retry, "sync failed: {e}");
-                    self.next_retry()
+                    (self.next_retry(), true)
                 }
             };
             tokio::select! {
                 changed = self.wanted.changed() => if changed.is_err() { return },
-                _ = self.poke.notified() => {}
+                // After a failure the retry waits out its back-off: the failed attempt's own
+                // objects coming and going poke the worker, and must not make it a hot loop.
+                _ = self.poke.notified(), if !failed => {}
                 _ = self.restart.notified() => self.restart_requested = true,
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -309,7 +311,10 @@ impl Worker {
         }
         let mut dirty = false;
         if wanted.is_some() && self.record.start_time.is_none() {
-            self.record.start_time = Some(now);
+            // A record lost or damaged is rebuilt from the runtime: a pod already running
+            // started when its first sandbox was made.
+            let first_sandbox = observed.sandboxes.iter().map(|s| s.created_at).min();
+            self.record.start_time = Some(first_sandbox.unwrap_or(now));
             dirty = true;
         }
         for (name, finished) in &plan.backoff_next {

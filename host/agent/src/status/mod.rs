@@ -131,11 +131,18 @@ pub struct StatusStore {
     /// Whether the agent has admitted its sources' first complete listing and handed it to
     /// the pod workers: `/readyz`, and systemd's `READY=1`.
     ready: watch::Sender<bool>,
+    /// The runtime handlers that cannot be reached, with why: `/readyz` names them.
+    unreachable: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl Default for StatusStore {
     fn default() -> Self {
-        StatusStore { pods: watch::Sender::new(Snapshot::default()), rejected: Arc::default(), ready: watch::Sender::new(false) }
+        StatusStore {
+            pods: watch::Sender::new(Snapshot::default()),
+            rejected: Arc::default(),
+            ready: watch::Sender::new(false),
+            unreachable: Arc::default(),
+        }
     }
 }
 
@@ -199,6 +206,27 @@ impl StatusStore {
     /// Whether the agent is ready.
     pub fn is_ready(&self) -> bool {
         *self.ready.borrow()
+    }
+
+    /// Records whether runtime `handler` answered its last listing (`Err` says why not).
+    pub fn set_runtime_reachable(&self, handler: &str, reachable: Result<(), String>) {
+        let mut unreachable = self.unreachable.lock().expect("status lock");
+        match reachable {
+            Ok(()) => unreachable.remove(handler),
+            Err(why) => unreachable.insert(handler.to_owned(), why),
+        };
+    }
+
+    /// Why the agent is not ready, or `None` when it is: its first manifests are not admitted
+    /// yet, or a runtime cannot be reached (its pods can be neither started nor watched).
+    pub fn not_ready(&self) -> Option<String> {
+        if !self.is_ready() {
+            return Some("the first manifests are not admitted yet".to_owned());
+        }
+        let unreachable = self.unreachable.lock().expect("status lock");
+        (!unreachable.is_empty()).then(|| {
+            unreachable.iter().map(|(handler, why)| format!("runtime {handler} is unreachable: {why}")).collect::<Vec<_>>().join("; ")
+        })
     }
 
     /// Waits until the agent is ready.
