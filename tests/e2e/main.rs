@@ -26,6 +26,9 @@ mod admission;
 // Hostile manifests: a generated corpus of bad inputs (issue 10).
 mod hostile;
 
+// Security: the API's socket, port and verbs; manifests kept inside --root-dir (issue 10).
+mod security;
+
 // Faults: engine restarts and absence, objects removed behind the agent's back, kill -9 in
 // bursts of changes, torn state, an air-gapped node's pause image (issue 10).
 mod faults;

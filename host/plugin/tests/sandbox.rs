@@ -266,6 +266,29 @@ async fn files_are_out_of_reach_unless_a_directory_is_granted() {
     assert_eq!(reason(granted.validate(&ctx(), &pod(true, serde_json::json!({}))).await), "read: registry.internal");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agents_environment_is_out_of_reach() {
+    // Cargo runs tests with PATH, HOME and its own CARGO_* variables set.
+    assert!(std::env::var_os("PATH").is_some() && std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    let engine = engine();
+    let plugin = Plugin::load(&engine, hostile(serde_json::json!({"mode": "env"}))).await;
+    assert_eq!(reason(plugin.validate(&ctx(), &pod(true, serde_json::json!({}))).await), "env: []");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_sockets_and_name_lookups_are_out_of_reach() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let engine = engine();
+    for address in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        let plugin = Plugin::load(&engine, hostile(serde_json::json!({"mode": "connect", "address": address}))).await;
+        let outcome = reason(plugin.validate(&ctx(), &pod(true, serde_json::json!({}))).await);
+        assert!(outcome.starts_with("error:"), "{address}: {outcome}");
+    }
+    assert!(listener.accept().is_err(), "nothing reached the listener");
+}
+
 /// A one-connection-at-a-time HTTP server on loopback that answers with the Host header it got.
 fn serve_host_header() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

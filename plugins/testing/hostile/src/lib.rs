@@ -9,6 +9,10 @@
 //!   test can see which requests the egress policy let through;
 //! - `read`: reads the file at the settings' `path` and rejects the pod with its text or the
 //!   error, so a test can see what the filesystem grants allow;
+//! - `env`: rejects the pod with the names of the environment variables it can see;
+//! - `connect`: opens a TCP connection to the settings' `address` (`host:port`, a name is
+//!   looked up first) and rejects the pod with what happened, so a test can see that raw
+//!   sockets and name lookups are out of reach;
 //! - `reject`: rejects the pod with a violation on `metadata.annotations`.
 
 use staticlet_plugin_sdk::{Config, Context, Pod, Validator, Verdict};
@@ -21,6 +25,8 @@ enum Mode {
     Alloc,
     Fetch(String),
     Read(String),
+    Env,
+    Connect(String),
     Reject,
 }
 
@@ -55,6 +61,17 @@ impl Validator for Hostile {
                 "metadata.annotations",
                 match std::fs::read_to_string(path) {
                     Ok(text) => format!("read: {text}"),
+                    Err(e) => format!("error: {e}"),
+                },
+            ),
+            Mode::Env => {
+                let names: Vec<String> = std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()).collect();
+                verdict.reject("metadata.annotations", format!("env: [{}]", names.join(",")))
+            }
+            Mode::Connect(address) => verdict.reject(
+                "metadata.annotations",
+                match std::net::TcpStream::connect(address) {
+                    Ok(_) => "connected".to_owned(),
                     Err(e) => format!("error: {e}"),
                 },
             ),
@@ -110,7 +127,9 @@ fn build(config: Config) -> Result<Hostile, String> {
         Some("reject") => Mode::Reject,
         Some("read") => Mode::Read(config.get("path").and_then(|p| p.as_str()).ok_or("mode read needs a path")?.to_owned()),
         Some("fetch") => Mode::Fetch(config.get("url").and_then(|u| u.as_str()).ok_or("mode fetch needs a url")?.to_owned()),
-        other => return Err(format!("mode must be trap, loop, alloc, fetch, read or reject, not {other:?}")),
+        Some("env") => Mode::Env,
+        Some("connect") => Mode::Connect(config.get("address").and_then(|a| a.as_str()).ok_or("mode connect needs an address")?.to_owned()),
+        other => return Err(format!("mode must be trap, loop, alloc, fetch, read, env, connect or reject, not {other:?}")),
     };
     Ok(Hostile { mode })
 }
