@@ -8,16 +8,13 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 
 use crate::support::dockerd::Dockerd;
-use crate::support::images::BUSYBOX;
-use crate::support::{Agent, container_status, containers, docker, name, running, wait_for};
+use crate::support::{self, Agent, container_status, containers, docker, name, running, wait_for};
 
 const CONVERGE: Duration = Duration::from_secs(120);
 
-/// A pod whose one container sleeps for `seconds`: the number tells its versions apart.
+/// A pod whose container sleeps for `seconds`, stopped quickly so rounds stay short.
 fn sleeper(name: &str, seconds: u32) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [sleep, '{seconds}']\n"
-    )
+    support::sleeper(name, seconds, "  terminationGracePeriodSeconds: 1\n")
 }
 
 /// What `/readyz` answers.

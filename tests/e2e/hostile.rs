@@ -7,8 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::hostile::{Case, corpus};
-use crate::support::images::BUSYBOX;
-use crate::support::{Agent, containers, docker, running, wait_for};
+use crate::support::{Agent, containers, docker, running, sleeper, wait_for};
 
 /// `staticlet validate` over `dir`: exit code, stdout lines by file name, stderr.
 fn validate(dir: &std::path::Path, extra: &[&str]) -> (i32, BTreeMap<String, Vec<String>>, String) {
@@ -43,12 +42,6 @@ fn positioned(line: &str) -> bool {
     numeric(parts.next()) && numeric(parts.next())
 }
 
-fn healthy(name: &str, extra_spec: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{extra_spec}  containers:\n  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [sleep, '100000']\n"
-    )
-}
-
 #[test]
 fn every_bad_manifest_is_rejected_with_its_file_line_and_rule() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +66,7 @@ fn every_bad_manifest_is_rejected_with_its_file_line_and_rule() {
 #[test]
 fn unknown_fields_are_warnings_and_strict_makes_them_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let typo = healthy("typo", "").replace("    imagePullPolicy: Never\n", "    imagePullPolice: Never\n");
+    let typo = sleeper("typo", 100_000, "").replace("    imagePullPolicy: Never\n", "    imagePullPolice: Never\n");
     std::fs::write(dir.path().join("typo.yaml"), typo).unwrap();
 
     let (code, by_file, stderr) = validate(dir.path(), &[]);
@@ -83,6 +76,12 @@ fn unknown_fields_are_warnings_and_strict_makes_them_errors() {
     let (code, by_file, _) = validate(dir.path(), &["--strict"]);
     assert_eq!(code, 1);
     assert!(by_file["typo.yaml"][0].starts_with("9:5: spec.containers[0].imagePullPolice: unknown field"), "{by_file:?}");
+}
+
+/// Resets the kernel's record of the agent's peak resident memory, so the next reading covers
+/// only what happens from here (start-up, which compiles the built-in policy, is left out).
+fn reset_peak_rss(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
 }
 
 /// The agent's peak resident memory, from the kernel.
@@ -99,7 +98,7 @@ async fn the_agent_rejects_the_corpus_and_its_healthy_pods_never_notice() {
     // An unknown field and a negative grace period: the kubelet runs such a pod, and so does
     // the agent, with a warning and the API server's default.
     let negative_grace =
-        healthy("steady", "  terminationGracePeriodSeconds: -5\n").replace("    command:", "    comand: [x]\n    command:");
+        sleeper("steady", 100_000, "  terminationGracePeriodSeconds: -5\n").replace("    command:", "    comand: [x]\n    command:");
     agent.write("steady.yaml", &negative_grace);
     agent.start();
     let app = wait_for(Duration::from_secs(60), "the healthy pod", || async {
@@ -112,6 +111,7 @@ async fn the_agent_rejects_the_corpus_and_its_healthy_pods_never_notice() {
     let log = agent.log();
     assert!(log.lines().any(|l| l.contains("steady.yaml") && l.contains("11:5: spec.containers[0].comand: unknown field")), "{log}");
 
+    reset_peak_rss(agent.pid());
     let cases = write_corpus(agent.dir());
     let huge = agent.dir().join("huge.yaml");
     {
@@ -142,5 +142,5 @@ async fn the_agent_rejects_the_corpus_and_its_healthy_pods_never_notice() {
     assert_eq!(still.and_then(|c| c.id), app.id, "the healthy pod's app still runs");
     assert_eq!(agent.api("GET", "/healthz").await.map(|(code, _)| code), Some(200));
     let peak = peak_rss_kib(agent.pid());
-    assert!(peak < 200 * 1024, "the agent's peak RSS stays bounded: {peak} KiB");
+    assert!(peak < 200 * 1024, "the agent's peak RSS while it read the corpus stays bounded: {peak} KiB");
 }

@@ -9,13 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, container_status, docker, free_port, http_get, wait_for};
-
-fn sleeper(name: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [sleep, '100000']\n"
-    )
-}
+use crate::support::{Agent, container_status, docker, free_port, http_get, sleeper, wait_for};
 
 /// An address of this machine other than loopback: the Docker bridge's, which every test
 /// machine has.
@@ -34,7 +28,7 @@ fn reachable(address: &str, port: u16) -> bool {
 async fn the_api_is_the_agents_users_alone_loopback_only_and_read_only() {
     let _docker = docker().await;
     let mut agent = Agent::new("sec-api");
-    agent.write("web.yaml", &sleeper("web"));
+    agent.write("web.yaml", &sleeper("web", 100_000, ""));
     let port = free_port();
     agent.start_with(&["--read-only-port", &port.to_string()]);
     agent.wait_reported_running(&["web"]).await;
@@ -103,8 +97,8 @@ async fn a_manifest_cannot_reach_outside_the_root_dir() {
         ),
     );
     // A name and a UID made to climb out of the pods directory.
-    agent.write("climb.yaml", &sleeper("climb").replace("  name: climb\n", "  name: climb\n  uid: ../../../escaped\n"));
-    agent.write("slash.yaml", &sleeper("a/../../b"));
+    agent.write("climb.yaml", &sleeper("climb", 100_000, "").replace("  name: climb\n", "  name: climb\n  uid: ../../../escaped\n"));
+    agent.write("slash.yaml", &sleeper("a/../../b", 100_000, ""));
     agent.start();
 
     let waiting = config_error(&agent, "symlink", "main").await;

@@ -4,6 +4,8 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::query_parameters::CreateImageOptions;
 use futures::StreamExt;
+use serde_json::json;
+use sha2::{Digest, Sha256};
 use staticlet_runtime::{Image, RuntimeError};
 
 /// The image as Docker has it, or `None`.
@@ -27,6 +29,44 @@ pub async fn pull(docker: &Docker, image: &str) -> Result<String, RuntimeError> 
         }
     }
     Ok(reference)
+}
+
+/// A `docker save` archive (what `docker load` takes) of one image tagged `tag`, with `config`
+/// as its run config (`Entrypoint`, `Cmd`, `Env`, `User`, ...) and `layer` (a tar) as its one
+/// layer: how images are made here without a registry or a build.
+pub fn save_archive(tag: &str, config: serde_json::Value, layer: &[u8]) -> Vec<u8> {
+    let layer_digest = hex::encode(Sha256::digest(layer));
+    let image = serde_json::to_vec(&json!({
+        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        "os": "linux",
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
+    }))
+    .expect("JSON values always serialize");
+    let image_digest = hex::encode(Sha256::digest(&image));
+    let manifest = serde_json::to_vec(&json!([{
+        "Config": format!("{image_digest}.json"),
+        "RepoTags": [tag],
+        "Layers": [format!("{layer_digest}/layer.tar")],
+    }]))
+    .expect("JSON values always serialize");
+    tar_of([
+        ("manifest.json", manifest.as_slice(), 0o644),
+        (&format!("{image_digest}.json"), image.as_slice(), 0o644),
+        (&format!("{layer_digest}/layer.tar"), layer, 0o644),
+    ])
+}
+
+/// A tar of regular files, each with its path, bytes and mode.
+pub(crate) fn tar_of<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8], u32)>) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, data, mode) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(mode);
+        header.set_size(data.len() as u64);
+        builder.append_data(&mut header, path, data).expect("writing to memory");
+    }
+    builder.into_inner().expect("writing to memory")
 }
 
 fn docker_message(error: DockerError) -> String {

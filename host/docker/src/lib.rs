@@ -17,6 +17,8 @@ mod exec;
 mod image;
 mod pause;
 
+pub use image::save_archive;
+
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 

@@ -12,6 +12,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use staticlet_runtime::RuntimeError;
 
+use crate::image::{save_archive, tar_of};
+
 /// The static pause binary.
 const BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pause"));
 
@@ -45,37 +47,7 @@ pub async fn ensure_loaded(docker: &Docker) -> Result<String, RuntimeError> {
 /// The image as a `docker save` archive: one layer holding `/pause`, which is the entrypoint.
 fn archive(tag: &str) -> Vec<u8> {
     let layer = tar_of([("pause", BINARY, 0o755)]);
-    let layer_digest = hex::encode(Sha256::digest(&layer));
-    let config = serde_json::to_vec(&json!({
-        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
-        "os": "linux",
-        "config": {"Entrypoint": ["/pause"], "User": "65535:65535"},
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
-    }))
-    .expect("JSON values always serialize");
-    let config_digest = hex::encode(Sha256::digest(&config));
-    let manifest = serde_json::to_vec(&json!([{
-        "Config": format!("{config_digest}.json"),
-        "RepoTags": [tag],
-        "Layers": [format!("{layer_digest}/layer.tar")],
-    }]))
-    .expect("JSON values always serialize");
-    tar_of([
-        ("manifest.json", manifest.as_slice(), 0o644),
-        (&format!("{config_digest}.json"), config.as_slice(), 0o644),
-        (&format!("{layer_digest}/layer.tar"), layer.as_slice(), 0o644),
-    ])
-}
-
-fn tar_of<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8], u32)>) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (path, data, mode) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(mode);
-        header.set_size(data.len() as u64);
-        builder.append_data(&mut header, path, data).expect("writing to memory");
-    }
-    builder.into_inner().expect("writing to memory")
+    save_archive(tag, json!({"Entrypoint": ["/pause"], "User": "65535:65535"}), &layer)
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use bollard::Docker;
 use bollard::query_parameters::ImportImageOptions;
 use futures::StreamExt;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 /// A shell, `httpd`, `nc`, `sleep`...: everything the test pods run.
@@ -74,32 +73,7 @@ fn layer() -> Vec<u8> {
 
 /// A `docker save` archive holding one image.
 fn archive(tag: &str, cmd: serde_json::Value) -> Vec<u8> {
-    let layer = layer();
-    let layer_digest = hex::encode(Sha256::digest(&layer));
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Cmd": cmd, "Env": ["PATH=/bin"], "WorkingDir": "/"},
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
-    }))
-    .unwrap();
-    let config_digest = hex::encode(Sha256::digest(&config));
-    let manifest = serde_json::to_vec(&json!([{
-        "Config": format!("{config_digest}.json"),
-        "RepoTags": [tag],
-        "Layers": [format!("{layer_digest}/layer.tar")],
-    }]))
-    .unwrap();
-    let mut builder = tar::Builder::new(Vec::new());
-    for (path, data) in
-        [("manifest.json".to_owned(), manifest), (format!("{config_digest}.json"), config), (format!("{layer_digest}/layer.tar"), layer)]
-    {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(0o644);
-        header.set_size(data.len() as u64);
-        builder.append_data(&mut header, path, data.as_slice()).unwrap();
-    }
-    builder.into_inner().unwrap()
+    staticlet_docker::save_archive(tag, json!({"Cmd": cmd, "Env": ["PATH=/bin"], "WorkingDir": "/"}), &layer())
 }
 
 /// Loads one archive into `docker`.

@@ -292,6 +292,15 @@ impl Drop for Agent {
     }
 }
 
+/// A pod whose one container, `main`, sleeps for `seconds` (the number tells its versions
+/// apart) on the local busybox image; `extra_spec` is spliced in as lines of `spec:`.
+pub fn sleeper(name: &str, seconds: u32, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{extra_spec}  containers:\n  - name: main\n    image: {}\n    imagePullPolicy: Never\n    command: [sleep, '{seconds}']\n",
+        images::BUSYBOX
+    )
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
