@@ -53,6 +53,15 @@ impl Runtime {
         agent
     }
 
+    /// Whether the runtime offers exec, attach and port-forward: Docker does; runtime adapters
+    /// do not yet (the adapter WIT has no streaming calls).
+    fn interactive(&self) -> Option<&'static str> {
+        match self {
+            Runtime::Docker(_) => None,
+            Runtime::Podman(_) => Some("podman"),
+        }
+    }
+
     fn start(&self, agent: &mut Agent) {
         match self {
             Runtime::Docker(_) => agent.start(),
@@ -257,6 +266,58 @@ async fn serves_host_ports_and_the_host_network(rt: &Runtime) {
     }
 }
 
+/// exec and port-forward where the runtime offers them, and an error naming the runtime where
+/// it does not.
+async fn execs_and_forwards_ports_where_the_runtime_can(rt: &Runtime) {
+    let mut agent = rt.agent("conf-exec");
+    agent.write(
+        "inside.yaml",
+        &pod(
+            "inside",
+            &format!(
+                "  containers:
+  - name: web
+    image: {BUSYBOX}
+    command: [httpd, -f, -p, '127.0.0.1:8080', -h, /www]
+"
+            ),
+        ),
+    );
+    rt.start(&mut agent);
+    running_pod(&agent, "inside").await;
+    let name = agent.pod("inside");
+    let exec = agent.cli(&["exec", &name], &["sh", "-c", "cat /www/index.html; exit 5"]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&exec.stdout), String::from_utf8_lossy(&exec.stderr));
+    let local = free_port();
+    let mut forward = agent
+        .cli(&["port-forward", &name, &format!("{local}:8080")], &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    match rt.interactive() {
+        None => {
+            assert_eq!(exec.status.code(), Some(5), "{stderr}");
+            assert!(stdout.contains("hello from staticlet"), "{stdout}");
+            let page = wait_for(UP, "the page through port-forward", || async { http_get(local, "/") }).await;
+            assert!(page.contains("hello from staticlet"), "{page}");
+            forward.kill().unwrap();
+        }
+        Some(runtime) => {
+            assert!(!exec.status.success());
+            assert!(stderr.contains(&format!("{runtime} does not support exec")), "the error names the runtime: {stderr}");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert_eq!(http_get(local, "/"), None, "nothing is forwarded");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            forward.kill().unwrap();
+            let mut said = String::new();
+            std::io::Read::read_to_string(forward.stderr.as_mut().unwrap(), &mut said).unwrap();
+            assert!(said.contains(&format!("{runtime} does not support port-forward")), "the error names the runtime: {said}");
+        }
+    }
+    forward.wait().unwrap();
+}
+
 async fn pulls_images_by_the_pull_policy(rt: &Runtime) {
     let docker = docker().await;
     let tag = format!("conformance-{}", std::process::id());
@@ -288,6 +349,7 @@ macro_rules! conformance {
                 removes_a_pod_whose_manifest_goes,
                 serves_host_ports_and_the_host_network,
                 pulls_images_by_the_pull_policy,
+                execs_and_forwards_ports_where_the_runtime_can,
             );
         }
     )*};

@@ -50,3 +50,6 @@ mod conformance;
 
 // Runtime classes: Docker and Podman side by side, misbehaving adapters (issue 9).
 mod runtime_classes;
+
+// Interactive access: exec, attach, port-forward, cp, and the kubelet port (issue 12).
+mod interactive;

@@ -83,6 +83,7 @@ fn measure(cache: std::path::PathBuf) {
         api_socket: dir.path().join("staticlet.sock"),
         manifest_url: None,
         read_only_address: None,
+        kubelet_server: None,
         // The agent as shipped: every pod goes through the built-in policy.
         validators: vec![staticlet::admission::plugins::static_pod_policy()],
         source_plugins: vec![],
@@ -94,6 +95,7 @@ fn measure(cache: std::path::PathBuf) {
         ignored_keys: vec![],
     };
     let engine = staticlet_plugin::PluginEngine::new("bench-node", Some(cache)).unwrap();
+    let credential = staticlet::api::credential::Credential::load_or_create(&dir.path().join("api-token")).unwrap();
     let rss_before = peak_rss_kib();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let started = Instant::now();
@@ -103,7 +105,7 @@ fn measure(cache: std::path::PathBuf) {
             let runtime: Arc<dyn Runtime> = fake.clone();
             let shutdown = shutdown.clone();
             let runtimes = staticlet::runtimes::Runtimes::single("fake", runtime);
-            async move { staticlet::daemon::run(&config, runtimes, vec![], engine, None, shutdown).await }
+            async move { staticlet::daemon::run(&config, runtimes, vec![], engine, None, credential, shutdown).await }
         });
         while fake.running_container_count() < 2 * PODS {
             tokio::time::sleep(Duration::from_millis(1)).await;

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::admission::plugins::{RELOAD_PERIOD, Validators, reload};
+use crate::api::credential::Credential;
 use crate::api::{self, Api};
 use crate::config::Config;
 use crate::desired::{self, DesiredState};
@@ -25,14 +26,15 @@ use crate::state::Layout;
 use crate::status::{PluginRegistry, StatusStore};
 
 /// Runs the agent on `runtimes` (`adapters` are the runtime-adapter plugins among them), with
-/// its plugins in `engine` and mirror pods on `mirror`'s API server if given, until `shutdown`
-/// is cancelled. Pods keep running afterwards.
+/// its plugins in `engine`, mirror pods on `mirror`'s API server if given and `credential` for
+/// the API's streaming verbs, until `shutdown` is cancelled. Pods keep running afterwards.
 pub async fn run(
     config: &Config,
     runtimes: Runtimes,
     adapters: Vec<Arc<Plugin>>,
     engine: PluginEngine,
     mirror: Option<Mirror>,
+    credential: Credential,
     shutdown: CancellationToken,
 ) {
     info!(
@@ -60,6 +62,7 @@ pub async fn run(
         plugins: plugins.clone(),
         restarts: restart_tx,
         shutdown: shutdown.clone(),
+        credential,
     });
     let socket = tokio::spawn({
         let (path, api) = (config.api_socket.clone(), api.clone());
@@ -79,6 +82,10 @@ pub async fn run(
             }
         }
     });
+    let kubelet_port = tokio::spawn({
+        let (config, api_server, api) = (config.clone(), mirror.as_ref().map(Mirror::client), api.clone());
+        async move { serve_kubelet_port(&config, api_server, api).await }
+    });
     // Mirror pods only read the desired set and the status store: nothing below waits for the
     // API server.
     let mirror = mirror.map(|mirror| {
@@ -86,6 +93,7 @@ pub async fn run(
         let (desired, status, events, shutdown, runtime) =
             (desired_rx.clone(), status.clone(), events.clone(), shutdown.clone(), runtimes.default_runtime().clone());
         let (register, node_ip) = (config.register_node, config.node_ip.clone());
+        let kubelet_port_number = config.kubelet_server.as_ref().map(|server| server.address.port());
         tokio::spawn(async move {
             let registration = match register {
                 false => None,
@@ -97,7 +105,7 @@ pub async fn run(
                             String::new()
                         }
                     };
-                    Some(Registration::of_this_host(&node_ip, &version))
+                    Some(Registration::of_this_host(&node_ip, &version, kubelet_port_number))
                 }
             };
             mirror.run(registration, desired, status, events, shutdown).await;
@@ -151,11 +159,38 @@ pub async fn run(
     let desired = tokio::spawn(desired::run(stage, source_rx, generation, desired_tx, shutdown.clone()));
     let ready = tokio::spawn(notify_systemd(status, shutdown.clone()));
     Controller::new(ctx).run(desired_rx, restart_rx, shutdown).await;
-    let _ = tokio::join!(futures::future::join_all(sources), desired, socket, port, reload, adapters_reload, ready);
+    let _ = tokio::join!(futures::future::join_all(sources), desired, socket, port, kubelet_port, reload, adapters_reload, ready);
     if let Some(mirror) = mirror {
         let _ = mirror.await;
     }
     info!("staticlet stopped; pods are left running");
+}
+
+/// Serves the kubelet port when configured. A port that cannot be set up (a bad certificate,
+/// a port in use) is logged; pods are run regardless.
+async fn serve_kubelet_port(config: &Config, api_server: Option<kube::Client>, api: Arc<Api>) {
+    let Some(server) = config.kubelet_server.clone() else { return };
+    let layout = Layout::new(&config.root_dir);
+    let names = api::kubelet::tls::serving_names(&config.node_name, &config.node_ip);
+    let tls = match api::kubelet::tls::server_config(
+        server.tls_pair.as_ref(),
+        &layout.serving_pair(),
+        &names,
+        server.client_ca_file.as_deref(),
+    ) {
+        Ok(tls) => tls,
+        Err(e) => return error!("the kubelet port is not served: {e}; pods are run regardless"),
+    };
+    let gate = api::kubelet::auth::Gate::new(
+        api.credential.clone(),
+        api_server,
+        server.token_webhook,
+        server.authorization,
+        config.node_name.clone(),
+    );
+    if let Err(e) = api::kubelet::serve(server.address, tls, gate, api).await {
+        error!("the kubelet port is not served: {e}; pods are run regardless");
+    }
 }
 
 /// Reloads runtime adapters whose `.wasm` changed: the next call uses the new code, and pods

@@ -16,8 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use staticlet_runtime::{
-    Container, ContainerConfig, ContainerStatus, ExecResult, Image, LabelFilter, LogOptions, PodSandbox, PodSandboxConfig,
-    PodSandboxStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeVersion,
+    Container, ContainerConfig, ContainerStatus, Duplex, ExecResult, Image, LabelFilter, LogOptions, PodSandbox, PodSandboxConfig,
+    PodSandboxStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeVersion, StreamOptions, StreamSession,
 };
 
 use crate::status::Snapshot;
@@ -328,6 +328,18 @@ impl Runtime for Instrumented {
         options: &LogOptions,
     ) -> Result<BoxStream<'static, Result<Vec<u8>, RuntimeError>>, RuntimeError> {
         self.timed("Logs", self.inner.logs(container_id, options)).await
+    }
+
+    async fn exec(&self, container_id: &str, cmd: &[String], options: StreamOptions) -> Result<StreamSession, RuntimeError> {
+        self.timed("Exec", self.inner.exec(container_id, cmd, options)).await
+    }
+
+    async fn attach(&self, container_id: &str, options: StreamOptions) -> Result<StreamSession, RuntimeError> {
+        self.timed("Attach", self.inner.attach(container_id, options)).await
+    }
+
+    async fn port_forward(&self, sandbox_id: &str, port: u16) -> Result<Box<dyn Duplex>, RuntimeError> {
+        self.timed("PortForward", self.inner.port_forward(sandbox_id, port)).await
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<Image>, RuntimeError> {

@@ -16,6 +16,7 @@ mod convert;
 mod exec;
 mod image;
 mod pause;
+mod stream;
 
 pub use image::save_archive;
 
@@ -33,8 +34,8 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use staticlet_runtime::{
-    Container, ContainerConfig, ContainerStatus, ExecResult, Image, LabelFilter, LinuxContainerSecurity, LogOptions, PodSandbox,
-    PodSandboxConfig, PodSandboxStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeVersion,
+    Container, ContainerConfig, ContainerStatus, Duplex, ExecResult, Image, LabelFilter, LinuxContainerSecurity, LogOptions, PodSandbox,
+    PodSandboxConfig, PodSandboxStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeVersion, StreamOptions, StreamSession,
 };
 use tokio::sync::OnceCell;
 
@@ -398,6 +399,18 @@ impl Runtime for DockerRuntime {
             Err(e) => Err(map_error("logs", &id, e)),
         });
         Ok(stream.boxed())
+    }
+
+    async fn exec(&self, container_id: &str, cmd: &[String], options: StreamOptions) -> Result<StreamSession, RuntimeError> {
+        stream::exec(self.client().await?, container_id, cmd, options).await
+    }
+
+    async fn attach(&self, container_id: &str, options: StreamOptions) -> Result<StreamSession, RuntimeError> {
+        stream::attach(self.client().await?, container_id, options).await
+    }
+
+    async fn port_forward(&self, sandbox_id: &str, port: u16) -> Result<Box<dyn Duplex>, RuntimeError> {
+        stream::port_forward(self.client().await?, sandbox_id, port).await
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<Image>, RuntimeError> {

@@ -16,9 +16,11 @@
 //!   how the agent finds its own objects again after a restart.
 
 mod fake;
+mod stream;
 mod types;
 
 pub use fake::FakeRuntime;
+pub use stream::*;
 pub use types::*;
 
 use std::time::Duration;
@@ -110,6 +112,44 @@ pub trait Runtime: Send + Sync + 'static {
     ///
     /// [`RuntimeError::ImagePull`] with the registry's message when the pull fails.
     async fn pull_image(&self, image: &str) -> Result<String, RuntimeError>;
+
+    /// Runs a command in a running container with its streams connected to the caller, as
+    /// the CRI's `Exec` gives `kubectl exec`.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Unsupported`] when the runtime cannot (the default);
+    /// [`RuntimeError::NotFound`] when the container is gone.
+    async fn exec(&self, container_id: &str, cmd: &[String], options: StreamOptions) -> Result<StreamSession, RuntimeError> {
+        let _ = (container_id, cmd, options);
+        Err(RuntimeError::Unsupported { runtime: self.name().to_owned(), call: "exec" })
+    }
+
+    /// Connects the caller to a running container's own stdin and output, as the CRI's
+    /// `Attach` gives `kubectl attach`.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Unsupported`] when the runtime cannot (the default);
+    /// [`RuntimeError::NotFound`] when the container is gone.
+    async fn attach(&self, container_id: &str, options: StreamOptions) -> Result<StreamSession, RuntimeError> {
+        let _ = (container_id, options);
+        Err(RuntimeError::Unsupported { runtime: self.name().to_owned(), call: "attach" })
+    }
+
+    /// Opens a TCP connection to `port` on the loopback address of the sandbox's network
+    /// namespace, as the CRI's `PortForward` gives `kubectl port-forward`: a pod's port is
+    /// reached as the pod itself reaches it, published or not.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Unsupported`] when the runtime cannot (the default);
+    /// [`RuntimeError::NotFound`] when the sandbox is gone; [`RuntimeError::Call`] when
+    /// nothing listens on the port.
+    async fn port_forward(&self, sandbox_id: &str, port: u16) -> Result<Box<dyn Duplex>, RuntimeError> {
+        let _ = (sandbox_id, port);
+        Err(RuntimeError::Unsupported { runtime: self.name().to_owned(), call: "port-forward" })
+    }
 
     /// A stream of changes to sandboxes and containers whose labels match `filter`, as the
     /// CRI's `GetContainerEvents` gives the kubelet's evented PLEG. With it the agent reacts

@@ -16,7 +16,8 @@
 //! to itself, only its own Node and only its own Lease. Anything else it answers 403, as
 //! NodeRestriction does. It keeps everything in memory; `stop` drops the listener and every
 //! open connection (the server is down: connections are refused), `resume` serves again on the
-//! same port with the same objects.
+//! same port with the same objects. For the kubelet port it also answers TokenReview (for the
+//! tokens a test accepts) and SubjectAccessReview (allowing the users a test allows).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -56,6 +57,12 @@ struct State {
     /// Every change to a pod: (revision, ADDED|MODIFIED|DELETED, the object then).
     pod_events: Vec<(u64, &'static str, Value)>,
     served: Vec<Served>,
+    /// Tokens TokenReview vouches for: token → (user, groups).
+    tokens: BTreeMap<String, (String, Vec<String>)>,
+    /// Users every SubjectAccessReview allows.
+    allowed: Vec<String>,
+    /// Every SubjectAccessReview asked, as sent.
+    access_reviews: Vec<Value>,
 }
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -127,6 +134,22 @@ impl ApiServer {
         );
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    /// TokenReview vouches for `token` as `user` in `groups`.
+    pub fn accept_token(&self, token: &str, user: &str, groups: &[&str]) {
+        let groups = groups.iter().map(|g| (*g).to_owned()).collect();
+        self.shared.state.lock().unwrap().tokens.insert(token.to_owned(), (user.to_owned(), groups));
+    }
+
+    /// SubjectAccessReview allows everything `user` asks.
+    pub fn allow(&self, user: &str) {
+        self.shared.state.lock().unwrap().allowed.push(user.to_owned());
+    }
+
+    /// The SubjectAccessReviews asked so far.
+    pub fn access_reviews(&self) -> Vec<Value> {
+        self.shared.state.lock().unwrap().access_reviews.clone()
     }
 
     /// Creates the Node `name` as an admin would; its uid.
@@ -316,6 +339,25 @@ fn handle(shared: &Shared, user: &str, method: &str, path: &str, query: &str, bo
         }
         ("PUT", ["apis", "coordination.k8s.io", "v1", "namespaces", "kube-node-lease", "leases", name]) => {
             write_lease(&mut state, node_user.as_deref(), name, body, false)
+        }
+        ("POST", ["apis", "authentication.k8s.io", "v1", "tokenreviews"]) => {
+            let token = body["spec"]["token"].as_str().unwrap_or_default();
+            let review = match state.tokens.get(token) {
+                Some((name, groups)) => json!({"authenticated": true, "user": {"username": name, "groups": groups}}),
+                None => json!({"authenticated": false, "error": "token not found"}),
+            };
+            Ok((
+                StatusCode::CREATED,
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": body["spec"], "status": review}),
+            ))
+        }
+        ("POST", ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"]) => {
+            let allowed = body["spec"]["user"].as_str().is_some_and(|user| state.allowed.iter().any(|a| a == user));
+            state.access_reviews.push(body.clone());
+            Ok((
+                StatusCode::CREATED,
+                json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": body["spec"], "status": {"allowed": allowed}}),
+            ))
         }
         _ => Err(status(404, "NotFound", &format!("the double does not serve {method} {path}"))),
     };

@@ -125,6 +125,9 @@ impl Agent {
             .arg(&self.socket)
             .args(["--hostname-override", &self.node, "--file-check-frequency", "2s"])
             .args(self.pod_infra_image.iter().flat_map(|image| ["--pod-infra-container-image", image]))
+            // Agents side by side would all want 10250 with --kubeconfig; a test that wants the
+            // kubelet port names one.
+            .args(if extra.contains(&"--port") { &[][..] } else { &["--port", "0"][..] })
             .args(extra)
             .env("STATICLET_LOG", "info")
             .env("NO_COLOR", "1")
@@ -139,6 +142,20 @@ impl Agent {
     /// Starts the agent.
     pub fn start(&mut self) {
         self.start_with(&[]);
+    }
+
+    /// The `staticlet` CLI against this agent's socket and root dir: `args`, then `command`
+    /// after `--` when given.
+    pub fn cli(&self, args: &[&str], command: &[&str]) -> Command {
+        let mut cli = Command::new(env!("CARGO_BIN_EXE_staticlet"));
+        cli.args(args).arg("--root-dir").arg(&self.root);
+        if args[0] != "kubeconfig" {
+            cli.arg("--api-socket").arg(&self.socket);
+        }
+        if !command.is_empty() {
+            cli.arg("--").args(command);
+        }
+        cli
     }
 
     /// Kills the agent with SIGKILL, as a crash would.

@@ -7,38 +7,17 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{BodyExt, StreamBody};
+use hyper::Response;
 use hyper::body::Frame;
-use hyper::{Response, StatusCode};
 use staticlet_runtime::{LabelFilter, LogOptions};
 
-use super::{Api, Body, Query, bad_request, pod_not_found};
+use super::{Api, Body, Query, bad_request, pick_container, pod_not_found, unavailable};
 use crate::reconcile::labels::{CONTAINER_NAME, POD_UID};
-
-/// The annotation that names the container `kubectl logs` and `exec` pick by default.
-const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
 
 pub(super) async fn serve(api: &Api, namespace: &str, name: &str, query: &Query) -> Result<Response<Body>, Box<Response<Body>>> {
     let stored = api.status.snapshot().find(namespace, name).cloned().ok_or_else(|| Box::new(pod_not_found(name)))?;
     let pod = &stored.view.pod;
-    let spec = pod.pod.spec.clone().unwrap_or_default();
-    let names: Vec<&str> = spec.init_containers.iter().flatten().chain(&spec.containers).map(|c| c.name.as_str()).collect();
-    let container = match query.get("container").filter(|c| !c.is_empty()) {
-        Some(c) if names.contains(&c) => c.to_owned(),
-        Some(c) => return Err(Box::new(bad_request(&format!("container {c} is not valid for pod {name}")))),
-        None => {
-            let default = pod.pod.metadata.annotations.as_ref().and_then(|a| a.get(DEFAULT_CONTAINER)).cloned();
-            match (default, spec.containers.as_slice()) {
-                (Some(d), _) if names.contains(&d.as_str()) => d,
-                (_, [only]) => only.name.clone(),
-                _ => {
-                    let choices = spec.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(" ");
-                    return Err(Box::new(bad_request(&format!(
-                        "a container name must be specified for pod {name}, choose one of: [{choices}]"
-                    ))));
-                }
-            }
-        }
-    };
+    let container = pick_container(pod, query.get("container"))?;
 
     let runtime = api.runtimes.for_pod(&pod.pod).ok_or_else(|| Box::new(unavailable("the pod's runtime class is not on this node")))?;
     let filter = LabelFilter::new(POD_UID, pod.uid.clone()).and(CONTAINER_NAME, container.clone());
@@ -84,8 +63,4 @@ pub(super) async fn serve(api: &Api, namespace: &str, name: &str, query: &Query)
     let mut response = Response::new(BodyExt::boxed_unsync(StreamBody::new(chunks.boxed())));
     response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
     Ok(response)
-}
-
-fn unavailable(message: &str) -> Response<Body> {
-    super::status(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &format!("the container runtime: {message}"), None)
 }

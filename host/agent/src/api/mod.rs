@@ -4,8 +4,9 @@
 //!
 //! It listens on a Unix socket (mode 0600) and, when asked, on a TCP port. Both are read-only
 //! for pods: a static pod is managed by its manifest, so every write answers 405 with a
-//! `Status` naming the manifest to change. The one action is `staticlet restart pod`, accepted
-//! only on the socket, where the file mode keeps it to the socket's owner.
+//! `Status` naming the manifest to change. The actions are `staticlet restart pod`, accepted
+//! only on the socket, where the file mode keeps it to the socket's owner, and the streaming
+//! verbs, which need the agent's bearer token.
 //!
 //! Routes:
 //! - discovery: `/api`, `/api/v1`, `/apis`, `/version`;
@@ -13,10 +14,15 @@
 //!   `fieldSelector`, Table when the `Accept` header asks `as=Table`), `.../pods/{name}`,
 //!   `.../pods/{name}/log`;
 //! - `/api/v1/events`, `/api/v1/namespaces/{ns}/events`: what `kubectl describe` shows;
+//! - `.../pods/{name}/exec`, `attach` and `portforward` (WebSocket or SPDY upgrades), which take
+//!   the bearer token of [`credential`];
 //! - `/staticlet/v1/plugins`, and `POST /staticlet/v1/namespaces/{ns}/pods/{name}/restart`.
 
+pub mod credential;
+pub mod kubelet;
 mod logs;
 pub mod selector;
+mod stream;
 pub mod table;
 mod watch;
 
@@ -86,6 +92,8 @@ pub struct Api {
     pub restarts: mpsc::UnboundedSender<RestartRequest>,
     /// Ends watches and log follows when the agent stops.
     pub shutdown: CancellationToken,
+    /// The token exec, attach and port-forward need.
+    pub credential: credential::Credential,
 }
 
 impl std::fmt::Debug for Api {
@@ -99,8 +107,13 @@ impl std::fmt::Debug for Api {
 enum Access {
     /// The Unix socket: its owner may also restart pods.
     Socket,
-    /// The TCP read-only port.
-    ReadOnlyPort,
+    /// The TCP read-only port, from a client on this host or not.
+    ReadOnlyPort {
+        /// The client connected from a loopback address.
+        loopback: bool,
+    },
+    /// The kubelet port, whose gate has authenticated and authorized the request already.
+    KubeletPort,
 }
 
 /// Serves the API on the Unix socket at `path` (mode 0600) until the API's shutdown, then
@@ -146,7 +159,7 @@ pub async fn serve_read_only_port(address: SocketAddr, api: Arc<Api>) -> Result<
         tokio::select! {
             _ = api.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => serve_connection(stream, api.clone(), Access::ReadOnlyPort),
+                Ok((stream, peer)) => serve_connection(stream, api.clone(), Access::ReadOnlyPort { loopback: peer.ip().is_loopback() }),
                 Err(e) => debug!("accepting an API connection: {e}"),
             },
         }
@@ -160,7 +173,7 @@ fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: 
             let api = api.clone();
             async move { Ok::<_, Infallible>(route(request, &api, access).await) }
         });
-        if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+        if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await {
             debug!("API connection ended: {e}");
         }
     });
@@ -205,6 +218,11 @@ async fn route(request: Request<Incoming>, api: &Api, access: Access) -> Respons
         && let ["staticlet", "v1", "namespaces", namespace, "pods", name, "restart"] = segments[..]
     {
         return restart(api, access, namespace, name).await;
+    }
+    if (method == Method::GET || method == Method::POST)
+        && let ["api", "v1", "namespaces", namespace, "pods", name, verb @ ("exec" | "attach" | "portforward")] = segments[..]
+    {
+        return streaming(api, access, request, (namespace, name), verb).await;
     }
     if method != Method::GET && method != Method::HEAD {
         let pods = api.status.snapshot();
@@ -380,6 +398,26 @@ fn plugins(api: &Api) -> Response<Body> {
     json_response(StatusCode::OK, &json!({"kind": "PluginList", "apiVersion": "staticlet.dev/v1", "items": items}))
 }
 
+/// exec, attach and port-forward: writes to the host, so they take the token whatever the
+/// listener, and never cross the network in clear.
+async fn streaming(api: &Api, access: Access, request: Request<Incoming>, (namespace, name): (&str, &str), verb: &str) -> Response<Body> {
+    if access != Access::KubeletPort && !api.credential.accepts(request.headers()) {
+        return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized", None);
+    }
+    if access == (Access::ReadOnlyPort { loopback: false }) {
+        let message = format!(
+            "{verb} is served on the plain-HTTP port only to clients on this host, since its token would cross the network in clear; use the kubelet port (--port, TLS) from elsewhere"
+        );
+        return status(StatusCode::FORBIDDEN, "Forbidden", &message, Some(name));
+    }
+    let result = match verb {
+        "exec" => stream::remote_command(api, request, stream::Verb::Exec, (namespace, name, None)).await,
+        "attach" => stream::remote_command(api, request, stream::Verb::Attach, (namespace, name, None)).await,
+        _ => stream::port_forward(api, request, namespace, name).await,
+    };
+    result.unwrap_or_else(|response| *response)
+}
+
 async fn restart(api: &Api, access: Access, namespace: &str, name: &str) -> Response<Body> {
     if access != Access::Socket {
         return status(StatusCode::FORBIDDEN, "Forbidden", "pods are restarted only through the agent's local socket", Some(name));
@@ -434,6 +472,9 @@ fn resources() -> Value {
             {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod", "verbs": ["get", "list", "watch"],
              "shortNames": ["po"], "categories": ["all"]},
             {"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]},
+            {"name": "pods/exec", "singularName": "", "namespaced": true, "kind": "PodExecOptions", "verbs": ["create", "get"]},
+            {"name": "pods/attach", "singularName": "", "namespaced": true, "kind": "PodAttachOptions", "verbs": ["create", "get"]},
+            {"name": "pods/portforward", "singularName": "", "namespaced": true, "kind": "PodPortForwardOptions", "verbs": ["create", "get"]},
             {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event", "verbs": ["get", "list"], "shortNames": ["ev"]},
         ],
     })
@@ -475,6 +516,35 @@ fn method_not_allowed(method: &Method, pod: Option<&Stored>) -> Response<Body> {
     status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message, pod.map(|s| s.view.pod.name()))
 }
 
+/// The annotation that names the container `kubectl logs` and `exec` pick by default.
+const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
+
+/// The container a request names, or the pod's default one, as the API server picks it.
+fn pick_container(pod: &staticlet_model::StaticPod, requested: Option<&str>) -> Result<String, Box<Response<Body>>> {
+    let name = pod.name();
+    let spec = pod.pod.spec.clone().unwrap_or_default();
+    let names: Vec<&str> = spec.init_containers.iter().flatten().chain(&spec.containers).map(|c| c.name.as_str()).collect();
+    match requested.filter(|c| !c.is_empty()) {
+        Some(c) if names.contains(&c) => Ok(c.to_owned()),
+        Some(c) => Err(Box::new(bad_request(&format!("container {c} is not valid for pod {name}")))),
+        None => {
+            let default = pod.pod.metadata.annotations.as_ref().and_then(|a| a.get(DEFAULT_CONTAINER)).cloned();
+            match (default, spec.containers.as_slice()) {
+                (Some(d), _) if names.contains(&d.as_str()) => Ok(d),
+                (_, [only]) => Ok(only.name.clone()),
+                _ => {
+                    let choices = spec.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(" ");
+                    Err(Box::new(bad_request(&format!("a container name must be specified for pod {name}, choose one of: [{choices}]"))))
+                }
+            }
+        }
+    }
+}
+
+fn unavailable(message: &str) -> Response<Body> {
+    status(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &format!("the container runtime: {message}"), None)
+}
+
 fn pod_not_found(name: &str) -> Response<Body> {
     status(StatusCode::NOT_FOUND, "NotFound", &format!("pods \"{name}\" not found"), Some(name))
 }
@@ -493,6 +563,10 @@ fn status(code: StatusCode, reason: &str, message: &str, name: Option<&str>) -> 
         ..Status::default()
     };
     json_response(code, &with_kind_of(body, "Status"))
+}
+
+fn empty() -> Body {
+    full(Bytes::new())
 }
 
 fn full(bytes: Bytes) -> Body {

@@ -3,10 +3,12 @@
 mod client;
 mod describe;
 mod get;
+mod kubeconfig;
 mod logs;
 mod plugins;
 mod restart;
 mod run;
+mod stream;
 mod validate;
 
 use std::process::ExitCode;
@@ -40,6 +42,17 @@ pub enum Command {
     Plugins(plugins::PluginsArgs),
     /// Stop every container of a static pod and start it afresh: `staticlet restart pod NAME`.
     Restart(get::PodArgs),
+    /// Run a command in a container: `staticlet exec POD [-c C] [-i] [-t] -- COMMAND...`;
+    /// exits with the command's code.
+    Exec(stream::ExecArgs),
+    /// Connect to a container's own stdin and output: `staticlet attach POD [-c C] [-i] [-t]`.
+    Attach(stream::AttachArgs),
+    /// Forward local ports to a pod: `staticlet port-forward POD [LOCAL:]REMOTE...`.
+    PortForward(stream::PortForwardArgs),
+    /// Copy files into or out of a container: `staticlet cp POD:PATH LOCAL` or the reverse.
+    Cp(stream::CpArgs),
+    /// Print the kubeconfig (with the agent's token) for kubectl against the local API.
+    Kubeconfig(kubeconfig::KubeconfigArgs),
 }
 
 /// Runs the parsed command; the result is the process's exit.
@@ -56,5 +69,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => logs::run(args).map(|()| ExitCode::SUCCESS),
         Command::Plugins(args) => plugins::run(args).map(|()| ExitCode::SUCCESS),
         Command::Restart(args) => restart::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Exec(args) => stream::exec(args),
+        Command::Attach(args) => stream::attach(args),
+        Command::PortForward(args) => stream::port_forward(args),
+        Command::Cp(args) => stream::cp(args),
+        Command::Kubeconfig(args) => kubeconfig::run(args).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -7,10 +7,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::api::credential::Credential;
+use crate::api::kubelet::tls;
 use crate::config::{Config, LogFormat, RunFlags};
 use crate::mirror::Mirror;
 use crate::runtimes::Runtimes;
-use crate::state::Layout;
+use crate::state::{Layout, write_atomic};
 
 /// Arguments of `staticlet run`.
 #[derive(Debug, Args)]
@@ -32,7 +34,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         warn!(file = ?args.flags.config, key, "config key is not used by staticlet; ignored");
     }
     std::fs::create_dir_all(&config.root_dir).with_context(|| format!("creating --root-dir {}", config.root_dir.display()))?;
-    let engine = PluginEngine::new(&config.node_name, Some(Layout::new(&config.root_dir).plugin_cache()))
+    let layout = Layout::new(&config.root_dir);
+    let credential = local_credential(&config, &layout)?;
+    let engine = PluginEngine::new(&config.node_name, Some(layout.plugin_cache()))
         .map_err(|e| anyhow::anyhow!("setting up the WebAssembly engine for plugins: {e:#}"))?;
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     tokio.block_on(async {
@@ -55,7 +59,41 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         };
         let (runtimes, adapters) = Runtimes::from_config(&config, &engine).await;
-        crate::daemon::run(&config, runtimes, adapters, engine, mirror, shutdown).await;
+        crate::daemon::run(&config, runtimes, adapters, engine, mirror, credential, shutdown).await;
         anyhow::Ok(())
     })
+}
+
+/// The local API's token, and the kubeconfig that carries it to kubectl when the agent serves
+/// the kubelet port: kubectl sends a token over TLS only, so the kubeconfig points there, with
+/// the self-signed certificate as its CA. A kubeconfig of an earlier run without that port is
+/// removed rather than left pointing at nothing.
+fn local_credential(config: &Config, layout: &Layout) -> anyhow::Result<Credential> {
+    let token = layout.api_token();
+    let credential = Credential::load_or_create(&token).with_context(|| format!("the API token {}", token.display()))?;
+    let kubeconfig = layout.kubeconfig();
+    match &config.kubelet_server {
+        Some(server) => {
+            let certificate_authority = match &server.tls_pair {
+                Some(_) => None,
+                None => {
+                    let pair = layout.serving_pair();
+                    tls::ensure_self_signed(&pair, &tls::serving_names(&config.node_name, &config.node_ip))?;
+                    Some(std::fs::read(&pair.0).with_context(|| format!("reading {}", pair.0.display()))?)
+                }
+            };
+            let address = server.address;
+            let ip = if address.ip().is_unspecified() { std::net::Ipv4Addr::LOCALHOST.into() } else { address.ip() };
+            let url = format!("https://{}", std::net::SocketAddr::new(ip, address.port()));
+            write_atomic(&kubeconfig, credential.kubeconfig(&url, certificate_authority.as_deref(), &config.node_name).as_bytes())
+                .with_context(|| format!("writing {}", kubeconfig.display()))?;
+        }
+        None => match std::fs::remove_file(&kubeconfig) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing the stale {}", kubeconfig.display()));
+            }
+            _ => {}
+        },
+    }
+    Ok(credential)
 }

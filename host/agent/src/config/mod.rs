@@ -26,6 +26,8 @@ pub const DEFAULT_MANIFEST_PATH: &str = "/etc/kubernetes/manifests";
 pub const DEFAULT_POD_INFRA_IMAGE: &str = "registry.k8s.io/pause:3.10";
 /// The default state directory.
 pub const DEFAULT_ROOT_DIR: &str = "/var/lib/staticlet";
+/// The kubelet port, the kubelet's own.
+pub const DEFAULT_KUBELET_PORT: u16 = 10250;
 /// Where the read-only API listens.
 pub const DEFAULT_API_SOCKET: &str = "/run/staticlet/staticlet.sock";
 const DEFAULT_FILE_CHECK_FREQUENCY: Duration = Duration::from_secs(20);
@@ -119,9 +121,66 @@ pub struct RunFlags {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub register_node: Option<bool>,
 
+    /// The kubelet port: container logs, exec, attach and port-forward over TLS, as the
+    /// cluster's API server reaches them (and clients with a certificate of --client-ca-file).
+    /// Served with --kubeconfig or when given; 0 turns it off. It listens on --address when
+    /// given, else on every address, as the kubelet's does. [config: port] [default: 10250]
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// The kubelet port's serving certificate (PEM, with its chain). Without it a self-signed
+    /// pair is made under --root-dir/pki. [config: tlsCertFile]
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The key of --tls-cert-file. [config: tlsPrivateKeyFile]
+    #[arg(long, value_name = "FILE")]
+    pub tls_private_key_file: Option<PathBuf>,
+
+    /// Clients of the kubelet port presenting a certificate signed by one of these CAs are
+    /// authenticated as its CommonName and Organizations, as the API server presents itself.
+    /// [config: authentication.x509.clientCAFile]
+    #[arg(long, value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
+
+    /// Authenticate bearer tokens on the kubelet port with the API server's TokenReview. Only
+    /// with --kubeconfig. [config: authentication.webhook.enabled] [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub authentication_token_webhook: Option<bool>,
+
+    /// How requests to the kubelet port are authorized: AlwaysAllow, or Webhook (the API
+    /// server's SubjectAccessReview on nodes/proxy, nodes/log, ...). [config:
+    /// authorization.mode] [default: Webhook with --kubeconfig, else AlwaysAllow]
+    #[arg(long, value_name = "MODE", value_enum)]
+    pub authorization_mode: Option<AuthorizationMode>,
+
     /// Log lines as human-readable text or as JSON objects, one per line. [default: text]
     #[arg(long, visible_alias = "logging-format", value_name = "FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+}
+
+/// How the kubelet port authorizes what an authenticated client asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+pub enum AuthorizationMode {
+    /// Every authenticated client may do everything.
+    AlwaysAllow,
+    /// Ask the API server with a SubjectAccessReview, as the kubelet does.
+    Webhook,
+}
+
+/// The kubelet port's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeletServer {
+    /// Where it listens.
+    pub address: std::net::SocketAddr,
+    /// The serving certificate and key, when given.
+    pub tls_pair: Option<(PathBuf, PathBuf)>,
+    /// The CA bundle client certificates are checked against.
+    pub client_ca_file: Option<PathBuf>,
+    /// Bearer tokens are checked with TokenReview.
+    pub token_webhook: bool,
+    /// How requests are authorized.
+    pub authorization: AuthorizationMode,
 }
 
 /// How log lines are written.
@@ -146,6 +205,15 @@ struct FileConfig {
     docker_endpoint: Option<String>,
     read_only_port: Option<u16>,
     address: Option<std::net::IpAddr>,
+    port: Option<u16>,
+    tls_cert_file: Option<PathBuf>,
+    tls_private_key_file: Option<PathBuf>,
+    /// The kubelet's `authentication` block: `x509.clientCAFile`, `webhook.enabled`.
+    #[serde(default)]
+    authentication: FileAuthentication,
+    /// The kubelet's `authorization` block: `mode`.
+    #[serde(default)]
+    authorization: FileAuthorization,
     #[serde(rename = "staticPodURL")]
     static_pod_url: Option<String>,
     /// The kubelet's shape: each header name with its values.
@@ -179,6 +247,31 @@ struct FileConfig {
     unknown: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+struct FileAuthentication {
+    #[serde(default)]
+    x509: FileX509,
+    #[serde(default)]
+    webhook: FileWebhook,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FileX509 {
+    #[serde(rename = "clientCAFile")]
+    client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FileWebhook {
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FileAuthorization {
+    mode: Option<AuthorizationMode>,
+}
+
 /// The agent's settings, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -202,6 +295,8 @@ pub struct Config {
     pub manifest_url: Option<crate::source::http::HttpSource>,
     /// Where the read-only API listens on TCP, if anywhere.
     pub read_only_address: Option<std::net::SocketAddr>,
+    /// The kubelet port, if served.
+    pub kubelet_server: Option<KubeletServer>,
     /// The admission chain's validators, in order: the built-in policy (unless turned off),
     /// then the configured ones.
     pub validators: Vec<ValidatorConfig>,
@@ -259,6 +354,9 @@ pub enum ConfigError {
     /// A `--manifest-url-header` value is not in the kubelet's syntax.
     #[error("--manifest-url-header: {0}")]
     Header(String),
+    /// Only one of the serving certificate and its key is given.
+    #[error("--tls-cert-file and --tls-private-key-file (tlsCertFile, tlsPrivateKeyFile) are given together or not at all")]
+    TlsPair,
     /// No node name given and the hostname could not be read.
     #[error("cannot work out the node name: {0}; pass --hostname-override")]
     NodeName(String),
@@ -280,6 +378,7 @@ impl Config {
             validators.push(static_pod_policy());
         }
         let config_dir = flags.config.as_deref().and_then(Path::parent).unwrap_or(Path::new("/"));
+        let kubelet_server = kubelet_server(flags, &file, config_dir)?;
         let plugin_error = |message| ConfigError::Plugin { path: flags.config.clone().unwrap_or_default(), message };
         let configured = plugins::resolve(&file.plugins, config_dir).map_err(plugin_error)?;
         validators.extend(configured.validators);
@@ -331,6 +430,7 @@ impl Config {
                 let ip = flags.address.or(file.address).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
                 std::net::SocketAddr::new(ip, port)
             }),
+            kubelet_server,
             validators,
             source_plugins: configured.sources,
             default_runtime_class,
@@ -373,6 +473,33 @@ fn runtime_classes(
         classes.insert(DOCKER.to_owned(), DOCKER.to_owned());
     }
     Ok((default, classes))
+}
+
+/// The kubelet port: on with a kubeconfig (the API server reaches the node there) or when a
+/// port is given; the file's paths are relative to the file.
+fn kubelet_server(flags: &RunFlags, file: &FileConfig, config_dir: &Path) -> Result<Option<KubeletServer>, ConfigError> {
+    let with_kubeconfig = flags.kubeconfig.is_some() || file.kubeconfig.is_some();
+    let Some(port) = flags.port.or(file.port).or(with_kubeconfig.then_some(DEFAULT_KUBELET_PORT)).filter(|port| *port != 0) else {
+        return Ok(None);
+    };
+    let ip = flags.address.or(file.address).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let from_file = |path: &Option<PathBuf>| path.as_ref().map(|p| config_dir.join(p));
+    let cert = flags.tls_cert_file.clone().or_else(|| from_file(&file.tls_cert_file));
+    let key = flags.tls_private_key_file.clone().or_else(|| from_file(&file.tls_private_key_file));
+    if cert.is_some() != key.is_some() {
+        return Err(ConfigError::TlsPair);
+    }
+    Ok(Some(KubeletServer {
+        address: std::net::SocketAddr::new(ip, port),
+        tls_pair: cert.zip(key),
+        client_ca_file: flags.client_ca_file.clone().or_else(|| from_file(&file.authentication.x509.client_ca_file)),
+        token_webhook: flags.authentication_token_webhook.or(file.authentication.webhook.enabled).unwrap_or(false),
+        authorization: flags.authorization_mode.or(file.authorization.mode).unwrap_or(if with_kubeconfig {
+            AuthorizationMode::Webhook
+        } else {
+            AuthorizationMode::AlwaysAllow
+        }),
+    }))
 }
 
 fn is_dns_subdomain(name: &str) -> bool {

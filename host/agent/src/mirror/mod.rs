@@ -92,6 +92,11 @@ impl Mirror {
         &self.server
     }
 
+    /// The API server's client, for the kubelet port's TokenReview and SubjectAccessReview.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     /// Keeps mirror pods of `desired`'s pods, with their statuses from `status`, until
     /// `shutdown`: waits for the Node object (registering it as `registration` and keeping its
     /// Lease, with `--register-node`), then runs the sync loop. Problems are logged and recorded

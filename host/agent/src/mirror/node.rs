@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, Taint};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo, Taint,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -45,12 +47,16 @@ pub struct Registration {
     pub capacity: BTreeMap<String, Quantity>,
     /// `status.nodeInfo`.
     pub node_info: NodeSystemInfo,
+    /// `status.daemonEndpoints.kubeletEndpoint.Port`: where the API server reaches this node's
+    /// kubelet port for logs, exec, attach and port-forward.
+    pub kubelet_port: Option<u16>,
 }
 
 impl Registration {
     /// This host as the kubelet would describe it: `node_ip` and the hostname, the CPUs and
-    /// memory the kernel reports, and `runtime` (`docker://28.1.1`) as its container runtime.
-    pub fn of_this_host(node_ip: &str, runtime: &str) -> Registration {
+    /// memory the kernel reports, `runtime` (`docker://28.1.1`) as its container runtime, and
+    /// its kubelet port if served.
+    pub fn of_this_host(node_ip: &str, runtime: &str, kubelet_port: Option<u16>) -> Registration {
         let read = |path: &str| std::fs::read_to_string(path).map(|s| s.trim().to_owned()).unwrap_or_default();
         let mut addresses = vec![NodeAddress { type_: "InternalIP".into(), address: node_ip.to_owned() }];
         let hostname = read("/proc/sys/kernel/hostname");
@@ -91,7 +97,7 @@ impl Registration {
             system_uuid: read("/sys/class/dmi/id/product_uuid"),
             ..NodeSystemInfo::default()
         };
-        Registration { addresses, capacity, node_info }
+        Registration { addresses, capacity, node_info, kubelet_port }
     }
 
     /// The Node object for `name`, Ready, tainted so nothing is scheduled onto it.
@@ -120,6 +126,9 @@ impl Registration {
                 allocatable: Some(self.capacity.clone()),
                 capacity: Some(self.capacity.clone()),
                 conditions: Some(vec![ready]),
+                daemon_endpoints: self
+                    .kubelet_port
+                    .map(|port| NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(port) }) }),
                 node_info: Some(self.node_info.clone()),
                 ..NodeStatus::default()
             }),
@@ -270,7 +279,7 @@ mod tests {
 
     #[test]
     fn a_registered_node_describes_the_host_and_takes_no_scheduled_pods() {
-        let registration = Registration::of_this_host("10.0.0.7", "docker://28.1.1");
+        let registration = Registration::of_this_host("10.0.0.7", "docker://28.1.1", Some(10250));
         assert_eq!(registration.addresses[0], NodeAddress { type_: "InternalIP".into(), address: "10.0.0.7".into() });
         let cpus: usize = registration.capacity["cpu"].0.parse().unwrap();
         assert!(cpus >= 1);
@@ -282,6 +291,7 @@ mod tests {
         let status = node.status.unwrap();
         assert_eq!(status.conditions.unwrap()[0].status, "True");
         assert_eq!(status.node_info.unwrap().container_runtime_version, "docker://28.1.1");
+        assert_eq!(status.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port, 10250, "the API server finds the kubelet port here");
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! <root-dir>/pods/<uid>/containers/<container>/<attempt>            termination messages
 //! <root-dir>/plugins/cache/<sha256>-<engine>.cwasm                   compiled plugin code
 //! <root-dir>/checkpoints/<source>.json                               last good set of a URL or plugin source
+//! <root-dir>/api-token                                               the bearer token streaming verbs need (0600)
+//! <root-dir>/kubeconfig                                              a kubeconfig for the local API, with that token (0600)
+//! <root-dir>/pki/staticlet.{crt,key}                                 the kubelet port's self-signed serving pair
 //! ```
 //!
 //! The layout follows the kubelet's (`/var/lib/kubelet/pods/<uid>/volumes/...`), so operators
@@ -59,6 +62,23 @@ impl Layout {
     /// checked by the model.
     pub fn termination_message(&self, uid: &str, container: &str, attempt: u32) -> PathBuf {
         self.pod_dir(uid).join("containers").join(container).join(attempt.to_string())
+    }
+
+    /// The bearer token `exec`, `attach` and `port-forward` need on the local API.
+    pub fn api_token(&self) -> PathBuf {
+        self.root.join("api-token")
+    }
+
+    /// The kubeconfig for the local API that `staticlet kubeconfig` prints.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.root.join("kubeconfig")
+    }
+
+    /// The kubelet port's serving certificate and key, made when none is given, as the
+    /// kubelet keeps them under `/var/lib/kubelet/pki`.
+    pub fn serving_pair(&self) -> (PathBuf, PathBuf) {
+        let dir = self.root.join("pki");
+        (dir.join("staticlet.crt"), dir.join("staticlet.key"))
     }
 
     /// A pod's [`PodRecord`].
