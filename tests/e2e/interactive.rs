@@ -139,33 +139,59 @@ async fn reqwest_status(url: &str) -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn kubectl_exec_it_gets_a_terminal_that_follows_resizes() {
+async fn exec_it_gets_a_terminal_that_follows_resizes_from_kubectl_and_the_cli() {
     let (agent, _) = agent_with("ktty", &[("tty", sleeper("tty", 3600, ""))]).await;
     let pod = agent.pod("tty");
     let kubectl = Kubectl::of(&agent);
-    let session = format!("staticlet-e2e-{}", std::process::id());
-    let tmux = |args: &[&str]| Command::new("tmux").args(["-L", &session]).args(args).output().expect("tmux runs (Debian's tmux)");
-    let kubectl_line =
-        format!("HOME={} KUBECONFIG={} kubectl exec -it {pod} -- sh", kubectl.home.path().display(), kubectl.kubeconfig.display());
-    let started = tmux(&["new-session", "-d", "-s", "t", "-x", "120", "-y", "40", &kubectl_line]);
-    assert!(started.status.success(), "{}", text(&started.stderr));
-    let screen = || text(&tmux(&["capture-pane", "-p", "-t", "t"]).stdout);
-    let wait_screen = |want: &'static str| async move {
-        wait_for(Duration::from_secs(20), &format!("{want:?} on the terminal"), || async { screen().contains(want).then_some(()) }).await;
-    };
-    // Typed before kubectl has put the terminal in raw mode, keys would be echoed locally.
-    wait_screen("/ #").await;
-    tmux(&["send-keys", "-t", "t", "tty && echo MARK$((6*7)) && stty size", "Enter"]);
-    wait_screen("MARK42").await;
-    assert!(screen().contains("/dev/pts/"), "the command has a TTY: {}", screen());
-    assert!(screen().contains("40 120"), "the TTY has the terminal's size: {}", screen());
-    tmux(&["resize-window", "-t", "t", "-x", "100", "-y", "30"]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    tmux(&["send-keys", "-t", "t", "clear; echo SIZE=$(stty size)", "Enter"]);
-    wait_screen("SIZE=30 100").await;
-    tmux(&["send-keys", "-t", "t", "exit 7", "Enter"]);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    tmux(&["kill-server"]);
+    let clients = [
+        (
+            "kubectl",
+            format!("HOME={} KUBECONFIG={} kubectl exec -it {pod} -- sh", kubectl.home.path().display(), kubectl.kubeconfig.display()),
+        ),
+        (
+            "staticlet",
+            format!(
+                "{} exec -it {pod} --root-dir {} --api-socket {} -- sh",
+                env!("CARGO_BIN_EXE_staticlet"),
+                agent.root.display(),
+                agent.socket.display()
+            ),
+        ),
+    ];
+    for (client, line) in clients {
+        let session = format!("staticlet-e2e-{}-{client}", std::process::id());
+        let tmux = |args: &[&str]| Command::new("tmux").args(["-L", &session]).args(args).output().expect("tmux runs (Debian's tmux)");
+        let exit_file = kubectl.home.path().join(format!("{client}.exit"));
+        let wrapped = format!("{line}; echo EXIT=$? > {}", exit_file.display());
+        let started = tmux(&["new-session", "-d", "-s", "t", "-x", "120", "-y", "40", &wrapped]);
+        assert!(started.status.success(), "{}", text(&started.stderr));
+        let screen = || text(&tmux(&["capture-pane", "-p", "-t", "t"]).stdout);
+        let wait_screen = |want: &'static str| async move {
+            wait_for(Duration::from_secs(20), &format!("{client}: {want:?} on the terminal"), || async {
+                screen().contains(want).then_some(())
+            })
+            .await;
+        };
+        // Typed before the client has put the terminal in raw mode, keys would be echoed locally.
+        wait_screen("/ #").await;
+        // One line of output, so the screen is read after all of it (the typed line itself
+        // does not contain the expanded text).
+        tmux(&["send-keys", "-t", "t", "echo TTY=$(tty) SIZE=$(stty size)", "Enter"]);
+        wait_screen("SIZE=40 120").await;
+        assert!(screen().contains("TTY=/dev/pts/"), "{client}: the command has a TTY: {}", screen());
+        tmux(&["resize-window", "-t", "t", "-x", "100", "-y", "30"]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tmux(&["send-keys", "-t", "t", "clear; echo SIZE=$(stty size)", "Enter"]);
+        wait_screen("SIZE=30 100").await;
+        tmux(&["send-keys", "-t", "t", "exit 7", "Enter"]);
+        let exit = wait_for(Duration::from_secs(20), "the client to exit", || async {
+            // The shell creates the file before it writes the line.
+            std::fs::read_to_string(&exit_file).ok().filter(|line| line.ends_with('\n'))
+        })
+        .await;
+        assert_eq!(exit.trim(), "EXIT=7", "{client} exits with the shell's code");
+        tmux(&["kill-server"]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -606,6 +606,37 @@ mod tests {
     }
 
     #[test]
+    fn the_kubelet_port_is_served_with_a_kubeconfig_or_when_asked_as_the_kubelet_configures_it() {
+        let standalone = Config::resolve(&RunFlags { hostname_override: Some("n".into()), ..Default::default() }).unwrap();
+        assert_eq!(standalone.kubelet_server, None);
+
+        let file = write(
+            "nodeName: n\nkubeconfig: node.kubeconfig\nauthentication:\n  x509: {clientCAFile: ca.crt}\n  webhook: {enabled: true}\n",
+        );
+        let cluster =
+            Config::resolve(&RunFlags { config: Some(file.path().to_owned()), ..Default::default() }).unwrap().kubelet_server.unwrap();
+        assert_eq!(cluster.address, "0.0.0.0:10250".parse().unwrap(), "the kubelet's port, on every address");
+        assert_eq!(cluster.client_ca_file, Some(file.path().parent().unwrap().join("ca.crt")));
+        assert!(cluster.token_webhook);
+        assert_eq!(cluster.authorization, AuthorizationMode::Webhook, "the API server decides, when there is one");
+
+        let flags = RunFlags {
+            hostname_override: Some("n".into()),
+            port: Some(10443),
+            address: Some("127.0.0.1".parse().unwrap()),
+            ..Default::default()
+        };
+        let local = Config::resolve(&flags).unwrap().kubelet_server.unwrap();
+        assert_eq!((local.address, local.authorization), ("127.0.0.1:10443".parse().unwrap(), AuthorizationMode::AlwaysAllow));
+
+        let off = RunFlags { config: Some(file.path().to_owned()), port: Some(0), ..Default::default() };
+        assert_eq!(Config::resolve(&off).unwrap().kubelet_server, None, "port 0 is off");
+        let half =
+            RunFlags { port: Some(10250), tls_cert_file: Some("c.crt".into()), hostname_override: Some("n".into()), ..Default::default() };
+        assert!(matches!(Config::resolve(&half), Err(ConfigError::TlsPair)));
+    }
+
+    #[test]
     fn mirror_pods_are_off_unless_a_kubeconfig_is_given() {
         let standalone = Config::resolve(&RunFlags { hostname_override: Some("n".into()), ..Default::default() }).unwrap();
         assert_eq!((standalone.kubeconfig, standalone.register_node), (None, false));
