@@ -49,16 +49,11 @@ pub(crate) async fn exec(
         return Err(RuntimeError::Call { call: "exec", message: "Docker detached the exec instance".into() });
     };
     let resize = options.tty.then(|| {
-        let (sender, mut sizes) = mpsc::channel::<TerminalSize>(RESIZE_QUEUE);
         let (docker, id) = (docker.clone(), exec.id.clone());
-        tokio::spawn(async move {
-            while let Some(size) = sizes.recv().await {
-                if let Err(e) = docker.resize_exec(&id, ResizeExecOptions { height: size.height, width: size.width }).await {
-                    debug!(exec = %id, "resizing an exec's terminal: {e}");
-                }
-            }
-        });
-        sender
+        resizer(move |size| {
+            let (docker, id) = (docker.clone(), id.clone());
+            async move { docker.resize_exec(&id, ResizeExecOptions { height: size.height, width: size.width }).await }
+        })
     });
     let (docker, exec_id, id) = (docker.clone(), exec.id, container_id.to_owned());
     let exit = async move {
@@ -77,17 +72,13 @@ pub(crate) async fn attach(docker: &Docker, container_id: &str, options: StreamO
     let attach = AttachContainerOptions { stdin: options.stdin, stdout: true, stderr: true, stream: true, logs: false, detach_keys: None };
     let attached = docker.attach_container(container_id, Some(attach)).await.map_err(|e| map_error("attach", container_id, e))?;
     let resize = options.tty.then(|| {
-        let (sender, mut sizes) = mpsc::channel::<TerminalSize>(RESIZE_QUEUE);
         let (docker, id) = (docker.clone(), container_id.to_owned());
-        tokio::spawn(async move {
-            while let Some(size) = sizes.recv().await {
-                let options = ResizeContainerTTYOptions { h: i32::from(size.height), w: i32::from(size.width) };
-                if let Err(e) = docker.resize_container_tty(&id, options).await {
-                    debug!(container = %id, "resizing a container's terminal: {e}");
-                }
+        resizer(move |size| {
+            let (docker, id) = (docker.clone(), id.clone());
+            async move {
+                docker.resize_container_tty(&id, ResizeContainerTTYOptions { h: i32::from(size.height), w: i32::from(size.width) }).await
             }
-        });
-        sender
+        })
     });
     Ok(StreamSession {
         stdin: options.stdin.then_some(attached.input),
@@ -95,6 +86,24 @@ pub(crate) async fn attach(docker: &Docker, container_id: &str, options: StreamO
         resize,
         exit: futures::future::ready(Ok(None)).boxed(),
     })
+}
+
+/// A sender of terminal sizes whose task applies each with `apply`, in order, until the
+/// session drops the sender.
+fn resizer<F, Fut>(apply: F) -> mpsc::Sender<TerminalSize>
+where
+    F: Fn(TerminalSize) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), bollard::errors::Error>> + Send,
+{
+    let (sender, mut sizes) = mpsc::channel::<TerminalSize>(RESIZE_QUEUE);
+    tokio::spawn(async move {
+        while let Some(size) = sizes.recv().await {
+            if let Err(e) = apply(size).await {
+                debug!("resizing a terminal to {}x{}: {e}", size.width, size.height);
+            }
+        }
+    });
+    sender
 }
 
 fn output_stream(

@@ -66,11 +66,8 @@ impl Credential {
     /// Whether the request carries this token as `Authorization: Bearer ...`. The comparison
     /// takes the same time wherever the first wrong byte is.
     pub fn accepts(&self, headers: &HeaderMap) -> bool {
-        let Some(given) = headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
-        else {
-            return false;
-        };
-        let (given, wanted) = (given.trim().as_bytes(), self.token.as_bytes());
+        let Some(given) = bearer(headers) else { return false };
+        let (given, wanted) = (given.as_bytes(), self.token.as_bytes());
         given.len() == wanted.len() && given.iter().zip(wanted).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
     }
 
@@ -94,6 +91,11 @@ impl Credential {
         });
         serde_yaml_ng::to_string(&config).expect("a kubeconfig always serializes")
     }
+}
+
+/// The bearer token a request carries (`Authorization: Bearer ...`), if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(hyper::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 #[cfg(test)]

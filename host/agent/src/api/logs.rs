@@ -11,15 +11,13 @@ use hyper::Response;
 use hyper::body::Frame;
 use staticlet_runtime::{LabelFilter, LogOptions};
 
-use super::{Api, Body, Query, bad_request, pick_container, pod_not_found, unavailable};
+use super::{Api, Body, Query, bad_request, pick_container, pod_and_runtime, unavailable};
 use crate::reconcile::labels::{CONTAINER_NAME, POD_UID};
 
 pub(super) async fn serve(api: &Api, namespace: &str, name: &str, query: &Query) -> Result<Response<Body>, Box<Response<Body>>> {
-    let stored = api.status.snapshot().find(namespace, name).cloned().ok_or_else(|| Box::new(pod_not_found(name)))?;
+    let (stored, runtime) = pod_and_runtime(api, namespace, name)?;
     let pod = &stored.view.pod;
     let container = pick_container(pod, query.get("container"))?;
-
-    let runtime = api.runtimes.for_pod(&pod.pod).ok_or_else(|| Box::new(unavailable("the pod's runtime class is not on this node")))?;
     let filter = LabelFilter::new(POD_UID, pod.uid.clone()).and(CONTAINER_NAME, container.clone());
     let mut instances = runtime.list_containers(&filter).await.map_err(|e| Box::new(unavailable(&e.to_string())))?;
     instances.sort_by_key(|c| std::cmp::Reverse((c.metadata.attempt, c.created_at)));

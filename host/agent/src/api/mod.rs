@@ -541,6 +541,21 @@ fn pick_container(pod: &staticlet_model::StaticPod, requested: Option<&str>) -> 
     }
 }
 
+/// A stored pod and the runtime its class runs on.
+type PodOnRuntime = (Stored, Arc<dyn staticlet_runtime::Runtime>);
+
+/// The pod a request names and the runtime its class runs on: what logs and the streaming verbs
+/// start from.
+fn pod_and_runtime(api: &Api, namespace: &str, name: &str) -> Result<PodOnRuntime, Box<Response<Body>>> {
+    let stored = api.status.snapshot().find(namespace, name).cloned().ok_or_else(|| Box::new(pod_not_found(name)))?;
+    let runtime = api
+        .runtimes
+        .for_pod(&stored.view.pod.pod)
+        .ok_or_else(|| Box::new(unavailable("the pod's runtime class is not on this node")))?
+        .clone();
+    Ok((stored, runtime))
+}
+
 fn unavailable(message: &str) -> Response<Body> {
     status(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &format!("the container runtime: {message}"), None)
 }

@@ -11,7 +11,7 @@ use staticlet_runtime::{ContainerState, LabelFilter, Runtime, SandboxState, Stre
 use staticlet_stream::{Outcome, RemoteCommandOptions, RemoteStreams, Tunnel};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{Api, Body, bad_request, empty, pick_container, pod_not_found, unavailable};
+use super::{Api, Body, bad_request, empty, pick_container, pod_and_runtime, unavailable};
 use crate::reconcile::labels::{CONTAINER_NAME, POD_UID};
 
 /// Which streaming verb.
@@ -81,10 +81,8 @@ pub(crate) async fn port_forward(
     namespace: &str,
     name: &str,
 ) -> Result<Response<Body>, Box<Response<Body>>> {
-    let stored = api.status.snapshot().find(namespace, name).cloned().ok_or_else(|| Box::new(pod_not_found(name)))?;
+    let (stored, runtime) = pod_and_runtime(api, namespace, name)?;
     let pod = &stored.view.pod;
-    let runtime =
-        api.runtimes.for_pod(&pod.pod).ok_or_else(|| Box::new(unavailable("the pod's runtime class is not on this node")))?.clone();
     let sandboxes =
         runtime.list_pod_sandboxes(&LabelFilter::new(POD_UID, pod.uid.clone())).await.map_err(|e| Box::new(unavailable(&e.to_string())))?;
     let sandbox = sandboxes
@@ -112,11 +110,9 @@ async fn running_container(
     name: &str,
     requested: Option<&str>,
 ) -> Result<(Arc<dyn Runtime>, String, String), Box<Response<Body>>> {
-    let stored = api.status.snapshot().find(namespace, name).cloned().ok_or_else(|| Box::new(pod_not_found(name)))?;
+    let (stored, runtime) = pod_and_runtime(api, namespace, name)?;
     let pod = &stored.view.pod;
     let container = pick_container(pod, requested)?;
-    let runtime =
-        api.runtimes.for_pod(&pod.pod).ok_or_else(|| Box::new(unavailable("the pod's runtime class is not on this node")))?.clone();
     let filter = LabelFilter::new(POD_UID, pod.uid.clone()).and(CONTAINER_NAME, container.clone());
     let instances = runtime.list_containers(&filter).await.map_err(|e| Box::new(unavailable(&e.to_string())))?;
     let running = instances.into_iter().filter(|c| c.state == ContainerState::Running).max_by_key(|c| (c.metadata.attempt, c.created_at));

@@ -46,7 +46,7 @@ pub enum Command {
     /// exits with the command's code.
     Exec(stream::ExecArgs),
     /// Connect to a container's own stdin and output: `staticlet attach POD [-c C] [-i] [-t]`.
-    Attach(stream::AttachArgs),
+    Attach(stream::SessionArgs),
     /// Forward local ports to a pod: `staticlet port-forward POD [LOCAL:]REMOTE...`.
     PortForward(stream::PortForwardArgs),
     /// Copy files into or out of a container: `staticlet cp POD:PATH LOCAL` or the reverse.

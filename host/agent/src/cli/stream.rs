@@ -68,16 +68,12 @@ impl AccessArgs {
     }
 }
 
-/// Arguments of `staticlet exec`.
+/// A process session in a container, as `exec` and `attach` take it.
 #[derive(Debug, Args)]
-pub struct ExecArgs {
+pub struct SessionArgs {
     /// The pod's name (`<manifest name>-<node>`).
     #[arg(value_name = "POD")]
     pod: String,
-
-    /// The command and its arguments, after `--`.
-    #[arg(value_name = "COMMAND", last = true, required = true)]
-    command: Vec<String>,
 
     /// The container; may be left out when the pod has one (or names its default).
     #[arg(short, long)]
@@ -87,11 +83,13 @@ pub struct ExecArgs {
     #[arg(short, long, default_value = "default")]
     namespace: String,
 
-    /// Pass this terminal's stdin to the command.
+    /// Pass this terminal's stdin to the process (for attach, the container must have
+    /// `stdin: true`).
     #[arg(short = 'i', long)]
     stdin: bool,
 
-    /// Give the command a TTY (with -i, this terminal is put in raw mode).
+    /// A TTY: exec gives the command one, attach expects the container's (`tty: true`); with
+    /// -i, this terminal is put in raw mode.
     #[arg(short = 't', long)]
     tty: bool,
 
@@ -99,31 +97,29 @@ pub struct ExecArgs {
     access: AccessArgs,
 }
 
-/// Arguments of `staticlet attach`.
+impl SessionArgs {
+    fn params(&self) -> AttachParams {
+        // With a TTY the runtime merges stderr into the terminal, as kubectl asks it to.
+        AttachParams {
+            container: self.container.clone(),
+            stdin: self.stdin,
+            stdout: true,
+            stderr: !self.tty,
+            tty: self.tty,
+            ..AttachParams::default()
+        }
+    }
+}
+
+/// Arguments of `staticlet exec`.
 #[derive(Debug, Args)]
-pub struct AttachArgs {
-    /// The pod's name.
-    #[arg(value_name = "POD")]
-    pod: String,
-
-    /// The container; may be left out when the pod has one.
-    #[arg(short, long)]
-    container: Option<String>,
-
-    /// The namespace.
-    #[arg(short, long, default_value = "default")]
-    namespace: String,
-
-    /// Pass this terminal's stdin to the container (it must have `stdin: true`).
-    #[arg(short = 'i', long)]
-    stdin: bool,
-
-    /// The container has a TTY (`tty: true`): put this terminal in raw mode.
-    #[arg(short = 't', long)]
-    tty: bool,
-
+pub struct ExecArgs {
     #[command(flatten)]
-    access: AccessArgs,
+    session: SessionArgs,
+
+    /// The command and its arguments, after `--`.
+    #[arg(value_name = "COMMAND", last = true, required = true)]
+    command: Vec<String>,
 }
 
 /// Arguments of `staticlet port-forward`.
@@ -179,11 +175,11 @@ pub struct CpArgs {
 ///
 /// When the agent cannot be reached or refuses, or the command cannot be started.
 pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let session = args.session;
     on_runtime(async move {
-        let pods = args.access.pods(&args.namespace)?;
-        let params = attach_params(args.container, args.stdin, args.tty);
-        let process = pods.exec(&args.pod, args.command, &params).await.map_err(api_error)?;
-        interact(process, args.stdin, args.tty).await
+        let pods = session.access.pods(&session.namespace)?;
+        let process = pods.exec(&session.pod, args.command, &session.params()).await.map_err(api_error)?;
+        interact(process, session.stdin, session.tty).await
     })
 }
 
@@ -192,18 +188,12 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
 /// # Errors
 ///
 /// When the agent cannot be reached or refuses.
-pub fn attach(args: AttachArgs) -> anyhow::Result<ExitCode> {
+pub fn attach(session: SessionArgs) -> anyhow::Result<ExitCode> {
     on_runtime(async move {
-        let pods = args.access.pods(&args.namespace)?;
-        let params = attach_params(args.container, args.stdin, args.tty);
-        let process = pods.attach(&args.pod, &params).await.map_err(api_error)?;
-        interact(process, args.stdin, args.tty).await
+        let pods = session.access.pods(&session.namespace)?;
+        let process = pods.attach(&session.pod, &session.params()).await.map_err(api_error)?;
+        interact(process, session.stdin, session.tty).await
     })
-}
-
-fn attach_params(container: Option<String>, stdin: bool, tty: bool) -> AttachParams {
-    // With a TTY the runtime merges stderr into the terminal, as kubectl asks it to.
-    AttachParams { container, stdin, stdout: true, stderr: !tty, tty, ..AttachParams::default() }
 }
 
 /// Joins this terminal to the process until it ends; the exit code is the process's.

@@ -10,7 +10,7 @@ use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use kube::api::PostParams;
 
-use crate::api::credential::Credential;
+use crate::api::credential::{Credential, bearer};
 use crate::config::AuthorizationMode;
 
 /// An authenticated user.
@@ -129,9 +129,8 @@ impl Gate {
         if self.credential.accepts(headers) {
             return Ok(Identity::Owner);
         }
-        let token = headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        match (token, &self.api_server) {
-            (Some(token), Some(client)) if self.token_webhook => token_review(client, token.trim()).await.map(Identity::User),
+        match (bearer(headers), &self.api_server) {
+            (Some(token), Some(client)) if self.token_webhook => token_review(client, token).await.map(Identity::User),
             _ => Err(Refusal::Unauthorized),
         }
     }
