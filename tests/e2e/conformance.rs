@@ -5,13 +5,14 @@
 //!
 //! What a kubelet user relies on is checked through the agent's API (phases, container IDs,
 //! restart counts, logs), and what the runtime holds is checked in the runtime itself (`docker
-//! ps`, `podman ps` and `podman pod ps`), so a runtime cannot pass by reporting what it does not
-//! do.
+//! ps`, `podman ps` and `podman pod ps`, containerd's `ctr`), so a runtime cannot pass by
+//! reporting what it does not do.
 
 use std::time::Duration;
 
 use bollard::Docker;
 
+use crate::support::containerd::{Containerd, containerd};
 use crate::support::images::BUSYBOX;
 use crate::support::podman::{Podman, podman};
 use crate::support::{Agent, condition, container_status, containers, docker, free_port, http_get, name, wait_for};
@@ -23,6 +24,7 @@ const UP: Duration = Duration::from_secs(60);
 enum Runtime {
     Docker(Docker),
     Podman(Podman),
+    Containerd(Containerd),
 }
 
 /// What a runtime holds for a node: its sandboxes, and its app containers by name and state.
@@ -43,21 +45,31 @@ impl Runtime {
         Runtime::Podman(podman().await)
     }
 
+    async fn containerd() -> Runtime {
+        // The test images live in Docker's archives; Docker also pushes to the registry.
+        docker().await;
+        Runtime::Containerd(containerd().await)
+    }
+
     /// A fresh agent that runs pods on this runtime by default.
     fn agent(&self, test: &str) -> Agent {
         let mut agent = Agent::new(test);
-        if let Runtime::Podman(podman) = self {
-            agent.uses_podman(podman);
-            std::fs::write(agent.file("config.yaml"), podman.agent_config()).unwrap();
+        match self {
+            Runtime::Docker(_) => {}
+            Runtime::Podman(podman) => {
+                agent.uses_podman(podman);
+                std::fs::write(agent.file("config.yaml"), podman.agent_config()).unwrap();
+            }
+            Runtime::Containerd(containerd) => agent.uses_containerd(containerd),
         }
         agent
     }
 
-    /// Whether the runtime offers exec, attach and port-forward: Docker does; runtime adapters
-    /// do not yet (the adapter WIT has no streaming calls).
+    /// Whether the runtime offers exec, attach and port-forward: Docker and the CRI do;
+    /// runtime adapters do not yet (the adapter WIT has no streaming calls).
     fn interactive(&self) -> Option<&'static str> {
         match self {
-            Runtime::Docker(_) => None,
+            Runtime::Docker(_) | Runtime::Containerd(_) => None,
             Runtime::Podman(_) => Some("podman"),
         }
     }
@@ -66,6 +78,7 @@ impl Runtime {
         match self {
             Runtime::Docker(_) => agent.start(),
             Runtime::Podman(_) => agent.start_with(&["--config", agent.file("config.yaml").to_str().unwrap()]),
+            Runtime::Containerd(containerd) => agent.start_with(&["--container-runtime-endpoint", &containerd.endpoint()]),
         }
     }
 
@@ -89,6 +102,30 @@ impl Runtime {
                     .map(|c| (c["Names"][0].as_str().unwrap_or("").to_owned(), c["State"].as_str().unwrap_or("").to_lowercase()))
                     .collect(),
             },
+            Runtime::Containerd(containerd) => {
+                let held = containerd.held(node);
+                let is_sandbox = |labels: &serde_json::Value| labels["io.cri-containerd.kind"] == "sandbox";
+                Held {
+                    sandboxes: held.iter().filter(|(labels, _)| is_sandbox(labels)).count(),
+                    containers: held
+                        .iter()
+                        .filter(|(labels, _)| !is_sandbox(labels))
+                        .map(|(labels, running)| {
+                            // `crictl ps` shows the container's own name; this is the name the
+                            // other runtimes hold, made of the same labels.
+                            let label = |key: &str| labels[key].as_str().unwrap_or_default().to_owned();
+                            let name = format!(
+                                "k8s_{}_{}_{}_{}",
+                                label("io.kubernetes.container.name"),
+                                label("io.kubernetes.pod.name"),
+                                label("io.kubernetes.pod.namespace"),
+                                label("io.kubernetes.pod.uid")
+                            );
+                            (name, if *running { "running" } else { "exited" }.to_owned())
+                        })
+                        .collect(),
+                }
+            }
         }
     }
 }
@@ -361,4 +398,4 @@ macro_rules! conformance {
     )*};
 }
 
-conformance!(docker, podman);
+conformance!(docker, podman, containerd);

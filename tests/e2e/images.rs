@@ -7,10 +7,8 @@ use bollard::Docker;
 use bollard::query_parameters::{PushImageOptions, RemoveImageOptions, TagImageOptions};
 use futures::StreamExt;
 
-use crate::support::images::BUSYBOX;
+use crate::support::images::{BUSYBOX, REGISTRY};
 use crate::support::{Agent, container_status, docker, running, wait_for};
-
-const REGISTRY: &str = "127.0.0.1:5000";
 
 /// Pushes the test image to the local registry as `repo:tag`, then removes it from the engine,
 /// so the only way back is a pull.

@@ -45,7 +45,7 @@ mod source_plugins;
 // Mirror pods on an API server: the API server test double, and a real cluster on request (issue 7).
 mod mirror;
 
-// Runtime adapters: the conformance suite on Docker and on the Podman adapter (issue 9).
+// The runtime conformance suite on Docker, the Podman adapter (issue 9) and containerd (issue 11).
 mod conformance;
 
 // Runtime classes: Docker and Podman side by side, misbehaving adapters (issue 9).
@@ -53,3 +53,6 @@ mod runtime_classes;
 
 // Interactive access: exec, attach, port-forward, cp, and the kubelet port (issue 12).
 mod interactive;
+
+// The CRI runtime against a real containerd: pod IPs, logs, OOM kills, adoption (issue 11).
+mod cri;

@@ -79,6 +79,7 @@ fn measure(cache: std::path::PathBuf) {
         pod_infra_container_image: "pause".into(),
         root_dir: dir.path().join("root"),
         docker_endpoint: String::new(),
+        cri_socket: std::path::PathBuf::new(),
         node_ip: "127.0.0.1".into(),
         api_socket: dir.path().join("staticlet.sock"),
         manifest_url: None,

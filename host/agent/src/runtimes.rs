@@ -2,7 +2,7 @@
 //!
 //! A pod picks a *runtime class* with `spec.runtimeClassName` (none: the default class); the
 //! agent config maps each class to a *handler*, the CRI's word for it: a built-in runtime
-//! (`docker`) or a runtime-adapter plugin. Several classes may share a handler. Everything
+//! (`docker`, `cri`) or a runtime-adapter plugin. Several classes may share a handler. Everything
 //! below this map sees only the [`Runtime`] trait: a handler is relisted, its pods are
 //! reconciled and its logs are read the same way whatever implements it.
 
@@ -10,14 +10,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
+use staticlet_cri::CriRuntime;
 use staticlet_docker::{DockerConfig, DockerRuntime};
 use staticlet_plugin::{AdapterRuntime, Plugin, PluginEngine};
 use staticlet_runtime::Runtime;
 
 use crate::config::Config;
 
-/// The built-in runtime a class may name.
+/// The built-in Docker runtime, as a class names it.
 pub const DOCKER: &str = "docker";
+/// The built-in CRI runtime (containerd, CRI-O at `--container-runtime-endpoint`), as a class
+/// names it.
+pub const CRI: &str = "cri";
 
 /// The runtime classes and their handlers. Cloning shares the runtimes.
 #[derive(Clone)]
@@ -53,6 +57,7 @@ impl Runtimes {
                     plugins.push(plugin.clone());
                     Arc::new(AdapterRuntime::new(plugin, adapter.image_pull_timeout))
                 }
+                None if handler == CRI => Arc::new(CriRuntime::new(config.cri_socket.clone())),
                 None => Arc::new(DockerRuntime::new(DockerConfig {
                     endpoint: config.docker_endpoint.clone(),
                     pod_infra_image: config.pod_infra_container_image.clone(),

@@ -15,6 +15,10 @@ pub const BUSYBOX: &str = "staticlet.test/busybox:1";
 /// The sandbox image: a shell that exits at once on SIGTERM, as `pause` does.
 pub const PAUSE: &str = "staticlet.test/pause:1";
 
+/// The local registry `.ci/run` starts (Debian's `docker-registry`), which Docker trusts without
+/// TLS on loopback.
+pub const REGISTRY: &str = "127.0.0.1:5000";
+
 const BUSYBOX_BIN: &str = "/bin/busybox";
 
 static LOADED: OnceCell<()> = OnceCell::const_new();

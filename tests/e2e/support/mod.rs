@@ -2,6 +2,7 @@
 //! binary, and locally built images.
 
 pub mod apiserver;
+pub mod containerd;
 pub mod dockerd;
 pub mod etcd;
 pub mod hostile;
@@ -85,6 +86,8 @@ pub struct Agent {
     child: Option<Child>,
     /// The Podman it runs pods on too, to clean up after.
     podman: Option<podman::Podman>,
+    /// The containerd it runs pods on too, to clean up after.
+    containerd: Option<containerd::Containerd>,
     _dir: tempfile::TempDir,
 }
 
@@ -103,6 +106,7 @@ impl Agent {
             log: dir.path().join("agent.log"),
             child: None,
             podman: None,
+            containerd: None,
             _dir: dir,
         }
     }
@@ -215,6 +219,11 @@ impl Agent {
         self.podman = Some(podman.clone());
     }
 
+    /// Runs this agent's pods on `containerd` too: they are removed from it when the test ends.
+    pub fn uses_containerd(&mut self, containerd: &containerd::Containerd) {
+        self.containerd = Some(containerd.clone());
+    }
+
     /// A file beside the manifest directory (configs, plugins), by name.
     pub fn file(&self, name: &str) -> PathBuf {
         self.manifests.parent().unwrap().join(name)
@@ -306,6 +315,9 @@ impl Drop for Agent {
                 let _ = podman.cli().args(["pod", "rm", "-f", "-t", "0"]).args(&pods).stdout(Stdio::null()).stderr(Stdio::null()).status();
             }
         }
+        if let Some(containerd) = &self.containerd {
+            containerd.remove_node(&self.node);
+        }
     }
 }
 
@@ -325,8 +337,13 @@ pub fn free_port() -> u16 {
 
 /// A plain HTTP GET on loopback; the body, or `None` while nothing answers.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
+    http_get_from(([127, 0, 0, 1], port).into(), path)
+}
+
+/// A plain HTTP GET to `address`; the body, or `None` while nothing answers.
+pub fn http_get_from(address: std::net::SocketAddr, path: &str) -> Option<String> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
     let mut response = String::new();

@@ -19,6 +19,7 @@ pub use duration::{DurationError, GoDuration};
 pub use plugins::{AdapterConfig, PluginEntry};
 
 use crate::admission::plugins::{ValidatorConfig, static_pod_policy};
+use crate::runtimes::{CRI, DOCKER};
 
 /// The default manifest directory, the kubelet's.
 pub const DEFAULT_MANIFEST_PATH: &str = "/etc/kubernetes/manifests";
@@ -80,6 +81,13 @@ pub struct RunFlags {
     /// unix:///var/run/docker.sock]
     #[arg(long, value_name = "URL")]
     pub docker_endpoint: Option<String>,
+
+    /// The CRI endpoint (containerd, CRI-O) to run pods on, as the kubelet's flag names it:
+    /// pods run there unless a runtime class says otherwise (Docker is then not used).
+    /// [config: containerRuntimeEndpoint] [default: unix:///run/containerd/containerd.sock for
+    /// a runtime class whose handler is `cri`]
+    #[arg(long, value_name = "URL")]
+    pub container_runtime_endpoint: Option<String>,
 
     /// A URL serving static pods: one Pod or a PodList, YAML or JSON, polled every
     /// --http-check-frequency. [config: staticPodURL]
@@ -203,6 +211,7 @@ struct FileConfig {
     pod_infra_container_image: Option<String>,
     root_dir: Option<PathBuf>,
     docker_endpoint: Option<String>,
+    container_runtime_endpoint: Option<String>,
     read_only_port: Option<u16>,
     address: Option<std::net::IpAddr>,
     port: Option<u16>,
@@ -231,10 +240,11 @@ struct FileConfig {
     /// WebAssembly plugins, in order.
     #[serde(default)]
     plugins: Vec<PluginEntry>,
-    /// `spec.runtimeClassName` → a built-in runtime (`docker`) or a runtime-adapter plugin.
+    /// `spec.runtimeClassName` → a built-in runtime (`docker`, `cri`) or a runtime-adapter plugin.
     #[serde(default)]
     runtime_classes: BTreeMap<String, String>,
-    /// The class of pods that name none (default `docker`).
+    /// The class of pods that name none (default `cri` with a containerRuntimeEndpoint, else
+    /// `docker`).
     default_runtime_class: Option<String>,
     /// `apiVersion` and `kind`, so a KubeletConfiguration header is accepted.
     #[serde(rename = "apiVersion")]
@@ -289,6 +299,8 @@ pub struct Config {
     pub root_dir: PathBuf,
     /// Docker endpoint.
     pub docker_endpoint: String,
+    /// The socket of the `cri` handler's endpoint.
+    pub cri_socket: PathBuf,
     /// The API's Unix socket.
     pub api_socket: PathBuf,
     /// The manifest URL source, if one is configured.
@@ -351,6 +363,9 @@ pub enum ConfigError {
         /// Which key, and what is wrong.
         message: String,
     },
+    /// The CRI endpoint is not one staticlet can dial.
+    #[error("--container-runtime-endpoint (containerRuntimeEndpoint): {0}")]
+    CriEndpoint(String),
     /// A `--manifest-url-header` value is not in the kubelet's syntax.
     #[error("--manifest-url-header: {0}")]
     Header(String),
@@ -399,8 +414,12 @@ impl Config {
                 })
             }
         };
+        let cri_endpoint = flags.container_runtime_endpoint.clone().or(file.container_runtime_endpoint);
+        let cri_socket = staticlet_cri::socket_of(cri_endpoint.as_deref().unwrap_or(staticlet_cri::DEFAULT_ENDPOINT))
+            .map_err(ConfigError::CriEndpoint)?;
+        let builtin_default = if cri_endpoint.is_some() { CRI } else { DOCKER };
         let (default_runtime_class, runtime_classes) =
-            runtime_classes(file.runtime_classes, file.default_runtime_class, &configured.adapters)
+            runtime_classes(file.runtime_classes, file.default_runtime_class, builtin_default, &configured.adapters)
                 .map_err(|message| ConfigError::RuntimeClasses { path: flags.config.clone().unwrap_or_default(), message })?;
         let node_name = match flags.hostname_override.clone().or(file.node_name) {
             Some(name) => name,
@@ -423,6 +442,7 @@ impl Config {
                 .clone()
                 .or(file.docker_endpoint)
                 .unwrap_or_else(staticlet_docker::DockerRuntime::default_endpoint),
+            cri_socket,
             api_socket: flags.api_socket.clone().unwrap_or_else(|| DEFAULT_API_SOCKET.into()),
             manifest_url,
             // The kubelet's config calls port 0 "off".
@@ -444,33 +464,33 @@ impl Config {
 }
 
 /// Checks the runtime classes: names a RuntimeClass could have, handlers that exist, and a
-/// default that is a class. The built-in `docker` is a class of its own when it is the default
-/// and no class of that name is listed.
+/// default that is a class. The built-in default (`docker`, or `cri` when a CRI endpoint is
+/// given) is a class of its own when it is the default and no class of that name is listed.
 fn runtime_classes(
     mut classes: BTreeMap<String, String>,
     default: Option<String>,
+    builtin_default: &str,
     adapters: &[AdapterConfig],
 ) -> Result<(String, BTreeMap<String, String>), String> {
-    use crate::runtimes::DOCKER;
-    let handlers = || std::iter::once(DOCKER).chain(adapters.iter().map(|a| a.spec.name.as_str())).collect::<Vec<_>>().join(", ");
+    let handlers = || [DOCKER, CRI].into_iter().chain(adapters.iter().map(|a| a.spec.name.as_str())).collect::<Vec<_>>().join(", ");
     for (class, handler) in &classes {
         if !is_dns_subdomain(class) {
             return Err(format!("runtimeClasses: {class:?} is not a RuntimeClass name (lowercase letters, digits, '-' and '.')"));
         }
-        if handler != DOCKER && !adapters.iter().any(|a| &a.spec.name == handler) {
+        if handler != DOCKER && handler != CRI && !adapters.iter().any(|a| &a.spec.name == handler) {
             return Err(format!(
                 "runtimeClasses.{class}: {handler:?} is neither a built-in runtime nor a runtime-adapter plugin in plugins:; the handlers are {}",
                 handlers()
             ));
         }
     }
-    let default = default.unwrap_or_else(|| DOCKER.to_owned());
+    let default = default.unwrap_or_else(|| builtin_default.to_owned());
     if !classes.contains_key(&default) {
-        if default != DOCKER {
+        if default != builtin_default {
             let known = classes.keys().cloned().collect::<Vec<_>>().join(", ");
             return Err(format!("defaultRuntimeClass: {default:?} is not in runtimeClasses (it has: {known})"));
         }
-        classes.insert(DOCKER.to_owned(), DOCKER.to_owned());
+        classes.insert(default.clone(), default.clone());
     }
     Ok((default, classes))
 }
