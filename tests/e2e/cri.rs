@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use crate::observe::Kubectl;
 use crate::support::containerd::{Containerd, containerd};
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, container_status, docker, http_get, http_get_from, wait_for};
+use crate::support::{Agent, container_status, docker, free_port, http_get, http_get_from, wait_for};
 
 const UP: Duration = Duration::from_secs(60);
 
@@ -48,7 +49,8 @@ async fn a_pod_gets_an_ip_of_the_cni_network_reachable_from_the_host_and_reads_a
         "web.yaml",
         &pod("web", &format!("  containers:\n  - name: web\n    image: {BUSYBOX}\n    command: [httpd, -f, -p, '8080', -h, /www]\n")),
     );
-    start(&mut agent, &containerd);
+    let read_only_port = free_port();
+    agent.start_with(&["--container-runtime-endpoint", &containerd.endpoint(), "--read-only-port", &read_only_port.to_string()]);
     let running = status_where(&agent, "web", "web running", |p| p["status"]["phase"] == "Running").await;
     let ip = running["status"]["podIP"].as_str().unwrap_or_default().to_owned();
     assert!(ip.starts_with("10.88.77."), "the pod's IP comes from the CNI network's /24: {running}");
@@ -56,6 +58,9 @@ async fn a_pod_gets_an_ip_of_the_cni_network_reachable_from_the_host_and_reads_a
     let address = std::net::SocketAddr::new(ip.parse().unwrap(), 8080);
     let page = wait_for(UP, "the pod's httpd at its own IP", || async { http_get_from(address, "/") }).await;
     assert!(page.contains("hello from staticlet"), "{page}");
+    let wide = Kubectl::new(read_only_port).stdout(&["get", "pods", "-o", "wide"]);
+    let row = wide.lines().find(|l| l.starts_with(&agent.pod("web"))).unwrap_or_else(|| panic!("{wide}"));
+    assert!(row.split_whitespace().any(|cell| cell == ip), "kubectl get pods -o wide shows the pod IP: {wide}");
 
     // What containerd holds names the pod as a kubelet's does, and its log is where the
     // kubelet's would be.

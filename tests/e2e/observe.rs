@@ -32,13 +32,13 @@ async fn running_pod(agent: &Agent, name: &str) -> Value {
 
 /// `kubectl` against the agent's read-only port, with a home of its own (no kubeconfig, its
 /// own discovery cache).
-struct Kubectl {
+pub(crate) struct Kubectl {
     server: String,
     home: tempfile::TempDir,
 }
 
 impl Kubectl {
-    fn new(port: u16) -> Kubectl {
+    pub(crate) fn new(port: u16) -> Kubectl {
         Kubectl { server: format!("http://127.0.0.1:{port}"), home: tempfile::tempdir().unwrap() }
     }
 
@@ -52,7 +52,7 @@ impl Kubectl {
         self.command(args).output().expect("kubectl runs (Debian's kubernetes-client, or any kubectl)")
     }
 
-    fn stdout(&self, args: &[&str]) -> String {
+    pub(crate) fn stdout(&self, args: &[&str]) -> String {
         let output = self.run(args);
         assert!(output.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).unwrap()

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode};
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use staticlet_model::{Origin, SourceKind};
 use tokio::sync::{mpsc, watch};
@@ -20,7 +20,8 @@ use crate::metrics::SourceHealth;
 
 /// The kubelet's cap on a manifest file.
 pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
-/// Editors write in bursts (a swap file, a rename, a chmod); one re-list covers a burst.
+/// Editors write in bursts (a swap file, a rename, a chmod); one re-list covers a burst. A file
+/// renamed into place is whole already, so that event is not debounced.
 const DEBOUNCE: Duration = Duration::from_millis(20);
 /// While the path does not exist, it is looked for this often, so a directory created later
 /// is picked up promptly without a restart.
@@ -210,7 +211,7 @@ impl FileSource {
     pub async fn run(self, out: watch::Sender<SourceSnapshot>, health: SourceHealth, shutdown: CancellationToken) {
         let mut lister =
             Lister { path: self.path.clone(), files: BTreeMap::new(), skipped: HashSet::new(), listed_once: false, listing_failed: false };
-        let (events_tx, mut events) = mpsc::unbounded_channel::<()>();
+        let (events_tx, mut events) = mpsc::unbounded_channel::<Change>();
         let mut watcher: Option<notify::RecommendedWatcher> = None;
         let mut watched: Option<(u64, u64)> = None;
         let mut reported_missing = false;
@@ -251,8 +252,10 @@ impl FileSource {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
-                Some(()) = events.recv() => {
-                    tokio::time::sleep(DEBOUNCE).await;
+                Some(change) = events.recv() => {
+                    if change == Change::Partial {
+                        tokio::time::sleep(DEBOUNCE).await;
+                    }
                     while events.try_recv().is_ok() {}
                 }
                 _ = wait_missing, if !lister.listed_once || watched.is_none() => {}
@@ -271,17 +274,28 @@ impl FileSource {
     }
 }
 
-fn watch(dir: &Path, events: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+/// A change in the watched directory, as far as its event tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// A file renamed into place: whole, as atomic writers (config tools, `kubectl`-style
+    /// apply scripts) leave it.
+    Whole,
+    /// Anything else: more events of the same write may follow.
+    Partial,
+}
+
+fn watch(dir: &Path, events: mpsc::UnboundedSender<Change>) -> Option<notify::RecommendedWatcher> {
     let handler = move |result: notify::Result<notify::Event>| {
         // Reading the directory raises open and read events of its own: reacting to those would
         // make every re-list trigger the next one.
-        let changes_content = |kind: &EventKind| match kind {
-            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-            EventKind::Access(_) => false,
-            _ => true,
+        let change = |kind: &EventKind| match kind {
+            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => Some(Change::Whole),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Change::Partial),
+            EventKind::Access(_) => None,
+            _ => Some(Change::Partial),
         };
-        if result.is_ok_and(|event| changes_content(&event.kind)) {
-            let _ = events.send(());
+        if let Some(change) = result.ok().and_then(|event| change(&event.kind)) {
+            let _ = events.send(change);
         }
     };
     let mut watcher = match notify::recommended_watcher(handler) {
