@@ -132,10 +132,12 @@ impl CriRuntime {
         let object = if object.is_empty() { String::new() } else { format!("{object}: ") };
         match status.code() {
             tonic::Code::NotFound => RuntimeError::NotFound(format!("{object}{message}")),
-            tonic::Code::Unavailable | tonic::Code::Unknown if message.contains("transport") || message.contains("connect") => {
+            // A socket that is not there surfaces as Unknown with the connector's words.
+            code if code == tonic::Code::Unavailable
+                || (code == tonic::Code::Unknown && (message.contains("transport") || message.contains("connect"))) =>
+            {
                 RuntimeError::Unavailable(format!("{call}: {} at {}: {message}", self.name, self.socket.display()))
             }
-            tonic::Code::Unavailable => RuntimeError::Unavailable(format!("{call}: {} at {}: {message}", self.name, self.socket.display())),
             _ => RuntimeError::Call { call, message: format!("{object}{message}") },
         }
     }

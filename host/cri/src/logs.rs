@@ -110,30 +110,32 @@ async fn stream(
     tx: &Sender,
 ) -> std::io::Result<()> {
     let mut line = Vec::new();
-    // The last `tail` lines, each as its printed chunks, held until the end of what is written.
-    let mut held: Option<std::collections::VecDeque<Vec<Vec<u8>>>> = tail.map(|_| Default::default());
-    while whole_line(&mut file, &mut line).await? {
-        let printed = parse(&line[..line.len() - 1]).and_then(|entry| printer.print(&entry));
-        line.clear();
-        let Some(printed) = printed else { continue };
-        match (&mut held, tail) {
-            (Some(lines), Some(keep)) => {
-                match lines.back_mut() {
+    // With a tail: the last lines, each as its printed chunks, held until the end of what is written.
+    let mut held: std::collections::VecDeque<Vec<Vec<u8>>> = Default::default();
+    loop {
+        let printed = match next(&mut file, &mut line, &mut printer).await? {
+            Next::End => break,
+            Next::Skipped => continue,
+            Next::Chunk(printed) => printed,
+        };
+        match tail {
+            Some(keep) => {
+                match held.back_mut() {
                     Some(last) if continues(last) => last.push(printed),
-                    _ => lines.push_back(vec![printed]),
+                    _ => held.push_back(vec![printed]),
                 }
-                while lines.len() as u64 > keep {
-                    lines.pop_front();
+                while held.len() as u64 > keep {
+                    held.pop_front();
                 }
             }
-            _ => {
+            None => {
                 if tx.send(Ok(printed)).await.is_err() {
                     return Ok(());
                 }
             }
         }
     }
-    for chunk in held.into_iter().flatten().flatten() {
+    for chunk in held.into_iter().flatten() {
         if tx.send(Ok(chunk)).await.is_err() {
             return Ok(());
         }
@@ -144,15 +146,15 @@ async fn stream(
     let mut checked = tokio::time::Instant::now();
     let mut stopped = false;
     loop {
-        if whole_line(&mut file, &mut line).await? {
-            let printed = parse(&line[..line.len() - 1]).and_then(|entry| printer.print(&entry));
-            line.clear();
-            if let Some(printed) = printed
-                && tx.send(Ok(printed)).await.is_err()
-            {
-                return Ok(());
+        match next(&mut file, &mut line, &mut printer).await? {
+            Next::Chunk(printed) => {
+                if tx.send(Ok(printed)).await.is_err() {
+                    return Ok(());
+                }
+                continue;
             }
-            continue;
+            Next::Skipped => continue,
+            Next::End => {}
         }
         // Read to the end once more after the container stopped, for what it wrote last.
         if stopped {
@@ -172,11 +174,24 @@ async fn stream(
     }
 }
 
-/// Reads on into `line`; whether it now holds a whole line, newline included. At the end of
-/// what is written so far, an unfinished line stays in `line` to be completed by the next read.
-async fn whole_line(file: &mut BufReader<tokio::fs::File>, line: &mut Vec<u8>) -> std::io::Result<bool> {
+/// What the next line of the file gives.
+enum Next {
+    /// A whole entry, printed.
+    Chunk(Vec<u8>),
+    /// A whole line that prints nothing: not an entry, or before `since`.
+    Skipped,
+    /// The end of what is written so far.
+    End,
+}
+
+/// Reads on into `line` and prints the entry once the line is whole. At the end of what is
+/// written so far, an unfinished line stays in `line` to be completed by the next read.
+async fn next(file: &mut BufReader<tokio::fs::File>, line: &mut Vec<u8>, printer: &mut Printer) -> std::io::Result<Next> {
     file.read_until(b'\n', line).await?;
-    Ok(line.last() == Some(&b'\n'))
+    let Some(whole) = line.strip_suffix(b"\n") else { return Ok(Next::End) };
+    let printed = parse(whole).and_then(|entry| printer.print(&entry));
+    line.clear();
+    Ok(printed.map_or(Next::Skipped, Next::Chunk))
 }
 
 /// Whether a held line is still open: its last chunk has no newline yet.
