@@ -232,20 +232,6 @@ async fn a_broken_edit_keeps_the_running_pod_and_a_fix_applies() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_missing_manifest_directory_is_waited_for() {
-    let docker = docker().await;
-    let mut agent = Agent::new("later");
-    std::fs::remove_dir(agent.dir()).unwrap();
-    agent.start();
-    agent.wait_log("does not exist yet").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(agent.is_running());
-    std::fs::create_dir(agent.dir()).unwrap();
-    agent.write("late.yaml", &sleeper("late"));
-    wait_for(START, "the pod from the late directory", || async { running(&docker, &agent.node, "k8s_main_late-").await.pop() }).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_the_agent_and_leaves_pods_running() {
     let docker = docker().await;
     let mut agent = Agent::new("sigterm");

@@ -11,6 +11,10 @@ mod support;
 // The core agent: manifest directory → reconcile → Docker (issue 2).
 mod core;
 
+// Drop-in on real nodes: hostnames, YAML as the kubelet reads it, missing paths and FIFOs,
+// duplicate UIDs, deletionTimestamp, and a corpus of real manifests (issue 24).
+mod fidelity;
+
 // Image pull policies against a local registry (issue 2).
 mod images;
 

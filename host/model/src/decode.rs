@@ -1,14 +1,17 @@
 //! YAML or JSON text → one typed Pod, leniently, as the kubelet decodes static pods.
 //!
-//! Unknown fields are dropped, as the kubelet drops them, but each one becomes a warning with
-//! its path (`spec.containers[0].imagePullPolice`) and line, because in a hand-written manifest
-//! an unknown field is almost always a typo. Errors carry line and column.
+//! The text is read as the kubelet reads it ([`crate::yaml`]: YAML 1.1 scalars, the first
+//! document only), then decoded into a Pod. Unknown fields are dropped, as the kubelet drops
+//! them, but each one becomes a warning with its path (`spec.containers[0].imagePullPolice`)
+//! and line, because in a hand-written manifest an unknown field is almost always a typo; so do
+//! keys written twice and documents after the first. Errors carry line and column.
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use crate::field::{FieldError, Position};
 use crate::positions::{PositionIndex, join};
+use crate::yaml;
 
 /// A decoded pod, before defaults.
 #[derive(Debug, Clone)]
@@ -17,8 +20,8 @@ pub struct Decoded {
     pub pod: Pod,
     /// One warning per unknown field that was dropped.
     pub warnings: Vec<FieldError>,
-    /// The manifest text, kept so later steps can locate their errors in it.
-    pub source: String,
+    /// Where each field is written, so later steps can locate their errors.
+    pub positions: PositionIndex,
 }
 
 /// Why a manifest's text is not a Pod.
@@ -41,9 +44,6 @@ pub enum DecodeError {
         /// The parser's own words.
         message: String,
     },
-    /// More than one YAML document: a static pod manifest holds exactly one Pod.
-    #[error("the manifest holds more than one YAML document; put each pod in its own file")]
-    MultipleDocuments,
     /// The document is not a mapping.
     #[error("the manifest is not an object with apiVersion, kind and metadata")]
     NotAnObject,
@@ -79,72 +79,75 @@ fn kind_message(kind: &Option<String>) -> String {
     }
 }
 
-/// Decodes one Pod from YAML or JSON.
-///
-/// JSON is recognised by its leading `{`, as the kubelet recognises it; anything else is YAML.
+/// Decodes one Pod from YAML or JSON (JSON is YAML, and is read by the same rules).
 ///
 /// # Errors
 ///
 /// Every [`DecodeError`] variant; positions are 1-based.
 pub fn decode_pod(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 { position: position_of_byte(bytes, e.valid_up_to()) })?;
-    let value = parse_value(text)?;
-    let Value::Object(object) = &value else {
+    let document =
+        yaml::parse(text).map_err(|e| DecodeError::Syntax { position: e.position, message: e.message })?.ok_or(DecodeError::Empty)?;
+    let positions = document.positions;
+    let Value::Object(object) = &document.value else {
         return Err(DecodeError::NotAnObject);
     };
-    check_type_meta(object, text)?;
+    check_type_meta(object, &positions)?;
 
-    let pod: Pod = serde_path_to_error::deserialize(&value).map_err(|e| {
+    let pod: Pod = serde_path_to_error::deserialize(&document.value).map_err(|e| {
         let path = e.path().to_string();
-        let mut error = FieldError::new(path.clone(), e.into_inner().to_string());
-        error.position = PositionIndex::build(text).lookup(&path);
+        let message = e.into_inner().to_string();
+        let hint = quoting_hint(&message);
+        let mut error = FieldError::new(path.clone(), format!("{message}{hint}"));
+        error.position = positions.lookup(&path);
         DecodeError::Field(error)
     })?;
 
     let mut warnings = Vec::new();
     let known = serde_json::to_value(&pod).unwrap_or(Value::Null);
-    unknown_fields(&value, &known, "", &mut warnings);
-    if !warnings.is_empty() {
-        let index = PositionIndex::build(text);
-        for warning in &mut warnings {
-            warning.position = index.lookup(&warning.path);
-        }
+    unknown_fields(&document.value, &known, "", &mut warnings);
+    for warning in &mut warnings {
+        warning.position = positions.lookup(&warning.path);
     }
-    Ok(Decoded { pod, warnings, source: text.to_owned() })
+    for (path, position) in document.duplicate_keys {
+        let mut warning = FieldError::new(path, "key written more than once; the last one is used, as the kubelet uses it");
+        warning.position = Some(position);
+        warnings.push(warning);
+    }
+    for ignored in document.ignored {
+        let what = ignored.summary.map(|s| format!(" ({s})")).unwrap_or_default();
+        let mut warning = FieldError::new(
+            "",
+            format!(
+                "document {}{what} is ignored: the kubelet runs only the first document of a manifest file; put each pod in its own file",
+                ignored.number
+            ),
+        );
+        warning.position = Some(ignored.position);
+        warnings.push(warning);
+    }
+    Ok(Decoded { pod, warnings, positions })
 }
 
-fn parse_value(text: &str) -> Result<Value, DecodeError> {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') {
-        return serde_json::from_str(text)
-            .map_err(|e| DecodeError::Syntax { position: Some(Position { line: e.line(), column: e.column() }), message: e.to_string() });
-    }
-    match serde_yaml_ng::from_str::<Value>(text) {
-        Ok(Value::Null) => Err(DecodeError::Empty),
-        Ok(value) => Ok(value),
-        Err(e) if e.to_string().contains("more than one document") => Err(DecodeError::MultipleDocuments),
-        Err(e) => {
-            let position = e.location().map(|l| Position { line: l.line(), column: l.column() });
-            let mut message = e.to_string();
-            // serde_yaml_ng appends " at line L column C"; the position is printed in front.
-            if let Some(cut) = message.find(" at line ") {
-                message.truncate(cut);
-            }
-            if message.starts_with("EOF while parsing") && text.trim().is_empty() {
-                return Err(DecodeError::Empty);
-            }
-            Err(DecodeError::Syntax { position, message })
-        }
+/// Says how to fix the type errors that YAML 1.1's scalar rules cause in string fields.
+fn quoting_hint(message: &str) -> &'static str {
+    if !message.contains("expected a string") {
+        ""
+    } else if message.starts_with("invalid type: boolean") {
+        "; YAML reads an unquoted yes, no, on, off, y, n, true or false as a boolean, as the kubelet does: quote the value"
+    } else if message.starts_with("invalid type: integer") || message.starts_with("invalid type: floating point") {
+        "; YAML reads an unquoted number (0644 as octal 420) as a number, as the kubelet does: quote the value"
+    } else {
+        ""
     }
 }
 
-fn check_type_meta(object: &serde_json::Map<String, Value>, text: &str) -> Result<(), DecodeError> {
-    let locate = |key: &str| PositionIndex::build(text).lookup(key);
+fn check_type_meta(object: &serde_json::Map<String, Value>, positions: &PositionIndex) -> Result<(), DecodeError> {
     match object.get("kind") {
         Some(Value::String(kind)) if kind == "Pod" => {}
         Some(other) => {
             let kind = other.as_str().map_or_else(|| other.to_string(), str::to_owned);
-            return Err(DecodeError::WrongKind { kind: Some(kind), position: locate("kind") });
+            return Err(DecodeError::WrongKind { kind: Some(kind), position: positions.lookup("kind") });
         }
         None => return Err(DecodeError::WrongKind { kind: None, position: None }),
     }
@@ -152,7 +155,7 @@ fn check_type_meta(object: &serde_json::Map<String, Value>, text: &str) -> Resul
         Some(Value::String(v)) if v == "v1" => Ok(()),
         other => Err(DecodeError::WrongApiVersion {
             api_version: other.map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)),
-            position: locate("apiVersion"),
+            position: positions.lookup("apiVersion"),
         }),
     }
 }
@@ -222,8 +225,9 @@ mod tests {
     #[test]
     fn syntax_errors_carry_line_and_column() {
         let err = decode_pod(b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: [web\n").unwrap_err();
-        let DecodeError::Syntax { position: Some(pos), .. } = err else { panic!("{err:?}") };
-        assert_eq!(pos.line, 5);
+        assert!(matches!(err, DecodeError::Syntax { position: Some(_), .. }), "{err:?}");
+        // Where the sequence that is never closed opens.
+        assert_eq!(err.to_string(), "4:9: unclosed bracket '['");
     }
 
     #[test]
@@ -250,10 +254,9 @@ mod tests {
     }
 
     #[test]
-    fn two_documents_and_empty_files_are_refused() {
-        let two = format!("{GOOD}---\n{GOOD}");
-        assert_eq!(decode_pod(two.as_bytes()).unwrap_err(), DecodeError::MultipleDocuments);
+    fn empty_files_are_refused() {
         assert_eq!(decode_pod(b"# nothing\n").unwrap_err(), DecodeError::Empty);
+        assert_eq!(decode_pod(b"---\n# nothing\n...\n").unwrap_err(), DecodeError::Empty);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! behaviour depends on. Applying them before hashing is what makes a default written out
 //! explicitly hash the same as one left implicit.
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Probe};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Probe, Volume};
 
 /// The grace period the API server gives a pod that names none.
 pub const DEFAULT_GRACE_PERIOD_SECONDS: i64 = 30;
@@ -38,12 +38,26 @@ fn apply_spec(spec: &mut PodSpec) {
         apply_container(container, host_network);
     }
     for volume in spec.volumes.iter_mut().flatten() {
+        // A volume that names no source is an emptyDir (`SetDefaults_Volume`): manifests written
+        // as `- name: run-dir` alone, or with a misspelt source the decoder dropped, run.
+        if has_no_source(volume) {
+            volume.empty_dir = Some(Default::default());
+        }
         if let Some(host_path) = volume.host_path.as_mut() {
             host_path.type_.get_or_insert_with(String::new);
         }
         if let Some(field_refs) = volume.downward_api.as_mut() {
             field_refs.default_mode.get_or_insert(0o644);
         }
+    }
+}
+
+/// Whether a volume sets none of the API's sources, judged from its JSON form so that every
+/// source the API knows counts.
+fn has_no_source(volume: &Volume) -> bool {
+    match serde_json::to_value(volume) {
+        Ok(serde_json::Value::Object(fields)) => fields.iter().all(|(key, value)| key == "name" || value.is_null()),
+        _ => false,
     }
 }
 
@@ -78,10 +92,18 @@ fn apply_container(container: &mut Container, host_network: bool) {
 }
 
 fn apply_probe(probe: &mut Probe) {
-    probe.timeout_seconds.get_or_insert(1);
-    probe.period_seconds.get_or_insert(10);
-    probe.success_threshold.get_or_insert(1);
-    probe.failure_threshold.get_or_insert(3);
+    // The API's probe numbers are plain int32s, so an explicit 0 is the same as none: both
+    // take the default, as `SetDefaults_Probe` gives it.
+    for (field, default) in [
+        (&mut probe.timeout_seconds, 1),
+        (&mut probe.period_seconds, 10),
+        (&mut probe.success_threshold, 1),
+        (&mut probe.failure_threshold, 3),
+    ] {
+        if field.is_none_or(|v| v == 0) {
+            *field = Some(default);
+        }
+    }
     if let Some(http) = probe.http_get.as_mut() {
         http.scheme.get_or_insert_with(|| "HTTP".to_owned());
         http.path.get_or_insert_with(|| "/".to_owned());
@@ -112,6 +134,36 @@ mod tests {
         assert_eq!(default_pull_policy("localhost:5000/busybox"), "Always");
         assert_eq!(default_pull_policy("localhost:5000/busybox:1"), "IfNotPresent");
         assert_eq!(default_pull_policy("busybox@sha256:abcd"), "IfNotPresent");
+    }
+
+    #[test]
+    fn a_probes_explicit_zeros_take_the_defaults_as_unset_ones_do() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a"},
+            "spec": {"containers": [{"name": "a", "image": "i:1", "livenessProbe": {
+                "tcpSocket": {"port": 80}, "timeoutSeconds": 0, "periodSeconds": 0, "successThreshold": 0, "failureThreshold": 7
+            }}]}
+        }))
+        .unwrap();
+        apply(&mut pod);
+        let probe = pod.spec.unwrap().containers[0].liveness_probe.clone().unwrap();
+        assert_eq!(
+            (probe.timeout_seconds, probe.period_seconds, probe.success_threshold, probe.failure_threshold),
+            (Some(1), Some(10), Some(1), Some(7))
+        );
+    }
+
+    #[test]
+    fn a_volume_with_no_source_is_an_empty_dir() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a"},
+            "spec": {"containers": [{"name": "a", "image": "i:1"}], "volumes": [{"name": "run"}, {"name": "h", "hostPath": {"path": "/x"}}]}
+        }))
+        .unwrap();
+        apply(&mut pod);
+        let volumes = pod.spec.unwrap().volumes.unwrap();
+        assert_eq!(volumes[0].empty_dir, Some(Default::default()));
+        assert_eq!(volumes[1].empty_dir, None);
     }
 
     #[test]

@@ -59,6 +59,27 @@ impl FieldError {
         Self::new(path, format!("Unsupported value: \"{value}\": supported values: {list}"))
     }
 
+    /// `Invalid value: <value>: <detail>` with the value unquoted, as the API server prints
+    /// numbers, booleans, quantities and whole objects (strings alone are quoted).
+    pub fn invalid_unquoted(path: impl Into<String>, value: impl fmt::Display, detail: impl fmt::Display) -> Self {
+        Self::new(path, format!("Invalid value: {value}: {detail}"))
+    }
+
+    /// `Required value: <detail>`, for the rules that say why the value is required.
+    pub fn required_because(path: impl Into<String>, detail: impl fmt::Display) -> Self {
+        Self::new(path, format!("Required value: {detail}"))
+    }
+
+    /// `Not found: "<value>"`, as the API server words it.
+    pub fn not_found(path: impl Into<String>, value: impl fmt::Display) -> Self {
+        Self::new(path, format!("Not found: \"{value}\""))
+    }
+
+    /// `Too long: must have at most <max> bytes`, as the API server words it.
+    pub fn too_long(path: impl Into<String>, max: usize) -> Self {
+        Self::new(path, format!("Too long: must have at most {max} bytes"))
+    }
+
     /// `Forbidden: <detail>`, as the API server words it.
     pub fn forbidden(path: impl Into<String>, detail: impl fmt::Display) -> Self {
         Self::new(path, format!("Forbidden: {detail}"))
@@ -67,9 +88,13 @@ impl FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.position {
-            Some(pos) => write!(f, "{pos}: {}: {}", self.path, self.message),
-            None => write!(f, "{}: {}", self.path, self.message),
+        if let Some(pos) = self.position {
+            write!(f, "{pos}: ")?;
         }
+        // A problem with the file as a whole (a document it ignores) has no field path.
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! A manifest goes through four pure steps, each in its own module:
 //!
-//! 1. [`decode`]: YAML or JSON text → a typed [`Pod`](k8s_openapi::api::core::v1::Pod), with
-//!    line and column on every error and a warning for every unknown field;
+//! 1. [`decode`]: YAML or JSON text, read as the kubelet reads it ([`yaml`]) → a typed
+//!    [`Pod`](k8s_openapi::api::core::v1::Pod), with line and column on every error and a
+//!    warning for every unknown field;
 //! 2. [`defaults`]: the API server's defaults (`restartPolicy: Always`, ...);
 //! 3. [`validate`]: the API server's pod validation (`ValidatePodCreate`);
 //! 4. [`identity`]: the static pod's name, UID and hashes, with a versioned recipe.
@@ -20,6 +21,7 @@ pub mod positions;
 pub mod quantity;
 pub mod status;
 pub mod validate;
+pub mod yaml;
 
 pub use decode::{DecodeError, Decoded};
 pub use field::{FieldError, Position};
@@ -47,7 +49,9 @@ fn join_errors(errors: &[FieldError]) -> String {
 pub struct Loaded {
     /// The defaulted, validated static pod with its identity.
     pub pod: StaticPod,
-    /// Unknown fields that were dropped, each with its path and line.
+    /// What the kubelet would silently pass over (unknown fields, keys written twice, documents
+    /// after the first) and the API server's warnings for a valid but suspicious pod, each with
+    /// its path and line.
     pub warnings: Vec<FieldError>,
 }
 
@@ -62,13 +66,18 @@ pub struct Loaded {
 /// [`LoadError::Invalid`] with every violation when the pod fails validation. Field errors carry
 /// the line and column of the offending field where it can be traced back to the text.
 pub fn load(text: &[u8], origin: &Origin, node: &NodeContext) -> Result<Loaded, LoadError> {
-    let Decoded { pod, warnings, source } = decode::decode_pod(text)?;
+    let Decoded { pod, mut warnings, positions } = decode::decode_pod(text)?;
+    // The API server's warnings look at the pod as written: defaults would hide some of them
+    // (a negative grace period becomes 1).
+    for mut warning in validate::warnings(&pod) {
+        warning.position = positions.lookup(&warning.path);
+        warnings.push(warning);
+    }
     let prepared = prepare(pod, node);
     let mut errors = validate::validate_pod(&prepared);
     if !errors.is_empty() {
-        let index = positions::PositionIndex::build(&source);
         for error in &mut errors {
-            error.position = index.lookup(&error.path);
+            error.position = positions.lookup(&error.path);
         }
         return Err(LoadError::Invalid(errors));
     }

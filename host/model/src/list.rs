@@ -6,7 +6,7 @@ use serde_json::Value;
 /// Why a body holds no usable list of pods.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ListError {
-    /// Nothing but whitespace: an empty `PodList` is how a server says "no pods".
+    /// No document, only whitespace or comments: an empty `PodList` is how a server says "no pods".
     #[error("the body is empty; serve an empty PodList to say there are no pods")]
     Empty,
     /// Neither YAML nor JSON.
@@ -30,10 +30,12 @@ pub enum ListError {
 ///
 /// Every [`ListError`] variant; the items themselves are not checked here.
 pub fn split(body: &[u8]) -> Result<Vec<String>, ListError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ListError::Empty);
-    }
-    let document: Value = serde_yaml_ng::from_slice(body).map_err(|e| ListError::Syntax(e.to_string()))?;
+    let text = std::str::from_utf8(body).map_err(|e| ListError::Syntax(format!("not valid UTF-8 after byte {}", e.valid_up_to())))?;
+    let document = match crate::yaml::parse(text) {
+        Ok(Some(document)) => document.value,
+        Ok(None) => return Err(ListError::Empty),
+        Err(e) => return Err(ListError::Syntax(e.to_string())),
+    };
     let pods = match document["kind"].as_str() {
         Some("Pod") => vec![document],
         Some("PodList" | "List") => match document.get("items") {

@@ -1,58 +1,24 @@
 //! Maps API field paths (`spec.containers[0].image`) back to lines and columns in a manifest.
 //!
-//! Decoding goes through `serde_json::Value`, which forgets where things were. When an error
-//! or warning needs a position, the text is walked once more with an event-level YAML parser
-//! (JSON is YAML, so both formats share this code) and every key and sequence item is indexed
-//! by its path. Built only when there is something to report, so a good manifest pays nothing.
+//! Decoding goes through `serde_json::Value`, which forgets where things were, so the YAML
+//! reader ([`crate::yaml`]) records the position of every key and sequence item by its path as
+//! it builds the value (JSON is YAML, so both formats share this).
 
 use std::collections::HashMap;
-
-use saphyr_parser::{Event, Parser, Span};
 
 use crate::field::Position;
 
 /// Field path → position of the key (or sequence item) in the text.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PositionIndex {
     by_path: HashMap<String, Position>,
 }
 
-enum Frame {
-    Mapping {
-        path: String,
-        key: Option<String>,
-    },
-    Sequence {
-        path: String,
-        next: usize,
-    },
-    /// A mapping or sequence used as a mapping key: never part of an API path.
-    ComplexKey,
-}
-
 impl PositionIndex {
-    /// Indexes `text`. Text that does not parse is indexed up to the first error.
-    pub fn build(text: &str) -> Self {
-        let mut index = PositionIndex::default();
-        let mut stack: Vec<Frame> = Vec::new();
-        for item in Parser::new_from_str(text) {
-            let Ok((event, span)) = item else { break };
-            match event {
-                Event::Scalar(value, ..) => index.node(&mut stack, span, Some(value.as_ref()), None),
-                Event::Alias(_) => index.node(&mut stack, span, None, None),
-                Event::MappingStart(..) => {
-                    index.node(&mut stack, span, None, Some(true));
-                }
-                Event::SequenceStart(..) => {
-                    index.node(&mut stack, span, None, Some(false));
-                }
-                Event::MappingEnd | Event::SequenceEnd => {
-                    stack.pop();
-                }
-                _ => {}
-            }
-        }
-        index
+    /// Records where `path` is written; a key written twice is where it was written last,
+    /// since that is the one that is used.
+    pub(crate) fn insert(&mut self, path: String, position: Position) {
+        self.by_path.insert(path, position);
     }
 
     /// The position of `path`, or of its nearest indexed ancestor.
@@ -64,47 +30,6 @@ impl PositionIndex {
             }
             let cut = candidate.rfind(['.', '['])?;
             candidate = &candidate[..cut];
-        }
-    }
-
-    /// Handles one node: a scalar (`scalar` is its text), an alias, or the start of a
-    /// collection (`opens` is `Some(is_mapping)`).
-    fn node(&mut self, stack: &mut Vec<Frame>, span: Span, scalar: Option<&str>, opens: Option<bool>) {
-        let position = Position { line: span.start.line(), column: span.start.col() + 1 };
-        let child_path = match stack.last_mut() {
-            None => Some(String::new()),
-            Some(Frame::ComplexKey) => None,
-            Some(Frame::Sequence { path, next }) => {
-                let item = format!("{path}[{next}]");
-                *next += 1;
-                self.by_path.entry(item.clone()).or_insert(position);
-                Some(item)
-            }
-            Some(Frame::Mapping { path, key }) => match key.take() {
-                Some(k) => Some(join(path, &k)),
-                None => match scalar {
-                    Some(k) => {
-                        self.by_path.entry(join(path, k)).or_insert(position);
-                        *key = Some(k.to_owned());
-                        return;
-                    }
-                    None if opens.is_some() => {
-                        stack.push(Frame::ComplexKey);
-                        return;
-                    }
-                    None => {
-                        *key = Some(String::new());
-                        return;
-                    }
-                },
-            },
-        };
-        if let Some(is_mapping) = opens {
-            stack.push(match child_path {
-                None => Frame::ComplexKey,
-                Some(path) if is_mapping => Frame::Mapping { path, key: None },
-                Some(path) => Frame::Sequence { path, next: 0 },
-            });
         }
     }
 }
@@ -124,10 +49,14 @@ pub fn join(path: &str, key: &str) -> String {
 mod tests {
     use super::*;
 
+    fn index(text: &str) -> PositionIndex {
+        crate::yaml::parse(text).unwrap().unwrap().positions
+    }
+
     #[test]
     fn indexes_keys_and_items() {
         let text = "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: a\n    image: busybox\n  - name: b\n    imagee: x\n";
-        let index = PositionIndex::build(text);
+        let index = index(text);
         assert_eq!(index.lookup("spec.containers[1].imagee"), Some(Position { line: 8, column: 5 }));
         assert_eq!(index.lookup("spec.containers[0].image"), Some(Position { line: 6, column: 5 }));
         assert_eq!(index.lookup("spec.containers[0].ports[3].name"), Some(Position { line: 5, column: 5 }));
@@ -136,8 +65,14 @@ mod tests {
     #[test]
     fn indexes_json_and_annotation_keys() {
         let text = "{\"metadata\": {\"annotations\": {\"a.io/b\": \"x\"}},\n \"spec\": {\"containers\": []}}";
-        let index = PositionIndex::build(text);
+        let index = index(text);
         assert_eq!(index.lookup("metadata.annotations[a.io/b]"), Some(Position { line: 1, column: 31 }));
         assert_eq!(index.lookup("spec.containers"), Some(Position { line: 2, column: 11 }));
+    }
+
+    #[test]
+    fn positions_count_the_lines_of_documents_before() {
+        let text = "# leading comment\n---\napiVersion: v1\nkind: Pod\n";
+        assert_eq!(index(text).lookup("kind"), Some(Position { line: 4, column: 1 }));
     }
 }

@@ -18,6 +18,8 @@ pub struct Dockerd {
     dir: PathBuf,
     bridge: String,
     subnet: String,
+    /// Pulls go through a proxy that refuses every connection: nothing is ever downloaded.
+    offline: bool,
     child: Option<Child>,
 }
 
@@ -35,7 +37,15 @@ impl Dockerd {
         ip(&["link", "add", &bridge, "type", "bridge"]);
         ip(&["addr", "add", &format!("{subnet}.1/24"), "dev", &bridge]);
         ip(&["link", "set", &bridge, "up"]);
-        Dockerd { dir, bridge, subnet, child: None }
+        Dockerd { dir, bridge, subnet, offline: false, child: None }
+    }
+
+    /// An engine whose every pull fails at once, whatever network the machine has: for
+    /// manifests naming real registries' images that a test must not download.
+    pub fn offline() -> Dockerd {
+        let mut dockerd = Dockerd::new();
+        dockerd.offline = true;
+        dockerd
     }
 
     /// The endpoint to give the agent (`--docker-endpoint`).
@@ -51,7 +61,12 @@ impl Dockerd {
     /// a node that updates its engine.
     pub async fn start(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
+        let mut command = Command::new("dockerd");
+        if self.offline {
+            let refused = "http://127.0.0.1:9";
+            command.envs([("HTTPS_PROXY", refused), ("HTTP_PROXY", refused)]).env_remove("NO_PROXY").env_remove("no_proxy");
+        }
+        let child = command
             .arg("--host")
             .arg(self.endpoint())
             .arg("--data-root")

@@ -86,7 +86,7 @@ fn mutated(path: &str, value: Value) -> Value {
 }
 
 fn yaml(pod: &Value) -> Vec<u8> {
-    serde_yaml_ng::to_string(pod).expect("values serialize").into_bytes()
+    staticlet_model::yaml::to_string(pod).expect("values serialize").into_bytes()
 }
 
 impl Corpus {

@@ -89,7 +89,7 @@ impl Credential {
             "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
             "current-context": name,
         });
-        serde_yaml_ng::to_string(&config).expect("a kubeconfig always serializes")
+        staticlet_model::yaml::to_string(&config).expect("a kubeconfig always serializes")
     }
 }
 

@@ -157,6 +157,10 @@ pub fn pod_cells(pod: &Pod, now: SystemTime) -> Vec<String> {
             reason = if pod_ready { "Running".into() } else { "NotReady".into() };
         }
     }
+    // As kubectl prints a pod being deleted (here: its manifest carries a deletionTimestamp).
+    if pod.metadata.deletion_timestamp.is_some() && !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        reason = "Terminating".into();
+    }
     if spec.containers.is_empty() {
         total = 0;
     }

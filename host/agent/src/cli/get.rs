@@ -110,7 +110,7 @@ pub fn run(args: GetArgs) -> anyhow::Result<()> {
             if format == Output::Json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
             } else {
-                write!(out, "{}", serde_yaml_ng::to_string(&document)?)?;
+                write!(out, "{}", staticlet_model::yaml::to_string(&document)?)?;
             }
         }
         wide => {

@@ -30,8 +30,9 @@ pub struct ValidateArgs {
     #[arg(long, value_name = "NAME")]
     hostname_override: Option<String>,
 
-    /// Reject manifests with unknown fields instead of warning about them. The agent itself
-    /// ignores them, as the kubelet does; a pipeline that wants no typos passes this.
+    /// Reject manifests that draw any warning: unknown fields, keys written twice, documents
+    /// after the first, and the API server's warnings. The agent itself only warns, as the
+    /// kubelet ignores them; a pipeline that wants no typos passes this.
     #[arg(long)]
     strict: bool,
 }
@@ -47,7 +48,7 @@ fn cache_dir() -> Option<PathBuf> {
 }
 
 /// Prints `FILE: field.path: message` for every violation and `FILE: error` for every manifest
-/// that does not load (with `--strict`, every unknown field too); exits 1 when anything was
+/// that does not load (with `--strict`, every warning too); exits 1 when anything was
 /// rejected.
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let flags = RunFlags { config: args.config.clone(), hostname_override: args.hostname_override.clone(), ..RunFlags::default() };

@@ -254,7 +254,7 @@ struct FileConfig {
     /// Everything else: reported, not fatal, since a kubelet config carries many settings
     /// staticlet has no use for.
     #[serde(flatten)]
-    unknown: BTreeMap<String, serde_yaml_ng::Value>,
+    unknown: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -345,7 +345,7 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
         /// What is wrong, with line and column.
-        source: serde_yaml_ng::Error,
+        source: staticlet_model::yaml::YamlError,
     },
     /// A plugin entry is not valid.
     #[error("config file {path}: {message}")]
@@ -553,7 +553,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
-    serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+    staticlet_model::yaml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
 }
 
 fn hostname() -> Result<String, String> {
@@ -590,7 +590,7 @@ mod tests {
 
     #[test]
     fn file_durations_use_kubelet_syntax() {
-        let file = write("fileCheckFrequency: 1m30s\nnodeName: n\n");
+        let file = write("fileCheckFrequency: 1m30s\nnodeName: node-1\n");
         let config = Config::resolve(&RunFlags { config: Some(file.path().to_owned()), ..Default::default() }).unwrap();
         assert_eq!(config.file_check_frequency, Duration::from_secs(90));
         let bad = write("fileCheckFrequency: 90\n");
@@ -605,12 +605,12 @@ mod tests {
         assert_eq!(plain.runtime_classes, BTreeMap::from([("docker".to_owned(), "docker".to_owned())]));
 
         let adapter = "plugins:\n- {name: podman, kind: runtime-adapter, path: p.wasm, allowedHosts: [127.0.0.1:8888]}\n";
-        let file = write(&format!("nodeName: n\n{adapter}runtimeClasses: {{podman: podman}}\n"));
+        let file = write(&format!("nodeName: node-1\n{adapter}runtimeClasses: {{podman: podman}}\n"));
         let both = Config::resolve(&RunFlags { config: Some(file.path().to_owned()), ..Default::default() }).unwrap();
         assert_eq!(both.runtime_classes.keys().collect::<Vec<_>>(), ["docker", "podman"], "docker stays the default class");
         assert_eq!(both.runtime_adapters[0].spec.name, "podman");
 
-        let file = write(&format!("nodeName: n\n{adapter}runtimeClasses: {{podman: podman}}\ndefaultRuntimeClass: podman\n"));
+        let file = write(&format!("nodeName: node-1\n{adapter}runtimeClasses: {{podman: podman}}\ndefaultRuntimeClass: podman\n"));
         let only = Config::resolve(&RunFlags { config: Some(file.path().to_owned()), ..Default::default() }).unwrap();
         assert_eq!((only.default_runtime_class.as_str(), only.runtime_classes.len()), ("podman", 1), "no Docker unless named");
 
@@ -619,7 +619,7 @@ mod tests {
             ("runtimeClasses: {Podman: docker}\n", "runtimeClasses: \"Podman\" is not a RuntimeClass name"),
             ("defaultRuntimeClass: kata\n", "defaultRuntimeClass: \"kata\" is not in runtimeClasses"),
         ] {
-            let file = write(&format!("nodeName: n\n{yaml}"));
+            let file = write(&format!("nodeName: node-1\n{yaml}"));
             let err = Config::resolve(&RunFlags { config: Some(file.path().to_owned()), ..Default::default() }).unwrap_err().to_string();
             assert!(err.contains(wanted), "{yaml}: {err}");
         }
@@ -631,7 +631,7 @@ mod tests {
         assert_eq!(standalone.kubelet_server, None);
 
         let file = write(
-            "nodeName: n\nkubeconfig: node.kubeconfig\nauthentication:\n  x509: {clientCAFile: ca.crt}\n  webhook: {enabled: true}\n",
+            "nodeName: node-1\nkubeconfig: node.kubeconfig\nauthentication:\n  x509: {clientCAFile: ca.crt}\n  webhook: {enabled: true}\n",
         );
         let cluster =
             Config::resolve(&RunFlags { config: Some(file.path().to_owned()), ..Default::default() }).unwrap().kubelet_server.unwrap();
@@ -661,7 +661,7 @@ mod tests {
         let standalone = Config::resolve(&RunFlags { hostname_override: Some("n".into()), ..Default::default() }).unwrap();
         assert_eq!((standalone.kubeconfig, standalone.register_node), (None, false));
 
-        let file = write("nodeName: n\nkubeconfig: node.kubeconfig\nregisterNode: true\n");
+        let file = write("nodeName: node-1\nkubeconfig: node.kubeconfig\nregisterNode: true\n");
         let from_file = Config::resolve(&RunFlags { config: Some(file.path().to_owned()), ..Default::default() }).unwrap();
         assert_eq!(from_file.kubeconfig, Some(file.path().parent().unwrap().join("node.kubeconfig")), "relative to the config file");
         assert!(from_file.register_node);

@@ -194,7 +194,7 @@ mod tests {
     use super::*;
 
     fn entries(yaml: &str) -> Vec<PluginEntry> {
-        serde_yaml_ng::from_str(yaml).unwrap()
+        staticlet_model::yaml::from_str(yaml).unwrap()
     }
 
     fn resolved(yaml: &str) -> Resolved {

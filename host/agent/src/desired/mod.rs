@@ -3,8 +3,9 @@
 //! For each place in a source (a file, say) the stage keeps the pod *last accepted* from it: a
 //! manifest that stops parsing or validating is reported and its pod keeps running (**better**
 //! than the kubelet, which kills it at the next re-list); an item that disappears removes its
-//! pod. Two places that declare the same namespace/name are a conflict: the first by source
-//! precedence, then by place (file name order), wins, always, and the other is reported.
+//! pod. Two places that declare the same namespace/name (or the same explicit `metadata.uid`)
+//! are a conflict: the first by source precedence, then by place (file name order), wins,
+//! always, and the other is reported.
 //!
 //! The winners go through the admission [`Chain`]; a rejected pod is not run and is reported
 //! with every violation. A decision is kept per pod version (UID and config hash: an edited
@@ -146,26 +147,37 @@ impl DesiredState {
             self.accepted.iter().filter_map(|(place, a)| a.pod.as_ref().map(|p| (place, p))).collect();
         candidates.sort_by(|(pa, a), (pb, b)| source_rank(&a.origin.kind).cmp(&source_rank(&b.origin.kind)).then(pa.cmp(pb)));
 
-        let mut winners: HashMap<String, &String> = HashMap::new();
-        let mut pods = BTreeMap::new();
+        // A pod is one namespace/name and one UID: a place that repeats either loses to the
+        // place that declared it first (two files with the same explicit `metadata.uid` would
+        // otherwise fight over one worker).
+        let mut by_name: HashMap<String, &String> = HashMap::new();
+        let mut pods: BTreeMap<String, Arc<StaticPod>> = BTreeMap::new();
+        let mut by_uid: HashMap<&str, &String> = HashMap::new();
         let mut conflicts = HashMap::new();
         for (place, pod) in candidates {
             let name = pod.full_name();
-            match winners.get(&name) {
-                Some(winner) => {
-                    conflicts.insert(place.clone(), (*winner).clone());
+            let clash = match (by_name.get(&name), by_uid.get(pod.uid.as_str())) {
+                (Some(winner), _) => Some((*winner, "namespace/name")),
+                (None, Some(winner)) => Some((*winner, "metadata.uid")),
+                (None, None) => None,
+            };
+            match clash {
+                Some((winner, what)) => {
+                    conflicts.insert(place.clone(), ((*winner).clone(), what));
                 }
                 None => {
-                    winners.insert(name, place);
+                    by_name.insert(name, place);
+                    by_uid.insert(&pod.uid, place);
                     pods.insert(pod.uid.clone(), pod.clone());
                 }
             }
         }
-        for (loser, winner) in &conflicts {
+        for (loser, (winner, what)) in &conflicts {
             if self.conflicts.get(loser) != Some(winner) {
-                error!(manifest = %loser, winner = %winner, "conflict: another manifest already declares this namespace/name; this one is ignored until the conflict is resolved");
+                error!(manifest = %loser, winner = %winner, "conflict: another manifest already declares this {what}; this one is ignored until the conflict is resolved");
             }
         }
+        let conflicts = conflicts.into_iter().map(|(loser, (winner, _))| (loser, winner)).collect();
         self.conflicts = conflicts;
         (ready, pods)
     }

@@ -123,6 +123,15 @@ pub fn plan(wanted: Option<&StaticPod>, observed: &ObservedPod, backoff: &Backof
     match wanted {
         None if observed.is_empty() => Plan { gone: true, ..Plan::default() },
         None => Plan { actions: vec![Action::KillPod { reason: "its manifest was removed".into() }], ..Plan::default() },
+        // The kubelet stops a pod being deleted and starts nothing of it; so does a manifest
+        // that carries a deletionTimestamp. The worker stays, to report the pod.
+        Some(pod) if pod.pod.metadata.deletion_timestamp.is_some() => Plan {
+            actions: (!observed.is_empty())
+                .then(|| Action::KillPod { reason: "its manifest sets metadata.deletionTimestamp".into() })
+                .into_iter()
+                .collect(),
+            ..Plan::default()
+        },
         Some(pod) => Planner { pod, observed, backoff, now, plan: Plan::default() }.run(),
     }
 }
@@ -150,7 +159,14 @@ fn should_restart(policy: &str, exit_code: i32) -> bool {
 impl<'a> Planner<'a> {
     fn run(mut self) -> Plan {
         let newest = self.observed.sandboxes.iter().max_by_key(|s| (s.metadata.attempt, s.created_at));
-        let matches_spec = |s: &PodSandbox| s.labels.get(SANDBOX_HASH) == Some(&self.pod.sandbox_hash);
+        // The sandbox carries the pod's name too: when another manifest takes over a UID (two
+        // files with one explicit UID, and the winner removed), the pod is made anew under the
+        // name it now has, so nothing runs on under the old one.
+        let matches_spec = |s: &PodSandbox| {
+            s.labels.get(SANDBOX_HASH) == Some(&self.pod.sandbox_hash)
+                && s.metadata.name == self.pod.name()
+                && s.metadata.namespace == self.pod.namespace()
+        };
         match newest {
             Some(sandbox) if sandbox.state == SandboxState::Ready && matches_spec(sandbox) => self.in_sandbox(sandbox),
             _ => self.new_sandbox(newest, newest.is_some_and(matches_spec)),
@@ -166,7 +182,7 @@ impl<'a> Planner<'a> {
         }
         if !self.observed.is_empty() {
             let reason = match newest {
-                Some(_) if !same_spec => "its sandbox settings changed (network, ports, volumes or DNS)",
+                Some(_) if !same_spec => "its sandbox settings (network, ports, volumes or DNS) or its name changed",
                 Some(_) => "its sandbox is not running",
                 None => "its containers have no sandbox",
             };
@@ -448,7 +464,7 @@ mod tests {
     #[test]
     fn a_changed_container_is_replaced_alone() {
         let old = pod("", "  - name: a\n    image: i:1\n  - name: b\n    image: i:1\n");
-        let new = pod("", "  - name: a\n    image: i:1\n  - name: b\n    image: i:1\n    env:\n    - name: X\n      value: y\n");
+        let new = pod("", "  - name: a\n    image: i:1\n  - name: b\n    image: i:1\n    env:\n    - name: X\n      value: changed\n");
         let observed = ObservedPod {
             sandboxes: vec![sandbox(&old, "sb", 0, SandboxState::Ready)],
             containers: vec![

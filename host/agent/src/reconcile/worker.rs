@@ -753,10 +753,11 @@ fn read_message(path: &std::path::Path) -> Option<String> {
     (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// The grace period for stopping: the wanted pod's, else what its objects were started with.
+/// The grace period for stopping: the wanted pod's (its `deletionGracePeriodSeconds` first, as
+/// the kubelet takes it for a pod being deleted), else what its objects were started with.
 fn grace_period(wanted: Option<&StaticPod>, observed: &ObservedPod) -> Duration {
     let seconds = wanted
-        .and_then(|p| p.pod.spec.as_ref()?.termination_grace_period_seconds)
+        .and_then(|p| p.pod.metadata.deletion_grace_period_seconds.or(p.pod.spec.as_ref()?.termination_grace_period_seconds))
         .or_else(|| observed.containers.iter().find_map(|c| c.container.annotations.get(GRACE_PERIOD)?.parse().ok()));
     grace_from_seconds(seconds.unwrap_or(30))
 }

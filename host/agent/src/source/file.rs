@@ -23,6 +23,8 @@ pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
 /// Editors write in bursts (a swap file, a rename, a chmod); one re-list covers a burst. A file
 /// renamed into place is whole already, so that event is not debounced.
 const DEBOUNCE: Duration = Duration::from_millis(20);
+/// Why a FIFO, a socket or a device is skipped: opening one could block or have effects.
+const NOT_REGULAR: &str = "not a regular file (FIFOs, sockets and devices are never opened)";
 /// While the path does not exist, it is looked for this often, so a directory created later
 /// is picked up promptly without a restart.
 const MISSING_PATH_POLL: Duration = Duration::from_secs(1);
@@ -58,13 +60,31 @@ impl Fingerprint {
     }
 }
 
-/// Why a directory entry is not read as a manifest.
-fn skip_reason(name: &str) -> Option<&'static str> {
-    if name.starts_with('.') {
-        return Some("dotfiles are ignored");
+/// Why a directory entry is not read as a manifest, judged by its name alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    /// Dotfiles are ignored, as the kubelet ignores them.
+    Dotfile,
+    /// Only `*.yaml`, `*.yml` and `*.json` are read (**better** than the kubelet, which reads
+    /// editor swap files and backups too).
+    Extension,
+}
+
+impl Skip {
+    fn of(name: &str) -> Option<Skip> {
+        if name.starts_with('.') {
+            return Some(Skip::Dotfile);
+        }
+        let manifest_like = [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext));
+        (!manifest_like).then_some(Skip::Extension)
     }
-    let manifest_like = [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext));
-    (!manifest_like).then_some("only *.yaml, *.yml and *.json files are read")
+
+    fn reason(self) -> &'static str {
+        match self {
+            Skip::Dotfile => "dotfiles are ignored",
+            Skip::Extension => "only *.yaml, *.yml and *.json files are read",
+        }
+    }
 }
 
 /// The files of `dir` the file source reads, sorted: what `staticlet validate DIR` checks.
@@ -77,7 +97,7 @@ pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if path.is_file() && skip_reason(name).is_none() {
+        if path.is_file() && Skip::of(name).is_none() {
             files.push(path);
         }
     }
@@ -89,34 +109,54 @@ struct Lister {
     path: PathBuf,
     files: BTreeMap<PathBuf, (Fingerprint, Result<RawManifest, ReadError>)>,
     skipped: HashSet<PathBuf>,
-    listed_once: bool,
+    /// The path does not exist (yet, or any more): the source is empty, and looked at often.
+    missing: bool,
     /// The last listing of the directory failed (the files listed before are kept).
     listing_failed: bool,
 }
 
 impl Lister {
-    /// Lists the path, re-reading only files whose fingerprint changed. Returns `None` while
-    /// the path has never existed (the source is not ready yet).
-    fn relist(&mut self) -> Option<SourceSnapshot> {
+    fn new(path: &Path) -> Self {
+        Lister { path: path.to_owned(), files: BTreeMap::new(), skipped: HashSet::new(), missing: false, listing_failed: false }
+    }
+
+    /// Lists the path, re-reading only files whose fingerprint changed. A path that does not
+    /// exist is an empty source that has been seen, as the kubelet has it: the agent is ready,
+    /// and the pods come when the path does.
+    fn relist(&mut self) -> SourceSnapshot {
         let meta = match std::fs::metadata(&self.path) {
             Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.listed_once => return None,
-            Err(e) => {
-                // The path went away after it was listed: its pods go with it, as they would
-                // had each file been deleted.
-                debug!(path = %self.path.display(), error = %e, "manifest path is gone");
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !self.missing {
+                    info!(path = %self.path.display(), "manifest path does not exist; waiting for it (the source counts as read, and empty)");
+                    self.missing = true;
+                }
+                // A path that went away takes its pods with it, as deleting each file would.
                 self.files.clear();
-                return Some(self.snapshot());
+                return self.snapshot();
+            }
+            Err(e) => {
+                warn!(path = %self.path.display(), error = %e, "cannot stat the manifest path; keeping what was read before");
+                self.listing_failed = true;
+                return self.snapshot();
             }
         };
-        let candidates = if meta.is_dir() { self.list_dir() } else { vec![self.path.clone()] };
+        self.missing = false;
+        self.listing_failed = false;
+        let candidates = if meta.is_dir() {
+            self.list_dir()
+        } else if meta.is_file() {
+            vec![self.path.clone()]
+        } else {
+            self.skip_once(&self.path.clone(), NOT_REGULAR);
+            Vec::new()
+        };
         let keep: HashSet<&PathBuf> = candidates.iter().collect();
         self.files.retain(|path, _| keep.contains(path));
         for path in &candidates {
             self.refresh(path);
         }
-        self.listed_once = true;
-        Some(self.snapshot())
+        self.snapshot()
     }
 
     fn list_dir(&mut self) -> Vec<PathBuf> {
@@ -128,20 +168,27 @@ impl Lister {
                 return self.files.keys().cloned().collect();
             }
         };
-        self.listing_failed = false;
         let mut found = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(reason) = skip_reason(&name) {
-                self.skip_once(&path, reason);
-                continue;
+            // Follows symlinks, as the kubelet does; stat never opens, so nothing here blocks.
+            let meta = std::fs::metadata(&path);
+            match Skip::of(&name) {
+                Some(Skip::Extension) if meta.as_ref().is_ok_and(std::fs::Metadata::is_file) => {
+                    self.skip_by_extension_once(&path);
+                    continue;
+                }
+                Some(skip) => {
+                    self.skip_once(&path, skip.reason());
+                    continue;
+                }
+                None => {}
             }
-            // Follows symlinks, as the kubelet does.
-            match std::fs::metadata(&path) {
+            match meta {
                 Ok(meta) if meta.is_file() => found.push(path),
                 Ok(meta) if meta.is_dir() => self.skip_once(&path, "subdirectories are not read"),
-                Ok(_) => self.skip_once(&path, "not a regular file"),
+                Ok(_) => self.skip_once(&path, NOT_REGULAR),
                 Err(e) => self.skip_once(&path, if e.kind() == std::io::ErrorKind::NotFound { "dangling symlink" } else { "cannot stat" }),
             }
         }
@@ -155,6 +202,25 @@ impl Lister {
         }
     }
 
+    /// A file the kubelet would read but staticlet does not, for its name: a warning when it
+    /// holds a Pod (kube-up's `*.manifest` files do), since the user surely meant it to run.
+    fn skip_by_extension_once(&mut self, path: &Path) {
+        if !self.skipped.insert(path.to_owned()) {
+            return;
+        }
+        let is_pod = read_capped(path).is_ok_and(|bytes| staticlet_model::decode::decode_pod(&bytes).is_ok());
+        if is_pod {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            warn!(
+                file = %path.display(),
+                "{name} holds a Pod but is not read: only *.yaml, *.yml and *.json files are (the kubelet reads every file); rename it to {stem}.yaml to run it"
+            );
+        } else {
+            info!(file = %path.display(), reason = Skip::Extension.reason(), "skipping file in manifest directory");
+        }
+    }
+
     fn refresh(&mut self, path: &Path) {
         let origin = Origin { kind: SourceKind::File, uri: path.display().to_string() };
         let meta = match std::fs::metadata(path) {
@@ -165,6 +231,12 @@ impl Lister {
                 return;
             }
         };
+        if !meta.is_file() {
+            // Replaced by a FIFO, socket or device since it was listed: never opened.
+            self.files.remove(path);
+            self.skip_once(path, NOT_REGULAR);
+            return;
+        }
         let fingerprint = Fingerprint::of(&meta);
         if self.files.get(path).is_some_and(|(seen, _)| *seen == fingerprint) {
             return;
@@ -189,14 +261,20 @@ impl Lister {
 }
 
 /// Reads a manifest, refusing one over [`MAX_FILE_BYTES`] (read up to the cap plus one byte, to
-/// notice a file that grew past it since it was listed).
+/// notice a file that grew past it since it was listed) and anything but a regular file. The
+/// open never blocks: a FIFO swapped in after the caller's stat opens at once and is refused.
 ///
 /// # Errors
 ///
-/// The I/O error, or the limit, in words.
+/// The I/O error, the limit or the file type, in words.
 pub fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path).map_err(|e| e.to_string())?;
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err(NOT_REGULAR.to_owned());
+    }
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
@@ -209,12 +287,10 @@ impl FileSource {
     /// Runs until `shutdown`, publishing a snapshot whenever the set of manifests changes and
     /// reporting each listing to `health`.
     pub async fn run(self, out: watch::Sender<SourceSnapshot>, health: SourceHealth, shutdown: CancellationToken) {
-        let mut lister =
-            Lister { path: self.path.clone(), files: BTreeMap::new(), skipped: HashSet::new(), listed_once: false, listing_failed: false };
+        let mut lister = Lister::new(&self.path);
         let (events_tx, mut events) = mpsc::unbounded_channel::<Change>();
         let mut watcher: Option<notify::RecommendedWatcher> = None;
         let mut watched: Option<(u64, u64)> = None;
-        let mut reported_missing = false;
         let mut ticker = tokio::time::interval(self.check_frequency);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -227,26 +303,17 @@ impl FileSource {
                 watched = identity.filter(|_| watcher.is_some());
             }
 
-            match lister.relist() {
-                Some(snapshot) => {
-                    reported_missing = false;
-                    if lister.listing_failed {
-                        health.failed()
-                    } else {
-                        health.succeeded()
-                    }
-                    out.send_if_modified(|current| {
-                        let changed = *current != snapshot;
-                        *current = snapshot;
-                        changed
-                    });
-                }
-                None if !reported_missing => {
-                    info!(path = %self.path.display(), "manifest path does not exist yet; waiting for it");
-                    reported_missing = true;
-                }
-                None => {}
+            let snapshot = lister.relist();
+            if lister.listing_failed {
+                health.failed()
+            } else {
+                health.succeeded()
             }
+            out.send_if_modified(|current| {
+                let changed = *current != snapshot;
+                *current = snapshot;
+                changed
+            });
 
             let wait_missing = tokio::time::sleep(MISSING_PATH_POLL);
             tokio::select! {
@@ -258,7 +325,7 @@ impl FileSource {
                     }
                     while events.try_recv().is_ok() {}
                 }
-                _ = wait_missing, if !lister.listed_once || watched.is_none() => {}
+                _ = wait_missing, if lister.missing || watched.is_none() => {}
             }
         }
         drop(watcher);
@@ -319,7 +386,7 @@ mod tests {
     use super::*;
 
     fn lister(path: &Path) -> Lister {
-        Lister { path: path.to_owned(), files: BTreeMap::new(), skipped: HashSet::new(), listed_once: false, listing_failed: false }
+        Lister::new(path)
     }
 
     #[test]
@@ -329,21 +396,46 @@ mod tests {
             std::fs::write(dir.path().join(name), "x").unwrap();
         }
         std::fs::create_dir(dir.path().join("sub.yaml")).unwrap();
-        let snapshot = lister(dir.path()).relist().unwrap();
+        let snapshot = lister(dir.path()).relist();
         let names: Vec<_> = snapshot.items.keys().map(|k| Path::new(k).file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["a.yaml", "b.yml", "c.json"]);
         assert!(snapshot.ready);
     }
 
     #[test]
-    fn a_missing_directory_is_waited_for() {
+    fn a_missing_directory_is_an_empty_source_that_was_read_and_is_waited_for() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("later");
         let mut lister = lister(&path);
-        assert!(lister.relist().is_none());
+        let empty = lister.relist();
+        assert!(empty.ready && empty.items.is_empty());
+        assert!(lister.missing);
         std::fs::create_dir(&path).unwrap();
         std::fs::write(path.join("p.yaml"), "x").unwrap();
-        assert_eq!(lister.relist().unwrap().items.len(), 1);
+        assert_eq!(lister.relist().items.len(), 1);
+        assert!(!lister.missing);
+    }
+
+    #[test]
+    fn fifos_sockets_and_devices_are_never_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.yaml");
+        mkfifo(&fifo);
+        let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("socket.yaml")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).unwrap();
+        std::fs::write(dir.path().join("pod.yaml"), "x").unwrap();
+        // Each would block or never end if opened and read: the listing returns at once.
+        let snapshot = lister(dir.path()).relist();
+        assert_eq!(snapshot.items.keys().map(String::as_str).collect::<Vec<_>>(), [dir.path().join("pod.yaml").display().to_string()]);
+        // The same for a FIFO given as the manifest path itself.
+        let as_path = lister(&fifo).relist();
+        assert!(as_path.ready && as_path.items.is_empty());
+        assert_eq!(read_capped(&fifo).unwrap_err(), NOT_REGULAR);
+    }
+
+    fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+        assert!(status.success());
     }
 
     #[test]
@@ -351,7 +443,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = std::fs::File::create(dir.path().join("big.yaml")).unwrap();
         file.set_len(MAX_FILE_BYTES + 1).unwrap();
-        let snapshot = lister(dir.path()).relist().unwrap();
+        let snapshot = lister(dir.path()).relist();
         let item = snapshot.items.values().next().unwrap();
         assert!(item.as_ref().unwrap_err().message.contains("limit"));
     }
@@ -365,11 +457,11 @@ mod tests {
         let link = dir.path().join("pod.yaml");
         std::os::unix::fs::symlink(store.path().join("v1"), &link).unwrap();
         let mut lister = lister(dir.path());
-        let first = lister.relist().unwrap();
+        let first = lister.relist();
         assert_eq!(&*first.items.values().next().unwrap().as_ref().unwrap().bytes, b"one");
         std::fs::remove_file(&link).unwrap();
         std::os::unix::fs::symlink(store.path().join("v2"), &link).unwrap();
-        let second = lister.relist().unwrap();
+        let second = lister.relist();
         assert_eq!(&*second.items.values().next().unwrap().as_ref().unwrap().bytes, b"two!");
     }
 }
