@@ -199,9 +199,15 @@ async fn a_missing_manifest_path_is_ready_at_once_and_its_pods_come_with_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_kube_up_manifest_file_is_reported_once_with_how_to_run_it() {
+async fn a_kube_up_manifest_file_and_the_api_servers_warnings_are_reported_once() {
     let mut agent = Agent::new("dotmanifest");
     std::fs::write(agent.dir().join("kube-proxy.manifest"), sleeper("kube-proxy", 100_000, "")).unwrap();
+    // Valid, but the API server warns about it: the seccomp annotation has done nothing since 1.27.
+    let annotated = sleeper("annotated", 100_000, "").replace(
+        "  name: annotated\n",
+        "  name: annotated\n  annotations:\n    seccomp.security.alpha.kubernetes.io/pod: runtime/default\n",
+    );
+    agent.write("annotated.yaml", &annotated);
     std::fs::write(agent.dir().join("notes.txt"), "not a pod\n").unwrap();
     agent.start();
     agent.wait_log("kube-proxy.manifest holds a Pod but is not read").await;
@@ -209,6 +215,8 @@ async fn a_kube_up_manifest_file_is_reported_once_with_how_to_run_it() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let log = agent.log();
     assert_eq!(log.matches("kube-proxy.manifest holds a Pod").count(), 1, "{log}");
+    let warning = "6:5: metadata.annotations[seccomp.security.alpha.kubernetes.io/pod]: non-functional in v1.27+";
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
     assert!(log.contains("rename it to kube-proxy.yaml to run it"), "{log}");
     assert!(log.lines().filter(|l| l.contains("notes.txt")).all(|l| l.contains("INFO")), "{log}");
     assert!(log.lines().any(|l| l.contains("notes.txt") && l.contains("only *.yaml, *.yml and *.json files are read")), "{log}");

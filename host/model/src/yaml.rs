@@ -13,7 +13,7 @@
 
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
-use serde_saphyr::{DuplicateKeyPolicy, NonFiniteFloatPolicy, Options, Spanned};
+use serde_saphyr::{Budget, DuplicateKeyPolicy, NonFiniteFloatPolicy, Options, Spanned};
 
 use crate::field::Position;
 use crate::positions::{PositionIndex, join};
@@ -60,6 +60,9 @@ pub struct YamlError {
 /// [`YamlError`] when the first document is not well-formed YAML, or holds something JSON cannot
 /// say (a mapping used as a key, `.inf`, `.nan`).
 pub fn parse(text: &str) -> Result<Option<Document>, YamlError> {
+    if text.trim_start().starts_with('{') {
+        return parse_json(text).map(Some);
+    }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut documents = split_documents(text).into_iter().filter(|d| !d.is_empty());
     let Some(first) = documents.next() else { return Ok(None) };
@@ -68,6 +71,26 @@ pub fn parse(text: &str) -> Result<Option<Document>, YamlError> {
     let value = converter.convert(root, String::new())?;
     let ignored = documents.enumerate().map(|(i, document)| document.describe(i + 2)).collect();
     Ok(Some(Document { value, positions: converter.positions, duplicate_keys: converter.duplicate_keys, ignored }))
+}
+
+/// Text that starts with `{` is JSON to the kubelet (`yaml.ToJSON` passes it through to the
+/// JSON decoder), so JSON's rules judge it: no single quotes, no trailing commas, one object.
+/// The positions come from reading the same text as YAML, which JSON also is.
+fn parse_json(text: &str) -> Result<Document, YamlError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        let message = e.to_string();
+        // serde_json appends " at line L column C"; the position is printed in front.
+        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        YamlError { position: Some(Position { line: e.line(), column: e.column() }), message }
+    })?;
+    let read_as_yaml = split_documents(text).first().and_then(|chunk| {
+        let root = chunk.parse().ok()?;
+        let mut converter = Converter { text: chunk.text, first_line: chunk.first_line, ..Converter::default() };
+        converter.convert(root, String::new()).ok()?;
+        Some((converter.positions, converter.duplicate_keys))
+    });
+    let (positions, duplicate_keys) = read_as_yaml.unwrap_or_default();
+    Ok(Document { value, positions, duplicate_keys, ignored: Vec::new() })
 }
 
 /// Reads the first document of `text` into `T`, the way [`parse`] reads a manifest; used for the
@@ -97,6 +120,14 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
 pub fn to_string<T: serde::Serialize>(value: &T) -> Result<String, YamlError> {
     serde_saphyr::to_string(value).map_err(|e| YamlError { position: None, message: e.to_string() })
 }
+
+/// How deep mappings and sequences may nest. The deepest paths of a Pod (node affinity's
+/// match expressions) are about a dozen levels; every level costs stack in the parser and the
+/// converter, and a manifest is read on a worker thread.
+const MAX_DEPTH: usize = 32;
+/// How many nodes a document may hold, aliases expanded: a control-plane pod has a few
+/// hundred, and this keeps an alias bomb from costing the agent more than a few megabytes.
+const MAX_NODES: usize = 50_000;
 
 /// A document's text: from its `---` marker (or the start of the stream) to the next marker.
 struct Chunk<'a> {
@@ -147,11 +178,19 @@ impl Chunk<'_> {
         // `.inf` and `.nan` reach the converter, which names the field they stand in.
         options.non_finite_float_policy = NonFiniteFloatPolicy::PassThrough;
         options.with_snippet = false;
+        let mut budget = Budget::default();
+        budget.max_depth = MAX_DEPTH;
+        budget.max_nodes = MAX_NODES;
+        options.budget = Some(budget);
+        options.alias_limits.max_total_replayed_events = MAX_NODES;
         serde_saphyr::from_str_with_options::<Spanned<Node>>(self.text, options).map_err(|e| {
             let position = e.location().map(|l| self.position(l.line(), l.column()));
             let message = e.without_snippet().to_string();
             // The parser appends its own "at line L column C", relative to this document.
-            let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+            let mut message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+            if message.starts_with("budget breached") || message.starts_with("alias replay limit exceeded") {
+                message.push_str(": a manifest this deep, this large or with this many aliases is refused");
+            }
             YamlError { position, message }
         })
     }

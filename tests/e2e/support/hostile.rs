@@ -106,7 +106,9 @@ impl Corpus {
     }
 
     fn names(&mut self) {
-        for bad in ["Bad_Name", "UPPER", "-lead", "a_b", "a..b", "a b", "ünïcode", "a/b", "dot.", &"x".repeat(250)] {
+        // 252 characters and the node's name make more than a subdomain's 253 (a long name
+        // within them is valid, whatever the length of its labels).
+        for bad in ["Bad_Name", "UPPER", "-lead", "a_b", "a..b", "a b", "ünïcode", "a/b", "dot.", &"x".repeat(252)] {
             self.field("metadata.name", json!(bad), "metadata.name: Invalid value");
         }
         // The node's name is appended first, as the kubelet appends it: "" becomes "-<node>".
@@ -115,11 +117,21 @@ impl Corpus {
         for bad in ["NS_", "-x", "a.b"] {
             self.field("metadata.namespace", json!(bad), "metadata.namespace: Invalid value");
         }
-        self.field("metadata.labels", json!({"bad key": "v"}), "metadata.labels[bad key]: Invalid value");
-        self.field("metadata.labels", json!({"app": "-bad"}), "metadata.labels[app]: Invalid value");
-        self.field("metadata.labels", json!({"app": "x".repeat(64)}), "metadata.labels[app]: Invalid value");
-        self.field("metadata.labels", json!({"a/b/c": "v"}), "metadata.labels[a/b/c]: Invalid value");
-        self.field("metadata.annotations", json!({"not a key": "v"}), "metadata.annotations[not a key]: Invalid value");
+        // The API server reports label and annotation errors on the map, with the bad key or value.
+        self.field("metadata.labels", json!({"bad key": "v"}), "metadata.labels: Invalid value: \"bad key\": name part must consist of");
+        self.field("metadata.labels", json!({"app": "-bad"}), "metadata.labels: Invalid value: \"-bad\": a valid label must be");
+        let long = "x".repeat(64);
+        self.field(
+            "metadata.labels",
+            json!({"app": long}),
+            &format!("metadata.labels: Invalid value: \"{long}\": must be no more than 63 characters"),
+        );
+        self.field("metadata.labels", json!({"a/b/c": "v"}), "metadata.labels: Invalid value: \"a/b/c\": a qualified name must consist of");
+        self.field(
+            "metadata.annotations",
+            json!({"not a key": "v"}),
+            "metadata.annotations: Invalid value: \"not a key\": name part must consist of",
+        );
         for bad in ["../../etc", "a/b", ".."] {
             self.field("metadata.uid", json!(bad), "metadata.uid: Invalid value");
         }
@@ -157,7 +169,8 @@ impl Corpus {
         let app = twice["spec"]["containers"][0].clone();
         twice["spec"]["containers"].as_array_mut().unwrap().push(app);
         self.pod(&twice, "spec.containers[1].name: Duplicate value");
-        self.field("spec.initContainers.0.name", json!("app"), "spec.containers[0].name: Duplicate value");
+        // Init containers are checked against the app containers' names, so the init one is at fault.
+        self.field("spec.initContainers.0.name", json!("app"), "spec.initContainers[0].name: Duplicate value");
         self.field("spec.containers", json!([]), "spec.containers: Required value");
         self.field("spec.containers", Value::Null, "spec.containers: Required value");
         self.field("spec.containers.0.restartPolicy", json!("Always"), "spec.containers[0].restartPolicy: Forbidden");
@@ -166,7 +179,8 @@ impl Corpus {
     fn ports(&mut self) {
         let port = "spec.containers.0.ports.0";
         let shown = "spec.containers[0].ports[0]";
-        for bad in [0, -1, 65536, 100_000] {
+        self.field(&format!("{port}.containerPort"), json!(0), &format!("{shown}.containerPort: Required value"));
+        for bad in [-1, 65536, 100_000] {
             self.field(&format!("{port}.containerPort"), json!(bad), &format!("{shown}.containerPort: Invalid value"));
         }
         for bad in [-5, 65536, 70_000] {
@@ -190,7 +204,7 @@ impl Corpus {
         );
         let mut host = mutated("spec.hostNetwork", json!(true));
         host["spec"]["containers"][0]["ports"][0]["hostPort"] = json!(81);
-        self.pod(&host, "spec.containers[0].ports[0].containerPort: Invalid value");
+        self.pod(&host, "spec.containers[0].ports[0].hostPort: Invalid value: 81: must match `containerPort` when `hostNetwork` is true");
     }
 
     fn volumes(&mut self) {
@@ -201,8 +215,12 @@ impl Corpus {
             json!([{"name": "data", "emptyDir": {}}, {"name": "data", "emptyDir": {}}]),
             "spec.volumes[1].name: Duplicate value",
         );
-        self.field("spec.volumes.0", json!({"name": "data"}), "spec.volumes[0]: Required value");
-        self.field("spec.volumes.0.hostPath", json!({"path": "/tmp"}), "spec.volumes[0]: Forbidden");
+        // (A volume with no source is no case: the API server defaults it to an emptyDir.)
+        self.field(
+            "spec.volumes.0.hostPath",
+            json!({"path": "/tmp"}),
+            "spec.volumes[0].hostPath: Forbidden: may not specify more than 1 volume type",
+        );
         self.field(
             "spec.volumes.0",
             json!({"name": "data", "hostPath": {"path": "/tmp", "type": "Dir"}}),
@@ -214,10 +232,21 @@ impl Corpus {
         let shown = "spec.containers[0].volumeMounts[0]";
         self.field(&format!("{mount}.name"), json!("nope"), &format!("{shown}.name: Not found"));
         self.field(&format!("{mount}.mountPath"), json!(""), &format!("{shown}.mountPath: Required value"));
-        for bad in ["../x", "/abs", "a/../../b", ".."] {
-            self.field(&format!("{mount}.subPath"), json!(bad), &format!("{shown}.subPath: Invalid value"));
+        // The API server reports a mount's subPath on the list, without the mount's index.
+        let list = "spec.containers[0].volumeMounts";
+        for (bad, rule) in [
+            ("../x", "must not contain '..'"),
+            ("/abs", "must be a relative path"),
+            ("a/../../b", "must not contain '..'"),
+            ("..", "must not contain '..'"),
+        ] {
+            self.field(&format!("{mount}.subPath"), json!(bad), &format!("{list}.subPath: Invalid value: \"{bad}\": {rule}"));
         }
-        self.field(&format!("{mount}.subPathExpr"), json!("../$(POD_NAME)"), &format!("{shown}.subPathExpr: Invalid value"));
+        self.field(
+            &format!("{mount}.subPathExpr"),
+            json!("../$(POD_NAME)"),
+            &format!("{list}.subPathExpr: Invalid value: \"../$(POD_NAME)\": must not contain '..'"),
+        );
         self.field(
             "spec.containers.0.volumeMounts",
             json!([{"name": "data", "mountPath": "/d"}, {"name": "data", "mountPath": "/d"}]),
@@ -234,8 +263,17 @@ impl Corpus {
         }
         self.field(&format!("{at}.requests"), json!({"memory": "-1"}), &format!("{shown}.requests[memory]: Invalid value"));
         self.field(&format!("{at}.requests"), json!({"gpu": "1"}), &format!("{shown}.requests[gpu]: Invalid value"));
-        self.field(&format!("{at}.requests"), json!({"cpu": "1"}), &format!("{shown}.requests[cpu]: Invalid value"));
-        self.field(&format!("{at}.requests"), json!({"memory": "1Gi"}), &format!("{shown}.requests[memory]: Invalid value"));
+        // A request above its limit is reported on the requests, as the API server reports it.
+        self.field(
+            &format!("{at}.requests"),
+            json!({"cpu": "1"}),
+            &format!("{shown}.requests: Invalid value: \"1\": must be less than or equal to cpu limit"),
+        );
+        self.field(
+            &format!("{at}.requests"),
+            json!({"memory": "1Gi"}),
+            &format!("{shown}.requests: Invalid value: \"1Gi\": must be less than or equal to memory limit"),
+        );
     }
 
     fn probes(&mut self) {
@@ -244,7 +282,11 @@ impl Corpus {
             let shown = format!("spec.containers[0].{probe}");
             self.field(&at, json!({"periodSeconds": 5}), &format!("{shown}: Required value"));
             self.field(&at, json!({}), &format!("{shown}: Required value"));
-            self.field(&at, json!({"exec": {"command": ["true"]}, "tcpSocket": {"port": 80}}), &format!("{shown}: Forbidden"));
+            self.field(
+                &at,
+                json!({"exec": {"command": ["true"]}, "tcpSocket": {"port": 80}}),
+                &format!("{shown}.tcpSocket: Forbidden: may not specify more than 1 handler type"),
+            );
             for bad in [json!(0), json!(70_000), json!("bad_name"), json!("")] {
                 self.field(&at, json!({"httpGet": {"port": bad}}), &format!("{shown}.httpGet.port: Invalid value"));
             }
@@ -308,7 +350,6 @@ impl Corpus {
         self.push(text.replace("kind: Pod\n", "").into_bytes(), &["Object 'Kind' is missing"], false);
         self.push(text.replace("apiVersion: v1", "apiVersion: v2").into_bytes(), &["apiVersion \"v2\" is not supported"], true);
         self.push(text.replace("apiVersion: v1\n", "").into_bytes(), &["apiVersion \"\" is not supported"], false);
-        self.push(format!("{text}---\n{text}").into_bytes(), &["more than one YAML document"], false);
         self.push(b"- a\n- b\n".to_vec(), &["not an object"], false);
         self.push(b"just a string\n".to_vec(), &["not an object"], false);
         self.push(b"".to_vec(), &["empty"], false);
@@ -354,7 +395,7 @@ impl Corpus {
         for depth in 1..=300 {
             deep_block.push_str(&format!("{}k{depth}:\n", "  ".repeat(depth)));
         }
-        self.push(deep_block.into_bytes(), &["recursion limit exceeded"], false);
+        self.push(deep_block.into_bytes(), &["budget breached: Depth"], false);
         let deep_json = format!("{}{}", "{\"a\":".repeat(5_000), "}".repeat(5_000));
         self.push(
             format!("{{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"spec\":{deep_json}}}").into_bytes(),
@@ -371,7 +412,7 @@ impl Corpus {
         for (name, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().zip(["a", "b", "c", "d", "e", "f", "g", "h"]) {
             bomb.push_str(&format!("{name}: &{name} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
         }
-        self.push(format!("{bomb}metadata: {{name: x}}\n").into_bytes(), &["repetition limit exceeded"], false);
+        self.push(format!("{bomb}metadata: {{name: x}}\n").into_bytes(), &["alias replay limit exceeded"], false);
         let labels = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n  labels: &l {a: b}\n  annotations:\n";
         let mut wide = labels.to_owned();
         let mut level = String::from("[*l,*l,*l,*l,*l,*l,*l,*l,*l,*l]");

@@ -204,14 +204,16 @@ impl Lister {
 
     /// A file the kubelet would read but staticlet does not, for its name: a warning when it
     /// holds a Pod (kube-up's `*.manifest` files do), since the user surely meant it to run.
+    /// A copy of a manifest that is read (`web.yaml.bak`) is what the filter is for: no warning.
     fn skip_by_extension_once(&mut self, path: &Path) {
         if !self.skipped.insert(path.to_owned()) {
             return;
         }
-        let is_pod = read_capped(path).is_ok_and(|bytes| staticlet_model::decode::decode_pod(&bytes).is_ok());
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let copy_of_a_manifest = Skip::of(&stem).is_none();
+        let is_pod = !copy_of_a_manifest && read_capped(path).is_ok_and(|bytes| staticlet_model::decode::decode_pod(&bytes).is_ok());
         if is_pod {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let stem = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             warn!(
                 file = %path.display(),
                 "{name} holds a Pod but is not read: only *.yaml, *.yml and *.json files are (the kubelet reads every file); rename it to {stem}.yaml to run it"

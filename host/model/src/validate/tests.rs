@@ -347,7 +347,9 @@ fn volume_devices_need_a_claim() {
 
 #[test]
 fn volumes() {
-    assert_one(json!({"volumes": [{"name": "v"}]}), "spec.volumes[0]: Required value: must specify a volume type");
+    // Defaulting makes a sourceless volume an emptyDir; the rule is for a pod that skipped it.
+    let sourceless = raw_pod(json!({"volumes": [{"name": "v"}]}));
+    assert!(render(validate_pod(&sourceless)).contains(&"spec.volumes[0]: Required value: must specify a volume type".to_owned()));
     assert_one(
         json!({"volumes": [{"name": "v", "emptyDir": {}, "hostPath": {"path": "/x"}}]}),
         "spec.volumes[0].hostPath: Forbidden: may not specify more than 1 volume type",
@@ -362,6 +364,13 @@ fn volumes() {
         "spec.volumes[0].emptyDir.sizeLimit: Forbidden: SizeLimit field must be a valid resource quantity",
     );
     assert_one(json!({"volumes": [{"name": "v", "image": {}}]}), "spec.volumes[0].image.reference: Required value");
+    assert_one(
+        json!({"volumes": [{"name": "v", "emptyDir": {"medium": "Disk"}}]}),
+        "spec.volumes[0].emptyDir.medium: Unsupported value: \"Disk\": supported values: \"\", \"Memory\", \"HugePages\", \"HugePages-<size>\"",
+    );
+    for medium in ["Memory", "HugePages-2Mi"] {
+        assert!(validate_pod(&pod(json!({"volumes": [{"name": "v", "emptyDir": {"medium": medium}}]}))).is_empty(), "{medium}");
+    }
 }
 
 #[test]

@@ -105,6 +105,16 @@ fn validate_source(volume: &Volume, path: &str, errors: &mut Vec<FieldError>) {
                         "SizeLimit field must be a valid resource quantity",
                     ));
                 }
+                // A staticlet rule: the API server takes any medium, and the kubelet then fails
+                // to mount one it does not know (`unknown storage medium`), so the pod never runs.
+                let medium = volume.empty_dir.as_ref().and_then(|e| e.medium.as_deref()).unwrap_or_default();
+                if !(matches!(medium, "" | "Memory" | "HugePages") || medium.starts_with("HugePages-")) {
+                    errors.push(FieldError::not_supported(
+                        format!("{path}.emptyDir.medium"),
+                        medium,
+                        &["", "Memory", "HugePages", "HugePages-<size>"],
+                    ));
+                }
             }
             "hostPath" => validate_host_path(volume, path, errors),
             "downwardAPI" => {

@@ -142,3 +142,38 @@ fn written_yaml_reads_back_the_same_under_yaml_1_1() {
     let text = to_string(&value).unwrap();
     assert_eq!(parse(&text).unwrap().unwrap().value, value, "{text}");
 }
+
+#[test]
+fn text_that_starts_with_a_brace_is_json_to_the_kubelet() {
+    let json = "{\"kind\": \"Pod\",\n \"spec\": {\"hostNetwork\": true}}";
+    let document = parse(json).unwrap().unwrap();
+    assert_eq!(document.value, json!({"kind": "Pod", "spec": {"hostNetwork": true}}));
+    assert_eq!(document.positions.lookup("spec.hostNetwork"), Some(Position { line: 2, column: 11 }));
+    // YAML's flow style would take these; JSON, which the kubelet reads them as, does not.
+    for (text, column) in [("{'kind': 'Pod'}", 2), ("{\"kind\": \"Pod\",}", 16), ("{\"kind\": \"Pod\"} trailing", 17)] {
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.position, Some(Position { line: 1, column }), "{text}: {err}");
+    }
+    // A byte order mark hides the brace from the kubelet's JSON check: read as YAML.
+    assert_eq!(parse("\u{feff}{a: 1}").unwrap().unwrap().value, json!({"a": 1}));
+}
+
+#[test]
+fn nesting_is_bounded_well_above_what_a_pod_needs() {
+    let nested = |depth: usize| format!("{}1{}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+    assert!(parse(&format!("a: {}\n", nested(MAX_DEPTH))).is_ok());
+    let err = parse(&format!("a: {}\n", nested(MAX_DEPTH + 1))).unwrap_err();
+    assert!(err.message.contains("a manifest this deep, this large or with this many aliases is refused"), "{err}");
+}
+
+#[test]
+fn an_alias_bomb_is_refused_by_its_node_count() {
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for (name, previous) in ["b", "c", "d", "e", "f"].iter().zip(["a", "b", "c", "d", "e"]) {
+        bomb.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{previous}"); 10].join(", ")));
+    }
+    let err = parse(&bomb).unwrap_err();
+    assert!(err.message.contains("a manifest this deep, this large or with this many aliases is refused"), "{err}");
+    let wide = format!("a: [{}]\n", vec!["x"; MAX_NODES / 2].join(", "));
+    assert!(parse(&wide).is_ok());
+}
