@@ -211,11 +211,12 @@ async fn a_kube_up_manifest_file_and_the_api_servers_warnings_are_reported_once(
     std::fs::write(agent.dir().join("notes.txt"), "not a pod\n").unwrap();
     agent.start();
     agent.wait_log("kube-proxy.manifest holds a Pod but is not read").await;
+    let warning = "6:5: metadata.annotations[seccomp.security.alpha.kubernetes.io/pod]: non-functional in v1.27+";
+    agent.wait_log(warning).await;
     // Several re-lists later, still said once.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let log = agent.log();
     assert_eq!(log.matches("kube-proxy.manifest holds a Pod").count(), 1, "{log}");
-    let warning = "6:5: metadata.annotations[seccomp.security.alpha.kubernetes.io/pod]: non-functional in v1.27+";
     assert_eq!(log.matches(warning).count(), 1, "{log}");
     assert!(log.contains("rename it to kube-proxy.yaml to run it"), "{log}");
     assert!(log.lines().filter(|l| l.contains("notes.txt")).all(|l| l.contains("INFO")), "{log}");

@@ -85,9 +85,9 @@ fn kind_message(kind: &Option<String>) -> String {
 ///
 /// Every [`DecodeError`] variant; positions are 1-based.
 pub fn decode_pod(bytes: &[u8]) -> Result<Decoded, DecodeError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 { position: position_of_byte(bytes, e.valid_up_to()) })?;
+    let text = text_of(bytes)?;
     let document =
-        yaml::parse(text).map_err(|e| DecodeError::Syntax { position: e.position, message: e.message })?.ok_or(DecodeError::Empty)?;
+        yaml::parse(&text).map_err(|e| DecodeError::Syntax { position: e.position, message: e.message })?.ok_or(DecodeError::Empty)?;
     let positions = document.positions;
     let Value::Object(object) = &document.value else {
         return Err(DecodeError::NotAnObject);
@@ -127,6 +127,25 @@ pub fn decode_pod(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         warnings.push(warning);
     }
     Ok(Decoded { pod, warnings, positions })
+}
+
+/// The manifest's text. UTF-16 with a byte order mark is read too, as go-yaml v2 reads it (what
+/// Windows PowerShell's `>` writes); anything else must be UTF-8.
+fn text_of(bytes: &[u8]) -> Result<std::borrow::Cow<'_, str>, DecodeError> {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
+        let units: Vec<u16> = rest.chunks(2).map(|pair| unit([pair[0], *pair.get(1).unwrap_or(&0)])).collect();
+        String::from_utf16(&units).map_err(|_| DecodeError::Syntax {
+            position: None,
+            message: "not valid UTF-16, though it starts with a UTF-16 byte order mark".to_owned(),
+        })
+    };
+    match bytes {
+        [0xff, 0xfe, rest @ ..] => utf16(rest, u16::from_le_bytes).map(Into::into),
+        [0xfe, 0xff, rest @ ..] => utf16(rest, u16::from_be_bytes).map(Into::into),
+        _ => std::str::from_utf8(bytes)
+            .map(Into::into)
+            .map_err(|e| DecodeError::NotUtf8 { position: position_of_byte(bytes, e.valid_up_to()) }),
+    }
 }
 
 /// Says how to fix the type errors that YAML 1.1's scalar rules cause in string fields.
@@ -257,6 +276,18 @@ mod tests {
     fn empty_files_are_refused() {
         assert_eq!(decode_pod(b"# nothing\n").unwrap_err(), DecodeError::Empty);
         assert_eq!(decode_pod(b"---\n# nothing\n...\n").unwrap_err(), DecodeError::Empty);
+    }
+
+    #[test]
+    fn utf16_with_a_byte_order_mark_reads_as_go_yaml_reads_it() {
+        let le: Vec<u8> = [0xff, 0xfe].into_iter().chain(GOOD.encode_utf16().flat_map(u16::to_le_bytes)).collect();
+        let be: Vec<u8> = [0xfe, 0xff].into_iter().chain(GOOD.encode_utf16().flat_map(u16::to_be_bytes)).collect();
+        let utf8 = decode_pod(GOOD.as_bytes()).unwrap().pod;
+        assert_eq!(decode_pod(&le).unwrap().pod, utf8);
+        assert_eq!(decode_pod(&be).unwrap().pod, utf8);
+        // A lone surrogate is no UTF-16.
+        let err = decode_pod(&[0xff, 0xfe, 0x00, 0xd8, 0x41, 0x00]).unwrap_err();
+        assert!(err.to_string().contains("not valid UTF-16"), "{err}");
     }
 
     #[test]

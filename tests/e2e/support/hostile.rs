@@ -383,9 +383,11 @@ impl Corpus {
             spliced.extend_from_slice(&text[at..]);
             self.push(spliced, &["not valid UTF-8"], true);
         }
-        let utf16: Vec<u8> =
+        // UTF-16 with a byte order mark is read, as the kubelet reads it; broken UTF-16 is not.
+        let mut utf16: Vec<u8> =
             [0xff, 0xfe].into_iter().chain(String::from_utf8(text).unwrap().encode_utf16().flat_map(u16::to_le_bytes)).collect();
-        self.push(utf16, &["not valid UTF-8"], true);
+        utf16.extend_from_slice(&[0x00, 0xd8]);
+        self.push(utf16, &["not valid UTF-16"], false);
     }
 
     fn nesting_and_aliases(&mut self) {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::core::v1::{
-    Affinity, NodeSelector, NodeSelectorRequirement, Pod, PodAffinityTerm, PodSpec, TopologySpreadConstraint,
+    Affinity, NodeSelector, NodeSelectorRequirement, Pod, PodAffinityTerm, PodSpec, TopologySpreadConstraint, WeightedPodAffinityTerm,
 };
 
 use super::names::{self, inclusive_range, push_invalid};
@@ -374,22 +374,7 @@ fn validate_affinity(affinity: &Affinity, errors: &mut Vec<FieldError>) {
             }
         }
     }
-    for (name, terms) in
-        [
-            (
-                "podAffinity",
-                affinity.pod_affinity.as_ref().map(|a| {
-                    (&a.required_during_scheduling_ignored_during_execution, &a.preferred_during_scheduling_ignored_during_execution)
-                }),
-            ),
-            (
-                "podAntiAffinity",
-                affinity.pod_anti_affinity.as_ref().map(|a| {
-                    (&a.required_during_scheduling_ignored_during_execution, &a.preferred_during_scheduling_ignored_during_execution)
-                }),
-            ),
-        ]
-    {
+    for (name, terms) in pod_affinities(affinity) {
         let Some((required, preferred)) = terms else { continue };
         let path = format!("spec.affinity.{name}");
         for (i, term) in required.iter().flatten().enumerate() {
@@ -402,6 +387,30 @@ fn validate_affinity(affinity: &Affinity, errors: &mut Vec<FieldError>) {
         }
     }
 }
+
+/// The pod affinity and anti-affinity of `affinity`, by field name, each as its required and
+/// preferred terms: validation and the warnings walk both the same way.
+pub(super) fn pod_affinities(affinity: &Affinity) -> [(&'static str, Option<PodAffinityTerms<'_>>); 2] {
+    [
+        (
+            "podAffinity",
+            affinity
+                .pod_affinity
+                .as_ref()
+                .map(|a| (&a.required_during_scheduling_ignored_during_execution, &a.preferred_during_scheduling_ignored_during_execution)),
+        ),
+        (
+            "podAntiAffinity",
+            affinity
+                .pod_anti_affinity
+                .as_ref()
+                .map(|a| (&a.required_during_scheduling_ignored_during_execution, &a.preferred_during_scheduling_ignored_during_execution)),
+        ),
+    ]
+}
+
+/// A pod (anti-)affinity's required and preferred terms.
+pub(super) type PodAffinityTerms<'a> = (&'a Option<Vec<PodAffinityTerm>>, &'a Option<Vec<WeightedPodAffinityTerm>>);
 
 fn check_weight(weight: i32, path: &str, errors: &mut Vec<FieldError>) {
     if !(1..=100).contains(&weight) {

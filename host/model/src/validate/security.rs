@@ -344,38 +344,38 @@ pub(super) fn validate_annotations_match_fields(
         }
         if let (Some(profile), Some(annotation)) = (profile, annotations.get(&format!("{APPARMOR_PREFIX}{}", c.name))) {
             let p = format!("{path}.securityContext.appArmorProfile");
-            let mismatch = match profile.type_.as_str() {
-                "Unconfined" => {
-                    (annotation != "unconfined").then(|| (format!("{p}.type"), "apparmor type in annotation and field must match"))
-                }
-                "RuntimeDefault" => {
-                    (annotation != "runtime/default").then(|| (format!("{p}.type"), "apparmor type in annotation and field must match"))
-                }
-                "Localhost" => match annotation.strip_prefix("localhost/") {
-                    None => Some((format!("{p}.type"), "apparmor type in annotation and field must match")),
-                    Some(local) if profile.localhost_profile.as_deref() != Some(local) => {
-                        Some((format!("{p}.localhostProfile"), "apparmor profile in annotation and field must match"))
-                    }
-                    Some(_) => None,
-                },
-                _ => None,
-            };
-            if let Some((path, why)) = mismatch {
-                errors.push(FieldError::forbidden(path, why));
-            }
+            profile_matches_annotation(
+                "apparmor",
+                annotation,
+                &profile.type_,
+                profile.localhost_profile.as_deref(),
+                &["runtime/default"],
+                &p,
+                errors,
+            );
         }
     }
 }
 
-fn seccomp_match(annotation: &str, profile: &SeccompProfile, path: &str, errors: &mut Vec<FieldError>) {
-    let mismatch = match profile.type_.as_str() {
-        "Unconfined" => (annotation != "unconfined").then(|| (format!("{path}.type"), "seccomp type in annotation and field must match")),
-        "RuntimeDefault" => (!matches!(annotation, "runtime/default" | "docker/default"))
-            .then(|| (format!("{path}.type"), "seccomp type in annotation and field must match")),
+/// The deprecated annotation and the field must say the same (`validateSeccompAnnotationsAndFields`
+/// and its AppArmor twin): the same type, and for `Localhost` the same profile.
+fn profile_matches_annotation(
+    what: &str,
+    annotation: &str,
+    type_: &str,
+    localhost_profile: Option<&str>,
+    runtime_default: &[&str],
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    let type_mismatch = || Some((format!("{path}.type"), format!("{what} type in annotation and field must match")));
+    let mismatch = match type_ {
+        "Unconfined" if annotation != "unconfined" => type_mismatch(),
+        "RuntimeDefault" if !runtime_default.contains(&annotation) => type_mismatch(),
         "Localhost" => match annotation.strip_prefix("localhost/") {
-            None => Some((format!("{path}.type"), "seccomp type in annotation and field must match")),
-            Some(local) if profile.localhost_profile.as_deref() != Some(local) => {
-                Some((format!("{path}.localhostProfile"), "seccomp profile in annotation and field must match"))
+            None => type_mismatch(),
+            Some(local) if localhost_profile != Some(local) => {
+                Some((format!("{path}.localhostProfile"), format!("{what} profile in annotation and field must match")))
             }
             Some(_) => None,
         },
@@ -384,4 +384,9 @@ fn seccomp_match(annotation: &str, profile: &SeccompProfile, path: &str, errors:
     if let Some((path, why)) = mismatch {
         errors.push(FieldError::forbidden(path, why));
     }
+}
+
+fn seccomp_match(annotation: &str, profile: &SeccompProfile, path: &str, errors: &mut Vec<FieldError>) {
+    let runtime_default = ["runtime/default", "docker/default"];
+    profile_matches_annotation("seccomp", annotation, &profile.type_, profile.localhost_profile.as_deref(), &runtime_default, path, errors);
 }

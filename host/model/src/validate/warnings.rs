@@ -147,20 +147,7 @@ pub fn warnings(pod: &Pod) -> Vec<FieldError> {
         ));
     }
     if let Some(affinity) = &spec.affinity {
-        for (name, terms) in [
-            (
-                "podAffinity",
-                affinity.pod_affinity.as_ref().map(|a| {
-                    (&a.required_during_scheduling_ignored_during_execution, &a.preferred_during_scheduling_ignored_during_execution)
-                }),
-            ),
-            (
-                "podAntiAffinity",
-                affinity.pod_anti_affinity.as_ref().map(|a| {
-                    (&a.required_during_scheduling_ignored_during_execution, &a.preferred_during_scheduling_ignored_during_execution)
-                }),
-            ),
-        ] {
+        for (name, terms) in super::pod::pod_affinities(affinity) {
             let Some((required, preferred)) = terms else { continue };
             null_selectors(
                 required.as_deref().unwrap_or_default(),
