@@ -791,6 +791,31 @@ fn warnings_for_negative_grace_period_and_fractional_bytes() {
 }
 
 #[test]
+fn warnings_for_a_priority_that_its_class_contradicts() {
+    let with = |priority: i64, class: Option<&str>| {
+        let mut spec = json!({"priority": priority});
+        if let Some(class) = class {
+            spec["priorityClassName"] = json!(class);
+        }
+        warned(&raw_pod(spec))
+    };
+    assert_eq!(
+        with(0, Some("system-node-critical")),
+        [
+            "spec.priority: 0 does not match priorityClassName system-node-critical (2000001000): the API server refuses a mirror pod whose priority differs from its class's"
+        ]
+    );
+    assert!(with(2_000_001_000, Some("system-node-critical")).is_empty());
+    assert!(with(7, Some("my-class")).is_empty(), "an unknown class's value cannot be checked here");
+    assert_eq!(
+        with(5, None),
+        [
+            "spec.priority: 5 is set without priorityClassName: the API server computes the priority from the class (0 without one) and refuses a mirror pod whose priority differs"
+        ]
+    );
+}
+
+#[test]
 fn warnings_for_duplicate_env_and_ports() {
     let p = raw_pod(json!({"containers": [
         {"name": "a", "image": "i", "env": [{"name": "X", "value": "1"}, {"name": "X", "value": "$(X)2"}, {"name": "X", "value": "3"}], "ports": [{"containerPort": 80, "hostIP": "127.0.0.1"}]},

@@ -52,6 +52,9 @@ pub fn warnings(pod: &Pod) -> Vec<FieldError> {
     let annotations = pod.metadata.annotations.as_ref();
     let has_annotation = |key: &str| annotations.is_some_and(|a| a.contains_key(key));
 
+    if let Some(warning) = priority_mismatch(spec.priority, spec.priority_class_name.as_deref()) {
+        out.push(warning);
+    }
     for key in spec.node_selector.iter().flat_map(|s| s.keys()) {
         if let Some(message) = deprecated_node_label(key) {
             out.push(FieldError::new(format!("spec.nodeSelector[{key}]"), message));
@@ -257,4 +260,30 @@ fn port_warnings(pod: &Pod, out: &mut Vec<FieldError>) {
             others.push(Seen { path: port_path, host_ip, host_port });
         }
     }
+}
+
+/// The built-in priority classes, by name, with their values.
+const SYSTEM_PRIORITY_CLASSES: [(&str, i32); 2] = [("system-node-critical", 2_000_001_000), ("system-cluster-critical", 2_000_000_000)];
+
+/// The API server's Priority admission computes `spec.priority` from the class and refuses a
+/// pod that says otherwise, so a static pod whose two fields disagree runs here and under the
+/// kubelet but its mirror pod is refused: a staticlet warning (no such warning in
+/// `warnings.go`, whose pods have passed that admission already).
+fn priority_mismatch(priority: Option<i32>, class: Option<&str>) -> Option<FieldError> {
+    let priority = priority?;
+    let message = match class.filter(|c| !c.is_empty()) {
+        None => format!(
+            "{priority} is set without priorityClassName: the API server computes the priority from the class (0 without one) and refuses a mirror pod whose priority differs"
+        ),
+        Some(class) => {
+            let (_, value) = SYSTEM_PRIORITY_CLASSES.iter().find(|(name, _)| *name == class)?;
+            if *value == priority {
+                return None;
+            }
+            format!(
+                "{priority} does not match priorityClassName {class} ({value}): the API server refuses a mirror pod whose priority differs from its class's"
+            )
+        }
+    };
+    Some(FieldError::new("spec.priority", message))
 }
