@@ -47,6 +47,9 @@ fn every_bad_manifest_is_rejected_with_its_file_line_and_rule() {
     let dir = tempfile::tempdir().unwrap();
     let cases = write_corpus(dir.path());
     assert!(cases.len() >= 200, "the corpus has {} cases", cases.len());
+    let unnamed: Vec<&str> =
+        cases.iter().filter(|c| c.rule.is_empty() || c.rule.iter().any(String::is_empty)).map(|c| c.file.as_str()).collect();
+    assert!(unnamed.is_empty(), "every case names the rule it breaks (an empty one matches any message): {unnamed:?}");
 
     let (code, by_file, _) = validate(dir.path(), &[]);
     assert_eq!(code, 1);

@@ -354,22 +354,24 @@ impl Corpus {
         self.push(b"just a string\n".to_vec(), &["not an object"], false);
         self.push(b"".to_vec(), &["empty"], false);
         self.push(b"# only a comment\n\n".to_vec(), &["empty"], false);
-        let syntax: [&[u8]; 12] = [
-            b"apiVersion: v1\nkind: Pod\nmetadata:\n\tname: tab\n",
-            b"apiVersion: v1\nkind: Pod\nmetadata: {name: x\n",
-            b"apiVersion: v1\nkind: Pod\nmetadata:\n  labels: [unclosed\n",
-            b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: \"unterminated\n",
-            b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n   bad: indent\n",
-            b"apiVersion: v1\nkind: Pod\nmetadata: name: x\n",
-            b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: \"\\q\"\n",
-            b"{\"apiVersion\": \"v1\", \"kind\": \"Pod\",}",
-            b"{'apiVersion': 'v1'}",
-            b"{\"apiVersion\": \"v1\", \"kind\": \"Pod\"",
-            b"apiVersion: v1\nkind: Pod\nmetadata: *undefined\n",
-            b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: \x00nul\n",
+        // Each with the parser's words for what is wrong; JSON (text that starts with `{`) is
+        // judged by JSON's rules, as the kubelet judges it.
+        let syntax: [(&[u8], &str); 12] = [
+            (b"apiVersion: v1\nkind: Pod\nmetadata:\n\tname: tab\n", "tabs disallowed within this context"),
+            (b"apiVersion: v1\nkind: Pod\nmetadata: {name: x\n", "unclosed bracket '{'"),
+            (b"apiVersion: v1\nkind: Pod\nmetadata:\n  labels: [unclosed\n", "unclosed bracket '['"),
+            (b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: \"unterminated\n", "unclosed quote"),
+            (b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n   bad: indent\n", "mapping values are not allowed in this context"),
+            (b"apiVersion: v1\nkind: Pod\nmetadata: name: x\n", "mapping values are not allowed in this context"),
+            (b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: \"\\q\"\n", "found unknown escape character"),
+            (b"{\"apiVersion\": \"v1\", \"kind\": \"Pod\",}", "trailing comma"),
+            (b"{'apiVersion': 'v1'}", "key must be a string"),
+            (b"{\"apiVersion\": \"v1\", \"kind\": \"Pod\"", "EOF while parsing an object"),
+            (b"apiVersion: v1\nkind: Pod\nmetadata: *undefined\n", "alias references unknown anchor"),
+            (b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: \x00nul\n", "unexpected character"),
         ];
-        for text in syntax {
-            self.push(text.to_vec(), &[""], true);
+        for (text, rule) in syntax {
+            self.push(text.to_vec(), &[rule], true);
         }
     }
 
@@ -422,7 +424,9 @@ impl Corpus {
             wide.push_str(&format!("    k: &n {level}\n"));
             level = "[*n,*n,*n,*n,*n,*n,*n,*n,*n,*n]".to_owned();
         }
-        self.push(wide.into_bytes(), &[""], true);
+        // Each level's `&n` is redefined around aliases to the name it is taking: an alias to
+        // itself, which go-yaml refuses too ("anchor 'n' value contains itself").
+        self.push(wide.into_bytes(), &["recursive references"], true);
     }
 
     /// Every cut of a valid manifest before its last line: each leaves something required
@@ -432,12 +436,16 @@ impl Corpus {
         pod["spec"]["containers"][0].as_object_mut().unwrap().remove("image");
         let text = String::from_utf8(yaml(&pod)).unwrap() + "    image: busybox:1\n";
         let last_line = text.trim_end().rfind('\n').unwrap();
+        // A YAML cut is still YAML: what follows it is missing (a required field, or `kind`),
+        // or a key is cut before its colon, or a mapping before its value.
+        let yaml_rules = ["Required value", "simple key expected ':'", "invalid type", "Object 'Kind' is missing", "is not an object"];
         for cut in (1..last_line).step_by(last_line / 40) {
-            self.push(text.as_bytes()[..cut].to_vec(), &[""], false);
+            self.push(text.as_bytes()[..cut].to_vec(), &yaml_rules, false);
         }
+        // A JSON cut never is JSON.
         let json = serde_json::to_string(&valid_pod()).unwrap();
         for cut in (1..json.len()).step_by(json.len() / 20) {
-            self.push(json.as_bytes()[..cut].to_vec(), &[""], true);
+            self.push(json.as_bytes()[..cut].to_vec(), &["EOF while parsing"], true);
         }
     }
 }

@@ -36,7 +36,7 @@ use staticlet_plugin::{Code, DirGrant, Grants, HostGrant, Kind, Limits, PluginSp
 use super::GoDuration;
 use crate::admission::FailurePolicy;
 use crate::admission::plugins::{STATIC_POD_POLICY, ValidatorConfig};
-use crate::runtimes::DOCKER;
+use crate::runtimes::{CRI, DOCKER};
 use crate::source::plugin::SourceConfig;
 
 /// How often a source plugin is polled when its entry does not say: the manifest URL's default.
@@ -100,13 +100,20 @@ pub(super) struct Resolved {
 
 /// Checks every entry and turns it into a spec; errors name the entry and field.
 pub(super) fn resolve(entries: &[PluginEntry], config_dir: &Path) -> Result<Resolved, String> {
-    // A plugin named like a built-in runtime would make `runtimeClasses` ambiguous.
-    let mut names = HashSet::from([STATIC_POD_POLICY.to_owned(), DOCKER.to_owned()]);
+    // A plugin named like a built-in runtime would make `runtimeClasses` ambiguous (a runtime
+    // adapter named `cri` would silently take the CRI runtime's place), and one named like the
+    // built-in policy would hide it.
+    let reserved =
+        [(STATIC_POD_POLICY, "the built-in admission policy"), (DOCKER, "the built-in Docker runtime"), (CRI, "the built-in CRI runtime")];
+    let mut names = HashSet::new();
     let mut resolved = Resolved::default();
     for (i, entry) in entries.iter().enumerate() {
         let at = |field: &str| format!("plugins[{i}].{field}");
         if entry.name.is_empty() || !entry.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(format!("{}: {:?} is not a plugin name (letters, digits, - and _)", at("name"), entry.name));
+        }
+        if let Some((_, what)) = reserved.iter().find(|(name, _)| *name == entry.name) {
+            return Err(format!("{}: {:?} is reserved: it names {what}", at("name"), entry.name));
         }
         if !names.insert(entry.name.clone()) {
             return Err(format!("{}: another plugin is already named {:?}", at("name"), entry.name));
@@ -247,8 +254,18 @@ mod tests {
                 "- {name: a, kind: admission-validator, path: a.wasm}\n- {name: a, kind: admission-validator, path: b.wasm}",
                 "plugins[1].name",
             ),
-            ("- {name: static-pod-policy, kind: admission-validator, path: a.wasm}", "plugins[0].name"),
-            ("- {name: docker, kind: runtime-adapter, path: a.wasm}", "plugins[0].name"),
+            (
+                "- {name: static-pod-policy, kind: admission-validator, path: a.wasm}",
+                "plugins[0].name: \"static-pod-policy\" is reserved: it names the built-in admission policy",
+            ),
+            (
+                "- {name: docker, kind: runtime-adapter, path: a.wasm}",
+                "plugins[0].name: \"docker\" is reserved: it names the built-in Docker runtime",
+            ),
+            (
+                "- {name: cri, kind: runtime-adapter, path: a.wasm}",
+                "plugins[0].name: \"cri\" is reserved: it names the built-in CRI runtime",
+            ),
             ("- {name: a, kind: admission-validator, path: a.wasm, imagePullTimeout: 1m}", "plugins[0].imagePullTimeout"),
             ("- {name: a, kind: manifest-source, path: a.wasm, failurePolicy: Ignore}", "plugins[0].failurePolicy"),
             ("- {name: a, kind: admission-validator, path: a.wasm, interval: 5s}", "plugins[0].interval"),
