@@ -850,3 +850,34 @@ fn warnings_for_host_aliases_volumes_and_selectors() {
     );
     assert_eq!(warned(&pod(json!({}))), Vec::<String>::new());
 }
+
+#[test]
+fn metadata_fields_a_static_pod_rarely_sets() {
+    let with_meta = |meta: Value| {
+        let mut p = raw_pod(json!({}));
+        let mut m = serde_json::to_value(&p.metadata).unwrap();
+        m.as_object_mut().unwrap().extend(meta.as_object().unwrap().clone());
+        p.metadata = serde_json::from_value(m).unwrap();
+        defaults::apply(&mut p);
+        render(validate_pod(&p))
+    };
+    let subdomain = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+    assert_eq!(with_meta(json!({"generateName": "Bad_"})), [format!("metadata.generateName: Invalid value: \"Bad_\": {subdomain}")]);
+    assert_eq!(with_meta(json!({"generateName": "web-"})), Vec::<String>::new(), "a trailing '-' is a prefix's");
+    assert_eq!(with_meta(json!({"generation": -1})), ["metadata.generation: Invalid value: -1: must be greater than or equal to 0"]);
+    // Upstream reports each reference's fields on the list's path, without the index.
+    assert_eq!(
+        with_meta(json!({"ownerReferences": [{"apiVersion": "", "kind": "", "name": "", "uid": ""}]})),
+        [
+            "metadata.ownerReferences.apiVersion: Invalid value: \"\": version must not be empty",
+            "metadata.ownerReferences.kind: Invalid value: \"\": must not be empty",
+            "metadata.ownerReferences.name: Invalid value: \"\": must not be empty",
+            "metadata.ownerReferences.uid: Invalid value: \"\": must not be empty",
+        ]
+    );
+    assert_one(json!({"nodeName": "Node_1"}), &format!("spec.nodeName: Invalid value: \"Node_1\": {subdomain}"));
+    assert_one(
+        json!({"containers": [{"name": "c", "image": "i", "resources": {"claims": [{"name": "gpu"}]}}]}),
+        "spec.containers[0].resources.claims[0]: Not found: \"gpu\": must be one of the names in pod.spec.resourceClaims which is empty",
+    );
+}
