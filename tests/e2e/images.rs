@@ -92,3 +92,50 @@ async fn a_failed_pull_is_reported_and_does_not_hold_up_other_pods() {
     let pod = agent.pod_status("missing").await.unwrap();
     assert_eq!(pod["status"]["phase"], "Pending");
 }
+
+/// `docker …`, which must succeed; its standard output.
+fn docker_cli(args: &[&str]) -> String {
+    let output = std::process::Command::new("docker").args(args).output().unwrap();
+    assert!(output.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn always_pulls_again_and_runs_the_image_now_behind_the_tag() {
+    let docker = docker().await;
+    let tag = format!("t{}", std::process::id());
+    let image = publish_and_forget(&docker, "staticlet-test/always", &tag).await;
+    let mut agent = Agent::new("always");
+    let manifest = pod("moving", &image, "Always")
+        .replace("spec:\n", "spec:\n  terminationGracePeriodSeconds: 2\n")
+        .replace("command: [sleep, '100000']", "command: [sh, -c, 'cat /version 2>/dev/null || echo first; sleep 100000']");
+    agent.write("moving.yaml", &manifest);
+    agent.start();
+    wait_for(Duration::from_secs(90), "the first image's output", || async {
+        agent.container_log("moving", "main").await.contains("first").then_some(())
+    })
+    .await;
+    let first = docker_cli(&["image", "inspect", "--format", "{{.Id}}", &image]);
+
+    // A second image behind the same tag, pushed; the engine's own tag is put back on the first,
+    // so only a pull can bring the second.
+    let builder = format!("staticlet-always-build-{}", std::process::id());
+    docker_cli(&["run", "--name", &builder, BUSYBOX, "sh", "-c", "echo second > /version"]);
+    docker_cli(&["commit", &builder, &image]);
+    docker_cli(&["rm", &builder]);
+    docker_cli(&["push", &image]);
+    docker_cli(&["tag", &first, &image]);
+
+    let pod_name = agent.pod("moving");
+    let restarted = std::process::Command::new(env!("CARGO_BIN_EXE_staticlet"))
+        .args(["restart", "pod", &pod_name, "--api-socket"])
+        .arg(&agent.socket)
+        .output()
+        .unwrap();
+    assert!(restarted.status.success(), "{restarted:?}");
+    wait_for(Duration::from_secs(90), "the second image's output", || async {
+        agent.container_log("moving", "main").await.contains("second").then_some(())
+    })
+    .await;
+    assert_ne!(docker_cli(&["image", "inspect", "--format", "{{.Id}}", &image]), first, "the tag now names the pulled image");
+}
