@@ -66,11 +66,9 @@ pub fn parse(text: &str) -> Result<Option<Document>, YamlError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut documents = split_documents(text).into_iter().filter(|d| !d.is_empty());
     let Some(first) = documents.next() else { return Ok(None) };
-    let root = first.parse()?;
-    let mut converter = Converter { text: first.text, first_line: first.first_line, ..Converter::default() };
-    let value = converter.convert(root, String::new())?;
+    let (value, positions, duplicate_keys) = first.read()?;
     let ignored = documents.enumerate().map(|(i, document)| document.describe(i + 2)).collect();
-    Ok(Some(Document { value, positions: converter.positions, duplicate_keys: converter.duplicate_keys, ignored }))
+    Ok(Some(Document { value, positions, duplicate_keys, ignored }))
 }
 
 /// Text that starts with `{` is JSON to the kubelet (`yaml.ToJSON` passes it through to the
@@ -83,13 +81,8 @@ fn parse_json(text: &str) -> Result<Document, YamlError> {
         let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
         YamlError { position: Some(Position { line: e.line(), column: e.column() }), message }
     })?;
-    let read_as_yaml = split_documents(text).first().and_then(|chunk| {
-        let root = chunk.parse().ok()?;
-        let mut converter = Converter { text: chunk.text, first_line: chunk.first_line, ..Converter::default() };
-        converter.convert(root, String::new()).ok()?;
-        Some((converter.positions, converter.duplicate_keys))
-    });
-    let (positions, duplicate_keys) = read_as_yaml.unwrap_or_default();
+    let read_as_yaml = split_documents(text).first().and_then(|chunk| chunk.read().ok());
+    let (positions, duplicate_keys) = read_as_yaml.map(|(_, positions, duplicates)| (positions, duplicates)).unwrap_or_default();
     Ok(Document { value, positions, duplicate_keys, ignored: Vec::new() })
 }
 
@@ -167,6 +160,14 @@ impl Chunk<'_> {
             let line = line.strip_prefix("---").or_else(|| line.strip_prefix("...")).unwrap_or(line).trim_start();
             line.is_empty() || line.starts_with('#') || line.starts_with('%')
         })
+    }
+
+    /// The document as JSON, with where each field is written and the keys written twice.
+    fn read(&self) -> Result<(Value, PositionIndex, Vec<(String, Position)>), YamlError> {
+        let root = self.parse()?;
+        let mut converter = Converter { text: self.text, first_line: self.first_line, ..Converter::default() };
+        let value = converter.convert(root, String::new())?;
+        Ok((value, converter.positions, converter.duplicate_keys))
     }
 
     fn parse(&self) -> Result<Spanned<Node>, YamlError> {
