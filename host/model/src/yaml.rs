@@ -66,9 +66,9 @@ pub fn parse(text: &str) -> Result<Option<Document>, YamlError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut documents = split_documents(text).into_iter().filter(|d| !d.is_empty());
     let Some(first) = documents.next() else { return Ok(None) };
-    let (value, positions, duplicate_keys) = first.read()?;
-    let ignored = documents.enumerate().map(|(i, document)| document.describe(i + 2)).collect();
-    Ok(Some(Document { value, positions, duplicate_keys, ignored }))
+    let mut document = first.read()?;
+    document.ignored = documents.enumerate().map(|(i, document)| document.describe(i + 2)).collect();
+    Ok(Some(document))
 }
 
 /// Text that starts with `{` is JSON to the kubelet (`yaml.ToJSON` passes it through to the
@@ -82,7 +82,7 @@ fn parse_json(text: &str) -> Result<Document, YamlError> {
         YamlError { position: Some(Position { line: e.line(), column: e.column() }), message }
     })?;
     let read_as_yaml = split_documents(text).first().and_then(|chunk| chunk.read().ok());
-    let (positions, duplicate_keys) = read_as_yaml.map(|(_, positions, duplicates)| (positions, duplicates)).unwrap_or_default();
+    let (positions, duplicate_keys) = read_as_yaml.map(|document| (document.positions, document.duplicate_keys)).unwrap_or_default();
     Ok(Document { value, positions, duplicate_keys, ignored: Vec::new() })
 }
 
@@ -162,12 +162,13 @@ impl Chunk<'_> {
         })
     }
 
-    /// The document as JSON, with where each field is written and the keys written twice.
-    fn read(&self) -> Result<(Value, PositionIndex, Vec<(String, Position)>), YamlError> {
+    /// The document as JSON, with where each field is written and the keys written twice (no
+    /// other documents: the caller knows them).
+    fn read(&self) -> Result<Document, YamlError> {
         let root = self.parse()?;
         let mut converter = Converter { text: self.text, first_line: self.first_line, ..Converter::default() };
         let value = converter.convert(root, String::new())?;
-        Ok((value, converter.positions, converter.duplicate_keys))
+        Ok(Document { value, positions: converter.positions, duplicate_keys: converter.duplicate_keys, ignored: Vec::new() })
     }
 
     fn parse(&self) -> Result<Spanned<Node>, YamlError> {
