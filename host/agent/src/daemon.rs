@@ -16,7 +16,7 @@ use crate::desired::{self, DesiredState};
 use crate::events::Recorder;
 use crate::metrics::{Instrumented, Metrics};
 use crate::mirror::{Mirror, Registration};
-use crate::reconcile::handler::Runner;
+use crate::reconcile::container_action::Runner;
 use crate::reconcile::{Context, Controller};
 use crate::runtimes::Runtimes;
 use crate::source::SourceSnapshot;

@@ -11,7 +11,7 @@
 //! would have brought back.
 
 pub mod backoff;
-pub mod handler;
+pub mod container_action;
 pub mod labels;
 pub mod plan;
 pub mod podconfig;
@@ -174,7 +174,7 @@ pub struct Context {
     /// Where workers publish pod statuses.
     pub status: StatusStore,
     /// Runs probe and hook actions; shared for its HTTP connection pool.
-    pub runner: handler::Runner,
+    pub runner: container_action::Runner,
     /// Where pod events go.
     pub events: Recorder,
     /// Sync durations go here.

@@ -195,7 +195,7 @@ pub fn container_config(
         annotations.insert(INIT_INDEX.to_owned(), index.to_string());
     }
     if let Some(pre_stop) = container.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
-        annotations.insert(PRE_STOP_HANDLER.to_owned(), serde_json::to_string(pre_stop).expect("a handler always serializes"));
+        annotations.insert(PRE_STOP_HANDLER.to_owned(), serde_json::to_string(pre_stop).expect("a preStop hook always serializes"));
     }
     if let Some(ports) = container.ports.as_ref().filter(|p| !p.is_empty()) {
         annotations.insert(CONTAINER_PORTS.to_owned(), serde_json::to_string(ports).expect("ports always serialize"));

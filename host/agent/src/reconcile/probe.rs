@@ -17,7 +17,7 @@ use staticlet_runtime::Runtime;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::handler::{self, Runner};
+use super::container_action::{self, Runner};
 use crate::events::PodEvents;
 
 /// Which probe.
@@ -113,8 +113,8 @@ impl Prober {
             let mut handles = Vec::new();
             for (kind, probe) in probes {
                 let Some(probe) = probe.clone() else { continue };
-                let handler = match handler::from_probe(&probe, c, target.pod_ip) {
-                    Ok(handler) => handler,
+                let action = match container_action::from_probe(&probe, c, target.pod_ip) {
+                    Ok(action) => action,
                     Err(e) => {
                         self.events.warning(Some(&c.name), "Unhealthy", format!("{} probe cannot run: {e}", kind.name()));
                         continue;
@@ -123,7 +123,7 @@ impl Prober {
                 let task = ProbeTask {
                     kind,
                     probe,
-                    handler,
+                    action,
                     has_startup,
                     container_id: target.container_id.to_owned(),
                     container: c.name.clone(),
@@ -160,7 +160,7 @@ impl Drop for Prober {
 struct ProbeTask {
     kind: ProbeKind,
     probe: Probe,
-    handler: handler::Handler,
+    action: container_action::ContainerAction,
     has_startup: bool,
     container_id: String,
     container: String,
@@ -200,7 +200,7 @@ impl ProbeTask {
                 ProbeKind::Liveness | ProbeKind::Readiness if self.has_startup && started != Some(true) => continue,
                 _ => {}
             }
-            let outcome = self.runner.probe(&self.handler, self.runtime.as_ref(), &self.container_id, timeout).await;
+            let outcome = self.runner.probe(&self.action, self.runtime.as_ref(), &self.container_id, timeout).await;
             let success = outcome.is_ok();
             if let Err(message) = &outcome {
                 self.events.warning(Some(&self.container), "Unhealthy", format!("{} probe failed: {message}", self.kind.name()));

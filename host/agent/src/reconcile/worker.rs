@@ -21,7 +21,7 @@ use tracing::{debug, error, info, warn};
 
 use super::Context;
 use super::backoff::BackoffTable;
-use super::handler;
+use super::container_action;
 use super::labels::{
     CONTAINER_PORTS, CONTAINER_ROLE, GRACE_PERIOD, INIT_INDEX, NODE, POD_UID, PRE_STOP_HANDLER, TERMINATION_MESSAGE_PATH,
     TERMINATION_MESSAGE_POLICY, belongs_to,
@@ -546,7 +546,7 @@ impl Worker {
             let ports: Option<Vec<ContainerPort>> = container.annotations.get(CONTAINER_PORTS).and_then(|p| serde_json::from_str(p).ok());
             let name = &container.metadata.name;
             match serde_json::from_str::<LifecycleHandler>(hook).map_err(|e| e.to_string()).and_then(|hook| {
-                handler::from_hook(&hook, ports.as_deref(), if pod_ip.is_empty() { &self.ctx.host_ip } else { pod_ip })
+                container_action::from_hook(&hook, ports.as_deref(), if pod_ip.is_empty() { &self.ctx.host_ip } else { pod_ip })
                     .map_err(|e| e.to_string())
             }) {
                 Ok(action) => {
@@ -591,7 +591,7 @@ impl Worker {
         self.events.normal(Some(name), "Started", format!("Started container {name}"));
 
         if let Some(hook) = container.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
-            let outcome = match handler::from_hook(hook, container.ports.as_deref(), &pod_ip) {
+            let outcome = match container_action::from_hook(hook, container.ports.as_deref(), &pod_ip) {
                 Ok(action) => self.ctx.runner.hook(&action, runtime.as_ref(), &id, POST_START_TIMEOUT).await,
                 Err(e) => Err(e.to_string()),
             };

@@ -17,7 +17,7 @@ const MAX_REDIRECTS: usize = 10;
 
 /// A probe or hook action, resolved: named ports looked up, the host filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Handler {
+pub enum ContainerAction {
     /// Run a command in the container; exit 0 is success.
     Exec(Vec<String>),
     /// GET a URL; for probes, a status from 200 to 399 is success.
@@ -40,14 +40,14 @@ pub enum Handler {
 
 /// Why a probe or hook could not be prepared.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HandlerError {
+pub enum ActionError {
     /// A named port that the container does not declare.
     #[error("port {0:?} is not one of the container's named ports")]
     UnknownPort(String),
     /// A port outside 1..=65535.
     #[error("port {0} is out of range")]
     BadPort(i32),
-    /// A handler with no action set, or one staticlet does not run.
+    /// A probe or hook with no action set, or one staticlet does not run.
     #[error("{0}")]
     Unsupported(String),
 }
@@ -56,10 +56,10 @@ pub enum HandlerError {
 ///
 /// # Errors
 ///
-/// [`HandlerError`] for a port the container does not declare, or a `grpc` probe.
-pub fn from_probe(probe: &Probe, container: &Container, pod_ip: &str) -> Result<Handler, HandlerError> {
+/// [`ActionError`] for a port the container does not declare, or a `grpc` probe.
+pub fn from_probe(probe: &Probe, container: &Container, pod_ip: &str) -> Result<ContainerAction, ActionError> {
     if probe.grpc.is_some() {
-        return Err(HandlerError::Unsupported("grpc probes are not supported yet; use exec, httpGet or tcpSocket".into()));
+        return Err(ActionError::Unsupported("grpc probes are not supported yet; use exec, httpGet or tcpSocket".into()));
     }
     resolve(probe.exec.as_ref(), probe.http_get.as_ref(), probe.tcp_socket.as_ref(), None, container.ports.as_deref(), pod_ip)
 }
@@ -68,8 +68,8 @@ pub fn from_probe(probe: &Probe, container: &Container, pod_ip: &str) -> Result<
 ///
 /// # Errors
 ///
-/// [`HandlerError`] for a port the container does not declare or an empty handler.
-pub fn from_hook(hook: &LifecycleHandler, ports: Option<&[ContainerPort]>, pod_ip: &str) -> Result<Handler, HandlerError> {
+/// [`ActionError`] for a port the container does not declare or a hook with no action.
+pub fn from_hook(hook: &LifecycleHandler, ports: Option<&[ContainerPort]>, pod_ip: &str) -> Result<ContainerAction, ActionError> {
     let sleep = hook.sleep.as_ref().map(|s| Duration::from_secs(s.seconds.max(0) as u64));
     resolve(hook.exec.as_ref(), hook.http_get.as_ref(), hook.tcp_socket.as_ref(), sleep, ports, pod_ip)
 }
@@ -81,9 +81,9 @@ fn resolve(
     sleep: Option<Duration>,
     ports: Option<&[ContainerPort]>,
     pod_ip: &str,
-) -> Result<Handler, HandlerError> {
+) -> Result<ContainerAction, ActionError> {
     if let Some(exec) = exec {
-        return Ok(Handler::Exec(exec.command.clone().unwrap_or_default()));
+        return Ok(ContainerAction::Exec(exec.command.clone().unwrap_or_default()));
     }
     if let Some(http) = http {
         let host = http.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_owned());
@@ -98,31 +98,31 @@ fn resolve(
             _ => host,
         };
         let headers = http.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect();
-        return Ok(Handler::HttpGet { url: format!("{scheme}://{host}:{port}{path}"), headers });
+        return Ok(ContainerAction::HttpGet { url: format!("{scheme}://{host}:{port}{path}"), headers });
     }
     if let Some(tcp) = tcp {
         let host = tcp.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_owned());
-        return Ok(Handler::TcpSocket { host, port: port(&tcp.port, ports)? });
+        return Ok(ContainerAction::TcpSocket { host, port: port(&tcp.port, ports)? });
     }
     if let Some(duration) = sleep {
-        return Ok(Handler::Sleep(duration));
+        return Ok(ContainerAction::Sleep(duration));
     }
-    Err(HandlerError::Unsupported("the handler sets no action (exec, httpGet, tcpSocket or sleep)".into()))
+    Err(ActionError::Unsupported("the hook sets no action (exec, httpGet, tcpSocket or sleep)".into()))
 }
 
 /// A number, or the name of one of the container's ports (or a number written as a string).
-fn port(port: &IntOrString, ports: Option<&[ContainerPort]>) -> Result<u16, HandlerError> {
+fn port(port: &IntOrString, ports: Option<&[ContainerPort]>) -> Result<u16, ActionError> {
     let number = match port {
         IntOrString::Int(n) => *n,
         IntOrString::String(name) => match ports.into_iter().flatten().find(|p| p.name.as_deref() == Some(name.as_str())) {
             Some(p) => p.container_port,
-            None => name.parse().map_err(|_| HandlerError::UnknownPort(name.clone()))?,
+            None => name.parse().map_err(|_| ActionError::UnknownPort(name.clone()))?,
         },
     };
-    u16::try_from(number).ok().filter(|p| *p > 0).ok_or(HandlerError::BadPort(number))
+    u16::try_from(number).ok().filter(|p| *p > 0).ok_or(ActionError::BadPort(number))
 }
 
-/// Runs handlers; one per worker, sharing an HTTP client.
+/// Runs probe and hook actions; one per worker, sharing an HTTP client.
 #[derive(Clone)]
 pub struct Runner {
     probe_client: reqwest::Client,
@@ -156,19 +156,19 @@ pub type Outcome = Result<String, String>;
 
 impl Runner {
     /// Runs a probe's action with its timeout. HTTP answers outside 200..=399 fail.
-    pub async fn probe(&self, handler: &Handler, runtime: &dyn Runtime, container_id: &str, timeout: Duration) -> Outcome {
-        self.run(handler, runtime, container_id, timeout, true).await
+    pub async fn probe(&self, action: &ContainerAction, runtime: &dyn Runtime, container_id: &str, timeout: Duration) -> Outcome {
+        self.run(action, runtime, container_id, timeout, true).await
     }
 
     /// Runs a hook's action within `timeout`. Only a failure to run it, or a non-zero exit,
     /// fails; HTTP status codes do not, as with the kubelet.
-    pub async fn hook(&self, handler: &Handler, runtime: &dyn Runtime, container_id: &str, timeout: Duration) -> Outcome {
-        self.run(handler, runtime, container_id, timeout, false).await
+    pub async fn hook(&self, action: &ContainerAction, runtime: &dyn Runtime, container_id: &str, timeout: Duration) -> Outcome {
+        self.run(action, runtime, container_id, timeout, false).await
     }
 
-    async fn run(&self, handler: &Handler, runtime: &dyn Runtime, container_id: &str, timeout: Duration, probe: bool) -> Outcome {
-        match handler {
-            Handler::Exec(command) => match runtime.exec_sync(container_id, command, timeout).await {
+    async fn run(&self, action: &ContainerAction, runtime: &dyn Runtime, container_id: &str, timeout: Duration, probe: bool) -> Outcome {
+        match action {
+            ContainerAction::Exec(command) => match runtime.exec_sync(container_id, command, timeout).await {
                 Ok(result) => {
                     let mut output = String::from_utf8_lossy(&result.stdout).into_owned();
                     output.push_str(&String::from_utf8_lossy(&result.stderr));
@@ -181,7 +181,7 @@ impl Runner {
                 Err(RuntimeError::DeadlineExceeded { after, .. }) => Err(format!("command {command:?} timed out after {after:?}")),
                 Err(e) => Err(format!("command {command:?}: {e}")),
             },
-            Handler::HttpGet { url, headers } => {
+            ContainerAction::HttpGet { url, headers } => {
                 let client = if probe { &self.probe_client } else { &self.hook_client };
                 let mut request = client.get(url).timeout(timeout).header(reqwest::header::ACCEPT, "*/*");
                 for (name, value) in headers {
@@ -202,14 +202,14 @@ impl Runner {
                     Err(e) => Err(format!("Get \"{url}\": {}", crate::error_chain(&e))),
                 }
             }
-            Handler::TcpSocket { host, port } => {
+            ContainerAction::TcpSocket { host, port } => {
                 match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), *port))).await {
                     Ok(Ok(_)) => Ok(String::new()),
                     Ok(Err(e)) => Err(format!("dial tcp {host}:{port}: connect: {e}")),
                     Err(_) => Err(format!("dial tcp {host}:{port}: i/o timeout")),
                 }
             }
-            Handler::Sleep(duration) => {
+            ContainerAction::Sleep(duration) => {
                 tokio::time::sleep((*duration).min(timeout)).await;
                 Ok(String::new())
             }
@@ -231,22 +231,25 @@ mod tests {
         let probe: Probe = serde_json::from_value(serde_json::json!({"httpGet": {"port": "http", "path": "healthz"}})).unwrap();
         assert_eq!(
             from_probe(&probe, &c, "172.17.0.2").unwrap(),
-            Handler::HttpGet { url: "http://172.17.0.2:8080/healthz".into(), headers: vec![] }
+            ContainerAction::HttpGet { url: "http://172.17.0.2:8080/healthz".into(), headers: vec![] }
         );
         let tcp: Probe = serde_json::from_value(serde_json::json!({"tcpSocket": {"port": 53, "host": "::1"}})).unwrap();
-        assert_eq!(from_probe(&tcp, &c, "x").unwrap(), Handler::TcpSocket { host: "::1".into(), port: 53 });
+        assert_eq!(from_probe(&tcp, &c, "x").unwrap(), ContainerAction::TcpSocket { host: "::1".into(), port: 53 });
         let v6: Probe = serde_json::from_value(serde_json::json!({"httpGet": {"port": 80, "scheme": "HTTPS"}})).unwrap();
-        assert_eq!(from_probe(&v6, &c, "fd00::2").unwrap(), Handler::HttpGet { url: "https://[fd00::2]:80/".into(), headers: vec![] });
+        assert_eq!(
+            from_probe(&v6, &c, "fd00::2").unwrap(),
+            ContainerAction::HttpGet { url: "https://[fd00::2]:80/".into(), headers: vec![] }
+        );
         let unknown: Probe = serde_json::from_value(serde_json::json!({"tcpSocket": {"port": "metrics"}})).unwrap();
-        assert_eq!(from_probe(&unknown, &c, "x"), Err(HandlerError::UnknownPort("metrics".into())));
+        assert_eq!(from_probe(&unknown, &c, "x"), Err(ActionError::UnknownPort("metrics".into())));
         let grpc: Probe = serde_json::from_value(serde_json::json!({"grpc": {"port": 9000}})).unwrap();
-        assert!(matches!(from_probe(&grpc, &c, "x"), Err(HandlerError::Unsupported(_))));
+        assert!(matches!(from_probe(&grpc, &c, "x"), Err(ActionError::Unsupported(_))));
     }
 
     #[test]
     fn hooks_take_sleep() {
         let hook: LifecycleHandler = serde_json::from_value(serde_json::json!({"sleep": {"seconds": 5}})).unwrap();
-        assert_eq!(from_hook(&hook, None, "x").unwrap(), Handler::Sleep(Duration::from_secs(5)));
+        assert_eq!(from_hook(&hook, None, "x").unwrap(), ContainerAction::Sleep(Duration::from_secs(5)));
         assert!(from_hook(&LifecycleHandler::default(), None, "x").is_err());
     }
 }
