@@ -2,7 +2,7 @@
 //! behaviour depends on. Applying them before hashing is what makes a default written out
 //! explicitly hash the same as one left implicit.
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Probe, Volume};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Probe};
 
 /// The grace period the API server gives a pod that names none.
 pub const DEFAULT_GRACE_PERIOD_SECONDS: i64 = 30;
@@ -40,7 +40,7 @@ fn apply_spec(spec: &mut PodSpec) {
     for volume in spec.volumes.iter_mut().flatten() {
         // A volume that names no source is an emptyDir (`SetDefaults_Volume`): manifests written
         // as `- name: run-dir` alone, or with a misspelt source the decoder dropped, run.
-        if has_no_source(volume) {
+        if crate::validate::sources_set(volume).is_empty() {
             volume.empty_dir = Some(Default::default());
         }
         if let Some(host_path) = volume.host_path.as_mut() {
@@ -49,15 +49,6 @@ fn apply_spec(spec: &mut PodSpec) {
         if let Some(field_refs) = volume.downward_api.as_mut() {
             field_refs.default_mode.get_or_insert(0o644);
         }
-    }
-}
-
-/// Whether a volume sets none of the API's sources, judged from its JSON form so that every
-/// source the API knows counts.
-fn has_no_source(volume: &Volume) -> bool {
-    match serde_json::to_value(volume) {
-        Ok(serde_json::Value::Object(fields)) => fields.iter().all(|(key, value)| key == "name" || value.is_null()),
-        _ => false,
     }
 }
 

@@ -25,6 +25,8 @@ use crate::field::FieldError;
 pub use names::{is_dns1123_label, is_dns1123_subdomain, is_iana_svc_name, is_label_value, is_qualified_name, is_safe_uid};
 pub use warnings::warnings;
 
+pub(crate) use volume::sources_set;
+
 /// Validates a defaulted pod; an empty list means it is valid.
 pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
     let mut errors = Vec::new();

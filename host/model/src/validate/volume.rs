@@ -79,12 +79,17 @@ pub(super) fn validate_volumes(volumes: &[Volume], errors: &mut Vec<FieldError>)
     valid
 }
 
-fn validate_source(volume: &Volume, path: &str, errors: &mut Vec<FieldError>) {
-    // Counted from the JSON form so that every source the API knows counts.
-    let set: HashSet<String> = match serde_json::to_value(volume) {
+/// The sources a volume sets, by JSON field name, read from its JSON form so that every source
+/// the API knows counts, those this agent does not run included.
+pub(crate) fn sources_set(volume: &Volume) -> HashSet<String> {
+    match serde_json::to_value(volume) {
         Ok(serde_json::Value::Object(map)) => map.into_iter().filter(|(k, v)| k != "name" && !v.is_null()).map(|(k, _)| k).collect(),
         _ => HashSet::new(),
-    };
+    }
+}
+
+fn validate_source(volume: &Volume, path: &str, errors: &mut Vec<FieldError>) {
+    let set = sources_set(volume);
     let mut count = 0;
     for (field, reported) in SOURCES {
         if !set.contains(field) {
