@@ -79,7 +79,7 @@ fn kind_message(kind: &Option<String>) -> String {
     }
 }
 
-/// Decodes one Pod from YAML or JSON (JSON is YAML, and is read by the same rules).
+/// Decodes one Pod from YAML or JSON (text that starts with `{` is JSON, as to the kubelet).
 ///
 /// # Errors
 ///

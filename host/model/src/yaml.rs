@@ -320,7 +320,7 @@ struct Converter<'a> {
     duplicate_keys: Vec<(String, Position)>,
 }
 
-impl Converter<'_> {
+impl<'a> Converter<'a> {
     fn position(&self, node: &Spanned<Node>) -> Position {
         Position {
             line: self.first_line + usize::try_from(node.referenced.line()).unwrap_or(0),
@@ -328,8 +328,9 @@ impl Converter<'_> {
         }
     }
 
-    /// The node's own text, when the parser kept its byte range.
-    fn spelling(&self, node: &Spanned<Node>) -> Option<&str> {
+    /// The node's own text, when the parser kept its byte range: a slice of the document, so
+    /// looking at it copies nothing.
+    fn spelling(&self, node: &Spanned<Node>) -> Option<&'a str> {
         let span = node.defined.span();
         let start = usize::try_from(span.byte_offset()?).ok()?;
         let len = usize::try_from(span.byte_len()?).ok()?;
@@ -338,11 +339,11 @@ impl Converter<'_> {
 
     fn convert(&mut self, node: Spanned<Node>, path: String) -> Result<Value, YamlError> {
         let position = self.position(&node);
-        let spelling = self.spelling(&node).map(str::to_owned);
+        let spelling = self.spelling(&node);
         Ok(match node.value {
             Node::Null => Value::Null,
             Node::Bool(b) => match spelling {
-                Some(text) if !YAML11_BOOLEANS.contains(&text.as_str()) => Value::String(text),
+                Some(text) if !YAML11_BOOLEANS.contains(&text) => Value::String(text.to_owned()),
                 _ => Value::Bool(b),
             },
             Node::Int(i) => Value::Number(i.into()),
@@ -351,7 +352,7 @@ impl Converter<'_> {
                 position: Some(position),
                 message: format!(
                     "{path}: {} cannot be written as JSON, which is what the kubelet turns YAML into; quote it if it is a string",
-                    spelling.as_deref().unwrap_or("a non-finite number")
+                    spelling.unwrap_or("a non-finite number")
                 ),
             })?,
             Node::Str(s) => Value::String(s),
