@@ -186,7 +186,7 @@ impl Chunk<'_> {
         options.budget = Some(budget);
         options.alias_limits.max_total_replayed_events = MAX_NODES;
         serde_saphyr::from_str_with_options::<Spanned<Node>>(self.text, options).map_err(|e| {
-            let position = e.location().map(|l| self.position(l.line(), l.column()));
+            let position = e.location().map(|l| file_position(self.first_line, l.line(), l.column()));
             let message = e.without_snippet().to_string();
             // The parser appends its own "at line L column C", relative to this document.
             let mut message = message.split(" at line ").next().unwrap_or(&message).to_owned();
@@ -195,10 +195,6 @@ impl Chunk<'_> {
             }
             YamlError { position, message }
         })
-    }
-
-    fn position(&self, line: u64, column: u64) -> Position {
-        Position { line: self.first_line + usize::try_from(line).unwrap_or(usize::MAX), column: usize::try_from(column).unwrap_or(0) }
     }
 
     /// Names the document for a warning; it starts at its `---` marker, or at its first line of
@@ -229,6 +225,12 @@ impl Chunk<'_> {
         });
         IgnoredDocument { number, position, summary }
     }
+}
+
+/// A position the parser gave within one document, as a position in the file.
+fn file_position(first_line: usize, line: u64, column: u64) -> Position {
+    let line = usize::try_from(line).unwrap_or(usize::MAX).saturating_add(first_line);
+    Position { line, column: usize::try_from(column).unwrap_or(usize::MAX) }
 }
 
 /// A YAML node as serde-saphyr resolved it, with the span of every child.
@@ -322,10 +324,7 @@ struct Converter<'a> {
 
 impl<'a> Converter<'a> {
     fn position(&self, node: &Spanned<Node>) -> Position {
-        Position {
-            line: self.first_line + usize::try_from(node.referenced.line()).unwrap_or(0),
-            column: usize::try_from(node.referenced.column()).unwrap_or(0),
-        }
+        file_position(self.first_line, node.referenced.line(), node.referenced.column())
     }
 
     /// The node's own text, when the parser kept its byte range: a slice of the document, so
