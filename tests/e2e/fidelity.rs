@@ -8,16 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, containers, docker, name, running, sleeper, wait_for};
+use crate::support::{Agent, containers, docker, docker_cli, name, running, sleeper, wait_for};
 
 const START: Duration = Duration::from_secs(60);
-
-/// `docker exec` in a running container, its standard output.
-fn exec(id: &str, command: &[&str]) -> String {
-    let output = Command::new("docker").arg("exec").arg(id).args(command).output().unwrap();
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_control_plane_pod_runs_on_a_node_with_a_long_upper_case_hostname() {
@@ -54,7 +47,7 @@ spec:
     })
     .await;
     // The pod's hostname is its name cut to a DNS label, as the kubelet cuts it.
-    let in_pod = exec(container.id.as_deref().unwrap(), &["hostname"]);
+    let in_pod = docker_cli(&["exec", container.id.as_deref().unwrap(), "hostname"]);
     assert_eq!(in_pod, pod_name[..63].trim_end_matches(['-', '.']), "{in_pod}");
     let (code, pod) = agent.api("GET", &format!("/api/v1/namespaces/kube-system/pods/{pod_name}")).await.unwrap();
     assert_eq!(code, 200, "{pod}");

@@ -8,7 +8,7 @@ use bollard::query_parameters::{PushImageOptions, RemoveImageOptions, TagImageOp
 use futures::StreamExt;
 
 use crate::support::images::{BUSYBOX, REGISTRY};
-use crate::support::{Agent, container_status, docker, running, wait_for};
+use crate::support::{Agent, container_status, docker, docker_cli, running, wait_for};
 
 /// Pushes the test image to the local registry as `repo:tag`, then removes it from the engine,
 /// so the only way back is a pull.
@@ -91,13 +91,6 @@ async fn a_failed_pull_is_reported_and_does_not_hold_up_other_pods() {
     .await;
     let pod = agent.pod_status("missing").await.unwrap();
     assert_eq!(pod["status"]["phase"], "Pending");
-}
-
-/// `docker …`, which must succeed; its standard output.
-fn docker_cli(args: &[&str]) -> String {
-    let output = std::process::Command::new("docker").args(args).output().unwrap();
-    assert!(output.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]

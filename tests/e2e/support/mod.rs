@@ -49,6 +49,13 @@ pub async fn running(docker: &Docker, node: &str, prefix: &str) -> Vec<Container
         .collect()
 }
 
+/// `docker …`, which must succeed; its standard output, trimmed.
+pub fn docker_cli(args: &[&str]) -> String {
+    let output = Command::new("docker").args(args).output().unwrap();
+    assert!(output.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
 /// A container's name without Docker's leading slash.
 pub fn name(c: &ContainerSummary) -> String {
     c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_owned()).unwrap_or_default()

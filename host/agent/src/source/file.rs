@@ -387,10 +387,6 @@ fn watch(dir: &Path, events: mpsc::UnboundedSender<Change>) -> Option<notify::Re
 mod tests {
     use super::*;
 
-    fn lister(path: &Path) -> Lister {
-        Lister::new(path)
-    }
-
     #[test]
     fn reads_only_manifests() {
         let dir = tempfile::tempdir().unwrap();
@@ -398,7 +394,7 @@ mod tests {
             std::fs::write(dir.path().join(name), "x").unwrap();
         }
         std::fs::create_dir(dir.path().join("sub.yaml")).unwrap();
-        let snapshot = lister(dir.path()).relist();
+        let snapshot = Lister::new(dir.path()).relist();
         let names: Vec<_> = snapshot.items.keys().map(|k| Path::new(k).file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["a.yaml", "b.yml", "c.json"]);
         assert!(snapshot.ready);
@@ -408,7 +404,7 @@ mod tests {
     fn a_missing_directory_is_an_empty_source_that_was_read_and_is_waited_for() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("later");
-        let mut lister = lister(&path);
+        let mut lister = Lister::new(&path);
         let empty = lister.relist();
         assert!(empty.ready && empty.items.is_empty());
         assert!(lister.missing);
@@ -427,10 +423,10 @@ mod tests {
         std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).unwrap();
         std::fs::write(dir.path().join("pod.yaml"), "x").unwrap();
         // Each would block or never end if opened and read: the listing returns at once.
-        let snapshot = lister(dir.path()).relist();
+        let snapshot = Lister::new(dir.path()).relist();
         assert_eq!(snapshot.items.keys().map(String::as_str).collect::<Vec<_>>(), [dir.path().join("pod.yaml").display().to_string()]);
         // The same for a FIFO given as the manifest path itself.
-        let as_path = lister(&fifo).relist();
+        let as_path = Lister::new(&fifo).relist();
         assert!(as_path.ready && as_path.items.is_empty());
         assert_eq!(read_capped(&fifo).unwrap_err(), NOT_REGULAR);
     }
@@ -445,7 +441,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = std::fs::File::create(dir.path().join("big.yaml")).unwrap();
         file.set_len(MAX_FILE_BYTES + 1).unwrap();
-        let snapshot = lister(dir.path()).relist();
+        let snapshot = Lister::new(dir.path()).relist();
         let item = snapshot.items.values().next().unwrap();
         assert!(item.as_ref().unwrap_err().message.contains("limit"));
     }
@@ -458,7 +454,7 @@ mod tests {
         std::fs::write(store.path().join("v2"), "two!").unwrap();
         let link = dir.path().join("pod.yaml");
         std::os::unix::fs::symlink(store.path().join("v1"), &link).unwrap();
-        let mut lister = lister(dir.path());
+        let mut lister = Lister::new(dir.path());
         let first = lister.relist();
         assert_eq!(&*first.items.values().next().unwrap().as_ref().unwrap().bytes, b"one");
         std::fs::remove_file(&link).unwrap();
