@@ -325,6 +325,12 @@ impl Worker {
             warn!(uid = %self.uid, "cannot save the pod's state; back-off will not survive a restart: {e}");
         }
         self.report_waiting(wanted, &plan);
+        if wanted.is_none() {
+            // Its manifest is gone: the pod leaves the API at once, as it leaves the kubelet's
+            // pod manager, while its objects are torn down (forgetting it afterwards let the API
+            // show it for a moment after its last object was gone).
+            self.forget_status();
+        }
         let retry_at = match self.execute(wanted, &observed, &plan).await {
             Ok(retry_at) => retry_at,
             Err(e) => {
@@ -338,8 +344,6 @@ impl Worker {
         if let Some(pod) = wanted_arc {
             self.watch_probes(pod, &observed).await;
             self.publish(pod, &observed, &plan).await;
-        } else {
-            self.forget_status();
         }
         let wait = match retry_at {
             Some(at) => at.duration_since(SystemTime::now()).unwrap_or_default().max(self.next_retry()),
