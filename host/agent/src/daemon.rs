@@ -123,6 +123,7 @@ pub async fn run(
         runner: Runner::default(),
         events: events.clone(),
         metrics: metrics.clone(),
+        clock: staticlet_runtime::Clock::SYSTEM,
     });
 
     let file = FileSource { path: config.static_pod_path.clone(), check_frequency: config.file_check_frequency };

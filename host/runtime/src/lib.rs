@@ -15,10 +15,12 @@
 //! - Labels and annotations given in a config come back unchanged from the list calls; they are
 //!   how the agent finds its own objects again after a restart.
 
+mod clock;
 mod fake;
 mod stream;
 mod types;
 
+pub use clock::Clock;
 pub use fake::FakeRuntime;
 pub use stream::*;
 pub use types::*;

@@ -12,11 +12,17 @@
 
 pub mod backoff;
 pub mod container_action;
+pub mod execute;
 pub mod labels;
+pub mod observe;
 pub mod plan;
 pub mod podconfig;
 pub mod probe;
+pub mod publish;
 pub mod worker;
+
+#[cfg(test)]
+mod testing;
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -25,7 +31,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use staticlet_model::StaticPod;
-use staticlet_runtime::{Container, LabelFilter, PodSandbox, Runtime, RuntimeError};
+use staticlet_runtime::{Clock, Container, LabelFilter, PodSandbox, Runtime, RuntimeError};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -179,6 +185,8 @@ pub struct Context {
     pub events: Recorder,
     /// Sync durations go here.
     pub metrics: Metrics,
+    /// The wall clock back-offs and probe delays are measured on.
+    pub clock: Clock,
 }
 
 /// A request to restart a pod: every container stopped, and the pod started afresh.

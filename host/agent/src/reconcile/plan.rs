@@ -1,16 +1,28 @@
-//! The planner: a pure function from (wanted pod, observed runtime objects, back-off, now) to
-//! the actions that bring the runtime to the wanted state. It decides; the worker acts and
-//! owns every clock and side effect, so these rules are tested without a runtime or a timer.
+//! The planner: pure functions from (wanted pod, observed runtime objects, back-off, requests,
+//! now) to the actions that bring the runtime to the wanted state, and from (pull policy, image
+//! presence, image back-off, now) to what to do about an image. It decides; the worker observes,
+//! acts and owns every clock and side effect, so these rules are tested without a runtime or a
+//! timer.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use staticlet_model::StaticPod;
+use staticlet_model::status::IMAGE_PULL_BACK_OFF;
 use staticlet_runtime::{Container, ContainerState, ContainerStatus, PodSandbox, SandboxState};
 
 use super::backoff::BackoffTable;
 use super::labels::{CONTAINER_HASH, SANDBOX_HASH};
-use super::probe::Unhealthy;
+
+/// A running container that must be stopped: it failed its liveness or startup probe, or its
+/// `postStart` hook. The restart policy and back-off decide what follows once it has exited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unhealthy {
+    /// For the log: `failed liveness probe`.
+    pub reason: String,
+    /// The probe's own `terminationGracePeriodSeconds`, which overrides the pod's.
+    pub grace_seconds: Option<i64>,
+}
 
 /// A container as observed, with its status once it has exited.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +31,8 @@ pub struct ObservedContainer {
     pub container: Container,
     /// The detailed status, fetched once per state.
     pub status: Option<ContainerStatus>,
-    /// Set when a running container failed its liveness or startup probe.
+    /// Set when a running container failed its liveness or startup probe or its `postStart`
+    /// hook.
     pub unhealthy: Option<Unhealthy>,
     /// A running container whose startup probe has not passed yet: a sidecar in this state
     /// holds back the init containers after it.
@@ -109,6 +122,9 @@ pub struct Plan {
     pub failed: bool,
     /// Nothing of the pod is left and nothing is wanted: the worker may stop.
     pub gone: bool,
+    /// A requested restart: once the actions are done the pod starts afresh, with no back-off,
+    /// a new start time and restart counts from zero.
+    pub afresh: bool,
 }
 
 impl Plan {
@@ -118,11 +134,23 @@ impl Plan {
     }
 }
 
+/// What someone asked of a pod, beside its manifest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requests {
+    /// `staticlet restart`: stop every container and start the pod afresh.
+    pub restart: bool,
+}
+
 /// Plans one pod. `wanted` is `None` when its manifest is gone.
-pub fn plan(wanted: Option<&StaticPod>, observed: &ObservedPod, backoff: &BackoffTable, now: SystemTime) -> Plan {
+pub fn plan(wanted: Option<&StaticPod>, observed: &ObservedPod, backoff: &BackoffTable, requests: Requests, now: SystemTime) -> Plan {
     match wanted {
         None if observed.is_empty() => Plan { gone: true, ..Plan::default() },
         None => Plan { actions: vec![Action::KillPod { reason: "its manifest was removed".into() }], ..Plan::default() },
+        Some(_) if requests.restart => Plan {
+            actions: (!observed.is_empty()).then(|| Action::KillPod { reason: "a restart was requested".into() }).into_iter().collect(),
+            afresh: true,
+            ..Plan::default()
+        },
         // The kubelet stops a pod being deleted and starts nothing of it; so does a manifest
         // that carries a deletionTimestamp. The worker stays, to report the pod.
         Some(pod) if pod.pod.metadata.deletion_timestamp.is_some() => Plan {
@@ -133,6 +161,49 @@ pub fn plan(wanted: Option<&StaticPod>, observed: &ObservedPod, backoff: &Backof
             ..Plan::default()
         },
         Some(pod) => Planner { pod, observed, backoff, now, plan: Plan::default() }.run(),
+    }
+}
+
+/// What to do about a container's image before creating the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageStep {
+    /// Use the image present on the node.
+    Use,
+    /// Pull it first.
+    Pull,
+    /// Do not create the container now: the status's waiting reason, its message, and when to
+    /// try again if a back-off is running.
+    Refuse {
+        /// `ErrImageNeverPull` or `ImagePullBackOff`.
+        reason: &'static str,
+        /// The kubelet's words.
+        message: String,
+        /// The end of the image's pull back-off.
+        retry_at: Option<SystemTime>,
+    },
+}
+
+/// The image step for `image` under pull `policy`, as the kubelet's image manager decides it:
+/// `Never` uses what is there or refuses, `IfNotPresent` pulls only what is missing, `Always`
+/// pulls every time; a pull that failed holds later pulls of the image back (the image's entry
+/// in `image_backoff`).
+pub fn image_step(image: &str, policy: &str, present: bool, image_backoff: &BackoffTable, now: SystemTime) -> ImageStep {
+    match policy {
+        "Never" if !present => {
+            return ImageStep::Refuse {
+                reason: "ErrImageNeverPull",
+                message: format!("Container image \"{image}\" is not present with pull policy of Never"),
+                retry_at: None,
+            };
+        }
+        "IfNotPresent" | "Never" if present => return ImageStep::Use,
+        _ => {}
+    }
+    match image_backoff.waiting_since_update(image, now) {
+        Some(until) => {
+            ImageStep::Refuse { reason: IMAGE_PULL_BACK_OFF, message: format!("Back-off pulling image \"{image}\""), retry_at: Some(until) }
+        }
+        None => ImageStep::Pull,
     }
 }
 
@@ -447,7 +518,7 @@ mod tests {
     #[test]
     fn a_new_pod_gets_a_sandbox_and_its_containers() {
         let pod = pod("", "  - name: a\n    image: i:1\n  - name: b\n    image: i:1\n");
-        let plan = plan(Some(&pod), &ObservedPod::default(), &BackoffTable::default(), t(0));
+        let plan = plan(Some(&pod), &ObservedPod::default(), &BackoffTable::default(), Requests::default(), t(0));
         assert_eq!(plan.actions, vec![Action::CreateSandbox { attempt: 0 }, start("a", 0), start("b", 0)]);
     }
 
@@ -458,7 +529,7 @@ mod tests {
             sandboxes: vec![sandbox(&pod, "sb", 0, SandboxState::Ready)],
             containers: vec![container(&pod, "c0", "app", 0, ContainerState::Running, None)],
         };
-        assert_eq!(plan(Some(&pod), &observed, &BackoffTable::default(), t(5)), Plan::default());
+        assert_eq!(plan(Some(&pod), &observed, &BackoffTable::default(), Requests::default(), t(5)), Plan::default());
     }
 
     #[test]
@@ -472,7 +543,7 @@ mod tests {
                 container(&old, "cb", "b", 0, ContainerState::Running, None),
             ],
         };
-        let plan = plan(Some(&new), &observed, &BackoffTable::default(), t(5));
+        let plan = plan(Some(&new), &observed, &BackoffTable::default(), Requests::default(), t(5));
         assert_eq!(
             plan.actions,
             vec![
@@ -490,7 +561,7 @@ mod tests {
             sandboxes: vec![sandbox(&old, "sb", 0, SandboxState::Ready)],
             containers: vec![container(&old, "c0", "app", 0, ContainerState::Running, None)],
         };
-        let plan = plan(Some(&new), &observed, &BackoffTable::default(), t(5));
+        let plan = plan(Some(&new), &observed, &BackoffTable::default(), Requests::default(), t(5));
         assert!(matches!(&plan.actions[0], Action::KillPod { .. }));
         assert_eq!(plan.actions[1..], [Action::CreateSandbox { attempt: 1 }, start("app", 1)]);
     }
@@ -499,7 +570,7 @@ mod tests {
     fn a_dead_sandbox_is_replaced() {
         let pod = pod("", ONE);
         let observed = ObservedPod { sandboxes: vec![sandbox(&pod, "sb", 2, SandboxState::NotReady)], containers: vec![] };
-        let plan = plan(Some(&pod), &observed, &BackoffTable::default(), t(5));
+        let plan = plan(Some(&pod), &observed, &BackoffTable::default(), Requests::default(), t(5));
         assert_eq!(
             plan.actions,
             vec![Action::KillPod { reason: "its sandbox is not running".into() }, Action::CreateSandbox { attempt: 3 }, start("app", 0)]
@@ -515,15 +586,15 @@ mod tests {
             containers: vec![container(&pod, &format!("c{attempt}"), "app", attempt, ContainerState::Exited, Some((1, at)))],
         };
         // First crash: restart at once.
-        let first = plan(Some(&pod), &crashed(0, 10), &backoff, t(10));
+        let first = plan(Some(&pod), &crashed(0, 10), &backoff, Requests::default(), t(10));
         assert_eq!(first.actions, vec![start("app", 1)]);
         assert_eq!(first.backoff_next, vec![("app".to_owned(), t(10))]);
         backoff.next("app", t(10));
         // Second crash: wait 10 s.
-        let second = plan(Some(&pod), &crashed(1, 12), &backoff, t(12));
+        let second = plan(Some(&pod), &crashed(1, 12), &backoff, Requests::default(), t(12));
         assert!(second.actions.is_empty());
         assert_eq!(second.requeue_at(), Some(t(22)));
-        let after = plan(Some(&pod), &crashed(1, 12), &backoff, t(22));
+        let after = plan(Some(&pod), &crashed(1, 12), &backoff, Requests::default(), t(22));
         assert_eq!(after.actions, vec![start("app", 2)]);
     }
 
@@ -535,7 +606,7 @@ mod tests {
                 sandboxes: vec![sandbox(&pod, "sb", 0, SandboxState::Ready)],
                 containers: vec![container(&pod, "c0", "app", 0, ContainerState::Exited, Some((code, 1)))],
             };
-            let plan = plan(Some(&pod), &observed, &BackoffTable::default(), t(5));
+            let plan = plan(Some(&pod), &observed, &BackoffTable::default(), Requests::default(), t(5));
             assert_eq!(plan.actions == vec![start("app", 1)], restarts, "{policy} exit {code}");
         }
     }
@@ -544,13 +615,13 @@ mod tests {
     fn init_containers_run_in_order_before_apps() {
         let pod = pod("  initContainers:\n  - name: i1\n    image: i:1\n  - name: i2\n    image: i:1\n", ONE);
         let sb = || sandbox(&pod, "sb", 0, SandboxState::Ready);
-        let fresh = plan(Some(&pod), &ObservedPod::default(), &BackoffTable::default(), t(0));
+        let fresh = plan(Some(&pod), &ObservedPod::default(), &BackoffTable::default(), Requests::default(), t(0));
         assert_eq!(fresh.actions, vec![Action::CreateSandbox { attempt: 0 }, start("i1", 0)]);
         let running = ObservedPod { sandboxes: vec![sb()], containers: vec![container(&pod, "x", "i1", 0, ContainerState::Running, None)] };
-        assert!(plan(Some(&pod), &running, &BackoffTable::default(), t(1)).actions.is_empty());
+        assert!(plan(Some(&pod), &running, &BackoffTable::default(), Requests::default(), t(1)).actions.is_empty());
         let first_done =
             ObservedPod { sandboxes: vec![sb()], containers: vec![container(&pod, "x", "i1", 0, ContainerState::Exited, Some((0, 1)))] };
-        assert_eq!(plan(Some(&pod), &first_done, &BackoffTable::default(), t(2)).actions, vec![start("i2", 0)]);
+        assert_eq!(plan(Some(&pod), &first_done, &BackoffTable::default(), Requests::default(), t(2)).actions, vec![start("i2", 0)]);
         let both_done = ObservedPod {
             sandboxes: vec![sb()],
             containers: vec![
@@ -558,7 +629,7 @@ mod tests {
                 container(&pod, "y", "i2", 0, ContainerState::Exited, Some((0, 2))),
             ],
         };
-        assert_eq!(plan(Some(&pod), &both_done, &BackoffTable::default(), t(3)).actions, vec![start("app", 0)]);
+        assert_eq!(plan(Some(&pod), &both_done, &BackoffTable::default(), Requests::default(), t(3)).actions, vec![start("app", 0)]);
     }
 
     #[test]
@@ -567,7 +638,7 @@ mod tests {
         let mut running = container(&pod, "c0", "app", 0, ContainerState::Running, None);
         running.unhealthy = Some(Unhealthy { reason: "failed liveness probe".into(), grace_seconds: Some(5) });
         let observed = ObservedPod { sandboxes: vec![sandbox(&pod, "sb", 0, SandboxState::Ready)], containers: vec![running] };
-        let plan = plan(Some(&pod), &observed, &BackoffTable::default(), t(5));
+        let plan = plan(Some(&pod), &observed, &BackoffTable::default(), Requests::default(), t(5));
         assert_eq!(
             plan.actions,
             vec![Action::KillContainer {
@@ -587,7 +658,7 @@ mod tests {
     }
 
     fn plan_for(pod: &StaticPod, observed: &ObservedPod) -> Plan {
-        plan(Some(pod), observed, &BackoffTable::default(), t(7))
+        plan(Some(pod), observed, &BackoffTable::default(), Requests::default(), t(7))
     }
 
     #[test]
@@ -599,13 +670,13 @@ mod tests {
         };
         let always = pod(init, ONE);
         let mut backoff = BackoffTable::default();
-        assert_eq!(plan(Some(&always), &failed(&always, 0), &backoff, t(5)).actions, vec![start("i1", 1)]);
+        assert_eq!(plan(Some(&always), &failed(&always, 0), &backoff, Requests::default(), t(5)).actions, vec![start("i1", 1)]);
         backoff.next("i1", t(4));
-        let waiting = plan(Some(&always), &failed(&always, 1), &backoff, t(5));
+        let waiting = plan(Some(&always), &failed(&always, 1), &backoff, Requests::default(), t(5));
         assert!(waiting.actions.is_empty(), "the app never starts while init fails");
         assert_eq!(waiting.requeue_at(), Some(t(14)));
         let never = pod(&format!("  restartPolicy: Never\n{init}"), ONE);
-        let plan = plan(Some(&never), &failed(&never, 0), &BackoffTable::default(), t(5));
+        let plan = plan(Some(&never), &failed(&never, 0), &BackoffTable::default(), Requests::default(), t(5));
         assert!(plan.failed && plan.actions.is_empty());
     }
 
@@ -632,7 +703,7 @@ mod tests {
                 container(&pod, "c2", "app", 2, ContainerState::Running, None),
             ],
         };
-        let plan = plan(Some(&pod), &observed, &BackoffTable::default(), t(5));
+        let plan = plan(Some(&pod), &observed, &BackoffTable::default(), Requests::default(), t(5));
         assert_eq!(plan.actions, vec![Action::RemoveContainer { id: "c0".into() }]);
     }
 
@@ -646,7 +717,7 @@ mod tests {
                 container(&pod, "old", "gone", 0, ContainerState::Running, None),
             ],
         };
-        let plan_kept = plan(Some(&pod), &observed, &BackoffTable::default(), t(5));
+        let plan_kept = plan(Some(&pod), &observed, &BackoffTable::default(), Requests::default(), t(5));
         assert_eq!(
             plan_kept.actions,
             vec![
@@ -659,8 +730,70 @@ mod tests {
                 Action::RemoveContainer { id: "old".into() },
             ]
         );
-        let plan_none = plan(None, &observed, &BackoffTable::default(), t(5));
+        let plan_none = plan(None, &observed, &BackoffTable::default(), Requests::default(), t(5));
         assert!(matches!(plan_none.actions[..], [Action::KillPod { .. }]));
-        assert!(plan(None, &ObservedPod::default(), &BackoffTable::default(), t(5)).gone);
+        assert!(plan(None, &ObservedPod::default(), &BackoffTable::default(), Requests::default(), t(5)).gone);
+    }
+
+    #[test]
+    fn a_requested_restart_stops_everything_and_starts_afresh() {
+        let pod = pod("", ONE);
+        let restart = Requests { restart: true };
+        let running = ObservedPod {
+            sandboxes: vec![sandbox(&pod, "sb", 0, SandboxState::Ready)],
+            containers: vec![container(&pod, "c0", "app", 0, ContainerState::Running, None)],
+        };
+        let plan_running = plan(Some(&pod), &running, &BackoffTable::default(), restart, t(5));
+        assert_eq!(plan_running.actions, vec![Action::KillPod { reason: "a restart was requested".into() }]);
+        assert!(plan_running.afresh);
+        let plan_nothing = plan(Some(&pod), &ObservedPod::default(), &BackoffTable::default(), restart, t(5));
+        assert!(plan_nothing.actions.is_empty() && plan_nothing.afresh, "{plan_nothing:?}");
+        // A pod whose manifest is gone is torn down, not restarted.
+        assert!(!plan(None, &running, &BackoffTable::default(), restart, t(5)).afresh);
+    }
+
+    #[test]
+    fn a_container_whose_post_start_hook_failed_is_stopped_then_restarted_by_its_policy() {
+        let pod = pod("", ONE);
+        let mut observed = ObservedPod {
+            sandboxes: vec![sandbox(&pod, "sb", 0, SandboxState::Ready)],
+            containers: vec![container(&pod, "c0", "app", 0, ContainerState::Running, None)],
+        };
+        observed.containers[0].unhealthy = Some(Unhealthy { reason: "its postStart hook failed".into(), grace_seconds: None });
+        assert_eq!(
+            plan_for(&pod, &observed).actions,
+            vec![Action::KillContainer {
+                id: "c0".into(),
+                name: "app".into(),
+                reason: "its postStart hook failed".into(),
+                grace_seconds: None
+            }]
+        );
+    }
+
+    #[test]
+    fn images_are_pulled_as_their_policy_says_and_held_back_after_a_failed_pull() {
+        let none = BackoffTable::default();
+        assert_eq!(image_step("i:1", "IfNotPresent", true, &none, t(0)), ImageStep::Use);
+        assert_eq!(image_step("i:1", "IfNotPresent", false, &none, t(0)), ImageStep::Pull);
+        assert_eq!(image_step("i:1", "Always", true, &none, t(0)), ImageStep::Pull);
+        assert_eq!(image_step("i:1", "Never", true, &none, t(0)), ImageStep::Use);
+        assert_eq!(
+            image_step("i:1", "Never", false, &none, t(0)),
+            ImageStep::Refuse {
+                reason: "ErrImageNeverPull",
+                message: "Container image \"i:1\" is not present with pull policy of Never".into(),
+                retry_at: None
+            }
+        );
+        let mut failed = BackoffTable::default();
+        failed.next("i:1", t(0));
+        assert_eq!(
+            image_step("i:1", "Always", true, &failed, t(5)),
+            ImageStep::Refuse { reason: IMAGE_PULL_BACK_OFF, message: "Back-off pulling image \"i:1\"".into(), retry_at: Some(t(10)) }
+        );
+        assert_eq!(image_step("i:1", "IfNotPresent", true, &failed, t(5)), ImageStep::Use, "a present image needs no pull");
+        assert_eq!(image_step("i:1", "IfNotPresent", false, &failed, t(10)), ImageStep::Pull, "the back-off is over");
+        assert_eq!(image_step("other:1", "Always", false, &failed, t(5)), ImageStep::Pull, "back-off is per image");
     }
 }

@@ -13,11 +13,12 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Probe};
 use staticlet_model::status::ProbeResults;
-use staticlet_runtime::Runtime;
+use staticlet_runtime::{Clock, Runtime};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::container_action::{self, Runner};
+use super::plan::Unhealthy;
 use crate::events::PodEvents;
 
 /// Which probe.
@@ -41,15 +42,6 @@ impl ProbeKind {
     }
 }
 
-/// A container that failed its liveness or startup probe and must be restarted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unhealthy {
-    /// For the log: `failed liveness probe`.
-    pub reason: String,
-    /// The probe's own `terminationGracePeriodSeconds`, which overrides the pod's.
-    pub grace_seconds: Option<i64>,
-}
-
 #[derive(Debug, Clone, Default)]
 struct ContainerResults {
     results: ProbeResults,
@@ -71,6 +63,7 @@ pub struct Target<'a> {
 /// The probes of one pod.
 pub struct Prober {
     runtime: Arc<dyn Runtime>,
+    clock: Clock,
     runner: Runner,
     poke: Arc<Notify>,
     results: Arc<Mutex<HashMap<String, ContainerResults>>>,
@@ -79,9 +72,10 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// Probes for one pod, whose events go to `events`; result changes poke `poke`.
-    pub fn new(runtime: Arc<dyn Runtime>, runner: Runner, poke: Arc<Notify>, events: PodEvents) -> Self {
-        Prober { runtime, runner, poke, results: Arc::default(), tasks: HashMap::new(), events }
+    /// Probes for one pod, whose events go to `events`; result changes poke `poke`. Initial
+    /// delays are measured on `clock`.
+    pub fn new(runtime: Arc<dyn Runtime>, clock: Clock, runner: Runner, poke: Arc<Notify>, events: PodEvents) -> Self {
+        Prober { runtime, clock, runner, poke, results: Arc::default(), tasks: HashMap::new(), events }
     }
 
     /// Sends the events of probes started from now on to `events`.
@@ -128,6 +122,7 @@ impl Prober {
                     container_id: target.container_id.to_owned(),
                     container: c.name.clone(),
                     created_at: target.created_at,
+                    clock: self.clock,
                     events: self.events.clone(),
                     runtime: self.runtime.clone(),
                     runner: self.runner.clone(),
@@ -165,6 +160,7 @@ struct ProbeTask {
     container_id: String,
     container: String,
     created_at: SystemTime,
+    clock: Clock,
     events: PodEvents,
     runtime: Arc<dyn Runtime>,
     runner: Runner,
@@ -185,7 +181,7 @@ impl ProbeTask {
         let timeout = seconds(self.probe.timeout_seconds, 1).max(Duration::from_secs(1));
         let success_threshold = self.probe.success_threshold.unwrap_or(1).max(1);
         let failure_threshold = self.probe.failure_threshold.unwrap_or(3).max(1);
-        if let Ok(wait) = (self.created_at + initial_delay).duration_since(SystemTime::now()) {
+        if let Ok(wait) = (self.created_at + initial_delay).duration_since(self.clock.now()) {
             tokio::time::sleep(wait).await;
         }
         let mut ticker = tokio::time::interval(period);
