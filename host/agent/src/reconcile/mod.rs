@@ -371,3 +371,6 @@ impl Controller {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

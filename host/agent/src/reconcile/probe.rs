@@ -242,3 +242,6 @@ impl ProbeTask {
         before != (entry.results, entry.unhealthy.clone())
     }
 }
+
+#[cfg(test)]
+mod tests;

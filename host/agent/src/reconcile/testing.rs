@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
 use staticlet_model::{NodeContext, Origin, SourceKind, StaticPod};
-use staticlet_runtime::{Clock, FakeRuntime};
+use staticlet_runtime::{Clock, FakeRuntime, Runtime};
 
 use super::Context;
 use super::container_action::Runner;
+use super::podconfig::{self, Addresses, Owner};
 use crate::events::Recorder;
 use crate::metrics::Metrics;
 use crate::runtimes::Runtimes;
@@ -50,6 +51,21 @@ impl Harness {
             clock,
         });
         Harness { fake, ctx, _root: root }
+    }
+
+    /// Creates and starts `pod`'s sandbox and first container on the fake runtime, as its
+    /// worker would have (the agent's labels, hashes and annotations); returns the container's
+    /// ID.
+    pub async fn start_objects(&self, pod: &StaticPod) -> String {
+        let owner = Owner { node: NODE, handler: HANDLER };
+        let sandbox_config = podconfig::sandbox_config(pod, 0, owner);
+        let sandbox = self.fake.run_pod_sandbox(&sandbox_config).await.unwrap();
+        let spec = &pod.pod.spec.as_ref().unwrap().containers[0];
+        let addresses = Addresses { pod_ip: Some("10.88.0.2"), host_ip: &self.ctx.host_ip };
+        let config = podconfig::container_config(pod, spec, 0, owner, &self.ctx.layout, addresses).unwrap();
+        let id = self.fake.create_container(&sandbox, &config, &sandbox_config).await.unwrap();
+        self.fake.start_container(&id).await.unwrap();
+        id
     }
 
     /// The status published for `pod`, if any.
