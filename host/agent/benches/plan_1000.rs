@@ -86,7 +86,7 @@ fn measure(cache: std::path::PathBuf) {
         read_only_address: None,
         kubelet_server: None,
         // The agent as shipped: every pod goes through the built-in policy.
-        validators: vec![staticlet::admission::plugins::static_pod_policy()],
+        validators: vec![staticlet::config::plugins::static_pod_policy()],
         source_plugins: vec![],
         default_runtime_class: "fake".into(),
         runtime_classes: [("fake".to_owned(), "fake".to_owned())].into(),

@@ -8,14 +8,14 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::admission::plugins::{RELOAD_PERIOD, Validators, reload};
+use crate::admission::plugins::Validators;
 use crate::api::credential::Credential;
 use crate::api::{self, Api};
 use crate::config::Config;
 use crate::desired::{self, DesiredState};
 use crate::events::Recorder;
 use crate::metrics::{Instrumented, Metrics};
-use crate::mirror::{Mirror, Registration};
+use crate::mirror::{Mirror, RegisterAs};
 use crate::reconcile::container_action::Runner;
 use crate::reconcile::{Context, Controller};
 use crate::runtimes::Runtimes;
@@ -90,30 +90,18 @@ pub async fn run(
     // API server.
     let mirror = mirror.map(|mirror| {
         info!(server = mirror.server(), register_node = config.register_node, "mirror pods on");
-        let (desired, status, events, shutdown, runtime) =
-            (desired_rx.clone(), status.clone(), events.clone(), shutdown.clone(), runtimes.default_runtime().clone());
-        let (register, node_ip) = (config.register_node, config.node_ip.clone());
-        let kubelet_port_number = config.kubelet_server.as_ref().map(|server| server.address.port());
-        tokio::spawn(async move {
-            let registration = match register {
-                false => None,
-                true => {
-                    let version = match runtime.version().await {
-                        Ok(v) => format!("{}://{}", v.runtime_name, v.runtime_version),
-                        Err(e) => {
-                            warn!("registering the node without its container runtime's version: {e}");
-                            String::new()
-                        }
-                    };
-                    Some(Registration::of_this_host(&node_ip, &version, kubelet_port_number))
-                }
-            };
-            mirror.run(registration, desired, status, events, shutdown).await;
-        })
+        let register = config.register_node.then(|| RegisterAs {
+            node_ip: config.node_ip.clone(),
+            kubelet_port: config.kubelet_server.as_ref().map(|server| server.address.port()),
+            runtime: runtimes.default_runtime().clone(),
+        });
+        tokio::spawn(mirror.run(register, desired_rx.clone(), status.clone(), events.clone(), shutdown.clone()))
     });
     let layout = Layout::new(&config.root_dir);
     plugins.register(adapters.iter().cloned());
-    let adapters_reload = tokio::spawn(reload_adapters(adapters, shutdown.clone()));
+    // Pods whose calls failed on the old code converge on their next retry.
+    let consequence = "runtime calls use the new code";
+    let adapters_reload = tokio::spawn(staticlet_plugin::reload::watch(adapters, consequence, watch::Sender::new(0), shutdown.clone()));
     let ctx = Arc::new(Context {
         runtimes: runtimes.clone(),
         node: config.node_name.clone(),
@@ -191,23 +179,6 @@ async fn serve_kubelet_port(config: &Config, api_server: Option<kube::Client>, a
     );
     if let Err(e) = api::kubelet::serve(server.address, tls, gate, api).await {
         error!("the kubelet port is not served: {e}; pods are run regardless");
-    }
-}
-
-/// Reloads runtime adapters whose `.wasm` changed: the next call uses the new code, and pods
-/// whose calls failed converge on their next retry.
-async fn reload_adapters(adapters: Vec<Arc<Plugin>>, shutdown: CancellationToken) {
-    if adapters.is_empty() {
-        return;
-    }
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(RELOAD_PERIOD) => {}
-        }
-        for adapter in &adapters {
-            reload(adapter, "runtime calls use the new code").await;
-        }
     }
 }
 

@@ -21,6 +21,7 @@ pub mod events;
 pub mod metrics;
 pub mod mirror;
 pub mod reconcile;
+pub mod requests;
 pub mod runtimes;
 pub mod source;
 pub mod state;
@@ -38,3 +39,5 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+#[cfg(test)]
+mod layering;

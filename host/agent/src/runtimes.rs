@@ -14,14 +14,9 @@ use staticlet_cri::CriRuntime;
 use staticlet_docker::{DockerConfig, DockerRuntime};
 use staticlet_plugin::{AdapterRuntime, Plugin, PluginEngine};
 use staticlet_runtime::Runtime;
+use staticlet_runtime::handler::CRI;
 
 use crate::config::Config;
-
-/// The built-in Docker runtime, as a class names it.
-pub const DOCKER: &str = "docker";
-/// The built-in CRI runtime (containerd, CRI-O at `--container-runtime-endpoint`), as a class
-/// names it.
-pub const CRI: &str = "cri";
 
 /// The runtime classes and their handlers. Cloning shares the runtimes.
 #[derive(Clone)]

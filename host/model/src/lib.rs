@@ -11,7 +11,12 @@
 //!
 //! [`load`] runs all four and is what the agent and `staticlet validate` call. Nothing here does
 //! I/O or knows where a manifest came from beyond the [`Origin`] it is handed.
+//!
+//! Beside them, the kubelet's pure rules for a running pod: [`status`] computes its status from
+//! what the runtime holds, and [`backoff`] is its crash-loop back-off, which the agent keeps in
+//! the pod's record under `--root-dir`.
 
+pub mod backoff;
 pub mod decode;
 pub mod defaults;
 pub mod field;

@@ -25,6 +25,7 @@ mod cache;
 mod egress;
 mod engine;
 mod plugin;
+pub mod reload;
 mod sandbox;
 pub mod spec;
 

@@ -327,7 +327,7 @@ impl Plugin {
     /// A fresh instance with `init` called.
     async fn instantiate(&self, loaded: Arc<Loaded>) -> Result<Instance, PluginError> {
         const CALL: &str = "init";
-        let mut store = new_store(&self.engine, &self.spec).map_err(|e| PluginError::Link {
+        let mut store = new_store(self.engine.engine(), self.engine.node_name().clone(), &self.spec).map_err(|e| PluginError::Link {
             plugin: self.spec.name.clone(),
             code: self.spec.code.to_string(),
             message: format!("cannot open a granted directory: {e:#}"),

@@ -11,7 +11,6 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::v0_1_0::{host, types};
 use crate::egress::Egress;
-use crate::engine::PluginEngine;
 use crate::spec::PluginSpec;
 
 /// The most table elements an instance may hold; tables only hold function references, so this
@@ -68,12 +67,13 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
-/// A store for a fresh instance of `spec`'s plugin, with its grants and limits in force.
+/// A store in `engine` for a fresh instance of `spec`'s plugin on the agent of `node_name`,
+/// with its grants and limits in force.
 ///
 /// # Errors
 ///
 /// A granted directory that cannot be opened.
-pub(crate) fn new_store(engine: &PluginEngine, spec: &PluginSpec) -> wasmtime::Result<Store<State>> {
+pub(crate) fn new_store(engine: &wasmtime::Engine, node_name: Arc<str>, spec: &PluginSpec) -> wasmtime::Result<Store<State>> {
     let mut wasi = WasiCtx::builder();
     // WASI's defaults already deny sockets and name lookups; saying so keeps it true if the
     // defaults ever change, since raw sockets would make the HTTP allow-list moot.
@@ -83,7 +83,7 @@ pub(crate) fn new_store(engine: &PluginEngine, spec: &PluginSpec) -> wasmtime::R
     }
     let state = State {
         plugin: spec.name.as_str().into(),
-        node_name: engine.node_name().clone(),
+        node_name,
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
         egress: Egress::new(spec.name.clone(), spec.grants.http_hosts.clone()),
@@ -91,7 +91,7 @@ pub(crate) fn new_store(engine: &PluginEngine, spec: &PluginSpec) -> wasmtime::R
         memory: MemoryCap { limit: usize::try_from(spec.limits.memory_bytes).unwrap_or(usize::MAX) },
         deadline: Instant::now(),
     };
-    let mut store = Store::new(engine.engine(), state);
+    let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.memory);
     // Each epoch tick yields to the async runtime, so a busy guest never holds a worker thread
     // for long, and ends the call once its deadline has passed.

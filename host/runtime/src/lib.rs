@@ -17,6 +17,7 @@
 
 mod clock;
 mod fake;
+pub mod labels;
 mod stream;
 mod types;
 
@@ -28,6 +29,14 @@ pub use types::*;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+/// The names of the built-in runtimes' handlers, as runtime classes and labels name them.
+pub mod handler {
+    /// The built-in Docker runtime.
+    pub const DOCKER: &str = "docker";
+    /// The built-in CRI runtime (containerd, CRI-O at `--container-runtime-endpoint`).
+    pub const CRI: &str = "cri";
+}
 use futures::stream::BoxStream;
 
 /// A container runtime, as the agent drives it.

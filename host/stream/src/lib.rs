@@ -45,17 +45,6 @@ pub struct RemoteCommandOptions {
     pub tty: bool,
 }
 
-/// A terminal size sent by the client (the resize channel or stream: `{"Width":W,"Height":H}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-pub struct TerminalSize {
-    /// Columns.
-    #[serde(rename = "Width")]
-    pub width: u16,
-    /// Rows.
-    #[serde(rename = "Height")]
-    pub height: u16,
-}
-
 /// The streams of one exec/attach session, whatever the transport. A stream is None when the
 /// client did not ask for it.
 ///
@@ -71,7 +60,7 @@ pub struct RemoteStreams {
     /// Standard error; None with a TTY, which merges it into standard output.
     pub stderr: Option<Box<dyn AsyncWrite + Send + Unpin>>,
     /// Terminal sizes; Some only with a TTY. A consumer that lags gets the newest size.
-    pub resize: Option<tokio::sync::mpsc::Receiver<TerminalSize>>,
+    pub resize: Option<tokio::sync::mpsc::Receiver<staticlet_runtime::TerminalSize>>,
 }
 
 /// How the command ended, reported on the error channel or stream when `run` returns.

@@ -2,9 +2,17 @@
 //! and a message or frame boundary need not fall between two of them.
 
 use bytes::Bytes;
+use staticlet_runtime::TerminalSize;
 use tokio::sync::mpsc;
 
-use crate::TerminalSize;
+/// A size as the client writes it; the runtime gets it as its own [`TerminalSize`].
+#[derive(serde::Deserialize)]
+struct WireSize {
+    #[serde(rename = "Width")]
+    width: u16,
+    #[serde(rename = "Height")]
+    height: u16,
+}
 
 /// Sizes that can wait for the consumer; beyond that only the newest is kept.
 const QUEUE: usize = 4;
@@ -63,10 +71,10 @@ async fn relay(mut inbound: mpsc::Receiver<Bytes>, tx: mpsc::Sender<TerminalSize
 /// Takes every complete size off the front of `buffer`, leaving a partial one in place.
 fn drain(buffer: &mut Vec<u8>) -> Result<Vec<TerminalSize>, serde_json::Error> {
     let mut sizes = Vec::new();
-    let mut values = serde_json::Deserializer::from_slice(buffer).into_iter::<TerminalSize>();
+    let mut values = serde_json::Deserializer::from_slice(buffer).into_iter::<WireSize>();
     loop {
         match values.next() {
-            Some(Ok(size)) => sizes.push(size),
+            Some(Ok(WireSize { width, height })) => sizes.push(TerminalSize { width, height }),
             Some(Err(error)) if error.is_eof() => break,
             Some(Err(error)) => return Err(error),
             None => break,

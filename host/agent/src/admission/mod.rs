@@ -11,20 +11,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::Deserialize;
 use staticlet_model::StaticPod;
 use staticlet_plugin::{PluginError, PodContext, Verdict};
 
-/// What to do with a pod when a validator fails to give a verdict (it trapped, overran its
-/// deadline or memory cap, returned an error, or never loaded).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum FailurePolicy {
-    /// Reject the pod: a broken validator never lets a pod through.
-    #[default]
-    Fail,
-    /// Admit the pod and record a warning.
-    Ignore,
-}
+use crate::config::plugins::FailurePolicy;
 
 /// Something that judges pods.
 #[async_trait]

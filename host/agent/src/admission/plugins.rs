@@ -2,56 +2,16 @@
 //! config lists, loaded into one engine and reloaded when their `.wasm` changes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use staticlet_plugin::artifacts;
-use staticlet_plugin::{Plugin, PluginEngine, PluginError, PluginSpec, PodContext, Refresh, Verdict};
+use staticlet_plugin::{Plugin, PluginEngine, PluginError, PodContext, Verdict};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
 
-use super::{Chain, FailurePolicy, Validator};
+use super::{Chain, Validator};
+use crate::config::plugins::ValidatorConfig;
 use crate::metrics::Metrics;
-
-/// How often plugin files are checked for changes (a `stat` each; the file is read only when
-/// its size, times or inode changed).
-pub const RELOAD_PERIOD: Duration = Duration::from_secs(1);
-
-/// Loads `plugin`'s code again if its file changed, and logs what happened: a reload with
-/// `consequence` (what the agent does next), a failure with the note that the old code stays.
-/// Whether new code was loaded.
-pub async fn reload(plugin: &Plugin, consequence: &str) -> bool {
-    let spec = plugin.spec();
-    match plugin.refresh().await {
-        Refresh::Unchanged => false,
-        Refresh::Loaded { digest, from_cache } => {
-            info!(plugin = %spec.name, code = %spec.code, digest = %&digest[..12], from_cache, "plugin reloaded; {consequence}");
-            true
-        }
-        Refresh::Failed(e) => {
-            error!(plugin = %spec.name, "{e}; the code loaded before stays in use");
-            false
-        }
-    }
-}
-
-/// The name of the built-in validator.
-pub const STATIC_POD_POLICY: &str = artifacts::STATIC_POD_POLICY_NAME;
-
-/// A validator plugin as the agent config declares it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidatorConfig {
-    /// The plugin.
-    pub spec: PluginSpec,
-    /// What a failure to judge means for the pod.
-    pub failure_policy: FailurePolicy,
-}
-
-/// The spec of the built-in static pod policy.
-pub fn static_pod_policy() -> ValidatorConfig {
-    ValidatorConfig { spec: artifacts::static_pod_policy(), failure_policy: FailurePolicy::Fail }
-}
 
 /// A validator plugin whose calls are timed and counted.
 struct Measured {
@@ -111,21 +71,11 @@ impl Validators {
         self.generation.subscribe()
     }
 
-    /// Checks the plugin files every [`RELOAD_PERIOD`] until `shutdown`, reloading those that
-    /// changed.
+    /// Checks the plugin files every [`RELOAD_PERIOD`](staticlet_plugin::reload::RELOAD_PERIOD)
+    /// until `shutdown`, reloading those that changed; each reload counts up the generation, so
+    /// every pod is judged again.
     pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(RELOAD_PERIOD) => {}
-            }
-            let mut changed = false;
-            for plugin in &self.plugins {
-                changed |= reload(plugin, "judging every pod again").await;
-            }
-            if changed {
-                self.generation.send_modify(|g| *g += 1);
-            }
-        }
+        let consequence = "judging every pod again";
+        staticlet_plugin::reload::watch(self.plugins.clone(), consequence, self.generation.clone(), shutdown).await;
     }
 }

@@ -12,7 +12,7 @@ use hyper::body::Frame;
 use staticlet_runtime::{LabelFilter, LogOptions};
 
 use super::{Api, Body, Query, bad_request, pick_container, pod_and_runtime, unavailable};
-use crate::reconcile::labels::{CONTAINER_NAME, POD_UID};
+use staticlet_runtime::labels::{CONTAINER_NAME, POD_UID};
 
 pub(super) async fn serve(api: &Api, namespace: &str, name: &str, query: &Query) -> Result<Response<Body>, Box<Response<Body>>> {
     let (stored, runtime) = pod_and_runtime(api, namespace, name)?;

@@ -54,7 +54,7 @@ use self::selector::Selector;
 use self::table::IncludeObject;
 use crate::events::Recorder;
 use crate::metrics::Metrics;
-use crate::reconcile::RestartRequest;
+use crate::requests::RestartRequest;
 use crate::runtimes::Runtimes;
 use crate::status::{PluginRegistry, StatusStore, Stored};
 

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use futures::StreamExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use staticlet_runtime::{ContainerState, LabelFilter, Runtime, SandboxState, StreamOptions, StreamOutput, StreamSession, TerminalSize};
+use staticlet_runtime::{ContainerState, LabelFilter, Runtime, SandboxState, StreamOptions, StreamOutput, StreamSession};
 use staticlet_stream::{Outcome, RemoteCommandOptions, RemoteStreams, Tunnel};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{Api, Body, bad_request, empty, pick_container, pod_and_runtime, unavailable};
-use crate::reconcile::labels::{CONTAINER_NAME, POD_UID};
+use staticlet_runtime::labels::{CONTAINER_NAME, POD_UID};
 
 /// Which streaming verb.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +136,7 @@ async fn join(mut session: StreamSession, streams: RemoteStreams, what: &str) ->
     if let (Some(mut sizes), Some(resize)) = (streams.resize, session.resize.take()) {
         tokio::spawn(async move {
             while let Some(size) = sizes.recv().await {
-                if resize.send(TerminalSize { width: size.width, height: size.height }).await.is_err() {
+                if resize.send(size).await.is_err() {
                     break;
                 }
             }

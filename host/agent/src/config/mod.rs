@@ -6,7 +6,7 @@
 //! parsed, [`Config::resolve`] reads the file and fills the defaults.
 
 mod duration;
-mod plugins;
+pub mod plugins;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,8 +18,8 @@ use serde::Deserialize;
 pub use duration::{DurationError, GoDuration};
 pub use plugins::{AdapterConfig, PluginEntry};
 
-use crate::admission::plugins::{ValidatorConfig, static_pod_policy};
-use crate::runtimes::{CRI, DOCKER};
+use plugins::{ValidatorConfig, static_pod_policy};
+use staticlet_runtime::handler::{CRI, DOCKER};
 
 /// The default manifest directory, the kubelet's.
 pub const DEFAULT_MANIFEST_PATH: &str = "/etc/kubernetes/manifests";
@@ -316,7 +316,7 @@ pub struct Config {
     pub source_plugins: Vec<crate::source::plugin::SourceConfig>,
     /// The runtime class of pods that name none; a key of `runtime_classes`.
     pub default_runtime_class: String,
-    /// Runtime class → handler: [`crate::runtimes::DOCKER`] or a runtime adapter's name.
+    /// Runtime class → handler: [`staticlet_runtime::handler::DOCKER`], [`staticlet_runtime::handler::CRI`] or a runtime adapter's name.
     pub runtime_classes: BTreeMap<String, String>,
     /// The runtime-adapter plugins, in config order.
     pub runtime_adapters: Vec<AdapterConfig>,

@@ -31,13 +31,39 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use staticlet_plugin::{Code, DirGrant, Grants, HostGrant, Kind, Limits, PluginSpec};
+use staticlet_plugin::{Code, DirGrant, Grants, HostGrant, Kind, Limits, PluginSpec, artifacts};
 
 use super::GoDuration;
-use crate::admission::FailurePolicy;
-use crate::admission::plugins::{STATIC_POD_POLICY, ValidatorConfig};
-use crate::runtimes::{CRI, DOCKER};
 use crate::source::plugin::SourceConfig;
+use staticlet_runtime::handler::{CRI, DOCKER};
+
+/// What to do with a pod when a validator fails to give a verdict (it trapped, overran its
+/// deadline or memory cap, returned an error, or never loaded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum FailurePolicy {
+    /// Reject the pod: a broken validator never lets a pod through.
+    #[default]
+    Fail,
+    /// Admit the pod and record a warning.
+    Ignore,
+}
+
+/// The name of the built-in validator.
+pub const STATIC_POD_POLICY: &str = artifacts::STATIC_POD_POLICY_NAME;
+
+/// A validator plugin as the agent config declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatorConfig {
+    /// The plugin.
+    pub spec: PluginSpec,
+    /// What a failure to judge means for the pod.
+    pub failure_policy: FailurePolicy,
+}
+
+/// The spec of the built-in static pod policy.
+pub fn static_pod_policy() -> ValidatorConfig {
+    ValidatorConfig { spec: artifacts::static_pod_policy(), failure_policy: FailurePolicy::Fail }
+}
 
 /// How often a source plugin is polled when its entry does not say: the manifest URL's default.
 pub const DEFAULT_SOURCE_INTERVAL: Duration = Duration::from_secs(20);

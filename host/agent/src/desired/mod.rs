@@ -407,7 +407,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_a_verdict_stops_a_running_pod_and_a_new_generation_is_judged_again() {
-        use crate::admission::FailurePolicy;
+        use crate::config::plugins::FailurePolicy;
         use staticlet_plugin::{PluginError, Verdict, Violation};
         let switch = Arc::new(Switch(std::sync::Mutex::new(Ok(Verdict::default()))));
         let mut chain = Chain::default();

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::desired::DesiredSet;
 use crate::events::Recorder;
 use crate::status::StatusStore;
-pub use node::Registration;
+pub use node::{RegisterAs, Registration};
 
 /// The reason of the Warning event a pod gets while its mirror pod cannot be made.
 pub const FAILED_MIRROR: &str = "FailedMirrorPod";
@@ -98,18 +98,22 @@ impl Mirror {
     }
 
     /// Keeps mirror pods of `desired`'s pods, with their statuses from `status`, until
-    /// `shutdown`: waits for the Node object (registering it as `registration` and keeping its
-    /// Lease, with `--register-node`), then runs the sync loop. Problems are logged and recorded
+    /// `shutdown`: waits for the Node object (registering it as `register` describes this host
+    /// and keeping its Lease, with `--register-node`), then runs the sync loop. Problems are logged and recorded
     /// as events on the pods they hold back; none of it waits on, or is waited on by, the pods'
     /// workers.
     pub async fn run(
         self,
-        registration: Option<Registration>,
+        register: Option<RegisterAs>,
         desired: watch::Receiver<Arc<DesiredSet>>,
         status: StatusStore,
         events: Recorder,
         shutdown: CancellationToken,
     ) {
+        let registration = match register {
+            Some(register) => Some(register.describe().await),
+            None => None,
+        };
         let nodes = node::Nodes::new(self.client.clone(), self.server.clone(), self.node_name.clone(), registration);
         let Some(node) = nodes.wait(&desired, &events, &shutdown).await else { return };
         let heartbeat = nodes.registration().map(|_| tokio::spawn(nodes.clone().heartbeat(node.clone(), shutdown.clone())));

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Owne
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::{Api, Client};
+use staticlet_runtime::Runtime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -50,6 +51,32 @@ pub struct Registration {
     /// `status.daemonEndpoints.kubeletEndpoint.Port`: where the API server reaches this node's
     /// kubelet port for logs, exec, attach and port-forward.
     pub kubelet_port: Option<u16>,
+}
+
+/// What `--register-node` needs to describe this host, gathered when the mirror starts.
+#[derive(Clone)]
+pub struct RegisterAs {
+    /// `--node-ip`.
+    pub node_ip: String,
+    /// The kubelet port, if served.
+    pub kubelet_port: Option<u16>,
+    /// The default runtime, whose name and version the Node shows.
+    pub runtime: Arc<dyn Runtime>,
+}
+
+impl RegisterAs {
+    /// This host's [`Registration`]: the runtime's version is asked for now, and left out (with a
+    /// warning) if the runtime cannot say.
+    pub async fn describe(&self) -> Registration {
+        let version = match self.runtime.version().await {
+            Ok(v) => format!("{}://{}", v.runtime_name, v.runtime_version),
+            Err(e) => {
+                warn!("registering the node without its container runtime's version: {e}");
+                String::new()
+            }
+        };
+        Registration::of_this_host(&self.node_ip, &version, self.kubelet_port)
+    }
 }
 
 impl Registration {

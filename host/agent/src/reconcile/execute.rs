@@ -15,13 +15,13 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::Context;
-use super::backoff::BackoffTable;
 use super::container_action;
-use super::labels::{CONTAINER_PORTS, CONTAINER_ROLE, GRACE_PERIOD, INIT_INDEX, PRE_STOP_HANDLER, TERMINATION_MESSAGE_PATH};
 use super::observe::{PodAddresses, current_sandbox, host_network};
 use super::plan::{self, Action, ImageStep, ObservedPod, Plan};
 use super::podconfig;
 use crate::events::PodEvents;
+use staticlet_model::backoff::BackoffTable;
+use staticlet_runtime::labels::{CONTAINER_PORTS, CONTAINER_ROLE, GRACE_PERIOD, INIT_INDEX, PRE_STOP_HANDLER, TERMINATION_MESSAGE_PATH};
 
 /// The kubelet's floor on a grace period.
 const MIN_GRACE: Duration = Duration::from_secs(2);

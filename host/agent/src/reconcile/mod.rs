@@ -10,10 +10,8 @@
 //! removes them, but only once every source has been read, so nothing is removed that a source
 //! would have brought back.
 
-pub mod backoff;
 pub mod container_action;
 pub mod execute;
-pub mod labels;
 pub mod observe;
 pub mod plan;
 pub mod podconfig;
@@ -32,7 +30,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use staticlet_model::StaticPod;
 use staticlet_runtime::{Clock, Container, LabelFilter, PodSandbox, Runtime, RuntimeError};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -41,10 +39,11 @@ use tracing::{debug, error, info, warn};
 use crate::desired::DesiredSet;
 use crate::events::Recorder;
 use crate::metrics::Metrics;
+use crate::requests::RestartRequest;
 use crate::runtimes::Runtimes;
 use crate::state::Layout;
 use crate::status::{PodView, StatusStore, rejected_status};
-use labels::{NODE, POD_UID, belongs_to};
+use staticlet_runtime::labels::{NODE, POD_UID, belongs_to};
 
 /// How often a runtime is relisted when it streams no events, as the kubelet's PLEG does.
 pub const RELIST_PERIOD: Duration = Duration::from_secs(1);
@@ -187,15 +186,6 @@ pub struct Context {
     pub metrics: Metrics,
     /// The wall clock back-offs and probe delays are measured on.
     pub clock: Clock,
-}
-
-/// A request to restart a pod: every container stopped, and the pod started afresh.
-#[derive(Debug)]
-pub struct RestartRequest {
-    /// The pod.
-    pub uid: String,
-    /// Answered once the pod's worker has the request, or with why not.
-    pub accepted: oneshot::Sender<Result<(), String>>,
 }
 
 struct WorkerHandle {

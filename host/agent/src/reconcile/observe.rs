@@ -15,10 +15,10 @@ use staticlet_runtime::{
 };
 use tracing::info;
 
-use super::labels::{NODE, POD_UID, TERMINATION_MESSAGE_PATH, TERMINATION_MESSAGE_POLICY, belongs_to};
 use super::plan::{ObservedContainer, ObservedPod, Unhealthy};
 use super::probe::Prober;
 use crate::state::Layout;
+use staticlet_runtime::labels::{NODE, POD_UID, TERMINATION_MESSAGE_PATH, TERMINATION_MESSAGE_POLICY, belongs_to};
 
 /// The kubelet reads at most this much of a termination message.
 const MAX_TERMINATION_MESSAGE: u64 = 4096;

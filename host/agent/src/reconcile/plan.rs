@@ -11,8 +11,8 @@ use staticlet_model::StaticPod;
 use staticlet_model::status::IMAGE_PULL_BACK_OFF;
 use staticlet_runtime::{Container, ContainerState, ContainerStatus, PodSandbox, SandboxState};
 
-use super::backoff::BackoffTable;
-use super::labels::{CONTAINER_HASH, SANDBOX_HASH};
+use staticlet_model::backoff::BackoffTable;
+use staticlet_runtime::labels::{CONTAINER_HASH, SANDBOX_HASH};
 
 /// A running container that must be stopped: it failed its liveness or startup probe, or its
 /// `postStart` hook. The restart policy and back-off decide what follows once it has exited.

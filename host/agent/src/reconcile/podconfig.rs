@@ -15,8 +15,8 @@ use staticlet_runtime::{
     PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
 };
 
-use super::labels::*;
 use crate::state::Layout;
+use staticlet_runtime::labels::*;
 
 /// Why a container could not be configured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,9 +10,9 @@ use staticlet_model::StaticPod;
 use staticlet_model::status::{self, ContainerRecord, PodObservation, ProbeResults, RecordState, WaitingReason};
 use staticlet_runtime::{ContainerState, PodSandbox};
 
-use super::labels::SANDBOX_HASH;
 use super::observe::current_sandbox;
 use super::plan::{ObservedContainer, ObservedPod, Plan};
+use staticlet_runtime::labels::SANDBOX_HASH;
 
 /// What the status needs beside the observed objects and the plan.
 #[derive(Debug, Clone, Copy)]

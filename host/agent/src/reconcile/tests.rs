@@ -13,10 +13,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::labels::POD_UID;
+use super::Controller;
 use super::testing::{Harness, pod};
-use super::{Controller, RestartRequest};
 use crate::desired::DesiredSet;
+use crate::requests::RestartRequest;
+use staticlet_runtime::labels::POD_UID;
 
 const IMAGE: &str = "registry.example/app:1";
 

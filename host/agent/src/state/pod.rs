@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::{StateError, read_json, write_json};
-use crate::reconcile::backoff::BackoffTable;
+use staticlet_model::backoff::BackoffTable;
 
 /// The record's format; a record of another version is ignored, not misread.
 const VERSION: u32 = 1;

@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use super::Worker;
 use crate::reconcile::RELIST_PERIOD;
-use crate::reconcile::labels::POD_UID;
 use crate::reconcile::testing::{HANDLER, Harness, advance, pod};
+use staticlet_runtime::labels::POD_UID;
 
 const IMAGE: &str = "registry.example/app:1";
 
@@ -120,7 +120,9 @@ async fn a_crashed_container_restarts_with_the_kubelets_back_off() {
     assert_eq!(latest(&harness, &web, "app").await, 2, "the third waits 20 s");
     at(start, 12.0 + 20.5).await;
     assert_eq!(latest(&harness, &web, "app").await, 3);
-    // Only the newest instance and the one before it are kept, for `logs --previous`.
+    // Only the newest instance and the one before it are kept, for `logs --previous` (from the
+    // look after the restart on).
+    at(start, 12.0 + 21.5).await;
     assert_eq!(attempts(&harness, &web, "app").await, [(2, Exited), (3, Running)]);
 }
 

@@ -1,6 +1,7 @@
-//! The labels and annotations staticlet puts on runtime objects. The `io.kubernetes.*` names
-//! are the kubelet's, so `docker ps` and `crictl` read as users expect; the `io.staticlet.*`
-//! ones are how an agent finds its own objects again.
+//! The labels and annotations staticlet puts on runtime objects: the contract between the agent
+//! and whatever runtime holds its pods, which is how it finds them again after a restart. The
+//! `io.kubernetes.*` names are the kubelet's, so `docker ps` and `crictl` read as users expect;
+//! the `io.staticlet.*` ones are the agent's own.
 
 /// The pod's name (`<name>-<node>`).
 pub const POD_NAME: &str = "io.kubernetes.pod.name";
@@ -20,7 +21,7 @@ pub const HANDLER: &str = "io.staticlet.runtime-handler";
 
 /// Whether an object with `labels` is `handler`'s to manage.
 pub fn belongs_to(labels: &std::collections::BTreeMap<String, String>, handler: &str) -> bool {
-    labels.get(HANDLER).map_or(handler == crate::runtimes::DOCKER, |h| h == handler)
+    labels.get(HANDLER).map_or(handler == crate::handler::DOCKER, |h| h == handler)
 }
 
 /// Hash of the pod fields the sandbox is built from.
