@@ -20,7 +20,7 @@ use staticlet_runtime::{
     PodSandboxStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeVersion, StreamOptions, StreamSession,
 };
 
-use crate::status::Snapshot;
+use crate::status::StatusSnapshot;
 
 /// A pod phase.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -154,7 +154,7 @@ impl Metrics {
     }
 
     /// The metrics in the OpenMetrics text format, the pod gauges computed from `pods`.
-    pub fn encode(&self, pods: &Snapshot) -> String {
+    pub fn encode(&self, pods: &StatusSnapshot) -> String {
         self.pods.clear();
         self.container_restarts.clear();
         for phase in ["Pending", "Running", "Succeeded", "Failed", "Unknown"] {

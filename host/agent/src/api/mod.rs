@@ -56,7 +56,7 @@ use crate::events::Recorder;
 use crate::metrics::Metrics;
 use crate::requests::RestartRequest;
 use crate::runtimes::Runtimes;
-use crate::status::{PluginRegistry, StatusStore, Stored};
+use crate::status::{PluginRegistry, StatusStore, StoredPod};
 
 /// A response body: whole, or streamed (logs, watches).
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -271,7 +271,7 @@ impl PodFilter {
         Ok(PodFilter { namespace: namespace.map(str::to_owned), labels, fields })
     }
 
-    fn matches(&self, stored: &Stored) -> bool {
+    fn matches(&self, stored: &StoredPod) -> bool {
         let pod = &stored.view.pod;
         if self.namespace.as_deref().is_some_and(|ns| ns != pod.namespace()) {
             return false;
@@ -306,7 +306,7 @@ fn pods(api: &Api, namespace: Option<&str>, query: &Query) -> Result<Response<Bo
         return watch::serve(api, filter, query);
     }
     let snapshot = api.status.snapshot();
-    let selected: Vec<&Stored> = snapshot.by_uid.values().filter(|s| filter.matches(s)).collect();
+    let selected: Vec<&StoredPod> = snapshot.by_uid.values().filter(|s| filter.matches(s)).collect();
     if query.table {
         let pods: Vec<Pod> = selected.iter().map(|s| s.to_pod()).collect();
         let include = IncludeObject::from_query(query.get("includeObject"));
@@ -491,7 +491,7 @@ fn with_kind_of(object: impl serde::Serialize, kind: &str) -> Value {
     value
 }
 
-fn pod_list(pods: &[&Stored], revision: Option<u64>) -> Value {
+fn pod_list(pods: &[&StoredPod], revision: Option<u64>) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "PodList",
@@ -500,7 +500,7 @@ fn pod_list(pods: &[&Stored], revision: Option<u64>) -> Value {
     })
 }
 
-fn method_not_allowed(method: &Method, pod: Option<&Stored>) -> Response<Body> {
+fn method_not_allowed(method: &Method, pod: Option<&StoredPod>) -> Response<Body> {
     let message = match pod {
         Some(stored) => {
             let pod = &stored.view.pod;
@@ -542,7 +542,7 @@ fn pick_container(pod: &staticlet_model::StaticPod, requested: Option<&str>) -> 
 }
 
 /// A stored pod and the runtime its class runs on.
-type PodOnRuntime = (Stored, Arc<dyn staticlet_runtime::Runtime>);
+type PodOnRuntime = (StoredPod, Arc<dyn staticlet_runtime::Runtime>);
 
 /// The pod a request names and the runtime its class runs on: what logs and the streaming verbs
 /// start from.

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::table::{self, IncludeObject};
 use super::{Api, Body, PodFilter, Query, status, with_kind};
-use crate::status::{Pods, Snapshot, Stored};
+use crate::status::{Pods, StatusSnapshot, StoredPod};
 
 /// How each event's object is rendered.
 #[derive(Debug, Clone, Copy)]
@@ -30,11 +30,11 @@ enum Render {
 }
 
 struct Watcher {
-    pods: watch::Receiver<Snapshot>,
+    pods: watch::Receiver<StatusSnapshot>,
     filter: PodFilter,
     render: Render,
     /// What this watch's client knows of each pod it was told about.
-    known: BTreeMap<String, Stored>,
+    known: BTreeMap<String, StoredPod>,
     queue: VecDeque<Bytes>,
     deadline: Option<tokio::time::Instant>,
     shutdown: CancellationToken,
@@ -94,7 +94,7 @@ pub(super) fn serve(api: &Api, filter: PodFilter, query: &Query) -> Result<Respo
 
 /// What a client that listed at revision `from` holds: the matching pods that existed then
 /// (those changed since marked stale), and those removed since.
-fn known_at(pods: &Pods, filter: &PodFilter, from: u64) -> BTreeMap<String, Stored> {
+fn known_at(pods: &Pods, filter: &PodFilter, from: u64) -> BTreeMap<String, StoredPod> {
     let mut known = BTreeMap::new();
     for tombstone in pods.removed.iter().filter(|t| t.removed > from && t.last.created <= from) {
         if filter.matches(&tombstone.last) {
@@ -104,7 +104,7 @@ fn known_at(pods: &Pods, filter: &PodFilter, from: u64) -> BTreeMap<String, Stor
     for (uid, stored) in &pods.by_uid {
         if stored.created <= from && filter.matches(stored) {
             let revision = if stored.revision > from { STALE } else { stored.revision };
-            known.insert(uid.clone(), Stored { revision, ..stored.clone() });
+            known.insert(uid.clone(), StoredPod { revision, ..stored.clone() });
         }
     }
     known
@@ -113,11 +113,11 @@ fn known_at(pods: &Pods, filter: &PodFilter, from: u64) -> BTreeMap<String, Stor
 impl Watcher {
     /// Queues an event for every difference between what the client knows and `pods`.
     fn diff(&mut self, pods: &Pods) {
-        let current: BTreeMap<&String, &Stored> = pods.by_uid.iter().filter(|(_, s)| self.filter.matches(s)).collect();
+        let current: BTreeMap<&String, &StoredPod> = pods.by_uid.iter().filter(|(_, s)| self.filter.matches(s)).collect();
         let gone: Vec<String> = self.known.keys().filter(|uid| !current.contains_key(uid)).cloned().collect();
         for uid in gone {
             let last = self.known.remove(&uid).expect("listed above");
-            let last = Stored { revision: pods.revision, ..last };
+            let last = StoredPod { revision: pods.revision, ..last };
             self.push("DELETED", &last);
         }
         for (uid, stored) in current {
@@ -131,7 +131,7 @@ impl Watcher {
         }
     }
 
-    fn push(&mut self, kind: &str, stored: &Stored) {
+    fn push(&mut self, kind: &str, stored: &StoredPod) {
         let object: Value = match self.render {
             Render::Object => with_kind(stored.to_pod()),
             Render::Table(include) => table::pod_table(&[stored.to_pod()], stored.revision, include, SystemTime::now()),

@@ -26,7 +26,7 @@ use super::plan::{self, Action, NodeRef, Observed, Wanted};
 use super::report;
 use crate::desired::DesiredSet;
 use crate::events::Recorder;
-use crate::status::{Snapshot, StatusStore};
+use crate::status::{StatusSnapshot, StatusStore};
 
 /// The shortest time between two passes: status bursts (a pod starting its containers one by
 /// one) become one patch per pod instead of one per change.
@@ -191,7 +191,7 @@ impl Sync {
     /// Plans the admitted pods of `desired` against the newest statuses and makes the calls;
     /// stops at the first failure. Rejected pods get no mirror: NodeRestriction would refuse
     /// most of them, and the kubelet makes none for them either.
-    async fn pass(&mut self, desired: &DesiredSet, snapshot: &Snapshot, events: &Recorder) -> Result<(), String> {
+    async fn pass(&mut self, desired: &DesiredSet, snapshot: &StatusSnapshot, events: &Recorder) -> Result<(), String> {
         let wanted: Vec<Wanted<'_>> =
             desired.pods.values().map(|pod| Wanted { pod, status: snapshot.by_uid.get(&pod.uid).map(|s| s.view.status.clone()) }).collect();
         let observed: Vec<Observed> = self

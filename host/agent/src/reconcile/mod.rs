@@ -42,7 +42,7 @@ use crate::metrics::Metrics;
 use crate::requests::RestartRequest;
 use crate::runtimes::Runtimes;
 use crate::state::Layout;
-use crate::status::{PodView, StatusStore, rejected_status};
+use crate::status::{PodWithStatus, StatusStore, rejected_status};
 use staticlet_runtime::labels::{NODE, POD_UID, belongs_to};
 
 /// How often a runtime is relisted when it streams no events, as the kubelet's PLEG does.
@@ -291,7 +291,7 @@ impl Controller {
             desired
                 .rejected
                 .iter()
-                .map(|(uid, r)| (uid.clone(), PodView { pod: r.pod.clone(), status: rejected_status(r.decision.message()) }))
+                .map(|(uid, r)| (uid.clone(), PodWithStatus { pod: r.pod.clone(), status: rejected_status(r.decision.message()) }))
                 .collect(),
         );
         for (uid, pod) in &desired.pods {

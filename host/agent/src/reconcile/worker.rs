@@ -24,7 +24,7 @@ use super::probe::{Prober, Target};
 use super::publish::{self, Facts};
 use crate::events::PodEvents;
 use crate::state::PodRecord;
-use crate::status::PodView;
+use crate::status::PodWithStatus;
 
 /// Every pod is looked at this often even when nothing pokes it. The relist already pokes a
 /// worker on any change it can see, so this only bounds how long a missed change can last;
@@ -327,7 +327,7 @@ impl Worker {
             probes: &probes,
         };
         let status = publish::pod_status(pod, observed, plan, facts);
-        self.ctx.status.publish(&self.uid, PodView { pod: pod.clone(), status });
+        self.ctx.status.publish(&self.uid, PodWithStatus { pod: pod.clone(), status });
     }
 }
 

@@ -19,32 +19,32 @@ const TOMBSTONES: usize = 1024;
 
 /// One pod as the API shows it: the wanted pod with its computed status.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PodView {
+pub struct PodWithStatus {
     /// The pod as it runs.
     pub pod: Arc<StaticPod>,
     /// Its status, computed with the kubelet's rules.
     pub status: PodStatus,
 }
 
-impl PodView {
+impl PodWithStatus {
     /// The pod with its status filled in, as `kubectl get pod -o yaml` shows it.
     pub fn to_pod(&self) -> Pod {
         Pod { status: Some(self.status.clone()), ..self.pod.pod.clone() }
     }
 }
 
-/// A pod view in the store, with the revisions it was added and last changed at.
+/// A pod with its status in the store, with the revisions it was added and last changed at.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Stored {
-    /// The view.
-    pub view: Arc<PodView>,
+pub struct StoredPod {
+    /// The pod with its status.
+    pub view: Arc<PodWithStatus>,
     /// The store revision the pod appeared at.
     pub created: u64,
     /// The store revision of its last change: its `resourceVersion`.
     pub revision: u64,
 }
 
-impl Stored {
+impl StoredPod {
     /// The pod with its status and `resourceVersion`; its `creationTimestamp` is when the agent
     /// first started it, since no API server ever created it.
     pub fn to_pod(&self) -> Pod {
@@ -61,7 +61,7 @@ impl Stored {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tombstone {
     /// The pod as it was last shown.
-    pub last: Stored,
+    pub last: StoredPod,
     /// The revision it was removed at.
     pub removed: u64,
 }
@@ -72,14 +72,14 @@ pub struct Pods {
     /// The store's revision.
     pub revision: u64,
     /// Each pod by UID.
-    pub by_uid: BTreeMap<String, Stored>,
+    pub by_uid: BTreeMap<String, StoredPod>,
     /// Recent removals, oldest first.
     pub removed: VecDeque<Tombstone>,
 }
 
 impl Pods {
     /// The pod named `namespace/name`.
-    pub fn find(&self, namespace: &str, name: &str) -> Option<&Stored> {
+    pub fn find(&self, namespace: &str, name: &str) -> Option<&StoredPod> {
         self.by_uid.values().find(|s| s.view.pod.namespace() == namespace && s.view.pod.name() == name)
     }
 
@@ -88,14 +88,14 @@ impl Pods {
         if self.removed.len() < TOMBSTONES { 0 } else { self.removed.front().map_or(0, |t| t.removed) }
     }
 
-    fn insert(&mut self, uid: &str, view: PodView) -> bool {
+    fn insert(&mut self, uid: &str, view: PodWithStatus) -> bool {
         if self.by_uid.get(uid).is_some_and(|current| *current.view == view) {
             return false;
         }
         self.revision += 1;
         let revision = self.revision;
         let created = self.by_uid.get(uid).map_or(revision, |current| current.created);
-        self.by_uid.insert(uid.to_owned(), Stored { view: Arc::new(view), created, revision });
+        self.by_uid.insert(uid.to_owned(), StoredPod { view: Arc::new(view), created, revision });
         true
     }
 
@@ -110,8 +110,9 @@ impl Pods {
     }
 }
 
-/// A consistent view of every pod.
-pub type Snapshot = Arc<Pods>;
+/// Every pod with its status at one revision of the store: what the API, the mirror and the
+/// metrics read.
+pub type StatusSnapshot = Arc<Pods>;
 
 /// The reason a pod turned down by admission shows, as the kubelet's rejected pods show the
 /// admit handler's reason.
@@ -125,7 +126,7 @@ pub fn rejected_status(message: String) -> PodStatus {
 /// The store. Cloning shares it.
 #[derive(Debug, Clone)]
 pub struct StatusStore {
-    pods: watch::Sender<Snapshot>,
+    pods: watch::Sender<StatusSnapshot>,
     /// Pods whose view admission owns: workers tearing down such a pod do not overwrite it.
     rejected: Arc<Mutex<HashSet<String>>>,
     /// Whether the agent has admitted its sources' first complete listing and handed it to
@@ -138,7 +139,7 @@ pub struct StatusStore {
 impl Default for StatusStore {
     fn default() -> Self {
         StatusStore {
-            pods: watch::Sender::new(Snapshot::default()),
+            pods: watch::Sender::new(StatusSnapshot::default()),
             rejected: Arc::default(),
             ready: watch::Sender::new(false),
             unreachable: Arc::default(),
@@ -152,7 +153,7 @@ impl StatusStore {
     }
 
     /// Publishes a pod's view; readers are woken only if it changed.
-    pub fn publish(&self, uid: &str, view: PodView) {
+    pub fn publish(&self, uid: &str, view: PodWithStatus) {
         if self.is_rejected(uid) {
             return;
         }
@@ -160,7 +161,7 @@ impl StatusStore {
     }
 
     /// Forgets a pod that is gone, if `which` says its stored view is the one meant.
-    pub fn remove_if(&self, uid: &str, which: impl FnOnce(&PodView) -> bool) {
+    pub fn remove_if(&self, uid: &str, which: impl FnOnce(&PodWithStatus) -> bool) {
         if self.is_rejected(uid) {
             return;
         }
@@ -169,7 +170,7 @@ impl StatusStore {
     }
 
     /// Replaces the set of rejected pods and their views: views of pods no longer rejected go.
-    pub fn set_rejected(&self, views: BTreeMap<String, PodView>) {
+    pub fn set_rejected(&self, views: BTreeMap<String, PodWithStatus>) {
         let mut rejected = self.rejected.lock().expect("status lock");
         self.pods.send_if_modified(|pods| {
             let mut changed = false;
@@ -189,12 +190,12 @@ impl StatusStore {
     }
 
     /// The current views.
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self) -> StatusSnapshot {
         self.pods.borrow().clone()
     }
 
     /// A receiver that sees every change.
-    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+    pub fn subscribe(&self) -> watch::Receiver<StatusSnapshot> {
         self.pods.subscribe()
     }
 
@@ -259,11 +260,11 @@ mod tests {
     use super::*;
     use staticlet_model::{NodeContext, Origin, SourceKind};
 
-    fn view(name: &str, phase: &str) -> PodView {
+    fn view(name: &str, phase: &str) -> PodWithStatus {
         let text = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: i}}]}}\n");
         let origin = Origin { kind: SourceKind::File, uri: format!("/m/{name}.yaml") };
         let pod = staticlet_model::load(text.as_bytes(), &origin, &NodeContext { node_name: "n1".into() }).unwrap().pod;
-        PodView { pod: Arc::new(pod), status: PodStatus { phase: Some(phase.into()), ..PodStatus::default() } }
+        PodWithStatus { pod: Arc::new(pod), status: PodStatus { phase: Some(phase.into()), ..PodStatus::default() } }
     }
 
     #[test]
