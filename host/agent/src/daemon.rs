@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::admission::plugins::{RELOAD_PERIOD, Validators, reload};
+use crate::admission::plugins::Validators;
 use crate::api::credential::Credential;
 use crate::api::{self, Api};
 use crate::config::Config;
@@ -18,6 +18,7 @@ use crate::metrics::{Instrumented, Metrics};
 use crate::mirror::{Mirror, Registration};
 use crate::reconcile::container_action::Runner;
 use crate::reconcile::{Context, Controller};
+use crate::reload::{RELOAD_PERIOD, reload};
 use crate::runtimes::Runtimes;
 use crate::source::SourceSnapshot;
 use crate::source::file::FileSource;

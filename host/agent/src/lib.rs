@@ -21,6 +21,7 @@ pub mod events;
 pub mod metrics;
 pub mod mirror;
 pub mod reconcile;
+pub mod reload;
 pub mod runtimes;
 pub mod source;
 pub mod state;

@@ -2,39 +2,17 @@
 //! config lists, loaded into one engine and reloaded when their `.wasm` changes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use staticlet_plugin::artifacts;
-use staticlet_plugin::{Plugin, PluginEngine, PluginError, PluginSpec, PodContext, Refresh, Verdict};
+use staticlet_plugin::{Plugin, PluginEngine, PluginError, PluginSpec, PodContext, Verdict};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
 
 use super::{Chain, FailurePolicy, Validator};
 use crate::metrics::Metrics;
-
-/// How often plugin files are checked for changes (a `stat` each; the file is read only when
-/// its size, times or inode changed).
-pub const RELOAD_PERIOD: Duration = Duration::from_secs(1);
-
-/// Loads `plugin`'s code again if its file changed, and logs what happened: a reload with
-/// `consequence` (what the agent does next), a failure with the note that the old code stays.
-/// Whether new code was loaded.
-pub async fn reload(plugin: &Plugin, consequence: &str) -> bool {
-    let spec = plugin.spec();
-    match plugin.refresh().await {
-        Refresh::Unchanged => false,
-        Refresh::Loaded { digest, from_cache } => {
-            info!(plugin = %spec.name, code = %spec.code, digest = %&digest[..12], from_cache, "plugin reloaded; {consequence}");
-            true
-        }
-        Refresh::Failed(e) => {
-            error!(plugin = %spec.name, "{e}; the code loaded before stays in use");
-            false
-        }
-    }
-}
+use crate::reload::{RELOAD_PERIOD, reload};
 
 /// The name of the built-in validator.
 pub const STATIC_POD_POLICY: &str = artifacts::STATIC_POD_POLICY_NAME;

@@ -22,8 +22,8 @@ use tracing::{info, warn};
 
 use super::SourceSnapshot;
 use super::checkpoint::{Checkpoint, Item, LastGood};
-use crate::admission::plugins::{RELOAD_PERIOD, reload};
 use crate::metrics::{Metrics, SourceHealth};
+use crate::reload::{RELOAD_PERIOD, reload};
 
 /// A source plugin as the agent config declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
