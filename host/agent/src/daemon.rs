@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use staticlet_model::NodeContext;
+use staticlet_model::{NodeContext, SourceKind};
 use staticlet_plugin::{Plugin, PluginEngine};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -20,8 +20,9 @@ use crate::reconcile::container_action::Runner;
 use crate::reconcile::{Context, Controller};
 use crate::reload::{RELOAD_PERIOD, reload};
 use crate::runtimes::Runtimes;
-use crate::source::SourceSnapshot;
+use crate::source::Source;
 use crate::source::file::FileSource;
+use crate::source::http::UrlSource;
 use crate::source::plugin::PluginSource;
 use crate::state::Layout;
 use crate::status::{PluginRegistry, StatusStore};
@@ -126,33 +127,15 @@ pub async fn run(
         metrics: metrics.clone(),
     });
 
-    let file = FileSource { path: config.static_pod_path.clone(), check_frequency: config.file_check_frequency };
-    let (file_tx, file_rx) = watch::channel(SourceSnapshot::default());
-    let mut sources = vec![tokio::spawn(file.run(file_tx, metrics.source("file"), shutdown.clone()))];
-    let mut inputs = vec![file_rx];
-    if let Some(http) = config.manifest_url.clone() {
-        let (http_tx, http_rx) = watch::channel(SourceSnapshot::default());
-        let checkpoint = layout.checkpoint("http");
-        sources.push(tokio::spawn(http.run(node.clone(), checkpoint, http_tx, metrics.source("http"), shutdown.clone())));
-        inputs.push(http_rx);
-    }
-    for source_config in config.source_plugins.clone() {
-        let (plugin_tx, plugin_rx) = watch::channel(SourceSnapshot::default());
-        let (engine, plugins, metrics, layout, shutdown) =
-            (engine.clone(), plugins.clone(), metrics.clone(), layout.clone(), shutdown.clone());
-        sources.push(tokio::spawn(async move {
-            let source = PluginSource::load(&engine, &source_config).await;
-            plugins.register([source.plugin().clone()]);
-            let name = source.name();
-            let health = metrics.source(&name);
-            source.run(layout.checkpoint(&name), plugin_tx, metrics, health, shutdown).await;
-        }));
-        inputs.push(plugin_rx);
-    }
-    let source_rx = crate::source::merge(inputs, shutdown.clone());
-    // Sources and the API start first; no pod is admitted, and so none started, before every
-    // validator has loaded (or failed to, which its failure policy then covers).
-    let validators = Arc::new(Validators::load(&engine, &config.validators, runtimes.class_names(), &metrics).await);
+    // No pod is admitted, and so none started, before every validator has loaded (or failed
+    // to, which its failure policy then covers); source plugins load alongside them.
+    let (sources, validators) = tokio::join!(
+        sources(config, &node, &engine, &layout, &metrics),
+        Validators::load(&engine, &config.validators, runtimes.class_names(), &metrics)
+    );
+    plugins.register(sources.plugins.iter().cloned());
+    let (sources, source_rx) = crate::source::start(sources.all, &metrics, &shutdown);
+    let validators = Arc::new(validators);
     plugins.register(validators.plugins().iter().cloned());
     let stage = DesiredState::new(node, validators.chain()).reporting_to(events, metrics);
     let generation = validators.generation();
@@ -165,6 +148,30 @@ pub async fn run(
         let _ = mirror.await;
     }
     info!("staticlet stopped; pods are left running");
+}
+
+/// The sources of `config`, and the plugins among them.
+struct Sources {
+    all: Vec<Box<dyn Source>>,
+    plugins: Vec<Arc<Plugin>>,
+}
+
+/// The directory, the URL if one is given and every source plugin (loaded side by side), each
+/// checkpointed, when it lives elsewhere, under `layout`.
+async fn sources(config: &Config, node: &NodeContext, engine: &PluginEngine, layout: &Layout, metrics: &Metrics) -> Sources {
+    let mut all: Vec<Box<dyn Source>> =
+        vec![Box::new(FileSource { path: config.static_pod_path.clone(), check_frequency: config.file_check_frequency })];
+    if let Some(settings) = config.manifest_url.clone() {
+        all.push(Box::new(UrlSource::new(settings, layout.checkpoint(&SourceKind::Http.to_string()), node.clone())));
+    }
+    let plugin_sources = config.source_plugins.iter().map(|source| {
+        let checkpoint = layout.checkpoint(&SourceKind::Plugin(source.spec.name.clone()).to_string());
+        PluginSource::load(engine, source, checkpoint, metrics.clone())
+    });
+    let plugin_sources = futures::future::join_all(plugin_sources).await;
+    let plugins = plugin_sources.iter().map(|source| source.plugin().clone()).collect();
+    all.extend(plugin_sources.into_iter().map(|source| Box::new(source) as Box<dyn Source>));
+    Sources { all, plugins }
 }
 
 /// Serves the kubelet port when configured. A port that cannot be set up (a bad certificate,

@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use serde_json::Value;
@@ -19,8 +20,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::SourceSnapshot;
 use super::checkpoint::{Checkpoint, Item, LastGood};
+use super::{Source, SourceSnapshot};
 use crate::metrics::SourceHealth;
 
 /// How long one poll may take, body included.
@@ -57,6 +58,49 @@ pub fn parse_headers<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Ve
     Ok(headers)
 }
 
+/// The manifest URL at work: its settings, and where its last good body is checkpointed.
+pub struct UrlSource {
+    settings: HttpSource,
+    checkpoint: PathBuf,
+    node: NodeContext,
+}
+
+impl UrlSource {
+    /// The URL of `settings`, its last good body checkpointed at `checkpoint`.
+    pub fn new(settings: HttpSource, checkpoint: PathBuf, node: NodeContext) -> UrlSource {
+        UrlSource { settings, checkpoint, node }
+    }
+}
+
+#[async_trait]
+impl Source for UrlSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Http
+    }
+
+    /// Publishes the checkpointed set at once if there is one, then every successful poll's
+    /// set; every poll's outcome goes to `health`.
+    async fn run(self: Box<Self>, out: watch::Sender<SourceSnapshot>, health: SourceHealth, shutdown: CancellationToken) {
+        let UrlSource { settings, checkpoint, node } = *self;
+        let mut last = LastGood::restore(checkpoint, SourceKind::Http, out, health);
+        if let Some(checkpoint) = last.current() {
+            info!(url = %settings.url, pods = checkpoint.items.len(), checkpoint = %last.path().display(), "restored the manifest URL's last good pods from the checkpoint");
+        }
+        let client = settings.client();
+        loop {
+            let polled = match &client {
+                Ok(client) => settings.poll(client, &node, last.current()).await,
+                Err(e) => Err(e.clone()),
+            };
+            settings.settle(polled, &mut last);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(settings.check_frequency) => {}
+            }
+        }
+    }
+}
+
 /// What one poll found.
 enum Polled {
     Unchanged,
@@ -75,42 +119,19 @@ impl HttpSource {
         builder.build().map_err(|e| format!("cannot set up the HTTP client: {e}"))
     }
 
-    /// Runs until `shutdown`: publishes the checkpointed set at once if there is one, then
-    /// every successful poll's set; reports each poll to `health`.
-    pub async fn run(
-        self,
-        node: NodeContext,
-        checkpoint_path: PathBuf,
-        out: watch::Sender<SourceSnapshot>,
-        health: SourceHealth,
-        shutdown: CancellationToken,
-    ) {
-        let mut last = LastGood::restore(checkpoint_path, SourceKind::Http, out, health);
-        if let Some(checkpoint) = last.current() {
-            info!(url = %self.url, pods = checkpoint.items.len(), checkpoint = %last.path().display(), "restored the manifest URL's last good pods from the checkpoint");
-        }
-        let client = self.client();
-        loop {
-            let polled = match &client {
-                Ok(client) => self.poll(client, &node, last.current()).await,
-                Err(e) => Err(e.clone()),
-            };
-            match polled {
-                Ok(Polled::Unchanged) => last.unchanged(),
-                Ok(Polled::Changed(checkpoint)) => {
-                    let pods = checkpoint.items.len();
-                    if last.replace(checkpoint) {
-                        info!(url = %self.url, pods, "manifest URL changed");
-                    }
-                }
-                Err(e) => {
-                    let kept = last.failed();
-                    warn!(url = %self.url, kept, "manifest URL: {e}; the pods of the last good body keep running");
+    /// Folds one poll's outcome into the last good set, and logs what changed or failed.
+    fn settle(&self, polled: Result<Polled, String>, last: &mut LastGood) {
+        match polled {
+            Ok(Polled::Unchanged) => last.unchanged(),
+            Ok(Polled::Changed(checkpoint)) => {
+                let pods = checkpoint.items.len();
+                if last.replace(checkpoint) {
+                    info!(url = %self.url, pods, "manifest URL changed");
                 }
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(self.check_frequency) => {}
+            Err(e) => {
+                let kept = last.failed();
+                warn!(url = %self.url, kept, "manifest URL: {e}; the pods of the last good body keep running");
             }
         }
     }
