@@ -130,7 +130,7 @@ pub async fn run(
     // No pod is admitted, and so none started, before every validator has loaded (or failed
     // to, which its failure policy then covers); source plugins load alongside them.
     let (sources, validators) = tokio::join!(
-        sources(config, &node, &engine, &layout, &metrics),
+        sources(config, &engine, &layout, &metrics),
         Validators::load(&engine, &config.validators, runtimes.class_names(), &metrics)
     );
     plugins.register(sources.plugins.iter().cloned());
@@ -158,11 +158,11 @@ struct Sources {
 
 /// The directory, the URL if one is given and every source plugin (loaded side by side), each
 /// checkpointed, when it lives elsewhere, under `layout`.
-async fn sources(config: &Config, node: &NodeContext, engine: &PluginEngine, layout: &Layout, metrics: &Metrics) -> Sources {
+async fn sources(config: &Config, engine: &PluginEngine, layout: &Layout, metrics: &Metrics) -> Sources {
     let mut all: Vec<Box<dyn Source>> =
         vec![Box::new(FileSource { path: config.static_pod_path.clone(), check_frequency: config.file_check_frequency })];
     if let Some(settings) = config.manifest_url.clone() {
-        all.push(Box::new(UrlSource::new(settings, layout.checkpoint(&SourceKind::Http.to_string()), node.clone())));
+        all.push(Box::new(UrlSource::new(settings, layout.checkpoint(&SourceKind::Http.to_string()))));
     }
     let plugin_sources = config.source_plugins.iter().map(|source| {
         let checkpoint = layout.checkpoint(&SourceKind::Plugin(source.spec.name.clone()).to_string());

@@ -6,14 +6,13 @@
 //! dependency, a file format and a recovery story for what is one key per source.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use staticlet_model::{Origin, SourceKind};
 use tokio::sync::watch;
 use tracing::warn;
 
-use super::{RawManifest, SourceSnapshot};
+use super::{Manifests, RawManifest, SourceSnapshot};
 use crate::metrics::SourceHealth;
 use crate::state::{read_json, write_json};
 
@@ -69,17 +68,18 @@ impl Checkpoint {
         }
     }
 
-    /// The set as a ready snapshot of the source `kind`.
+    /// The set as a ready snapshot of the source `kind`, as that source publishes it: a
+    /// manifest URL's items are one body under the URL (they stand or fall together), a
+    /// plugin's are one manifest each.
     pub fn snapshot(&self, kind: &SourceKind) -> SourceSnapshot {
-        let items = self
-            .items
-            .iter()
-            .map(|item| {
-                let origin = Origin { kind: kind.clone(), uri: item.uri.clone() };
-                let bytes: Arc<[u8]> = item.content.as_bytes().into();
-                (item.place.clone(), Ok(RawManifest { origin, bytes }))
-            })
-            .collect();
+        let raw = |item: &Item| {
+            let origin = Origin { kind: kind.clone(), uri: item.uri.clone() };
+            (item.place.clone(), RawManifest { origin, bytes: item.content.as_bytes().into() })
+        };
+        let items = match (kind, self.items.first()) {
+            (SourceKind::Http, Some(first)) => [(first.uri.clone(), Ok(Manifests::List(self.items.iter().map(raw).collect())))].into(),
+            _ => self.items.iter().map(raw).map(|(place, raw)| (place, Ok(Manifests::One(raw)))).collect(),
+        };
         SourceSnapshot { ready: true, items }
     }
 

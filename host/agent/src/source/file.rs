@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{RawManifest, ReadError, Source, SourceSnapshot};
+use super::{Manifests, RawManifest, ReadError, Source, SourceSnapshot};
 use crate::metrics::SourceHealth;
 
 /// The kubelet's cap on a manifest file.
@@ -258,7 +258,7 @@ impl Lister {
     }
 
     fn snapshot(&self) -> SourceSnapshot {
-        let items = self.files.iter().map(|(path, (_, item))| (path.display().to_string(), item.clone())).collect();
+        let items = self.files.iter().map(|(path, (_, item))| (path.display().to_string(), item.clone().map(Manifests::One))).collect();
         SourceSnapshot { ready: true, items }
     }
 }
@@ -464,10 +464,12 @@ mod tests {
         std::os::unix::fs::symlink(store.path().join("v1"), &link).unwrap();
         let mut lister = Lister::new(dir.path());
         let first = lister.relist();
-        assert_eq!(&*first.items.values().next().unwrap().as_ref().unwrap().bytes, b"one");
+        let Ok(Manifests::One(first)) = first.items.values().next().unwrap() else { panic!("one manifest") };
+        assert_eq!(&*first.bytes, b"one");
         std::fs::remove_file(&link).unwrap();
         std::os::unix::fs::symlink(store.path().join("v2"), &link).unwrap();
         let second = lister.relist();
-        assert_eq!(&*second.items.values().next().unwrap().as_ref().unwrap().bytes, b"two!");
+        let Ok(Manifests::One(second)) = second.items.values().next().unwrap() else { panic!("one manifest") };
+        assert_eq!(&*second.bytes, b"two!");
     }
 }

@@ -1,7 +1,12 @@
 //! The HTTP source (`--manifest-url`), as spec §3 has it: polled every `httpCheckFrequency`
-//! with a 10 s timeout and a 10 MiB cap; the body is one Pod or a PodList, YAML or JSON, and
-//! one invalid item rejects the whole body. Any failure (transport, time-out, a status other
-//! than 200, an empty or bad body) is reported and the pods of the last good body keep running.
+//! with a 10 s timeout and a 10 MiB cap; the body is one Pod or a PodList, YAML or JSON. Any
+//! failure (transport, time-out, a status other than 200, an empty body or one that is not a
+//! Pod or a list of them) is reported and the pods of the last good body keep running.
+//!
+//! The body is split into its items here (`list::split`, which reads every encoding a manifest
+//! file may use) and published as one [`List`](super::Manifests::List) under the URL, each item at
+//! `<url>#<index>`; the items are not decoded here. The desired stage loads each once, and one
+//! invalid item rejects the whole body there, the pods of the body accepted before running on.
 //!
 //! Better than the kubelet: conditional requests (`If-None-Match`, `If-Modified-Since`) so an
 //! unchanged body costs the server nothing; an empty body is an error, not "no pods" (an empty
@@ -14,8 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
-use serde_json::Value;
-use staticlet_model::{NodeContext, Origin, SourceKind};
+use staticlet_model::SourceKind;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -62,13 +66,12 @@ pub fn parse_headers<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Ve
 pub struct UrlSource {
     settings: HttpSource,
     checkpoint: PathBuf,
-    node: NodeContext,
 }
 
 impl UrlSource {
     /// The URL of `settings`, its last good body checkpointed at `checkpoint`.
-    pub fn new(settings: HttpSource, checkpoint: PathBuf, node: NodeContext) -> UrlSource {
-        UrlSource { settings, checkpoint, node }
+    pub fn new(settings: HttpSource, checkpoint: PathBuf) -> UrlSource {
+        UrlSource { settings, checkpoint }
     }
 }
 
@@ -81,7 +84,7 @@ impl Source for UrlSource {
     /// Publishes the checkpointed set at once if there is one, then every successful poll's
     /// set; every poll's outcome goes to `health`.
     async fn run(self: Box<Self>, out: watch::Sender<SourceSnapshot>, health: SourceHealth, shutdown: CancellationToken) {
-        let UrlSource { settings, checkpoint, node } = *self;
+        let UrlSource { settings, checkpoint } = *self;
         let mut last = LastGood::restore(checkpoint, SourceKind::Http, out, health);
         if let Some(checkpoint) = last.current() {
             info!(url = %settings.url, pods = checkpoint.items.len(), checkpoint = %last.path().display(), "restored the manifest URL's last good pods from the checkpoint");
@@ -89,7 +92,7 @@ impl Source for UrlSource {
         let client = settings.client();
         loop {
             let polled = match &client {
-                Ok(client) => settings.poll(client, &node, last.current()).await,
+                Ok(client) => settings.poll(client, last.current()).await,
                 Err(e) => Err(e.clone()),
             };
             settings.settle(polled, &mut last);
@@ -136,7 +139,7 @@ impl HttpSource {
         }
     }
 
-    async fn poll(&self, client: &reqwest::Client, node: &NodeContext, last: Option<&Checkpoint>) -> Result<Polled, String> {
+    async fn poll(&self, client: &reqwest::Client, last: Option<&Checkpoint>) -> Result<Polled, String> {
         let mut request = client.get(&self.url);
         for (name, value) in &self.headers {
             request = request.header(name, value);
@@ -164,7 +167,7 @@ impl HttpSource {
             }
             body.extend_from_slice(&chunk);
         }
-        let items = parse_body(&self.url, &body, node)?;
+        let items = parse_body(&self.url, &body)?;
         Ok(Polled::Changed(Checkpoint::new(items, etag, last_modified)))
     }
 }
@@ -176,30 +179,17 @@ fn describe(e: &reqwest::Error) -> String {
     crate::error_chain(e)
 }
 
-/// The body's pods, each checked as the desired stage will check it; one that fails rejects
-/// the body.
-fn parse_body(url: &str, body: &[u8], node: &NodeContext) -> Result<Vec<Item>, String> {
+/// The body's items, each a manifest at `<url>#<index>`, unparsed beyond the split.
+fn parse_body(url: &str, body: &[u8]) -> Result<Vec<Item>, String> {
     let manifests = staticlet_model::list::split(body).map_err(|e| e.to_string())?;
-    let origin = Origin { kind: SourceKind::Http, uri: url.to_owned() };
-    let mut items = Vec::with_capacity(manifests.len());
-    for (i, content) in manifests.into_iter().enumerate() {
-        if let Err(e) = staticlet_model::load(content.as_bytes(), &origin, node) {
-            let pod: Value = serde_json::from_str(&content).unwrap_or(Value::Null);
-            let name = pod["metadata"]["name"].as_str().unwrap_or("<unnamed>");
-            return Err(format!("items[{i}] ({name}): {e}; the whole body is rejected"));
-        }
-        items.push(Item { place: format!("{url}#{i}"), uri: url.to_owned(), content });
-    }
-    Ok(items)
+    let item = |(i, content)| Item { place: format!("{url}#{i}"), uri: url.to_owned(), content };
+    Ok(manifests.into_iter().enumerate().map(item).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn node() -> NodeContext {
-        NodeContext { node_name: "n1".into() }
-    }
+    use crate::source::Manifests;
 
     #[test]
     fn headers_use_the_kubelets_syntax() {
@@ -209,19 +199,29 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_list_becomes_items_and_one_bad_item_rejects_the_body() {
+    fn a_pod_list_becomes_raw_items_judged_downstream() {
         let list = "kind: PodList\napiVersion: v1\nitems:\n- metadata: {name: a}\n  spec: {containers: [{name: c, image: i}]}\n- metadata: {name: b}\n  spec: {containers: [{name: c, image: i}]}\n";
-        let items = parse_body("http://h/pods", list.as_bytes(), &node()).unwrap();
+        let items = parse_body("http://h/pods", list.as_bytes()).unwrap();
         assert_eq!(items.iter().map(|i| i.place.as_str()).collect::<Vec<_>>(), ["http://h/pods#0", "http://h/pods#1"]);
         assert!(items[0].content.contains("\"kind\":\"Pod\""));
 
+        // An invalid item is no business of the source's: the desired stage rejects the body.
         let bad = list.replace("{name: b}", "{name: B_}");
-        let err = parse_body("http://h/pods", bad.as_bytes(), &node()).unwrap_err();
-        assert!(err.starts_with("items[1] (B_): ") && err.contains("metadata.name"), "{err}");
-        assert!(parse_body("http://h/pods", b"  \n", &node()).unwrap_err().contains("empty"));
-        assert!(
-            parse_body("http://h/pods", b"{\"kind\": \"PodList\", \"apiVersion\": \"v1\", \"items\": []}", &node()).unwrap().is_empty()
-        );
-        assert!(parse_body("http://h/pods", b"kind: Deployment\n", &node()).unwrap_err().contains("Deployment"));
+        assert_eq!(parse_body("http://h/pods", bad.as_bytes()).unwrap().len(), 2);
+        assert!(parse_body("http://h/pods", b"  \n").unwrap_err().contains("empty"));
+        assert!(parse_body("http://h/pods", b"{\"kind\": \"PodList\", \"apiVersion\": \"v1\", \"items\": []}").unwrap().is_empty());
+        assert!(parse_body("http://h/pods", b"kind: Deployment\n").unwrap_err().contains("Deployment"));
+    }
+
+    #[test]
+    fn a_body_is_published_as_one_list_under_the_url() {
+        let items = parse_body("http://h/pods", b"kind: List\nitems: [{metadata: {name: a}}, {metadata: {name: b}}]\n").unwrap();
+        let snapshot = Checkpoint::new(items, None, None).snapshot(&SourceKind::Http);
+        assert!(snapshot.ready);
+        assert_eq!(snapshot.items.keys().collect::<Vec<_>>(), ["http://h/pods"]);
+        let Ok(Manifests::List(list)) = &snapshot.items["http://h/pods"] else { panic!("one list under the URL") };
+        assert_eq!(list.iter().map(|(place, _)| place.as_str()).collect::<Vec<_>>(), ["http://h/pods#0", "http://h/pods#1"]);
+        assert!(list.iter().all(|(_, raw)| raw.origin.kind == SourceKind::Http && raw.origin.uri == "http://h/pods"));
+        assert!(std::str::from_utf8(&list[1].1.bytes).unwrap().contains("\"name\":\"b\""));
     }
 }

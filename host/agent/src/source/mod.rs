@@ -46,6 +46,25 @@ pub struct RawManifest {
     pub bytes: Arc<[u8]>,
 }
 
+/// What a source read at one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Manifests {
+    /// One manifest (a file, a plugin's manifest id), its pod going by the place. While it does
+    /// not load, the pod last accepted from it keeps running.
+    One(RawManifest),
+    /// Manifests that stand or fall together, in order, each under a place of its own: a
+    /// manifest URL's body (its Pod, or its list's items, as `<url>#<index>`). While one of
+    /// them does not load, every pod last accepted from the body keeps running and none of the
+    /// others starts.
+    List(Vec<(String, RawManifest)>),
+}
+
+impl From<RawManifest> for Manifests {
+    fn from(raw: RawManifest) -> Manifests {
+        Manifests::One(raw)
+    }
+}
+
 /// An item the source could not read (too large, unreadable). Downstream keeps the pod last
 /// accepted from that place, exactly as for a manifest that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +81,8 @@ pub struct SourceSnapshot {
     /// Whether the first complete listing is done. Until every source is ready the agent
     /// removes nothing it finds running.
     pub ready: bool,
-    /// Each item by its place in the source.
-    pub items: BTreeMap<String, Result<RawManifest, ReadError>>,
+    /// What the source read at each of its places.
+    pub items: BTreeMap<String, Result<Manifests, ReadError>>,
 }
 
 /// Runs each source in a task of its own, reporting its health under its name in `metrics`,
@@ -85,7 +104,7 @@ pub fn start(
 }
 
 /// Merges several sources' snapshots into one, republished whenever any changes: every item
-/// of every source (their places never collide: paths, `<url>#<index>`, `plugin:<name>#<id>`),
+/// of every source (their places never collide: paths, the URL, `plugin:<name>#<id>`),
 /// ready once every source is.
 pub fn merge(mut inputs: Vec<watch::Receiver<SourceSnapshot>>, shutdown: CancellationToken) -> watch::Receiver<SourceSnapshot> {
     let (out, merged) = watch::channel(SourceSnapshot::default());
@@ -134,7 +153,7 @@ mod tests {
 
     fn snapshot(ready: bool, kind: SourceKind, place: &str) -> SourceSnapshot {
         let raw = RawManifest { origin: Origin { kind, uri: place.to_owned() }, bytes: b"kind: Pod".as_slice().into() };
-        SourceSnapshot { ready, items: [(place.to_owned(), Ok(raw))].into() }
+        SourceSnapshot { ready, items: [(place.to_owned(), Ok(raw.into()))].into() }
     }
 
     #[tokio::test]

@@ -197,7 +197,8 @@ mod tests {
         let first = next(&mut rx).await;
         assert!(first.ready);
         assert_eq!(ids(&first), ["plugin:fixture#a"]);
-        let origin = &first.items["plugin:fixture#a"].as_ref().unwrap().origin;
+        let Ok(crate::source::Manifests::One(manifest)) = &first.items["plugin:fixture#a"] else { panic!("one manifest") };
+        let origin = &manifest.origin;
         assert_eq!((origin.kind.to_string(), origin.uri.as_str()), ("plugin:fixture".to_owned(), "a"));
 
         std::fs::write(manifests.join("b"), "kind: Pod").unwrap();
