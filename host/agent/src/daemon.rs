@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
+use futures::future::join_all;
 use staticlet_model::{NodeContext, SourceKind};
 use staticlet_plugin::{Plugin, PluginEngine};
+use staticlet_runtime::Runtime;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -12,7 +15,7 @@ use crate::admission::plugins::Validators;
 use crate::api::credential::Credential;
 use crate::api::{self, Api};
 use crate::config::Config;
-use crate::desired::{self, DesiredState};
+use crate::desired::{self, DesiredSet, DesiredState};
 use crate::events::Recorder;
 use crate::metrics::{Instrumented, Metrics};
 use crate::mirror::{Mirror, Registration};
@@ -39,14 +42,7 @@ pub async fn run(
     credential: Credential,
     shutdown: CancellationToken,
 ) {
-    info!(
-        node = %config.node_name,
-        manifests = %config.static_pod_path.display(),
-        root_dir = %config.root_dir.display(),
-        runtime_classes = ?runtimes.class_names(),
-        default_runtime_class = %config.default_runtime_class,
-        "staticlet starting"
-    );
+    announce(config, &runtimes);
     let node = NodeContext { node_name: config.node_name.clone() };
     let metrics = Metrics::new();
     let runtimes = runtimes.map(|runtime| Arc::new(Instrumented::new(runtime, metrics.clone())));
@@ -66,52 +62,12 @@ pub async fn run(
         shutdown: shutdown.clone(),
         credential,
     });
-    let socket = tokio::spawn({
-        let (path, api) = (config.api_socket.clone(), api.clone());
-        async move {
-            if let Err(e) = api::serve_socket(path, api).await {
-                error!("the API is not served on its socket: {e}; pods are run regardless");
-            }
-        }
-    });
-    let port = tokio::spawn({
-        let (address, api) = (config.read_only_address, api.clone());
-        async move {
-            if let Some(address) = address
-                && let Err(e) = api::serve_read_only_port(address, api).await
-            {
-                error!("the read-only port is not served: {e}; pods are run regardless");
-            }
-        }
-    });
-    let kubelet_port = tokio::spawn({
-        let (config, api_server, api) = (config.clone(), mirror.as_ref().map(Mirror::client), api.clone());
-        async move { serve_kubelet_port(&config, api_server, api).await }
-    });
+    let api_tasks = serve_api(config, mirror.as_ref().map(Mirror::client), api);
     // Mirror pods only read the desired set and the status store: nothing below waits for the
     // API server.
     let mirror = mirror.map(|mirror| {
-        info!(server = mirror.server(), register_node = config.register_node, "mirror pods on");
-        let (desired, status, events, shutdown, runtime) =
-            (desired_rx.clone(), status.clone(), events.clone(), shutdown.clone(), runtimes.default_runtime().clone());
-        let (register, node_ip) = (config.register_node, config.node_ip.clone());
-        let kubelet_port_number = config.kubelet_server.as_ref().map(|server| server.address.port());
-        tokio::spawn(async move {
-            let registration = match register {
-                false => None,
-                true => {
-                    let version = match runtime.version().await {
-                        Ok(v) => format!("{}://{}", v.runtime_name, v.runtime_version),
-                        Err(e) => {
-                            warn!("registering the node without its container runtime's version: {e}");
-                            String::new()
-                        }
-                    };
-                    Some(Registration::of_this_host(&node_ip, &version, kubelet_port_number))
-                }
-            };
-            mirror.run(registration, desired, status, events, shutdown).await;
-        })
+        let runtime = runtimes.default_runtime().clone();
+        tokio::spawn(run_mirror(config.clone(), mirror, runtime, desired_rx.clone(), status.clone(), events.clone(), shutdown.clone()))
     });
     let layout = Layout::new(&config.root_dir);
     plugins.register(adapters.iter().cloned());
@@ -128,26 +84,49 @@ pub async fn run(
     });
 
     // No pod is admitted, and so none started, before every validator has loaded (or failed
-    // to, which its failure policy then covers); source plugins load alongside them.
-    let (sources, validators) = tokio::join!(
-        sources(config, &engine, &layout, &metrics),
-        Validators::load(&engine, &config.validators, runtimes.class_names(), &metrics)
-    );
-    plugins.register(sources.plugins.iter().cloned());
-    let (sources, source_rx) = crate::source::start(sources.all, &metrics, &shutdown);
-    let validators = Arc::new(validators);
-    plugins.register(validators.plugins().iter().cloned());
+    // to, which its failure policy then covers).
+    let (sources, validators) = load_plugins(config, &engine, &layout, &metrics, &plugins, runtimes.class_names()).await;
+    let (sources, source_rx) = crate::source::start(sources, &metrics, &shutdown);
     let stage = DesiredState::new(node, validators.chain()).reporting_to(events, metrics);
     let generation = validators.generation();
     let reload = tokio::spawn(validators.watch(shutdown.clone()));
     let desired = tokio::spawn(desired::run(stage, source_rx, generation, desired_tx, shutdown.clone()));
     let ready = tokio::spawn(notify_systemd(status, shutdown.clone()));
     Controller::new(ctx).run(desired_rx, restart_rx, shutdown).await;
-    let _ = tokio::join!(futures::future::join_all(sources), desired, socket, port, kubelet_port, reload, adapters_reload, ready);
+    let _ = tokio::join!(join_all(sources), desired, join_all(api_tasks), reload, adapters_reload, ready);
     if let Some(mirror) = mirror {
         let _ = mirror.await;
     }
     info!("staticlet stopped; pods are left running");
+}
+
+/// Logs what the agent is about to run.
+fn announce(config: &Config, runtimes: &Runtimes) {
+    info!(
+        node = %config.node_name,
+        manifests = %config.static_pod_path.display(),
+        root_dir = %config.root_dir.display(),
+        runtime_classes = ?runtimes.class_names(),
+        default_runtime_class = %config.default_runtime_class,
+        "staticlet starting"
+    );
+}
+
+/// Loads the source plugins and the validators side by side, and lists them in `plugins`:
+/// the sources of `config` (the directory, the URL, the plugins) and the validator chain.
+async fn load_plugins(
+    config: &Config,
+    engine: &PluginEngine,
+    layout: &Layout,
+    metrics: &Metrics,
+    plugins: &PluginRegistry,
+    runtime_classes: Vec<String>,
+) -> (Vec<Box<dyn Source>>, Arc<Validators>) {
+    let (sources, validators) =
+        tokio::join!(sources(config, engine, layout, metrics), Validators::load(engine, &config.validators, runtime_classes, metrics));
+    plugins.register(sources.plugins.iter().cloned());
+    plugins.register(validators.plugins().iter().cloned());
+    (sources.all, Arc::new(validators))
 }
 
 /// The sources of `config`, and the plugins among them.
@@ -168,10 +147,65 @@ async fn sources(config: &Config, engine: &PluginEngine, layout: &Layout, metric
         let checkpoint = layout.checkpoint(&SourceKind::Plugin(source.spec.name.clone()).to_string());
         PluginSource::load(engine, source, checkpoint, metrics.clone())
     });
-    let plugin_sources = futures::future::join_all(plugin_sources).await;
+    let plugin_sources = join_all(plugin_sources).await;
     let plugins = plugin_sources.iter().map(|source| source.plugin().clone()).collect();
     all.extend(plugin_sources.into_iter().map(|source| Box::new(source) as Box<dyn Source>));
     Sources { all, plugins }
+}
+
+/// Serves the API on its socket, and on the read-only and kubelet ports when configured; a
+/// listener that cannot be set up is logged, and pods are run regardless.
+fn serve_api(config: &Config, api_server: Option<kube::Client>, api: Arc<Api>) -> Vec<JoinHandle<()>> {
+    let socket = tokio::spawn({
+        let (path, api) = (config.api_socket.clone(), api.clone());
+        async move {
+            if let Err(e) = api::serve_socket(path, api).await {
+                error!("the API is not served on its socket: {e}; pods are run regardless");
+            }
+        }
+    });
+    let port = tokio::spawn({
+        let (address, api) = (config.read_only_address, api.clone());
+        async move {
+            if let Some(address) = address
+                && let Err(e) = api::serve_read_only_port(address, api).await
+            {
+                error!("the read-only port is not served: {e}; pods are run regardless");
+            }
+        }
+    });
+    let config = config.clone();
+    let kubelet_port = tokio::spawn(async move { serve_kubelet_port(&config, api_server, api).await });
+    vec![socket, port, kubelet_port]
+}
+
+/// Mirrors the pods of `desired` and their status on `mirror`'s API server, registering the
+/// node first when `config` says so.
+async fn run_mirror(
+    config: Config,
+    mirror: Mirror,
+    runtime: Arc<dyn Runtime>,
+    desired: watch::Receiver<Arc<DesiredSet>>,
+    status: StatusStore,
+    events: Recorder,
+    shutdown: CancellationToken,
+) {
+    info!(server = mirror.server(), register_node = config.register_node, "mirror pods on");
+    let registration = match config.register_node {
+        false => None,
+        true => {
+            let version = match runtime.version().await {
+                Ok(v) => format!("{}://{}", v.runtime_name, v.runtime_version),
+                Err(e) => {
+                    warn!("registering the node without its container runtime's version: {e}");
+                    String::new()
+                }
+            };
+            let kubelet_port = config.kubelet_server.as_ref().map(|server| server.address.port());
+            Some(Registration::of_this_host(&config.node_ip, &version, kubelet_port))
+        }
+    };
+    mirror.run(registration, desired, status, events, shutdown).await;
 }
 
 /// Serves the kubelet port when configured. A port that cannot be set up (a bad certificate,
