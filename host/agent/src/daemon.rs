@@ -23,10 +23,10 @@ use crate::reconcile::container_action::Runner;
 use crate::reconcile::{Context, Controller};
 use crate::reload::{RELOAD_PERIOD, reload};
 use crate::runtimes::Runtimes;
-use crate::source::Source;
 use crate::source::file::FileSource;
 use crate::source::http::UrlSource;
 use crate::source::plugin::PluginSource;
+use crate::source::{Source, SourceSnapshot, checkpoint};
 use crate::state::Layout;
 use crate::status::{PluginRegistry, StatusStore};
 
@@ -86,14 +86,17 @@ pub async fn run(
     // No pod is admitted, and so none started, before every validator has loaded (or failed
     // to, which its failure policy then covers).
     let (sources, validators) = load_plugins(config, &engine, &layout, &metrics, &plugins, runtimes.class_names()).await;
+    let checkpoints = sources.iter().filter_map(|source| Some((source.kind(), source.checkpoint()?.to_owned()))).collect();
     let (sources, source_rx) = crate::source::start(sources, &metrics, &shutdown);
+    let (accepted_tx, accepted_rx) = watch::channel(SourceSnapshot::default());
+    let checkpoints = tokio::spawn(checkpoint::keep(accepted_rx, checkpoints, shutdown.clone()));
     let stage = DesiredState::new(node, validators.chain()).reporting_to(events, metrics);
     let generation = validators.generation();
     let reload = tokio::spawn(validators.watch(shutdown.clone()));
-    let desired = tokio::spawn(desired::run(stage, source_rx, generation, desired_tx, shutdown.clone()));
+    let desired = tokio::spawn(desired::run(stage, source_rx, generation, desired_tx, accepted_tx, shutdown.clone()));
     let ready = tokio::spawn(notify_systemd(status, shutdown.clone()));
     Controller::new(ctx).run(desired_rx, restart_rx, shutdown).await;
-    let _ = tokio::join!(join_all(sources), desired, join_all(api_tasks), reload, adapters_reload, ready);
+    let _ = tokio::join!(join_all(sources), desired, checkpoints, join_all(api_tasks), reload, adapters_reload, ready);
     if let Some(mirror) = mirror {
         let _ = mirror.await;
     }
@@ -136,7 +139,7 @@ struct Sources {
 }
 
 /// The directory, the URL if one is given and every source plugin (loaded side by side), each
-/// checkpointed, when it lives elsewhere, under `layout`.
+/// that lives elsewhere checkpointed under its name in `layout`.
 async fn sources(config: &Config, engine: &PluginEngine, layout: &Layout, metrics: &Metrics) -> Sources {
     let mut all: Vec<Box<dyn Source>> =
         vec![Box::new(FileSource { path: config.static_pod_path.clone(), check_frequency: config.file_check_frequency })];

@@ -88,6 +88,8 @@ struct Accepted {
     /// The pods last accepted, each under its own place (the place itself, or a list item's);
     /// none if nothing ever was.
     pods: Vec<Placed>,
+    /// What they were loaded from.
+    from: Option<Manifests>,
 }
 
 /// Turns source snapshots into the desired set.
@@ -139,7 +141,7 @@ impl DesiredState {
                     }
                     entry.last = Some(manifests.clone());
                     match load_place(&self.node, place, manifests, &entry.pods) {
-                        Ok(pods) => entry.pods = pods,
+                        Ok(pods) => (entry.pods, entry.from) = (pods, Some(manifests.clone())),
                         Err((origin, message)) => {
                             let kept = (!entry.pods.is_empty()).then(|| names(&entry.pods));
                             error!(source = %origin.kind, manifest = %origin.uri, kept_running = ?kept, "{}: {message}", origin.uri);
@@ -152,6 +154,14 @@ impl DesiredState {
                 }
             }
         }
+    }
+
+    /// The manifests the pods in force were loaded from, by place: what a source's checkpoint
+    /// keeps ([`crate::source::checkpoint::keep`]). A place whose manifests stopped loading
+    /// holds those last accepted from it.
+    pub fn accepted(&self, ready: bool) -> SourceSnapshot {
+        let items = self.accepted.iter().filter_map(|(place, a)| Some((place.clone(), Ok(a.from.clone()?))));
+        SourceSnapshot { ready, items: items.collect() }
     }
 
     fn merge(&mut self, ready: bool) -> (bool, BTreeMap<String, Arc<StaticPod>>) {
@@ -322,12 +332,14 @@ fn source_rank(kind: &SourceKind) -> (u8, &str) {
 }
 
 /// Runs the stage until `shutdown`: every new snapshot from `input`, and every new generation
-/// of the validators, produces a new set on `out`.
+/// of the validators, produces a new set on `out`, and the manifests it was loaded from on
+/// `accepted` ([`DesiredState::accepted`]).
 pub async fn run(
     mut stage: DesiredState,
     mut input: watch::Receiver<SourceSnapshot>,
     mut validators: watch::Receiver<u64>,
     out: watch::Sender<Arc<DesiredSet>>,
+    accepted: watch::Sender<SourceSnapshot>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -339,6 +351,12 @@ pub async fn run(
             if changed {
                 *current = Arc::new(set);
             }
+            changed
+        });
+        let manifests = stage.accepted(snapshot.ready);
+        accepted.send_if_modified(|current| {
+            let changed = *current != manifests;
+            *current = manifests;
             changed
         });
         tokio::select! {
@@ -460,6 +478,22 @@ mod tests {
         assert_eq!(names(&fixed), [("a-n1", "i:2"), ("c-n1", "i:1")].map(|(n, i)| (n.to_owned(), i.to_owned())).into());
         let empty = stage.update(&snapshot("kind: PodList\napiVersion: v1\nitems: []\n"), 0).await;
         assert!(empty.pods.is_empty());
+    }
+
+    #[tokio::test]
+    async fn what_a_checkpoint_keeps_is_what_was_last_accepted() {
+        let mut stage = stage();
+        let (url, good) = body("http://h/pods", &pod_list(&[("a", "i:1")]));
+        let never = raw("/m/x.yaml", "kind: Deployment\n");
+        stage.update(&SourceSnapshot { ready: true, items: [(url.clone(), good.clone()), never.clone()].into() }, 0).await;
+        let accepted = stage.accepted(true);
+        assert!(accepted.ready);
+        assert_eq!(accepted.items, [(url.clone(), good.clone())].into(), "a manifest that never loaded is not kept");
+        let (_, bad) = body("http://h/pods", &pod_list(&[("a", "i:2"), ("B_", "i:1")]));
+        stage.update(&SourceSnapshot { ready: true, items: [(url.clone(), bad)].into() }, 0).await;
+        assert_eq!(stage.accepted(false).items, [(url, good)].into(), "a rejected body leaves the one accepted before");
+        stage.update(&SourceSnapshot { ready: true, items: BTreeMap::new() }, 0).await;
+        assert!(stage.accepted(true).items.is_empty());
     }
 
     #[tokio::test]

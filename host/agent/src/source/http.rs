@@ -10,10 +10,11 @@
 //!
 //! Better than the kubelet: conditional requests (`If-None-Match`, `If-Modified-Since`) so an
 //! unchanged body costs the server nothing; an empty body is an error, not "no pods" (an empty
-//! PodList says that); and the last good body is checkpointed under `--root-dir`, so an agent
-//! restarted while the server is down runs the same pods.
+//! PodList says that); and the last body the desired stage accepted is checkpointed under
+//! `--root-dir` ([`super::checkpoint`]), so an agent restarted while the server is down, or
+//! serves a bad body, runs the same pods.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,7 +25,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::checkpoint::{Checkpoint, Item, LastGood};
+use super::checkpoint::{Item, LastRead};
 use super::{Source, SourceSnapshot};
 use crate::metrics::SourceHealth;
 
@@ -62,14 +63,14 @@ pub fn parse_headers<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Ve
     Ok(headers)
 }
 
-/// The manifest URL at work: its settings, and where its last good body is checkpointed.
+/// The manifest URL at work: its settings, and where its checkpoint is.
 pub struct UrlSource {
     settings: HttpSource,
     checkpoint: PathBuf,
 }
 
 impl UrlSource {
-    /// The URL of `settings`, its last good body checkpointed at `checkpoint`.
+    /// The URL of `settings`, its last good body restored from `checkpoint` at start.
     pub fn new(settings: HttpSource, checkpoint: PathBuf) -> UrlSource {
         UrlSource { settings, checkpoint }
     }
@@ -81,21 +82,27 @@ impl Source for UrlSource {
         SourceKind::Http
     }
 
+    fn checkpoint(&self) -> Option<&Path> {
+        Some(&self.checkpoint)
+    }
+
     /// Publishes the checkpointed set at once if there is one, then every successful poll's
     /// set; every poll's outcome goes to `health`.
     async fn run(self: Box<Self>, out: watch::Sender<SourceSnapshot>, health: SourceHealth, shutdown: CancellationToken) {
         let UrlSource { settings, checkpoint } = *self;
-        let mut last = LastGood::restore(checkpoint, SourceKind::Http, out, health);
-        if let Some(checkpoint) = last.current() {
-            info!(url = %settings.url, pods = checkpoint.items.len(), checkpoint = %last.path().display(), "restored the manifest URL's last good pods from the checkpoint");
+        let mut last = LastRead::restore(checkpoint, SourceKind::Http, out, health);
+        if let Some(items) = last.current() {
+            info!(url = %settings.url, pods = items.len(), checkpoint = %last.path().display(), "restored the manifest URL's last good pods from the checkpoint");
         }
         let client = settings.client();
+        // Those of the body last read: the set restored from the checkpoint is fetched again.
+        let mut conditions = Conditions::default();
         loop {
             let polled = match &client {
-                Ok(client) => settings.poll(client, last.current()).await,
+                Ok(client) => settings.poll(client, &conditions).await,
                 Err(e) => Err(e.clone()),
             };
-            settings.settle(polled, &mut last);
+            settings.settle(polled, &mut last, &mut conditions);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(settings.check_frequency) => {}
@@ -104,10 +111,19 @@ impl Source for UrlSource {
     }
 }
 
+/// What a conditional request sends back to ask whether the body changed.
+#[derive(Debug, Clone, Default)]
+struct Conditions {
+    /// The body's `ETag`, for `If-None-Match`.
+    etag: Option<String>,
+    /// The body's `Last-Modified`, for `If-Modified-Since`.
+    last_modified: Option<String>,
+}
+
 /// What one poll found.
 enum Polled {
     Unchanged,
-    Changed(Checkpoint),
+    Changed(Vec<Item>, Conditions),
 }
 
 impl HttpSource {
@@ -122,13 +138,14 @@ impl HttpSource {
         builder.build().map_err(|e| format!("cannot set up the HTTP client: {e}"))
     }
 
-    /// Folds one poll's outcome into the last good set, and logs what changed or failed.
-    fn settle(&self, polled: Result<Polled, String>, last: &mut LastGood) {
+    /// Folds one poll's outcome into the set last read, and logs what changed or failed.
+    fn settle(&self, polled: Result<Polled, String>, last: &mut LastRead, conditions: &mut Conditions) {
         match polled {
             Ok(Polled::Unchanged) => last.unchanged(),
-            Ok(Polled::Changed(checkpoint)) => {
-                let pods = checkpoint.items.len();
-                if last.replace(checkpoint) {
+            Ok(Polled::Changed(items, new_conditions)) => {
+                *conditions = new_conditions;
+                let pods = items.len();
+                if last.replace(items) {
                     info!(url = %self.url, pods, "manifest URL changed");
                 }
             }
@@ -139,22 +156,21 @@ impl HttpSource {
         }
     }
 
-    async fn poll(&self, client: &reqwest::Client, last: Option<&Checkpoint>) -> Result<Polled, String> {
+    async fn poll(&self, client: &reqwest::Client, conditions: &Conditions) -> Result<Polled, String> {
         let mut request = client.get(&self.url);
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
-        if let Some(last) = last {
-            if let Some(etag) = &last.etag {
-                request = request.header(IF_NONE_MATCH, etag);
-            }
-            if let Some(modified) = &last.last_modified {
-                request = request.header(IF_MODIFIED_SINCE, modified);
-            }
+        if let Some(etag) = &conditions.etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        if let Some(modified) = &conditions.last_modified {
+            request = request.header(IF_MODIFIED_SINCE, modified);
         }
         let mut response = request.send().await.map_err(|e| describe(&e))?;
+        let conditional = conditions.etag.is_some() || conditions.last_modified.is_some();
         match response.status() {
-            StatusCode::NOT_MODIFIED if last.is_some() => return Ok(Polled::Unchanged),
+            StatusCode::NOT_MODIFIED if conditional => return Ok(Polled::Unchanged),
             StatusCode::OK => {}
             status => return Err(format!("the server answered {status}")),
         }
@@ -168,7 +184,7 @@ impl HttpSource {
             body.extend_from_slice(&chunk);
         }
         let items = parse_body(&self.url, &body)?;
-        Ok(Polled::Changed(Checkpoint::new(items, etag, last_modified)))
+        Ok(Polled::Changed(items, Conditions { etag, last_modified }))
     }
 }
 
@@ -216,7 +232,7 @@ mod tests {
     #[test]
     fn a_body_is_published_as_one_list_under_the_url() {
         let items = parse_body("http://h/pods", b"kind: List\nitems: [{metadata: {name: a}}, {metadata: {name: b}}]\n").unwrap();
-        let snapshot = Checkpoint::new(items, None, None).snapshot(&SourceKind::Http);
+        let snapshot = crate::source::checkpoint::snapshot(&SourceKind::Http, &items);
         assert!(snapshot.ready);
         assert_eq!(snapshot.items.keys().collect::<Vec<_>>(), ["http://h/pods"]);
         let Ok(Manifests::List(list)) = &snapshot.items["http://h/pods"] else { panic!("one list under the URL") };

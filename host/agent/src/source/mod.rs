@@ -14,6 +14,7 @@ pub mod http;
 pub mod plugin;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -30,6 +31,13 @@ pub trait Source: Send {
     /// Which source this is. Its name (`file`, `http`, `plugin:<name>`) labels the source's
     /// health metrics, its logs and its checkpoint.
     fn kind(&self) -> SourceKind;
+
+    /// Where a source that lives elsewhere (a URL, a plugin) restores its set from when it
+    /// starts: the file [`checkpoint::keep`] keeps in step with what the desired stage accepted
+    /// from it. The directory has none: it is its own record.
+    fn checkpoint(&self) -> Option<&Path> {
+        None
+    }
 
     /// Runs until `shutdown`: publishes on `out` each complete set of manifests that differs
     /// from the one before (marking it ready once the first full listing or poll is done), and

@@ -2,15 +2,15 @@
 //! gives. A poll's list is the full set of that source, each manifest under its stable id (the
 //! place `plugin:<name>#<id>`, so a pod keeps its UID across polls); `none` means unchanged.
 //! A poll that fails (the plugin's own error, a trap, its deadline, a refused outbound request)
-//! is reported and the source's last good set keeps running. The last good set is checkpointed
-//! under `--root-dir`, as the manifest URL's is, so a restart while the plugin's backend is down
-//! runs the same pods.
+//! is reported and the source's last good set keeps running. What the desired stage last
+//! accepted from the plugin is checkpointed under `--root-dir` ([`super::checkpoint`]), as the
+//! manifest URL's is, so a restart while the plugin's backend is down runs the same pods.
 //!
 //! Manifests are not decoded here: each is its own item downstream, like a file, so one bad
 //! manifest keeps the pod last accepted from its id without holding up the others.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::checkpoint::{Checkpoint, Item, LastGood};
+use super::checkpoint::{Item, LastRead};
 use super::{Source, SourceSnapshot};
 use crate::metrics::{Metrics, SourceHealth};
 use crate::reload::{RELOAD_PERIOD, reload};
@@ -35,7 +35,7 @@ pub struct SourceConfig {
     pub interval: Duration,
 }
 
-/// A loaded source plugin, how often to poll it and where its last good set is checkpointed.
+/// A loaded source plugin, how often to poll it and where its checkpoint is.
 pub struct PluginSource {
     plugin: Arc<Plugin>,
     interval: Duration,
@@ -46,7 +46,7 @@ pub struct PluginSource {
 
 impl PluginSource {
     /// Loads the plugin; one that fails to load is kept, every poll failing with its load error
-    /// until its file is fixed. Its last good set is checkpointed at `checkpoint`, and its calls
+    /// until its file is fixed. Its set is restored from `checkpoint` at start, and its calls
     /// are timed in `metrics`.
     pub async fn load(engine: &PluginEngine, config: &SourceConfig, checkpoint: PathBuf, metrics: Metrics) -> PluginSource {
         let plugin = Arc::new(Plugin::load(engine, config.spec.clone()).await);
@@ -66,14 +66,14 @@ impl PluginSource {
         polled.map_err(|e| e.to_string()).and_then(|list| list.map(|list| self.items(list)).transpose())
     }
 
-    /// Folds one poll's outcome into the last good set, and logs what changed or failed.
-    fn settle(&self, polled: Result<Option<Vec<Item>>, String>, last: &mut LastGood) {
+    /// Folds one poll's outcome into the set last read, and logs what changed or failed.
+    fn settle(&self, polled: Result<Option<Vec<Item>>, String>, last: &mut LastRead) {
         let name = &self.plugin.spec().name;
         match polled {
             Ok(None) => last.unchanged(),
             Ok(Some(items)) => {
                 let pods = items.len();
-                if last.replace(Checkpoint::new(items, None, None)) {
+                if last.replace(items) {
                     info!(plugin = %name, pods, "source plugin's manifests changed");
                 }
             }
@@ -127,12 +127,16 @@ impl Source for PluginSource {
         self.kind.clone()
     }
 
+    fn checkpoint(&self) -> Option<&Path> {
+        Some(&self.checkpoint)
+    }
+
     /// Publishes the checkpointed set at once if there is one, then every successful poll's
     /// set; reloads the plugin when its file changes and polls the new code at once.
     async fn run(self: Box<Self>, out: watch::Sender<SourceSnapshot>, health: SourceHealth, shutdown: CancellationToken) {
-        let mut last = LastGood::restore(self.checkpoint.clone(), self.kind.clone(), out, health);
-        if let Some(checkpoint) = last.current() {
-            info!(plugin = %self.plugin.spec().name, pods = checkpoint.items.len(), checkpoint = %last.path().display(), "restored the source plugin's last good pods from the checkpoint");
+        let mut last = LastRead::restore(self.checkpoint.clone(), self.kind.clone(), out, health);
+        if let Some(items) = last.current() {
+            info!(plugin = %self.plugin.spec().name, pods = items.len(), checkpoint = %last.path().display(), "restored the source plugin's last good pods from the checkpoint");
         }
         loop {
             let polled = self.poll().await;
@@ -182,13 +186,20 @@ mod tests {
         let engine = PluginEngine::new("n1", None).unwrap();
         let metrics = Metrics::new();
 
+        // The checkpoint keeps what the desired stage accepted; here, standing in for it, all
+        // the source publishes.
         let run = |shutdown: CancellationToken| {
             let (tx, rx) = watch::channel(SourceSnapshot::default());
             let (engine, config, checkpoint, metrics) = (engine.clone(), config.clone(), checkpoint.clone(), metrics.clone());
+            let keeper = crate::source::checkpoint::keep(
+                rx.clone(),
+                vec![(SourceKind::Plugin("fixture".into()), checkpoint.clone())],
+                shutdown.clone(),
+            );
             let task = tokio::spawn(async move {
                 let source = Box::new(PluginSource::load(&engine, &config, checkpoint, metrics.clone()).await);
                 let health = metrics.source(&source.kind().to_string());
-                source.run(tx, health, shutdown).await;
+                tokio::join!(source.run(tx, health, shutdown), keeper);
             });
             (rx, task)
         };
