@@ -3,10 +3,18 @@
 //! The data flows one way, one module per stage:
 //!
 //! ```text
-//! source (file, URL) → desired (decode, defaults, validation, merge, admission) → reconcile (workers) → runtime
+//! source::Source                   desired                              reconcile     runtime
+//! ├─ file::FileSource    (dir)  ┐  decode, defaults, validation,
+//! ├─ http::UrlSource     (URL)  ├► merge, admission: the desired set  ─► workers   ─► Runtime trait
+//! └─ plugin::PluginSource       ┘  │
+//!     ▲ restored at start          └► accepted manifests ─► source::checkpoint::keep (files)
 //! ```
 //!
-//! [`admission`] holds the validator chain the desired stage runs every pod through.
+//! Every source implements [`source::Source`] and hands raw manifests with their origin
+//! ([`source::SourceSnapshot`]) to [`desired`], the one stage that decodes them; it knows nothing
+//! of pods or the node. [`daemon`] builds the sources, runs them side by side
+//! ([`source::start`]) and wires the stages. [`admission`] holds the validator chain the
+//! desired stage runs every pod through; [`reload`] reloads any plugin whose code changed.
 //!
 //! [`config`] turns flags and the config file into one [`config::Config`]; [`cli`] holds the
 //! subcommands; [`state`] names everything under `--root-dir`.
