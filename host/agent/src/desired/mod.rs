@@ -374,7 +374,7 @@ mod tests {
 
     fn raw(path: &str, text: &str) -> (String, Result<Manifests, ReadError>) {
         let origin = Origin { kind: SourceKind::File, uri: path.to_owned() };
-        (path.to_owned(), Ok(RawManifest { origin, bytes: text.as_bytes().into() }.into()))
+        (path.to_owned(), Ok(Manifests::One(RawManifest { origin, bytes: text.as_bytes().into() })))
     }
 
     fn pod(name: &str, image: &str) -> String {
@@ -386,7 +386,7 @@ mod tests {
         let mut stage = stage();
         let item = |kind: SourceKind, place: &str, image: &str| {
             let origin = Origin { kind, uri: place.to_owned() };
-            (place.to_owned(), Ok(RawManifest { origin, bytes: pod("web", image).as_bytes().into() }.into()))
+            (place.to_owned(), Ok(Manifests::One(RawManifest { origin, bytes: pod("web", image).as_bytes().into() })))
         };
         let mut items: BTreeMap<_, _> = [
             item(SourceKind::Plugin("b".into()), "plugin:b#web", "i:plugin-b"),

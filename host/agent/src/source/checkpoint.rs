@@ -245,7 +245,7 @@ mod tests {
         let mut accepted = snapshot(&http, &url);
         accepted.items.extend(snapshot(&plugin, &ids).items);
         let file = RawManifest { origin: Origin { kind: SourceKind::File, uri: "/m/a.yaml".into() }, bytes: b"x".as_slice().into() };
-        accepted.items.insert("/m/a.yaml".into(), Ok(file.into()));
+        accepted.items.insert("/m/a.yaml".into(), Ok(Manifests::One(file)));
 
         let (tx, rx) = watch::channel(SourceSnapshot { ready: false, ..accepted.clone() });
         let shutdown = CancellationToken::new();

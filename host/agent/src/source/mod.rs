@@ -67,12 +67,6 @@ pub enum Manifests {
     List(Vec<(String, RawManifest)>),
 }
 
-impl From<RawManifest> for Manifests {
-    fn from(raw: RawManifest) -> Manifests {
-        Manifests::One(raw)
-    }
-}
-
 /// An item the source could not read (too large, unreadable). Downstream keeps the pod last
 /// accepted from that place, exactly as for a manifest that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +155,7 @@ mod tests {
 
     fn snapshot(ready: bool, kind: SourceKind, place: &str) -> SourceSnapshot {
         let raw = RawManifest { origin: Origin { kind, uri: place.to_owned() }, bytes: b"kind: Pod".as_slice().into() };
-        SourceSnapshot { ready, items: [(place.to_owned(), Ok(raw.into()))].into() }
+        SourceSnapshot { ready, items: [(place.to_owned(), Ok(Manifests::One(raw)))].into() }
     }
 
     #[tokio::test]
