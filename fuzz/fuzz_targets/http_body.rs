@@ -1,7 +1,7 @@
 //! A manifest URL's body as the HTTP source reads it: arbitrary bytes split into pods
-//! (`staticlet_model::list::split`: one Pod, or a PodList or List of them), then each item
-//! loaded with `SourceKind::Http` as the agent's `parse_body` does, including the error message
-//! that names the rejected item. The body comes from a remote server the node merely trusts, so
+//! (`staticlet_model::list::split`: one Pod, or a PodList or List of them, as the URL source
+//! splits it), then each item loaded with `SourceKind::Http` as the desired stage loads a body's
+//! items, including the error message that names the rejected item. The body comes from a remote server the node merely trusts, so
 //! a hostile or broken server must not be able to panic the agent.
 
 #![no_main]

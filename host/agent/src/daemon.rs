@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
-use staticlet_model::NodeContext;
+use futures::future::join_all;
+use staticlet_model::{NodeContext, SourceKind};
 use staticlet_plugin::{Plugin, PluginEngine};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -19,9 +21,10 @@ use crate::mirror::{Mirror, RegisterAs};
 use crate::reconcile::container_action::Runner;
 use crate::reconcile::{Context, Controller};
 use crate::runtimes::Runtimes;
-use crate::source::SourceSnapshot;
 use crate::source::file::FileSource;
+use crate::source::http::UrlSource;
 use crate::source::plugin::PluginSource;
+use crate::source::{Source, SourceSnapshot, checkpoint};
 use crate::state::Layout;
 use crate::status::{PluginRegistry, StatusStore};
 
@@ -37,14 +40,7 @@ pub async fn run(
     credential: Credential,
     shutdown: CancellationToken,
 ) {
-    info!(
-        node = %config.node_name,
-        manifests = %config.static_pod_path.display(),
-        root_dir = %config.root_dir.display(),
-        runtime_classes = ?runtimes.class_names(),
-        default_runtime_class = %config.default_runtime_class,
-        "staticlet starting"
-    );
+    announce(config, &runtimes);
     let node = NodeContext { node_name: config.node_name.clone() };
     let metrics = Metrics::new();
     let runtimes = runtimes.map(|runtime| Arc::new(Instrumented::new(runtime, metrics.clone())));
@@ -64,28 +60,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         credential,
     });
-    let socket = tokio::spawn({
-        let (path, api) = (config.api_socket.clone(), api.clone());
-        async move {
-            if let Err(e) = api::serve_socket(path, api).await {
-                error!("the API is not served on its socket: {e}; pods are run regardless");
-            }
-        }
-    });
-    let port = tokio::spawn({
-        let (address, api) = (config.read_only_address, api.clone());
-        async move {
-            if let Some(address) = address
-                && let Err(e) = api::serve_read_only_port(address, api).await
-            {
-                error!("the read-only port is not served: {e}; pods are run regardless");
-            }
-        }
-    });
-    let kubelet_port = tokio::spawn({
-        let (config, api_server, api) = (config.clone(), mirror.as_ref().map(Mirror::client), api.clone());
-        async move { serve_kubelet_port(&config, api_server, api).await }
-    });
+    let api_tasks = serve_api(config, mirror.as_ref().map(Mirror::client), api);
     // Mirror pods only read the desired set and the status store: nothing below waits for the
     // API server.
     let mirror = mirror.map(|mirror| {
@@ -114,45 +89,103 @@ pub async fn run(
         clock: staticlet_runtime::Clock::SYSTEM,
     });
 
-    let file = FileSource { path: config.static_pod_path.clone(), check_frequency: config.file_check_frequency };
-    let (file_tx, file_rx) = watch::channel(SourceSnapshot::default());
-    let mut sources = vec![tokio::spawn(file.run(file_tx, metrics.source("file"), shutdown.clone()))];
-    let mut inputs = vec![file_rx];
-    if let Some(http) = config.manifest_url.clone() {
-        let (http_tx, http_rx) = watch::channel(SourceSnapshot::default());
-        let checkpoint = layout.checkpoint("http");
-        sources.push(tokio::spawn(http.run(node.clone(), checkpoint, http_tx, metrics.source("http"), shutdown.clone())));
-        inputs.push(http_rx);
-    }
-    for source_config in config.source_plugins.clone() {
-        let (plugin_tx, plugin_rx) = watch::channel(SourceSnapshot::default());
-        let (engine, plugins, metrics, layout, shutdown) =
-            (engine.clone(), plugins.clone(), metrics.clone(), layout.clone(), shutdown.clone());
-        sources.push(tokio::spawn(async move {
-            let source = PluginSource::load(&engine, &source_config).await;
-            plugins.register([source.plugin().clone()]);
-            let name = source.name();
-            let health = metrics.source(&name);
-            source.run(layout.checkpoint(&name), plugin_tx, metrics, health, shutdown).await;
-        }));
-        inputs.push(plugin_rx);
-    }
-    let source_rx = crate::source::merge(inputs, shutdown.clone());
-    // Sources and the API start first; no pod is admitted, and so none started, before every
-    // validator has loaded (or failed to, which its failure policy then covers).
-    let validators = Arc::new(Validators::load(&engine, &config.validators, runtimes.class_names(), &metrics).await);
-    plugins.register(validators.plugins().iter().cloned());
+    // No pod is admitted, and so none started, before every validator has loaded (or failed
+    // to, which its failure policy then covers).
+    let (sources, validators) = load_plugins(config, &engine, &layout, &metrics, &plugins, runtimes.class_names()).await;
+    let checkpoints = sources.iter().filter_map(|source| Some((source.kind(), source.checkpoint()?.to_owned()))).collect();
+    let (sources, source_rx) = crate::source::start(sources, &metrics, &shutdown);
+    let (accepted_tx, accepted_rx) = watch::channel(SourceSnapshot::default());
+    let checkpoints = tokio::spawn(checkpoint::keep(accepted_rx, checkpoints, shutdown.clone()));
     let stage = DesiredState::new(node, validators.chain()).reporting_to(events, metrics);
     let generation = validators.generation();
     let reload = tokio::spawn(validators.watch(shutdown.clone()));
-    let desired = tokio::spawn(desired::run(stage, source_rx, generation, desired_tx, shutdown.clone()));
+    let desired = tokio::spawn(desired::run(stage, source_rx, generation, desired_tx, accepted_tx, shutdown.clone()));
     let ready = tokio::spawn(notify_systemd(status, shutdown.clone()));
     Controller::new(ctx).run(desired_rx, restart_rx, shutdown).await;
-    let _ = tokio::join!(futures::future::join_all(sources), desired, socket, port, kubelet_port, reload, adapters_reload, ready);
+    let _ = tokio::join!(join_all(sources), desired, checkpoints, join_all(api_tasks), reload, adapters_reload, ready);
     if let Some(mirror) = mirror {
         let _ = mirror.await;
     }
     info!("staticlet stopped; pods are left running");
+}
+
+/// Logs what the agent is about to run.
+fn announce(config: &Config, runtimes: &Runtimes) {
+    info!(
+        node = %config.node_name,
+        manifests = %config.static_pod_path.display(),
+        root_dir = %config.root_dir.display(),
+        runtime_classes = ?runtimes.class_names(),
+        default_runtime_class = %config.default_runtime_class,
+        "staticlet starting"
+    );
+}
+
+/// Loads the source plugins and the validators side by side, and lists them in `plugins`:
+/// the sources of `config` (the directory, the URL, the plugins) and the validator chain.
+async fn load_plugins(
+    config: &Config,
+    engine: &PluginEngine,
+    layout: &Layout,
+    metrics: &Metrics,
+    plugins: &PluginRegistry,
+    runtime_classes: Vec<String>,
+) -> (Vec<Box<dyn Source>>, Arc<Validators>) {
+    let (sources, validators) =
+        tokio::join!(sources(config, engine, layout, metrics), Validators::load(engine, &config.validators, runtime_classes, metrics));
+    plugins.register(sources.plugins.iter().cloned());
+    plugins.register(validators.plugins().iter().cloned());
+    (sources.all, Arc::new(validators))
+}
+
+/// The sources of `config`, and the plugins among them.
+struct Sources {
+    all: Vec<Box<dyn Source>>,
+    plugins: Vec<Arc<Plugin>>,
+}
+
+/// The directory, the URL if one is given and every source plugin (loaded side by side), each
+/// that lives elsewhere checkpointed under its name in `layout`.
+async fn sources(config: &Config, engine: &PluginEngine, layout: &Layout, metrics: &Metrics) -> Sources {
+    let mut all: Vec<Box<dyn Source>> =
+        vec![Box::new(FileSource { path: config.static_pod_path.clone(), check_frequency: config.file_check_frequency })];
+    if let Some(settings) = config.manifest_url.clone() {
+        all.push(Box::new(UrlSource::new(settings, layout.checkpoint(&SourceKind::Http.to_string()))));
+    }
+    let plugin_sources = config.source_plugins.iter().map(|source| {
+        let checkpoint = layout.checkpoint(&SourceKind::Plugin(source.spec.name.clone()).to_string());
+        PluginSource::load(engine, source, checkpoint, metrics.clone())
+    });
+    let plugin_sources = join_all(plugin_sources).await;
+    let plugins = plugin_sources.iter().map(|source| source.plugin().clone()).collect();
+    all.extend(plugin_sources.into_iter().map(|source| Box::new(source) as Box<dyn Source>));
+    Sources { all, plugins }
+}
+
+/// Serves the API on its socket, and on the read-only and kubelet ports when configured; a
+/// listener that cannot be set up is logged, and pods are run regardless.
+fn serve_api(config: &Config, api_server: Option<kube::Client>, api: Arc<Api>) -> Vec<JoinHandle<()>> {
+    let socket = tokio::spawn({
+        let (path, api) = (config.api_socket.clone(), api.clone());
+        async move {
+            if let Err(e) = api::serve_socket(path, api).await {
+                error!("the API is not served on its socket: {e}; pods are run regardless");
+            }
+        }
+    });
+    let port = tokio::spawn({
+        let (address, api) = (config.read_only_address, api.clone());
+        async move {
+            if let Some(address) = address
+                && let Err(e) = api::serve_read_only_port(address, api).await
+            {
+                error!("the read-only port is not served: {e}; pods are run regardless");
+            }
+        }
+    });
+    let config = config.clone();
+    let kubelet_port = tokio::spawn(async move { serve_kubelet_port(&config, api_server, api).await });
+    vec![socket, port, kubelet_port]
 }
 
 /// Serves the kubelet port when configured. A port that cannot be set up (a bad certificate,

@@ -130,8 +130,9 @@ pub fn decode_pod(bytes: &[u8]) -> Result<Decoded, DecodeError> {
 }
 
 /// The manifest's text. UTF-16 with a byte order mark is read too, as go-yaml v2 reads it (what
-/// Windows PowerShell's `>` writes); anything else must be UTF-8.
-fn text_of(bytes: &[u8]) -> Result<std::borrow::Cow<'_, str>, DecodeError> {
+/// Windows PowerShell's `>` writes); anything else must be UTF-8. A manifest URL's body is read
+/// the same way ([`crate::list::split`]), so a body reads as the same text would from a file.
+pub(crate) fn text_of(bytes: &[u8]) -> Result<std::borrow::Cow<'_, str>, DecodeError> {
     let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
         let units: Vec<u16> = rest.chunks(2).map(|pair| unit([pair[0], *pair.get(1).unwrap_or(&0)])).collect();
         String::from_utf16(&units).map_err(|_| DecodeError::Syntax {

@@ -1,5 +1,8 @@
 //! A manifest URL's body: one Pod, or a `PodList` (or `List`) of them, as the kubelet's HTTP
 //! source reads it. Each item comes out as its own manifest text for [`load`](crate::load).
+//!
+//! The body's bytes are read as a manifest file's are ([`decode`](crate::decode)): UTF-8 with
+//! or without a byte order mark, or UTF-16 with one, so a URL serves whatever a file may hold.
 
 use serde_json::Value;
 
@@ -28,10 +31,11 @@ pub enum ListError {
 ///
 /// # Errors
 ///
-/// Every [`ListError`] variant; the items themselves are not checked here.
+/// Every [`ListError`] variant (text that is neither UTF-8 nor UTF-16 with a byte order mark is
+/// a [`ListError::Syntax`]); the items themselves are not checked here.
 pub fn split(body: &[u8]) -> Result<Vec<String>, ListError> {
-    let text = std::str::from_utf8(body).map_err(|e| ListError::Syntax(format!("not valid UTF-8 after byte {}", e.valid_up_to())))?;
-    let document = match crate::yaml::parse(text) {
+    let text = crate::decode::text_of(body).map_err(|e| ListError::Syntax(e.to_string()))?;
+    let document = match crate::yaml::parse(&text) {
         Ok(Some(document)) => document.value,
         Ok(None) => return Err(ListError::Empty),
         Err(e) => return Err(ListError::Syntax(e.to_string())),
@@ -73,5 +77,19 @@ mod tests {
         assert_eq!(split(b"kind: Deployment\n"), Err(ListError::WrongKind("Deployment".into())));
         assert_eq!(split(b"kind: List\nitems: 3\n"), Err(ListError::ItemsNotAList));
         assert_eq!(split(b"metadata: {}\n"), Err(ListError::NoKind));
+    }
+
+    #[test]
+    fn a_body_is_read_in_every_encoding_a_manifest_file_may_use() {
+        let list = "kind: PodList\napiVersion: v1\nitems:\n- metadata: {name: a}\n- metadata: {name: b}\n";
+        let utf8 = split(list.as_bytes()).unwrap();
+        let bom: Vec<u8> = "\u{feff}".bytes().chain(list.bytes()).collect();
+        let le: Vec<u8> = [0xff, 0xfe].into_iter().chain(list.encode_utf16().flat_map(u16::to_le_bytes)).collect();
+        let be: Vec<u8> = [0xfe, 0xff].into_iter().chain(list.encode_utf16().flat_map(u16::to_be_bytes)).collect();
+        for body in [bom, le, be] {
+            assert_eq!(split(&body).unwrap(), utf8);
+        }
+        let ListError::Syntax(message) = split(b"kind: \xff\n").unwrap_err() else { panic!("not a syntax error") };
+        assert_eq!(message, "1:7: not valid UTF-8");
     }
 }

@@ -282,6 +282,38 @@ struct FileAuthorization {
     mode: Option<AuthorizationMode>,
 }
 
+/// How long one poll of the manifest URL may take, body included.
+pub const MANIFEST_URL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The manifest URL as the flags and the config file give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestUrl {
+    /// `--manifest-url` (`staticPodURL`).
+    pub url: String,
+    /// `--manifest-url-header` (`staticPodURLHeader`), in order.
+    pub headers: Vec<(String, String)>,
+    /// `--http-check-frequency`.
+    pub check_frequency: Duration,
+    /// A PEM bundle of CAs to trust besides the system's, for an HTTPS URL.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Parses the kubelet's header syntax: `'a:hello,b:again'`, one flag value or several.
+///
+/// # Errors
+///
+/// The pair that has no `:`.
+fn parse_headers<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<(String, String)>, String> {
+    let mut headers = Vec::new();
+    for value in values {
+        for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once(':').ok_or_else(|| format!("{pair:?} is not name:value"))?;
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    Ok(headers)
+}
+
 /// The agent's settings, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -304,7 +336,7 @@ pub struct Config {
     /// The API's Unix socket.
     pub api_socket: PathBuf,
     /// The manifest URL source, if one is configured.
-    pub manifest_url: Option<crate::source::http::HttpSource>,
+    pub manifest_url: Option<ManifestUrl>,
     /// Where the read-only API listens on TCP, if anywhere.
     pub read_only_address: Option<std::net::SocketAddr>,
     /// The kubelet port, if served.
@@ -313,7 +345,7 @@ pub struct Config {
     /// then the configured ones.
     pub validators: Vec<ValidatorConfig>,
     /// The source plugins, in config order.
-    pub source_plugins: Vec<crate::source::plugin::SourceConfig>,
+    pub source_plugins: Vec<plugins::SourceConfig>,
     /// The runtime class of pods that name none; a key of `runtime_classes`.
     pub default_runtime_class: String,
     /// Runtime class → handler: [`staticlet_runtime::handler::DOCKER`], [`staticlet_runtime::handler::CRI`] or a runtime adapter's name.
@@ -402,11 +434,8 @@ impl Config {
             Some(url) => {
                 let mut headers: Vec<(String, String)> =
                     file.static_pod_url_header.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone()))).collect();
-                headers.extend(
-                    crate::source::http::parse_headers(flags.manifest_url_header.iter().map(String::as_str))
-                        .map_err(ConfigError::Header)?,
-                );
-                Some(crate::source::http::HttpSource {
+                headers.extend(parse_headers(flags.manifest_url_header.iter().map(String::as_str)).map_err(ConfigError::Header)?);
+                Some(ManifestUrl {
                     url,
                     headers,
                     check_frequency: flags.http_check_frequency.or(file.http_check_frequency).map_or(DEFAULT_FILE_CHECK_FREQUENCY, |d| d.0),
@@ -565,6 +594,13 @@ fn hostname() -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_use_the_kubelets_syntax() {
+        let headers = parse_headers(["a:hello,b:again", "b: beautiful"]).unwrap();
+        assert_eq!(headers, [("a", "hello"), ("b", "again"), ("b", "beautiful")].map(|(k, v)| (k.to_owned(), v.to_owned())));
+        assert!(parse_headers(["novalue"]).unwrap_err().contains("novalue"));
+    }
 
     fn write(text: &str) -> tempfile::NamedTempFile {
         let file = tempfile::NamedTempFile::new().unwrap();

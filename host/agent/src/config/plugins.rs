@@ -34,7 +34,6 @@ use serde::Deserialize;
 use staticlet_plugin::{Code, DirGrant, Grants, HostGrant, Kind, Limits, PluginSpec, artifacts};
 
 use super::GoDuration;
-use crate::source::plugin::SourceConfig;
 use staticlet_runtime::handler::{CRI, DOCKER};
 
 /// What to do with a pod when a validator fails to give a verdict (it trapped, overran its
@@ -65,12 +64,21 @@ pub fn static_pod_policy() -> ValidatorConfig {
     ValidatorConfig { spec: artifacts::static_pod_policy(), failure_policy: FailurePolicy::Fail }
 }
 
+/// A source plugin as the agent config declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// The plugin.
+    pub spec: PluginSpec,
+    /// How often it is polled.
+    pub interval: Duration,
+}
+
 /// How often a source plugin is polled when its entry does not say: the manifest URL's default.
 pub const DEFAULT_SOURCE_INTERVAL: Duration = Duration::from_secs(20);
 
 /// How long one poll may take when the entry does not say: as long as a manifest URL request,
 /// since a source usually asks a server.
-pub const DEFAULT_SOURCE_TIMEOUT: Duration = crate::source::http::TIMEOUT;
+pub const DEFAULT_SOURCE_TIMEOUT: Duration = super::MANIFEST_URL_TIMEOUT;
 
 /// How long one runtime-adapter call may take when the entry does not say: a status call that
 /// takes longer than this is a runtime in trouble.

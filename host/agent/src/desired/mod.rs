@@ -3,9 +3,12 @@
 //! For each place in a source (a file, say) the stage keeps the pod *last accepted* from it: a
 //! manifest that stops parsing or validating is reported and its pod keeps running (**better**
 //! than the kubelet, which kills it at the next re-list); an item that disappears removes its
-//! pod. Two places that declare the same namespace/name (or the same explicit `metadata.uid`)
-//! are a conflict: the first by source precedence, then by place (file name order), wins,
-//! always, and the other is reported.
+//! pod. The manifests of a [`List`](Manifests::List) (a manifest URL's body) stand or fall
+//! together: one that does not load keeps every pod last accepted from the body, as spec §3
+//! has it. Each version of a manifest is loaded (decoded, defaulted, validated) once, here and
+//! nowhere else. Two places that declare the same namespace/name (or the same explicit
+//! `metadata.uid`) are a conflict: the first by source precedence, then by place (file name
+//! order), wins, always, and the other is reported.
 //!
 //! The winners go through the admission [`Chain`]; a rejected pod is not run and is reported
 //! with every violation. A decision is kept per pod version (UID and config hash: an edited
@@ -16,8 +19,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use serde_json::Value;
 use staticlet_model::identity::CONFIG_SEEN;
-use staticlet_model::{NodeContext, SourceKind, StaticPod};
+use staticlet_model::{LoadError, Loaded, NodeContext, Origin, SourceKind, StaticPod};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::watch;
@@ -27,7 +31,7 @@ use tracing::{error, info, warn};
 use crate::admission::{Chain, Decision};
 use crate::events::Recorder;
 use crate::metrics::Metrics;
-use crate::source::{RawManifest, SourceSnapshot};
+use crate::source::{Manifests, RawManifest, SourceSnapshot};
 
 /// The pods the agent should be running.
 #[derive(Debug, Clone, Default)]
@@ -72,13 +76,20 @@ struct Judged {
     decision: Arc<Decision>,
 }
 
+/// A pod under the place in its source it came from.
+type Placed = (String, Arc<StaticPod>);
+
 /// What was last accepted from one place in a source.
+#[derive(Default)]
 struct Accepted {
-    /// The bytes last processed from this place, accepted or not, so unchanged items are not
+    /// What was last processed from this place, accepted or not, so unchanged items are not
     /// decoded again on every re-list.
-    last_bytes: Option<Arc<[u8]>>,
-    /// The pod last accepted, if any ever was.
-    pod: Option<Arc<StaticPod>>,
+    last: Option<Manifests>,
+    /// The pods last accepted, each under its own place (the place itself, or a list item's);
+    /// none if nothing ever was.
+    pods: Vec<Placed>,
+    /// What they were loaded from.
+    from: Option<Manifests>,
 }
 
 /// Turns source snapshots into the desired set.
@@ -122,29 +133,41 @@ impl DesiredState {
     fn load(&mut self, snapshot: &SourceSnapshot) {
         self.accepted.retain(|place, _| snapshot.items.contains_key(place));
         for (place, item) in &snapshot.items {
-            let entry = self.accepted.entry(place.clone()).or_insert(Accepted { last_bytes: None, pod: None });
+            let entry = self.accepted.entry(place.clone()).or_default();
             match item {
-                Ok(raw) => {
-                    if entry.last_bytes.as_ref() == Some(&raw.bytes) {
+                Ok(manifests) => {
+                    if entry.last.as_ref() == Some(manifests) {
                         continue;
                     }
-                    entry.last_bytes = Some(raw.bytes.clone());
-                    if let Some(pod) = load(&self.node, raw, entry.pod.as_deref()) {
-                        entry.pod = Some(Arc::new(pod));
+                    entry.last = Some(manifests.clone());
+                    match load_place(&self.node, place, manifests, &entry.pods) {
+                        Ok(pods) => (entry.pods, entry.from) = (pods, Some(manifests.clone())),
+                        Err((origin, message)) => {
+                            let kept = (!entry.pods.is_empty()).then(|| names(&entry.pods));
+                            error!(source = %origin.kind, manifest = %origin.uri, kept_running = ?kept, "{}: {message}", origin.uri);
+                        }
                     }
                 }
                 Err(read_error) => {
-                    entry.last_bytes = None;
-                    error!(source = %read_error.origin.kind, manifest = %read_error.origin.uri, error = %read_error.message, kept_running = entry.pod.is_some(), "cannot read manifest");
+                    entry.last = None;
+                    error!(source = %read_error.origin.kind, manifest = %read_error.origin.uri, error = %read_error.message, kept_running = !entry.pods.is_empty(), "cannot read manifest");
                 }
             }
         }
     }
 
+    /// The manifests the pods in force were loaded from, by place: what a source's checkpoint
+    /// keeps ([`crate::source::checkpoint::keep`]). A place whose manifests stopped loading
+    /// holds those last accepted from it.
+    pub fn accepted(&self, ready: bool) -> SourceSnapshot {
+        let items = self.accepted.iter().filter_map(|(place, a)| Some((place.clone(), Ok(a.from.clone()?))));
+        SourceSnapshot { ready, items: items.collect() }
+    }
+
     fn merge(&mut self, ready: bool) -> (bool, BTreeMap<String, Arc<StaticPod>>) {
         // Precedence: file, then http, then plugins by name; within a source, by place.
         let mut candidates: Vec<(&String, &Arc<StaticPod>)> =
-            self.accepted.iter().filter_map(|(place, a)| a.pod.as_ref().map(|p| (place, p))).collect();
+            self.accepted.values().flat_map(|a| a.pods.iter().map(|(place, pod)| (place, pod))).collect();
         candidates.sort_by(|(pa, a), (pb, b)| source_rank(&a.origin.kind).cmp(&source_rank(&b.origin.kind)).then(pa.cmp(pb)));
 
         // A pod is one namespace/name and one UID: a place that repeats either loses to the
@@ -236,33 +259,68 @@ impl DesiredState {
     }
 }
 
-/// Loads one manifest; on failure reports it and returns `None` (the caller keeps the pod last
-/// accepted).
-fn load(node: &NodeContext, raw: &RawManifest, previous: Option<&StaticPod>) -> Option<StaticPod> {
-    let origin = &raw.origin;
-    match staticlet_model::load(&raw.bytes, origin, node) {
-        Ok(loaded) => {
-            for warning in &loaded.warnings {
-                warn!(source = %origin.kind, manifest = %origin.uri, "{warning}");
-            }
-            let mut pod = loaded.pod;
-            // `config.seen` is when this version was first seen: an unchanged hash keeps it.
-            let seen = previous
-                .filter(|p| p.config_hash == pod.config_hash)
-                .and_then(|p| p.pod.metadata.annotations.as_ref()?.get(CONFIG_SEEN).cloned())
-                .unwrap_or_else(|| OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default());
-            pod.pod.metadata.annotations.get_or_insert_with(Default::default).insert(CONFIG_SEEN.to_owned(), seen);
-            if previous.is_none_or(|p| p.config_hash != pod.config_hash) {
-                info!(source = %origin.kind, manifest = %origin.uri, pod = %pod.full_name(), uid = %pod.uid, hash = %pod.config_hash, "accepted pod");
-            }
-            Some(pod)
-        }
-        Err(e) => {
-            let kept = previous.map(StaticPod::full_name);
-            error!(source = %origin.kind, manifest = %origin.uri, kept_running = ?kept, "{}: {e}", origin.uri);
-            None
+/// The pods of one place, each under its own place, every manifest loaded once; a list's
+/// manifests stand or fall together. `before` holds the pods last accepted from the place.
+///
+/// # Errors
+///
+/// The first manifest that does not load: its origin and why, in words.
+fn load_place(node: &NodeContext, place: &str, manifests: &Manifests, before: &[Placed]) -> Result<Vec<Placed>, (Origin, String)> {
+    let items: Vec<(&str, &RawManifest)> = match manifests {
+        Manifests::One(raw) => vec![(place, raw)],
+        Manifests::List(items) => items.iter().map(|(place, raw)| (place.as_str(), raw)).collect(),
+    };
+    let mut loaded = Vec::with_capacity(items.len());
+    for (index, (_, raw)) in items.iter().enumerate() {
+        match staticlet_model::load(&raw.bytes, &raw.origin, node) {
+            Ok(pod) => loaded.push(pod),
+            Err(e) => return Err((raw.origin.clone(), rejection(manifests, index, raw, &e))),
         }
     }
+    let accepted = items.into_iter().zip(loaded).map(|((place, raw), loaded)| {
+        let previous = before.iter().find(|(before, _)| before == place).map(|(_, pod)| &**pod);
+        (place.to_owned(), Arc::new(accept(raw, loaded, previous)))
+    });
+    Ok(accepted.collect())
+}
+
+/// Why a place's manifests are not accepted: the error, and for a list the item at fault, by
+/// index and name, since a list's items are read from one body.
+fn rejection(manifests: &Manifests, index: usize, raw: &RawManifest, error: &LoadError) -> String {
+    match manifests {
+        Manifests::One(_) => error.to_string(),
+        Manifests::List(_) => {
+            // An item that does not decode may still name itself; list items are JSON.
+            let item: Value = serde_json::from_slice(&raw.bytes).unwrap_or(Value::Null);
+            let name = item["metadata"]["name"].as_str().unwrap_or("<unnamed>");
+            format!("items[{index}] ({name}): {error}; the whole body is rejected")
+        }
+    }
+}
+
+/// A loaded manifest's pod, its warnings reported; `config.seen` is kept from `previous` when
+/// the pod did not change.
+fn accept(raw: &RawManifest, loaded: Loaded, previous: Option<&StaticPod>) -> StaticPod {
+    let origin = &raw.origin;
+    for warning in &loaded.warnings {
+        warn!(source = %origin.kind, manifest = %origin.uri, "{warning}");
+    }
+    let mut pod = loaded.pod;
+    // `config.seen` is when this version was first seen: an unchanged hash keeps it.
+    let seen = previous
+        .filter(|p| p.config_hash == pod.config_hash)
+        .and_then(|p| p.pod.metadata.annotations.as_ref()?.get(CONFIG_SEEN).cloned())
+        .unwrap_or_else(|| OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default());
+    pod.pod.metadata.annotations.get_or_insert_with(Default::default).insert(CONFIG_SEEN.to_owned(), seen);
+    if previous.is_none_or(|p| p.config_hash != pod.config_hash) {
+        info!(source = %origin.kind, manifest = %origin.uri, pod = %pod.full_name(), uid = %pod.uid, hash = %pod.config_hash, "accepted pod");
+    }
+    pod
+}
+
+/// The pods' namespace/names, for messages.
+fn names(pods: &[Placed]) -> String {
+    pods.iter().map(|(_, pod)| pod.full_name()).collect::<Vec<_>>().join(", ")
 }
 
 fn source_rank(kind: &SourceKind) -> (u8, &str) {
@@ -274,12 +332,14 @@ fn source_rank(kind: &SourceKind) -> (u8, &str) {
 }
 
 /// Runs the stage until `shutdown`: every new snapshot from `input`, and every new generation
-/// of the validators, produces a new set on `out`.
+/// of the validators, produces a new set on `out`, and the manifests it was loaded from on
+/// `accepted` ([`DesiredState::accepted`]).
 pub async fn run(
     mut stage: DesiredState,
     mut input: watch::Receiver<SourceSnapshot>,
     mut validators: watch::Receiver<u64>,
     out: watch::Sender<Arc<DesiredSet>>,
+    accepted: watch::Sender<SourceSnapshot>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -291,6 +351,12 @@ pub async fn run(
             if changed {
                 *current = Arc::new(set);
             }
+            changed
+        });
+        let manifests = stage.accepted(snapshot.ready);
+        accepted.send_if_modified(|current| {
+            let changed = *current != manifests;
+            *current = manifests;
             changed
         });
         tokio::select! {
@@ -305,11 +371,10 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::source::ReadError;
-    use staticlet_model::Origin;
 
-    fn raw(path: &str, text: &str) -> (String, Result<RawManifest, ReadError>) {
+    fn raw(path: &str, text: &str) -> (String, Result<Manifests, ReadError>) {
         let origin = Origin { kind: SourceKind::File, uri: path.to_owned() };
-        (path.to_owned(), Ok(RawManifest { origin, bytes: text.as_bytes().into() }))
+        (path.to_owned(), Ok(Manifests::One(RawManifest { origin, bytes: text.as_bytes().into() })))
     }
 
     fn pod(name: &str, image: &str) -> String {
@@ -321,7 +386,7 @@ mod tests {
         let mut stage = stage();
         let item = |kind: SourceKind, place: &str, image: &str| {
             let origin = Origin { kind, uri: place.to_owned() };
-            (place.to_owned(), Ok(RawManifest { origin, bytes: pod("web", image).as_bytes().into() }))
+            (place.to_owned(), Ok(Manifests::One(RawManifest { origin, bytes: pod("web", image).as_bytes().into() })))
         };
         let mut items: BTreeMap<_, _> = [
             item(SourceKind::Plugin("b".into()), "plugin:b#web", "i:plugin-b"),
@@ -336,7 +401,8 @@ mod tests {
                 let set = stage.update(&SourceSnapshot { ready: true, items: items.clone() }, 0).await;
                 assert_eq!(set.pods.len(), 1);
                 let pod = set.pods.values().next().unwrap();
-                assert_eq!(pod.origin, items[winner].as_ref().unwrap().origin, "{winner} should win");
+                let Ok(Manifests::One(manifest)) = &items[winner] else { panic!("one manifest") };
+                assert_eq!(pod.origin, manifest.origin, "{winner} should win");
             }
             items.remove(winner);
         }
@@ -357,6 +423,77 @@ mod tests {
         assert_eq!(set.pods.keys().collect::<Vec<_>>(), vec![&uid]);
         let gone = SourceSnapshot { ready: true, items: BTreeMap::new() };
         assert!(stage.update(&gone, 0).await.pods.is_empty());
+    }
+
+    /// A manifest URL's body as the URL source publishes it: split, each item at `<url>#<i>`.
+    fn body(url: &str, text: &str) -> (String, Result<Manifests, ReadError>) {
+        let origin = Origin { kind: SourceKind::Http, uri: url.to_owned() };
+        let items = staticlet_model::list::split(text.as_bytes()).unwrap().into_iter().enumerate();
+        let items = items.map(|(i, item)| (format!("{url}#{i}"), RawManifest { origin: origin.clone(), bytes: item.as_bytes().into() }));
+        (url.to_owned(), Ok(Manifests::List(items.collect())))
+    }
+
+    fn pod_list(pods: &[(&str, &str)]) -> String {
+        let items: String = pods
+            .iter()
+            .map(|(name, image)| format!("- metadata: {{name: {name}}}\n  spec: {{containers: [{{name: c, image: {image}}}]}}\n"))
+            .collect();
+        format!("kind: PodList\napiVersion: v1\nitems:\n{items}")
+    }
+
+    #[test]
+    fn one_bad_item_rejects_the_whole_body_naming_the_item() {
+        let node = NodeContext { node_name: "n1".into() };
+        let list = pod_list(&[("a", "i"), ("b", "i")]);
+        let (place, good) = body("http://h/pods", &list);
+        let pods = load_place(&node, &place, good.as_ref().unwrap(), &[]).unwrap();
+        assert_eq!(pods.iter().map(|(place, _)| place.as_str()).collect::<Vec<_>>(), ["http://h/pods#0", "http://h/pods#1"]);
+        assert!(pods.iter().all(|(_, pod)| pod.origin == Origin { kind: SourceKind::Http, uri: "http://h/pods".into() }));
+
+        let (place, bad) = body("http://h/pods", &list.replace("{name: b}", "{name: B_}"));
+        let (origin, err) = load_place(&node, &place, bad.as_ref().unwrap(), &pods).unwrap_err();
+        assert_eq!(origin.uri, "http://h/pods");
+        assert!(err.starts_with("items[1] (B_): ") && err.contains("metadata.name"), "{err}");
+        assert!(err.ends_with("; the whole body is rejected"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_body_keeps_every_pod_of_the_last_good_one_and_starts_none_of_its_own() {
+        let mut stage = stage();
+        let names = |set: &DesiredSet| {
+            set.pods
+                .values()
+                .map(|p| (p.name().to_owned(), p.pod.spec.as_ref().unwrap().containers[0].image.clone().unwrap()))
+                .collect::<BTreeSet<_>>()
+        };
+        let snapshot = |text: &str| SourceSnapshot { ready: true, items: [body("http://h/pods", text)].into() };
+        let good = stage.update(&snapshot(&pod_list(&[("a", "i:1"), ("b", "i:1"), ("x", "i:1")])), 0).await;
+        let expected: BTreeSet<_> = [("a-n1", "i:1"), ("b-n1", "i:1"), ("x-n1", "i:1")].map(|(n, i)| (n.to_owned(), i.to_owned())).into();
+        assert_eq!(names(&good), expected);
+        // A changed item, a bad one and one gone: the whole body is rejected.
+        let bad = stage.update(&snapshot(&pod_list(&[("a", "i:2"), ("B_", "i:1")])), 0).await;
+        assert_eq!(names(&bad), expected);
+        assert!(good.pods.iter().zip(&bad.pods).all(|((_, before), (_, after))| Arc::ptr_eq(before, after)), "the very same pods");
+        let fixed = stage.update(&snapshot(&pod_list(&[("a", "i:2"), ("c", "i:1")])), 0).await;
+        assert_eq!(names(&fixed), [("a-n1", "i:2"), ("c-n1", "i:1")].map(|(n, i)| (n.to_owned(), i.to_owned())).into());
+        let empty = stage.update(&snapshot("kind: PodList\napiVersion: v1\nitems: []\n"), 0).await;
+        assert!(empty.pods.is_empty());
+    }
+
+    #[tokio::test]
+    async fn what_a_checkpoint_keeps_is_what_was_last_accepted() {
+        let mut stage = stage();
+        let (url, good) = body("http://h/pods", &pod_list(&[("a", "i:1")]));
+        let never = raw("/m/x.yaml", "kind: Deployment\n");
+        stage.update(&SourceSnapshot { ready: true, items: [(url.clone(), good.clone()), never.clone()].into() }, 0).await;
+        let accepted = stage.accepted(true);
+        assert!(accepted.ready);
+        assert_eq!(accepted.items, [(url.clone(), good.clone())].into(), "a manifest that never loaded is not kept");
+        let (_, bad) = body("http://h/pods", &pod_list(&[("a", "i:2"), ("B_", "i:1")]));
+        stage.update(&SourceSnapshot { ready: true, items: [(url.clone(), bad)].into() }, 0).await;
+        assert_eq!(stage.accepted(false).items, [(url, good)].into(), "a rejected body leaves the one accepted before");
+        stage.update(&SourceSnapshot { ready: true, items: BTreeMap::new() }, 0).await;
+        assert!(stage.accepted(true).items.is_empty());
     }
 
     #[tokio::test]

@@ -1,26 +1,32 @@
-//! The last good set of a source that lives elsewhere (a manifest URL, a source plugin), kept
-//! under `--root-dir` so that an agent restarted while that server is down runs the same pods.
+//! The last accepted set of a source that lives elsewhere (a manifest URL, a source plugin),
+//! kept under `--root-dir` so that an agent restarted while that server is down, or while it
+//! serves manifests that do not load, runs the same pods.
+//!
+//! Only the desired stage can tell which manifests are good (a URL body with an invalid pod is
+//! read, but not accepted), so [`keep`] writes what it last *accepted* from each such source,
+//! and the source restores that at its next start ([`LastRead::restore`]). The data still flows
+//! one way: source → desired stage → checkpoint file, read once by the source when it starts.
 //!
 //! Plain JSON files replaced by rename (`state::write_atomic`): one small document per source,
 //! rewritten only when the set changes, read once at start. An embedded database would add a
 //! dependency, a file format and a recovery story for what is one key per source.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use staticlet_model::{Origin, SourceKind};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::{RawManifest, SourceSnapshot};
+use super::{Manifests, RawManifest, SourceSnapshot};
 use crate::metrics::SourceHealth;
 use crate::state::{read_json, write_json};
 
 /// The checkpoint format's version; a file of another version is ignored.
 const VERSION: u32 = 1;
 
-/// One manifest of the last good set.
+/// One manifest of a source's set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
     /// Its place in the source (`<url>#<index>`, `plugin:<name>#<id>`).
@@ -31,25 +37,19 @@ pub struct Item {
     pub content: String,
 }
 
-/// A source's last good set, and what a conditional request needs to ask whether it changed.
+/// A source's last accepted set. (Files of the first agents also hold the `ETag` and
+/// `Last-Modified` of the body last read; they are ignored.)
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Checkpoint {
     version: u32,
     /// The manifests.
     pub items: Vec<Item>,
-    /// The body's `ETag`, for `If-None-Match`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
-    /// The body's `Last-Modified`, for `If-Modified-Since`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_modified: Option<String>,
 }
 
 impl Checkpoint {
     /// A checkpoint of `items`.
-    pub fn new(items: Vec<Item>, etag: Option<String>, last_modified: Option<String>) -> Checkpoint {
-        Checkpoint { version: VERSION, items, etag, last_modified }
+    pub fn new(items: Vec<Item>) -> Checkpoint {
+        Checkpoint { version: VERSION, items }
     }
 
     /// The checkpoint at `path`, if there is a readable one; a damaged file or one of another
@@ -69,20 +69,6 @@ impl Checkpoint {
         }
     }
 
-    /// The set as a ready snapshot of the source `kind`.
-    pub fn snapshot(&self, kind: &SourceKind) -> SourceSnapshot {
-        let items = self
-            .items
-            .iter()
-            .map(|item| {
-                let origin = Origin { kind: kind.clone(), uri: item.uri.clone() };
-                let bytes: Arc<[u8]> = item.content.as_bytes().into();
-                (item.place.clone(), Ok(RawManifest { origin, bytes }))
-            })
-            .collect();
-        SourceSnapshot { ready: true, items }
-    }
-
     /// Writes the checkpoint to `path` atomically; a failure is reported, never fatal.
     pub fn save(&self, path: &Path) {
         if let Err(e) = write_json(path, self) {
@@ -91,33 +77,92 @@ impl Checkpoint {
     }
 }
 
-/// The last good set of a source that polls elsewhere: restored from its checkpoint at start,
-/// published downstream, replaced (and checkpointed) by each successful poll, kept through
-/// failed ones. Every poll's outcome goes to the source's health metrics.
-pub struct LastGood {
+/// `items` as a ready snapshot of the source `kind`, as that source publishes them: a manifest
+/// URL's items are one body under the URL (they stand or fall together), a plugin's are one
+/// manifest each.
+pub fn snapshot(kind: &SourceKind, items: &[Item]) -> SourceSnapshot {
+    let raw = |item: &Item| {
+        let origin = Origin { kind: kind.clone(), uri: item.uri.clone() };
+        (item.place.clone(), RawManifest { origin, bytes: item.content.as_bytes().into() })
+    };
+    let items = match (kind, items.first()) {
+        (SourceKind::Http, Some(first)) => [(first.uri.clone(), Ok(Manifests::List(items.iter().map(raw).collect())))].into(),
+        _ => items.iter().map(raw).map(|(place, raw)| (place, Ok(Manifests::One(raw)))).collect(),
+    };
+    SourceSnapshot { ready: true, items }
+}
+
+/// The manifests of the source `kind` in `accepted`, as checkpoint items, in order.
+fn items_of(accepted: &SourceSnapshot, kind: &SourceKind) -> Vec<Item> {
+    let manifests = accepted.items.iter().filter_map(|(place, manifests)| Some((place, manifests.as_ref().ok()?)));
+    let placed = manifests.flat_map(|(place, manifests)| match manifests {
+        Manifests::One(raw) => vec![(place, raw)],
+        Manifests::List(items) => items.iter().map(|(place, raw)| (place, raw)).collect(),
+    });
+    placed
+        .filter(|(_, raw)| raw.origin.kind == *kind)
+        // Sources that are checkpointed read text (a plugin's strings, a list split into JSON).
+        .map(|(place, raw)| Item {
+            place: place.clone(),
+            uri: raw.origin.uri.clone(),
+            content: String::from_utf8_lossy(&raw.bytes).into_owned(),
+        })
+        .collect()
+}
+
+/// Keeps each source's checkpoint in `checkpoints` (its kind and file) in step with what the
+/// desired stage last accepted from it, as `accepted` publishes it, until `shutdown`. Nothing is
+/// written before every source is ready: until then a source's restored set may not have been
+/// loaded yet.
+pub async fn keep(mut accepted: watch::Receiver<SourceSnapshot>, checkpoints: Vec<(SourceKind, PathBuf)>, shutdown: CancellationToken) {
+    let mut written: Vec<Option<Vec<Item>>> = vec![None; checkpoints.len()];
+    loop {
+        {
+            let snapshot = accepted.borrow_and_update();
+            if snapshot.ready {
+                for ((kind, path), written) in checkpoints.iter().zip(&mut written) {
+                    let items = items_of(&snapshot, kind);
+                    if written.as_ref() != Some(&items) {
+                        Checkpoint::new(items.clone()).save(path);
+                        *written = Some(items);
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = accepted.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// The set a source that polls elsewhere last read: restored from its checkpoint at start,
+/// published downstream, replaced by each successful poll, kept through failed ones. Every
+/// poll's outcome goes to the source's health metrics.
+pub struct LastRead {
     path: PathBuf,
     kind: SourceKind,
     out: watch::Sender<SourceSnapshot>,
     health: SourceHealth,
-    current: Option<Checkpoint>,
+    current: Option<Vec<Item>>,
 }
 
-impl LastGood {
+impl LastRead {
     /// Loads the checkpoint at `path` and, if there is one, publishes its set at once.
-    pub fn restore(path: PathBuf, kind: SourceKind, out: watch::Sender<SourceSnapshot>, health: SourceHealth) -> LastGood {
-        let current = Checkpoint::load(&path);
-        if let Some(checkpoint) = &current {
-            out.send_replace(checkpoint.snapshot(&kind));
+    pub fn restore(path: PathBuf, kind: SourceKind, out: watch::Sender<SourceSnapshot>, health: SourceHealth) -> LastRead {
+        let current = Checkpoint::load(&path).map(|checkpoint| checkpoint.items);
+        if let Some(items) = &current {
+            out.send_replace(snapshot(&kind, items));
         }
-        LastGood { path, kind, out, health, current }
+        LastRead { path, kind, out, health, current }
     }
 
     /// The set in force, if any.
-    pub fn current(&self) -> Option<&Checkpoint> {
-        self.current.as_ref()
+    pub fn current(&self) -> Option<&[Item]> {
+        self.current.as_deref()
     }
 
-    /// Where the set is checkpointed.
+    /// Where the source's set is checkpointed.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -128,21 +173,17 @@ impl LastGood {
         self.mark_ready();
     }
 
-    /// A successful poll's set: checkpointed when it differs from the one in force, published
-    /// when its manifests do. Whether the manifests changed.
-    pub fn replace(&mut self, checkpoint: Checkpoint) -> bool {
+    /// A successful poll's set, published when it differs from the one in force. Whether it
+    /// did.
+    pub fn replace(&mut self, items: Vec<Item>) -> bool {
         self.health.succeeded();
-        let items_changed = self.current.as_ref().is_none_or(|current| current.items != checkpoint.items);
-        if self.current.as_ref() != Some(&checkpoint) {
-            checkpoint.save(&self.path);
-        }
-        if items_changed {
-            self.out.send_replace(checkpoint.snapshot(&self.kind));
-        } else {
+        if self.current.as_ref() == Some(&items) {
             self.mark_ready();
+            return false;
         }
-        self.current = Some(checkpoint);
-        items_changed
+        self.out.send_replace(snapshot(&self.kind, &items));
+        self.current = Some(items);
+        true
     }
 
     /// A failed poll: counted, and the set in force stays. How many manifests it holds.
@@ -152,7 +193,7 @@ impl LastGood {
         // does not hold up the others; the checkpoint is what keeps a restart from losing its
         // pods.
         self.mark_ready();
-        self.current.as_ref().map_or(0, |current| current.items.len())
+        self.current.as_ref().map_or(0, Vec::len)
     }
 
     fn mark_ready(&self) {
@@ -169,11 +210,57 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("checkpoints/http.json");
         let item = Item { place: "http://h/p#0".into(), uri: "http://h/p".into(), content: "{}".into() };
-        let checkpoint = Checkpoint::new(vec![item], Some("\"v1\"".into()), None);
+        let checkpoint = Checkpoint::new(vec![item]);
         checkpoint.save(&path);
         assert_eq!(Checkpoint::load(&path), Some(checkpoint));
         std::fs::write(&path, b"{ not json").unwrap();
         assert_eq!(Checkpoint::load(&path), None);
         assert_eq!(Checkpoint::load(&dir.path().join("missing.json")), None);
+    }
+
+    #[test]
+    fn a_checkpoint_of_the_first_agents_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("http.json");
+        let old = r#"{"version": 1, "items": [{"place": "http://h/p#0", "uri": "http://h/p", "content": "{}"}], "etag": "\"v1\""}"#;
+        std::fs::write(&path, old).unwrap();
+        assert_eq!(Checkpoint::load(&path).unwrap().items.len(), 1);
+    }
+
+    fn items(kind: &SourceKind, places: &[(&str, &str)]) -> Vec<Item> {
+        let uri = |place: &str| match kind {
+            SourceKind::Http => place.split('#').next().unwrap().to_owned(),
+            _ => place.rsplit('#').next().unwrap().to_owned(),
+        };
+        places.iter().map(|(place, content)| Item { place: (*place).into(), uri: uri(place), content: (*content).into() }).collect()
+    }
+
+    #[tokio::test]
+    async fn what_was_accepted_is_kept_once_every_source_is_ready_and_restored_as_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let (http, plugin) = (SourceKind::Http, SourceKind::Plugin("p".into()));
+        let paths = [dir.path().join("http.json"), dir.path().join("plugin-p.json")];
+        let url = items(&http, &[("http://h/p#0", "{\"a\":1}"), ("http://h/p#1", "{\"b\":1}")]);
+        let ids = items(&plugin, &[("plugin:p#x", "kind: Pod")]);
+        let mut accepted = snapshot(&http, &url);
+        accepted.items.extend(snapshot(&plugin, &ids).items);
+        let file = RawManifest { origin: Origin { kind: SourceKind::File, uri: "/m/a.yaml".into() }, bytes: b"x".as_slice().into() };
+        accepted.items.insert("/m/a.yaml".into(), Ok(Manifests::One(file)));
+
+        let (tx, rx) = watch::channel(SourceSnapshot { ready: false, ..accepted.clone() });
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(keep(rx, vec![(http.clone(), paths[0].clone()), (plugin.clone(), paths[1].clone())], shutdown.clone()));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!paths[0].exists(), "nothing is written before every source is ready");
+        tx.send_replace(accepted.clone());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        shutdown.cancel();
+        task.await.unwrap();
+
+        assert_eq!(Checkpoint::load(&paths[0]).unwrap().items, url);
+        assert_eq!(Checkpoint::load(&paths[1]).unwrap().items, ids);
+        let (out, restored) = watch::channel(SourceSnapshot::default());
+        LastRead::restore(paths[0].clone(), http.clone(), out, crate::metrics::Metrics::new().source("http"));
+        assert_eq!(*restored.borrow(), snapshot(&http, &url), "restored as the URL source publishes it");
     }
 }

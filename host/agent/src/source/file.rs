@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use staticlet_model::{Origin, SourceKind};
@@ -15,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{RawManifest, ReadError, SourceSnapshot};
+use super::{Manifests, RawManifest, ReadError, Source, SourceSnapshot};
 use crate::metrics::SourceHealth;
 
 /// The kubelet's cap on a manifest file.
@@ -29,7 +30,7 @@ const NOT_REGULAR: &str = "not a regular file (FIFOs, sockets and devices are ne
 /// is picked up promptly without a restart.
 const MISSING_PATH_POLL: Duration = Duration::from_secs(1);
 
-/// Settings of the file source.
+/// The file source and its settings.
 #[derive(Debug, Clone)]
 pub struct FileSource {
     /// The directory or file (`--pod-manifest-path`).
@@ -257,7 +258,7 @@ impl Lister {
     }
 
     fn snapshot(&self) -> SourceSnapshot {
-        let items = self.files.iter().map(|(path, (_, item))| (path.display().to_string(), item.clone())).collect();
+        let items = self.files.iter().map(|(path, (_, item))| (path.display().to_string(), item.clone().map(Manifests::One))).collect();
         SourceSnapshot { ready: true, items }
     }
 }
@@ -285,10 +286,15 @@ pub fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-impl FileSource {
-    /// Runs until `shutdown`, publishing a snapshot whenever the set of manifests changes and
-    /// reporting each listing to `health`.
-    pub async fn run(self, out: watch::Sender<SourceSnapshot>, health: SourceHealth, shutdown: CancellationToken) {
+#[async_trait]
+impl Source for FileSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::File
+    }
+
+    /// Lists the path at once and again on every inotify event and every `check_frequency`,
+    /// publishing the set whenever it changes; a listing that fails counts against `health`.
+    async fn run(self: Box<Self>, out: watch::Sender<SourceSnapshot>, health: SourceHealth, shutdown: CancellationToken) {
         let mut lister = Lister::new(&self.path);
         let (events_tx, mut events) = mpsc::unbounded_channel::<Change>();
         let mut watcher: Option<notify::RecommendedWatcher> = None;
@@ -332,7 +338,9 @@ impl FileSource {
         }
         drop(watcher);
     }
+}
 
+impl FileSource {
     /// The directory to watch: the path itself, or a single file's parent, since editors
     /// replace files by renaming and a watch on the old inode would go quiet.
     fn watch_target(&self) -> PathBuf {
@@ -456,10 +464,12 @@ mod tests {
         std::os::unix::fs::symlink(store.path().join("v1"), &link).unwrap();
         let mut lister = Lister::new(dir.path());
         let first = lister.relist();
-        assert_eq!(&*first.items.values().next().unwrap().as_ref().unwrap().bytes, b"one");
+        let Ok(Manifests::One(first)) = first.items.values().next().unwrap() else { panic!("one manifest") };
+        assert_eq!(&*first.bytes, b"one");
         std::fs::remove_file(&link).unwrap();
         std::os::unix::fs::symlink(store.path().join("v2"), &link).unwrap();
         let second = lister.relist();
-        assert_eq!(&*second.items.values().next().unwrap().as_ref().unwrap().bytes, b"two!");
+        let Ok(Manifests::One(second)) = second.items.values().next().unwrap() else { panic!("one manifest") };
+        assert_eq!(&*second.bytes, b"two!");
     }
 }

@@ -1,69 +1,102 @@
 //! The HTTP source (`--manifest-url`), as spec §3 has it: polled every `httpCheckFrequency`
-//! with a 10 s timeout and a 10 MiB cap; the body is one Pod or a PodList, YAML or JSON, and
-//! one invalid item rejects the whole body. Any failure (transport, time-out, a status other
-//! than 200, an empty or bad body) is reported and the pods of the last good body keep running.
+//! with a 10 s timeout and a 10 MiB cap; the body is one Pod or a PodList, YAML or JSON. Any
+//! failure (transport, time-out, a status other than 200, an empty body or one that is not a
+//! Pod or a list of them) is reported and the pods of the last good body keep running.
+//!
+//! The body is split into its items here (`list::split`, which reads every encoding a manifest
+//! file may use) and published as one [`List`](super::Manifests::List) under the URL, each item at
+//! `<url>#<index>`; the items are not decoded here. The desired stage loads each once, and one
+//! invalid item rejects the whole body there, the pods of the body accepted before running on.
 //!
 //! Better than the kubelet: conditional requests (`If-None-Match`, `If-Modified-Since`) so an
 //! unchanged body costs the server nothing; an empty body is an error, not "no pods" (an empty
-//! PodList says that); and the last good body is checkpointed under `--root-dir`, so an agent
-//! restarted while the server is down runs the same pods.
+//! PodList says that); and the last body the desired stage accepted is checkpointed under
+//! `--root-dir` ([`super::checkpoint`]), so an agent restarted while the server is down, or
+//! serves a bad body, runs the same pods.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
-use serde_json::Value;
-use staticlet_model::{NodeContext, Origin, SourceKind};
+use staticlet_model::SourceKind;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::SourceSnapshot;
-use super::checkpoint::{Checkpoint, Item, LastGood};
+use super::checkpoint::{Item, LastRead};
+use super::{Source, SourceSnapshot};
+use crate::config::{MANIFEST_URL_TIMEOUT as TIMEOUT, ManifestUrl};
 use crate::metrics::SourceHealth;
 
-/// How long one poll may take, body included.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest body read.
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
-/// Settings of the HTTP source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpSource {
-    /// `--manifest-url`.
-    pub url: String,
-    /// `--manifest-url-header`, in order.
-    pub headers: Vec<(String, String)>,
-    /// `--http-check-frequency`.
-    pub check_frequency: Duration,
-    /// A PEM bundle of CAs to trust besides the system's, for an HTTPS URL.
-    pub ca_file: Option<PathBuf>,
+/// The manifest URL at work: its settings, and where its checkpoint is.
+pub struct UrlSource {
+    settings: ManifestUrl,
+    checkpoint: PathBuf,
 }
 
-/// Parses the kubelet's header syntax: `'a:hello,b:again'`, one flag value or several.
-///
-/// # Errors
-///
-/// The pair that has no `:`.
-pub fn parse_headers<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<(String, String)>, String> {
-    let mut headers = Vec::new();
-    for value in values {
-        for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once(':').ok_or_else(|| format!("{pair:?} is not name:value"))?;
-            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+impl UrlSource {
+    /// The URL of `settings`, its last good body restored from `checkpoint` at start.
+    pub fn new(settings: ManifestUrl, checkpoint: PathBuf) -> UrlSource {
+        UrlSource { settings, checkpoint }
+    }
+}
+
+#[async_trait]
+impl Source for UrlSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Http
+    }
+
+    fn checkpoint(&self) -> Option<&Path> {
+        Some(&self.checkpoint)
+    }
+
+    /// Publishes the checkpointed set at once if there is one, then every successful poll's
+    /// set; every poll's outcome goes to `health`.
+    async fn run(self: Box<Self>, out: watch::Sender<SourceSnapshot>, health: SourceHealth, shutdown: CancellationToken) {
+        let UrlSource { settings, checkpoint } = *self;
+        let mut last = LastRead::restore(checkpoint, SourceKind::Http, out, health);
+        if let Some(items) = last.current() {
+            info!(url = %settings.url, pods = items.len(), checkpoint = %last.path().display(), "restored the manifest URL's last good pods from the checkpoint");
+        }
+        let client = settings.client();
+        // Those of the body last read: the set restored from the checkpoint is fetched again.
+        let mut conditions = Conditions::default();
+        loop {
+            let polled = match &client {
+                Ok(client) => settings.poll(client, &conditions).await,
+                Err(e) => Err(e.clone()),
+            };
+            settings.settle(polled, &mut last, &mut conditions);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(settings.check_frequency) => {}
+            }
         }
     }
-    Ok(headers)
+}
+
+/// What a conditional request sends back to ask whether the body changed.
+#[derive(Debug, Clone, Default)]
+struct Conditions {
+    /// The body's `ETag`, for `If-None-Match`.
+    etag: Option<String>,
+    /// The body's `Last-Modified`, for `If-Modified-Since`.
+    last_modified: Option<String>,
 }
 
 /// What one poll found.
 enum Polled {
     Unchanged,
-    Changed(Checkpoint),
+    Changed(Vec<Item>, Conditions),
 }
 
-impl HttpSource {
+/// How the URL is polled; its settings come from the config.
+impl ManifestUrl {
     fn client(&self) -> Result<reqwest::Client, String> {
         let mut builder = reqwest::Client::builder().timeout(TIMEOUT).user_agent(concat!("staticlet/", env!("CARGO_PKG_VERSION")));
         if let Some(ca_file) = &self.ca_file {
@@ -75,62 +108,39 @@ impl HttpSource {
         builder.build().map_err(|e| format!("cannot set up the HTTP client: {e}"))
     }
 
-    /// Runs until `shutdown`: publishes the checkpointed set at once if there is one, then
-    /// every successful poll's set; reports each poll to `health`.
-    pub async fn run(
-        self,
-        node: NodeContext,
-        checkpoint_path: PathBuf,
-        out: watch::Sender<SourceSnapshot>,
-        health: SourceHealth,
-        shutdown: CancellationToken,
-    ) {
-        let mut last = LastGood::restore(checkpoint_path, SourceKind::Http, out, health);
-        if let Some(checkpoint) = last.current() {
-            info!(url = %self.url, pods = checkpoint.items.len(), checkpoint = %last.path().display(), "restored the manifest URL's last good pods from the checkpoint");
-        }
-        let client = self.client();
-        loop {
-            let polled = match &client {
-                Ok(client) => self.poll(client, &node, last.current()).await,
-                Err(e) => Err(e.clone()),
-            };
-            match polled {
-                Ok(Polled::Unchanged) => last.unchanged(),
-                Ok(Polled::Changed(checkpoint)) => {
-                    let pods = checkpoint.items.len();
-                    if last.replace(checkpoint) {
-                        info!(url = %self.url, pods, "manifest URL changed");
-                    }
-                }
-                Err(e) => {
-                    let kept = last.failed();
-                    warn!(url = %self.url, kept, "manifest URL: {e}; the pods of the last good body keep running");
+    /// Folds one poll's outcome into the set last read, and logs what changed or failed.
+    fn settle(&self, polled: Result<Polled, String>, last: &mut LastRead, conditions: &mut Conditions) {
+        match polled {
+            Ok(Polled::Unchanged) => last.unchanged(),
+            Ok(Polled::Changed(items, new_conditions)) => {
+                *conditions = new_conditions;
+                let pods = items.len();
+                if last.replace(items) {
+                    info!(url = %self.url, pods, "manifest URL changed");
                 }
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(self.check_frequency) => {}
+            Err(e) => {
+                let kept = last.failed();
+                warn!(url = %self.url, kept, "manifest URL: {e}; the pods of the last good body keep running");
             }
         }
     }
 
-    async fn poll(&self, client: &reqwest::Client, node: &NodeContext, last: Option<&Checkpoint>) -> Result<Polled, String> {
+    async fn poll(&self, client: &reqwest::Client, conditions: &Conditions) -> Result<Polled, String> {
         let mut request = client.get(&self.url);
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
-        if let Some(last) = last {
-            if let Some(etag) = &last.etag {
-                request = request.header(IF_NONE_MATCH, etag);
-            }
-            if let Some(modified) = &last.last_modified {
-                request = request.header(IF_MODIFIED_SINCE, modified);
-            }
+        if let Some(etag) = &conditions.etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        if let Some(modified) = &conditions.last_modified {
+            request = request.header(IF_MODIFIED_SINCE, modified);
         }
         let mut response = request.send().await.map_err(|e| describe(&e))?;
+        let conditional = conditions.etag.is_some() || conditions.last_modified.is_some();
         match response.status() {
-            StatusCode::NOT_MODIFIED if last.is_some() => return Ok(Polled::Unchanged),
+            StatusCode::NOT_MODIFIED if conditional => return Ok(Polled::Unchanged),
             StatusCode::OK => {}
             status => return Err(format!("the server answered {status}")),
         }
@@ -143,8 +153,8 @@ impl HttpSource {
             }
             body.extend_from_slice(&chunk);
         }
-        let items = parse_body(&self.url, &body, node)?;
-        Ok(Polled::Changed(Checkpoint::new(items, etag, last_modified)))
+        let items = parse_body(&self.url, &body)?;
+        Ok(Polled::Changed(items, Conditions { etag, last_modified }))
     }
 }
 
@@ -155,52 +165,42 @@ fn describe(e: &reqwest::Error) -> String {
     crate::error_chain(e)
 }
 
-/// The body's pods, each checked as the desired stage will check it; one that fails rejects
-/// the body.
-fn parse_body(url: &str, body: &[u8], node: &NodeContext) -> Result<Vec<Item>, String> {
+/// The body's items, each a manifest at `<url>#<index>`, unparsed beyond the split.
+fn parse_body(url: &str, body: &[u8]) -> Result<Vec<Item>, String> {
     let manifests = staticlet_model::list::split(body).map_err(|e| e.to_string())?;
-    let origin = Origin { kind: SourceKind::Http, uri: url.to_owned() };
-    let mut items = Vec::with_capacity(manifests.len());
-    for (i, content) in manifests.into_iter().enumerate() {
-        if let Err(e) = staticlet_model::load(content.as_bytes(), &origin, node) {
-            let pod: Value = serde_json::from_str(&content).unwrap_or(Value::Null);
-            let name = pod["metadata"]["name"].as_str().unwrap_or("<unnamed>");
-            return Err(format!("items[{i}] ({name}): {e}; the whole body is rejected"));
-        }
-        items.push(Item { place: format!("{url}#{i}"), uri: url.to_owned(), content });
-    }
-    Ok(items)
+    let item = |(i, content)| Item { place: format!("{url}#{i}"), uri: url.to_owned(), content };
+    Ok(manifests.into_iter().enumerate().map(item).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn node() -> NodeContext {
-        NodeContext { node_name: "n1".into() }
-    }
+    use crate::source::Manifests;
 
     #[test]
-    fn headers_use_the_kubelets_syntax() {
-        let headers = parse_headers(["a:hello,b:again", "b: beautiful"]).unwrap();
-        assert_eq!(headers, [("a", "hello"), ("b", "again"), ("b", "beautiful")].map(|(k, v)| (k.to_owned(), v.to_owned())));
-        assert!(parse_headers(["novalue"]).unwrap_err().contains("novalue"));
-    }
-
-    #[test]
-    fn a_pod_list_becomes_items_and_one_bad_item_rejects_the_body() {
+    fn a_pod_list_becomes_raw_items_judged_downstream() {
         let list = "kind: PodList\napiVersion: v1\nitems:\n- metadata: {name: a}\n  spec: {containers: [{name: c, image: i}]}\n- metadata: {name: b}\n  spec: {containers: [{name: c, image: i}]}\n";
-        let items = parse_body("http://h/pods", list.as_bytes(), &node()).unwrap();
+        let items = parse_body("http://h/pods", list.as_bytes()).unwrap();
         assert_eq!(items.iter().map(|i| i.place.as_str()).collect::<Vec<_>>(), ["http://h/pods#0", "http://h/pods#1"]);
         assert!(items[0].content.contains("\"kind\":\"Pod\""));
 
+        // An invalid item is no business of the source's: the desired stage rejects the body.
         let bad = list.replace("{name: b}", "{name: B_}");
-        let err = parse_body("http://h/pods", bad.as_bytes(), &node()).unwrap_err();
-        assert!(err.starts_with("items[1] (B_): ") && err.contains("metadata.name"), "{err}");
-        assert!(parse_body("http://h/pods", b"  \n", &node()).unwrap_err().contains("empty"));
-        assert!(
-            parse_body("http://h/pods", b"{\"kind\": \"PodList\", \"apiVersion\": \"v1\", \"items\": []}", &node()).unwrap().is_empty()
-        );
-        assert!(parse_body("http://h/pods", b"kind: Deployment\n", &node()).unwrap_err().contains("Deployment"));
+        assert_eq!(parse_body("http://h/pods", bad.as_bytes()).unwrap().len(), 2);
+        assert!(parse_body("http://h/pods", b"  \n").unwrap_err().contains("empty"));
+        assert!(parse_body("http://h/pods", b"{\"kind\": \"PodList\", \"apiVersion\": \"v1\", \"items\": []}").unwrap().is_empty());
+        assert!(parse_body("http://h/pods", b"kind: Deployment\n").unwrap_err().contains("Deployment"));
+    }
+
+    #[test]
+    fn a_body_is_published_as_one_list_under_the_url() {
+        let items = parse_body("http://h/pods", b"kind: List\nitems: [{metadata: {name: a}}, {metadata: {name: b}}]\n").unwrap();
+        let snapshot = crate::source::checkpoint::snapshot(&SourceKind::Http, &items);
+        assert!(snapshot.ready);
+        assert_eq!(snapshot.items.keys().collect::<Vec<_>>(), ["http://h/pods"]);
+        let Ok(Manifests::List(list)) = &snapshot.items["http://h/pods"] else { panic!("one list under the URL") };
+        assert_eq!(list.iter().map(|(place, _)| place.as_str()).collect::<Vec<_>>(), ["http://h/pods#0", "http://h/pods#1"]);
+        assert!(list.iter().all(|(_, raw)| raw.origin.kind == SourceKind::Http && raw.origin.uri == "http://h/pods"));
+        assert!(std::str::from_utf8(&list[1].1.bytes).unwrap().contains("\"name\":\"b\""));
     }
 }

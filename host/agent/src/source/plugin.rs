@@ -2,51 +2,47 @@
 //! gives. A poll's list is the full set of that source, each manifest under its stable id (the
 //! place `plugin:<name>#<id>`, so a pod keeps its UID across polls); `none` means unchanged.
 //! A poll that fails (the plugin's own error, a trap, its deadline, a refused outbound request)
-//! is reported and the source's last good set keeps running. The last good set is checkpointed
-//! under `--root-dir`, as the manifest URL's is, so a restart while the plugin's backend is down
-//! runs the same pods.
+//! is reported and the source's last good set keeps running. What the desired stage last
+//! accepted from the plugin is checkpointed under `--root-dir` ([`super::checkpoint`]), as the
+//! manifest URL's is, so a restart while the plugin's backend is down runs the same pods.
 //!
 //! Manifests are not decoded here: each is its own item downstream, like a file, so one bad
 //! manifest keeps the pod last accepted from its id without holding up the others.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use staticlet_model::SourceKind;
-use staticlet_plugin::{Plugin, PluginEngine, PluginSpec};
+use staticlet_plugin::{Plugin, PluginEngine};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::SourceSnapshot;
-use super::checkpoint::{Checkpoint, Item, LastGood};
+use super::checkpoint::{Item, LastRead};
+use super::{Source, SourceSnapshot};
+use crate::config::plugins::SourceConfig;
 use crate::metrics::{Metrics, SourceHealth};
 use staticlet_plugin::reload::{RELOAD_PERIOD, reload};
 
-/// A source plugin as the agent config declares it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceConfig {
-    /// The plugin.
-    pub spec: PluginSpec,
-    /// How often it is polled.
-    pub interval: Duration,
-}
-
-/// A loaded source plugin and how often to poll it.
+/// A loaded source plugin, how often to poll it and where its checkpoint is.
 pub struct PluginSource {
     plugin: Arc<Plugin>,
     interval: Duration,
     kind: SourceKind,
+    checkpoint: PathBuf,
+    metrics: Metrics,
 }
 
 impl PluginSource {
     /// Loads the plugin; one that fails to load is kept, every poll failing with its load error
-    /// until its file is fixed.
-    pub async fn load(engine: &PluginEngine, config: &SourceConfig) -> PluginSource {
+    /// until its file is fixed. Its set is restored from `checkpoint` at start, and its calls
+    /// are timed in `metrics`.
+    pub async fn load(engine: &PluginEngine, config: &SourceConfig, checkpoint: PathBuf, metrics: Metrics) -> PluginSource {
         let plugin = Arc::new(Plugin::load(engine, config.spec.clone()).await);
-        PluginSource { plugin, interval: config.interval, kind: SourceKind::Plugin(config.spec.name.clone()) }
+        PluginSource { plugin, interval: config.interval, kind: SourceKind::Plugin(config.spec.name.clone()), checkpoint, metrics }
     }
 
     /// The plugin, for listings.
@@ -54,46 +50,28 @@ impl PluginSource {
         &self.plugin
     }
 
-    /// `plugin:<name>`: the source as `config.source` and the metrics name it.
-    pub fn name(&self) -> String {
-        self.kind.to_string()
+    /// One poll, timed: the full set as checkpoint items, or `None` when nothing changed.
+    async fn poll(&self) -> Result<Option<Vec<Item>>, String> {
+        let started = Instant::now();
+        let polled = self.plugin.poll().await;
+        self.metrics.plugin_called(&self.plugin.spec().name, "poll", started.elapsed(), polled.is_err());
+        polled.map_err(|e| e.to_string()).and_then(|list| list.map(|list| self.items(list)).transpose())
     }
 
-    /// Runs until `shutdown`: publishes the checkpointed set at once if there is one, then
-    /// every successful poll's set; reloads the plugin when its file changes and polls the new
-    /// code at once.
-    pub async fn run(
-        self,
-        checkpoint_path: PathBuf,
-        out: watch::Sender<SourceSnapshot>,
-        metrics: Metrics,
-        health: SourceHealth,
-        shutdown: CancellationToken,
-    ) {
-        let name = self.plugin.spec().name.clone();
-        let mut last = LastGood::restore(checkpoint_path, self.kind.clone(), out, health);
-        if let Some(checkpoint) = last.current() {
-            info!(plugin = %name, pods = checkpoint.items.len(), checkpoint = %last.path().display(), "restored the source plugin's last good pods from the checkpoint");
-        }
-        loop {
-            let started = Instant::now();
-            let polled = self.plugin.poll().await;
-            metrics.plugin_called(&name, "poll", started.elapsed(), polled.is_err());
-            match polled.map_err(|e| e.to_string()).and_then(|list| list.map(|list| self.items(list)).transpose()) {
-                Ok(None) => last.unchanged(),
-                Ok(Some(items)) => {
-                    let pods = items.len();
-                    if last.replace(Checkpoint::new(items, None, None)) {
-                        info!(plugin = %name, pods, "source plugin's manifests changed");
-                    }
-                }
-                Err(e) => {
-                    let kept = last.failed();
-                    warn!(plugin = %name, kept, "source plugin: {e}; the pods of its last good poll keep running");
+    /// Folds one poll's outcome into the set last read, and logs what changed or failed.
+    fn settle(&self, polled: Result<Option<Vec<Item>>, String>, last: &mut LastRead) {
+        let name = &self.plugin.spec().name;
+        match polled {
+            Ok(None) => last.unchanged(),
+            Ok(Some(items)) => {
+                let pods = items.len();
+                if last.replace(items) {
+                    info!(plugin = %name, pods, "source plugin's manifests changed");
                 }
             }
-            if !self.wait_for_next_poll(&shutdown).await {
-                return;
+            Err(e) => {
+                let kept = last.failed();
+                warn!(plugin = %name, kept, "source plugin: {e}; the pods of its last good poll keep running");
             }
         }
     }
@@ -135,10 +113,37 @@ impl PluginSource {
     }
 }
 
+#[async_trait]
+impl Source for PluginSource {
+    fn kind(&self) -> SourceKind {
+        self.kind.clone()
+    }
+
+    fn checkpoint(&self) -> Option<&Path> {
+        Some(&self.checkpoint)
+    }
+
+    /// Publishes the checkpointed set at once if there is one, then every successful poll's
+    /// set; reloads the plugin when its file changes and polls the new code at once.
+    async fn run(self: Box<Self>, out: watch::Sender<SourceSnapshot>, health: SourceHealth, shutdown: CancellationToken) {
+        let mut last = LastRead::restore(self.checkpoint.clone(), self.kind.clone(), out, health);
+        if let Some(items) = last.current() {
+            info!(plugin = %self.plugin.spec().name, pods = items.len(), checkpoint = %last.path().display(), "restored the source plugin's last good pods from the checkpoint");
+        }
+        loop {
+            let polled = self.poll().await;
+            self.settle(polled, &mut last);
+            if !self.wait_for_next_poll(&shutdown).await {
+                return;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use staticlet_plugin::artifacts::FIXTURE_SOURCE;
-    use staticlet_plugin::{Code, DirGrant, Kind};
+    use staticlet_plugin::{Code, DirGrant, Kind, PluginSpec};
 
     use super::*;
 
@@ -173,13 +178,20 @@ mod tests {
         let engine = PluginEngine::new("n1", None).unwrap();
         let metrics = Metrics::new();
 
+        // The checkpoint keeps what the desired stage accepted; here, standing in for it, all
+        // the source publishes.
         let run = |shutdown: CancellationToken| {
             let (tx, rx) = watch::channel(SourceSnapshot::default());
             let (engine, config, checkpoint, metrics) = (engine.clone(), config.clone(), checkpoint.clone(), metrics.clone());
+            let keeper = crate::source::checkpoint::keep(
+                rx.clone(),
+                vec![(SourceKind::Plugin("fixture".into()), checkpoint.clone())],
+                shutdown.clone(),
+            );
             let task = tokio::spawn(async move {
-                let source = PluginSource::load(&engine, &config).await;
-                let health = metrics.source(&source.name());
-                source.run(checkpoint, tx, metrics, health, shutdown).await;
+                let source = Box::new(PluginSource::load(&engine, &config, checkpoint, metrics.clone()).await);
+                let health = metrics.source(&source.kind().to_string());
+                tokio::join!(source.run(tx, health, shutdown), keeper);
             });
             (rx, task)
         };
@@ -188,7 +200,8 @@ mod tests {
         let first = next(&mut rx).await;
         assert!(first.ready);
         assert_eq!(ids(&first), ["plugin:fixture#a"]);
-        let origin = &first.items["plugin:fixture#a"].as_ref().unwrap().origin;
+        let Ok(crate::source::Manifests::One(manifest)) = &first.items["plugin:fixture#a"] else { panic!("one manifest") };
+        let origin = &manifest.origin;
         assert_eq!((origin.kind.to_string(), origin.uri.as_str()), ("plugin:fixture".to_owned(), "a"));
 
         std::fs::write(manifests.join("b"), "kind: Pod").unwrap();
@@ -223,12 +236,12 @@ mod tests {
         config.interval = Duration::from_secs(3600);
         let engine = PluginEngine::new("n1", None).unwrap();
         let metrics = Metrics::new();
-        let source = PluginSource::load(&engine, &config).await;
+        let source = Box::new(PluginSource::load(&engine, &config, dir.path().join("checkpoint.json"), metrics.clone()).await);
         let plugin = source.plugin().clone();
-        let health = metrics.source(&source.name());
+        let health = metrics.source(&source.kind().to_string());
         let (tx, mut rx) = watch::channel(SourceSnapshot::default());
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(source.run(dir.path().join("checkpoint.json"), tx, metrics, health, shutdown.clone()));
+        let task = tokio::spawn(source.run(tx, health, shutdown.clone()));
         assert_eq!(ids(&next(&mut rx).await), ["plugin:fixture#a"]);
         let digest = plugin.info().digest;
 
@@ -258,6 +271,8 @@ mod tests {
             ))),
             interval: Duration::from_secs(1),
             kind: SourceKind::Plugin("p".into()),
+            checkpoint: PathBuf::from("/nonexistent.json"),
+            metrics: Metrics::new(),
         };
         let items = source.items(vec![("b".into(), "x".into()), ("a".into(), "y".into())]).unwrap();
         assert_eq!(
