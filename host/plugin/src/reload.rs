@@ -18,7 +18,7 @@ pub const RELOAD_PERIOD: Duration = Duration::from_secs(1);
 /// Loads `plugin`'s code again if its file changed, and logs what happened: a reload with
 /// `consequence` (what the agent does next), a failure with the note that the old code stays.
 /// Returns whether new code was loaded.
-pub async fn reload(plugin: &Plugin, consequence: &str) -> bool {
+async fn reload(plugin: &Plugin, consequence: &str) -> bool {
     let spec = plugin.spec();
     match plugin.refresh().await {
         Refresh::Unchanged => false,

@@ -25,7 +25,6 @@ use super::checkpoint::{Item, LastRead};
 use super::{Source, SourceSnapshot};
 use crate::config::plugins::SourceConfig;
 use crate::metrics::{Metrics, SourceHealth};
-use staticlet_plugin::reload::{RELOAD_PERIOD, reload};
 
 /// A loaded source plugin, how often to poll it and where its checkpoint is.
 pub struct PluginSource {
@@ -76,22 +75,13 @@ impl PluginSource {
         }
     }
 
-    /// Sleeps until the next poll is due, or the plugin's file changed and its new code
-    /// loaded; `false` on shutdown.
-    async fn wait_for_next_poll(&self, shutdown: &CancellationToken) -> bool {
-        let due = tokio::time::Instant::now() + self.interval;
-        loop {
-            let wake = due.min(tokio::time::Instant::now() + RELOAD_PERIOD);
-            tokio::select! {
-                _ = shutdown.cancelled() => return false,
-                _ = tokio::time::sleep_until(wake) => {}
-            }
-            if tokio::time::Instant::now() >= due {
-                return true;
-            }
-            if reload(&self.plugin, "polling it now").await {
-                return true;
-            }
+    /// Sleeps until the next poll is due, or new code of the plugin was loaded (`reloads`
+    /// moved on); `false` on shutdown.
+    async fn wait_for_next_poll(&self, reloads: &mut watch::Receiver<u64>, shutdown: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = shutdown.cancelled() => false,
+            _ = tokio::time::sleep(self.interval) => true,
+            changed = reloads.changed() => changed.is_ok(),
         }
     }
 
@@ -130,10 +120,13 @@ impl Source for PluginSource {
         if let Some(items) = last.current() {
             info!(plugin = %self.plugin.spec().name, pods = items.len(), checkpoint = %last.path().display(), "restored the source plugin's last good pods from the checkpoint");
         }
+        let (reloaded, mut reloads) = watch::channel(0);
+        let plugins = vec![self.plugin.clone()];
+        tokio::spawn(staticlet_plugin::reload::watch(plugins, "polling it now", reloaded, shutdown.clone()));
         loop {
             let polled = self.poll().await;
             self.settle(polled, &mut last);
-            if !self.wait_for_next_poll(&shutdown).await {
+            if !self.wait_for_next_poll(&mut reloads, &shutdown).await {
                 return;
             }
         }
