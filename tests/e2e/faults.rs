@@ -14,7 +14,7 @@ const CONVERGE: Duration = Duration::from_secs(120);
 
 /// A pod whose container sleeps for `seconds`, stopped quickly so rounds stay short.
 fn sleeper(name: &str, seconds: u32) -> String {
-    support::sleeper(name, seconds, "  terminationGracePeriodSeconds: 1\n")
+    support::sleeper(name, seconds, "terminationGracePeriodSeconds: 1")
 }
 
 /// What `/readyz` answers.

@@ -101,7 +101,7 @@ async fn the_agent_rejects_the_corpus_and_its_healthy_pods_never_notice() {
     // An unknown field and a negative grace period: the kubelet runs such a pod, and so does
     // the agent, with a warning and the API server's default.
     let negative_grace =
-        sleeper("steady", 100_000, "  terminationGracePeriodSeconds: -5\n").replace("    command:", "    comand: [x]\n    command:");
+        sleeper("steady", 100_000, "terminationGracePeriodSeconds: -5").replace("    command:", "    comand: [x]\n    command:");
     agent.write("steady.yaml", &negative_grace);
     agent.start();
     let app = wait_for(Duration::from_secs(60), "the healthy pod", || async {
