@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, container_status, docker, free_port, http_get, sleeper, wait_for};
+use crate::support::{Agent, container_status, docker, free_port, http_get, sleeper, wait_for, yaml};
 
 /// An address of this machine other than loopback: the Docker bridge's, which every test
 /// machine has.
@@ -85,19 +85,78 @@ async fn a_manifest_cannot_reach_outside_the_root_dir() {
     // An init container plants a symlink to / in an emptyDir; the app asks for it as a subPath.
     agent.write(
         "symlink.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: symlink\nspec:\n  volumes:\n  - name: data\n    emptyDir: {{}}\n  initContainers:\n  - name: plant\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [ln, -s, /, /data/escape]\n    volumeMounts:\n    - {{name: data, mountPath: /data}}\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [sleep, '100000']\n    volumeMounts:\n    - {{name: data, mountPath: /host, subPath: escape}}\n"
+        &yaml!(
+            r#"
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: symlink
+            spec:
+              volumes:
+              - name: data
+                emptyDir: {}
+              initContainers:
+              - name: plant
+                image: {BUSYBOX}
+                imagePullPolicy: Never
+                command: [ln, -s, /, /data/escape]
+                volumeMounts:
+                - {name: data, mountPath: /data}
+              containers:
+              - name: main
+                image: {BUSYBOX}
+                imagePullPolicy: Never
+                command: [sleep, '100000']
+                volumeMounts:
+                - {name: data, mountPath: /host, subPath: escape}
+            "#,
+            BUSYBOX,
         ),
     );
     // A subPathExpr that passes validation and expands to `../..`.
     agent.write(
         "expr.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: expr\nspec:\n  volumes:\n  - name: data\n    emptyDir: {{}}\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [sleep, '100000']\n    env:\n    - {{name: UP, value: '..'}}\n    volumeMounts:\n    - {{name: data, mountPath: /host, subPathExpr: '$(UP)/$(UP)'}}\n"
+        &yaml!(
+            r#"
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: expr
+            spec:
+              volumes:
+              - name: data
+                emptyDir: {}
+              containers:
+              - name: main
+                image: {BUSYBOX}
+                imagePullPolicy: Never
+                command: [sleep, '100000']
+                env:
+                - {name: UP, value: '..'}
+                volumeMounts:
+                - {name: data, mountPath: /host, subPathExpr: '$(UP)/$(UP)'}
+            "#,
+            BUSYBOX,
         ),
     );
     // A name and a UID made to climb out of the pods directory.
-    agent.write("climb.yaml", &sleeper("climb", 100_000, "").replace("  name: climb\n", "  name: climb\n  uid: ../../../escaped\n"));
+    let climb = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: climb
+          uid: ../../../escaped
+        spec:
+          containers:
+          - name: main
+            image: {BUSYBOX}
+            imagePullPolicy: Never
+            command: [sleep, '100000']
+        "#,
+        BUSYBOX,
+    );
+    agent.write("climb.yaml", &climb);
     agent.write("slash.yaml", &sleeper("a/../../b", 100_000, ""));
     agent.start();
 
