@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::observe::Kubectl;
 use crate::support::containerd::{Containerd, containerd};
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, container_status, docker, free_port, http_get, http_get_from, wait_for};
+use crate::support::{Agent, container_status, docker, free_port, http_get, http_get_from, wait_for, yaml};
 
 const UP: Duration = Duration::from_secs(60);
 
@@ -25,8 +25,21 @@ fn start(agent: &mut Agent, containerd: &Containerd) {
     agent.start_with(&["--container-runtime-endpoint", &containerd.endpoint()]);
 }
 
-fn pod(name: &str, body: &str) -> String {
-    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 2\n{body}")
+/// A pod that stops within 2 s; `spec` is the rest of its `spec:`, as YAML.
+fn pod(name: &str, spec: &str) -> String {
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+        spec:
+          terminationGracePeriodSeconds: 2
+          {spec}
+        "#,
+        name,
+        spec,
+    )
 }
 
 async fn status_where(agent: &Agent, name: &str, what: &str, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
@@ -47,7 +60,18 @@ async fn a_pod_gets_an_ip_of_the_cni_network_reachable_from_the_host_and_reads_a
     let (mut agent, containerd) = agent_on_containerd("cri-ip").await;
     agent.write(
         "web.yaml",
-        &pod("web", &format!("  containers:\n  - name: web\n    image: {BUSYBOX}\n    command: [httpd, -f, -p, '8080', -h, /www]\n")),
+        &pod(
+            "web",
+            &yaml!(
+                r#"
+                containers:
+                - name: web
+                  image: {BUSYBOX}
+                  command: [httpd, -f, -p, '8080', -h, /www]
+                "#,
+                BUSYBOX,
+            ),
+        ),
     );
     let read_only_port = free_port();
     agent.start_with(&["--container-runtime-endpoint", &containerd.endpoint(), "--read-only-port", &read_only_port.to_string()]);
@@ -84,8 +108,14 @@ async fn logs_follow_tail_timestamp_and_show_the_previous_attempt_from_the_cri_f
         "talk.yaml",
         &pod(
             "talk",
-            &format!(
-                "  containers:\n  - name: talk\n    image: {BUSYBOX}\n    command: [sh, -c, 'n=$(cat /proc/sys/kernel/random/uuid); for i in 1 2 3; do echo line-$i-$n; done; echo err-$n >&2; sleep 3; exit 1']\n"
+            &yaml!(
+                r#"
+                containers:
+                - name: talk
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'n=$(cat /proc/sys/kernel/random/uuid); for i in 1 2 3; do echo line-$i-$n; done; echo err-$n >&2; sleep 3; exit 1']
+                "#,
+                BUSYBOX,
             ),
         ),
     );
@@ -146,8 +176,19 @@ async fn an_oom_kill_is_reported_as_oom_killed() {
         "hog.yaml",
         &pod(
             "hog",
-            &format!(
-                "  restartPolicy: Never\n  containers:\n  - name: hog\n    image: {BUSYBOX}\n    command: [sh, -c, 'a=$(head -c 300000000 /dev/zero | tr \"\\\\000\" x); sleep 1000']\n    resources:\n      limits:\n        memory: 32Mi\n        cpu: 500m\n"
+            &yaml!(
+                r#"
+                restartPolicy: Never
+                containers:
+                - name: hog
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'a=$(head -c 300000000 /dev/zero | tr "\\000" x); sleep 1000']
+                  resources:
+                    limits:
+                      memory: 32Mi
+                      cpu: 500m
+                "#,
+                BUSYBOX,
             ),
         ),
     );
@@ -163,7 +204,16 @@ async fn an_oom_kill_is_reported_as_oom_killed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_the_agent_restarts_nothing_and_a_removed_manifest_removes_the_sandbox_and_its_logs() {
     let (mut agent, containerd) = agent_on_containerd("cri-kill").await;
-    agent.write("stay.yaml", &pod("stay", &format!("  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n")));
+    let sleeping = yaml!(
+        r#"
+        containers:
+        - name: main
+          image: {BUSYBOX}
+          command: [sleep, '3600']
+        "#,
+        BUSYBOX,
+    );
+    agent.write("stay.yaml", &pod("stay", &sleeping));
     start(&mut agent, &containerd);
     let before = status_where(&agent, "stay", "stay running", |p| p["status"]["phase"] == "Running").await;
     let id = container_status(&before, "main").unwrap()["containerID"].as_str().unwrap().to_owned();
@@ -196,7 +246,14 @@ async fn if_not_present_never_asks_the_registry_for_a_present_image() {
     let source = containerd.run(&["images", "ls", "-q"]).lines().find(|i| i.contains(BUSYBOX)).unwrap().to_owned();
     containerd.run(&["images", "tag", "--force", &source, &unreachable]);
     let spec = |policy: &str| {
-        format!("  containers:\n  - {{name: app, image: '{unreachable}', imagePullPolicy: {policy}, command: [sleep, '3600']}}\n")
+        yaml!(
+            r#"
+            containers:
+            - {name: app, image: '{unreachable}', imagePullPolicy: {policy}, command: [sleep, '3600']}
+            "#,
+            unreachable,
+            policy,
+        )
     };
     agent.write("present.yaml", &pod("present", &spec("IfNotPresent")));
     agent.write("always.yaml", &pod("always", &spec("Always")));

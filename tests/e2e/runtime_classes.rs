@@ -9,14 +9,27 @@ use staticlet_plugin::artifacts::{MISBEHAVING_RUNTIME, PODMAN_RUNTIME};
 
 use crate::support::images::BUSYBOX;
 use crate::support::podman::podman;
-use crate::support::{Agent, condition, container_status, docker, running, wait_for};
+use crate::support::{Agent, condition, container_status, docker, running, wait_for, yaml};
 
 const UP: Duration = Duration::from_secs(60);
 
 fn pod(name: &str, class: Option<&str>) -> String {
-    let class = class.map(|c| format!("  runtimeClassName: {c}\n")).unwrap_or_default();
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{class}  terminationGracePeriodSeconds: 2\n  containers:\n  - {{name: app, image: {BUSYBOX}, command: [sleep, '3600']}}\n"
+    let class = class.map(|c| format!("runtimeClassName: {c}")).unwrap_or_default();
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+        spec:
+          {class}
+          terminationGracePeriodSeconds: 2
+          containers:
+          - {name: app, image: {BUSYBOX}, command: [sleep, '3600']}
+        "#,
+        name,
+        class,
+        BUSYBOX,
     )
 }
 

@@ -10,13 +10,24 @@ use staticlet_plugin::artifacts::ETCD_SOURCE;
 
 use crate::support::etcd::Etcd;
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, wait_for};
+use crate::support::{Agent, wait_for, yaml};
 
 const START: Duration = Duration::from_secs(60);
 
 fn pod(name: &str, sleep: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: app, image: {BUSYBOX}, command: [sleep, '{sleep}']}}\n"
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: {name}}
+        spec:
+          terminationGracePeriodSeconds: 1
+          containers:
+          - {name: app, image: {BUSYBOX}, command: [sleep, '{sleep}']}
+        "#,
+        name,
+        BUSYBOX,
+        sleep,
     )
 }
 
