@@ -114,16 +114,27 @@ async fn a_pod_with_a_service_account_is_rejected_until_its_manifest_is_fixed() 
 async fn misbehaving_validators_never_let_a_pod_through_nor_stop_the_agent() {
     let docker = docker().await;
     let mut agent = Agent::new("admission-hostile");
-    let entry = |name: &str, settings: &str, extra: &str| {
-        format!("- name: {name}\n  kind: admission-validator\n  path: {HOSTILE}\n  config: {settings}\n{extra}")
-    };
     let config = config(
         &agent,
-        &format!(
-            "plugins:\n{}{}{}",
-            entry("trap", "{mode: trap}", ""),
-            entry("spin", "{mode: loop}", "  timeout: 300ms\n"),
-            entry("hoard", "{mode: alloc}", "  memoryLimit: 32Mi\n"),
+        &yaml!(
+            r#"
+            plugins:
+            - name: trap
+              kind: admission-validator
+              path: {HOSTILE}
+              config: {mode: trap}
+            - name: spin
+              kind: admission-validator
+              path: {HOSTILE}
+              config: {mode: loop}
+              timeout: 300ms
+            - name: hoard
+              kind: admission-validator
+              path: {HOSTILE}
+              config: {mode: alloc}
+              memoryLimit: 32Mi
+            "#,
+            HOSTILE,
         ),
     );
     agent.write("plain.yaml", &manifest("plain", "", ""));
@@ -156,9 +167,16 @@ async fn replacing_a_validators_wasm_changes_verdicts_without_a_restart() {
     std::fs::write(&wasm, b"this is not WebAssembly").unwrap();
     let config = config(
         &agent,
-        &format!(
-            "staticPodPolicy: false\nplugins:\n- name: policy\n  kind: admission-validator\n  path: {}\n  config: {{mode: reject}}\n",
-            wasm.display()
+        &yaml!(
+            r#"
+            staticPodPolicy: false
+            plugins:
+            - name: policy
+              kind: admission-validator
+              path: {wasm}
+              config: {mode: reject}
+            "#,
+            wasm = wasm.display(),
         ),
     );
     agent.write("sa.yaml", &manifest("sa", "", "serviceAccountName: builder"));
@@ -265,11 +283,17 @@ fn the_python_example_validator_builds_and_judges_images() {
         .expect("componentize-py is installed (pip install componentize-py==0.25.1; .ci/run does it)");
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
     let config = dir.path().join("staticlet.yaml");
-    std::fs::write(
-        &config,
-        format!("plugins:\n- name: allowed-registries\n  kind: admission-validator\n  path: {}\n  config: {{registries: [registry.internal:5000]}}\n", wasm.display()),
-    )
-    .unwrap();
+    let plugins = yaml!(
+        r#"
+        plugins:
+        - name: allowed-registries
+          kind: admission-validator
+          path: {wasm}
+          config: {registries: [registry.internal:5000]}
+        "#,
+        wasm = wasm.display(),
+    );
+    std::fs::write(&config, plugins).unwrap();
     let ours = dir.path().join("ours.yaml");
     let from_our_registry = yaml!(
         r#"

@@ -34,8 +34,19 @@ fn pod(name: &str, sleep: &str) -> String {
 /// An agent config with the etcd source polled every second.
 fn config(agent: &Agent, settings: &str, allowed_hosts: &str) -> PathBuf {
     let path = agent.dir().parent().unwrap().join("staticlet.yaml");
-    let text = format!(
-        "plugins:\n- name: etcd\n  kind: manifest-source\n  path: {ETCD_SOURCE}\n  interval: 1s\n  config: {settings}\n  allowedHosts: {allowed_hosts}\n"
+    let text = yaml!(
+        r#"
+        plugins:
+        - name: etcd
+          kind: manifest-source
+          path: {ETCD_SOURCE}
+          interval: 1s
+          config: {settings}
+          allowedHosts: {allowed_hosts}
+        "#,
+        ETCD_SOURCE,
+        settings,
+        allowed_hosts,
     );
     std::fs::write(&path, text).unwrap();
     path
