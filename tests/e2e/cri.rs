@@ -58,6 +58,8 @@ fn sandbox_labels(containerd: &Containerd, node: &str, pod: &str) -> Option<serd
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_gets_an_ip_of_the_cni_network_reachable_from_the_host_and_reads_as_a_kubelets_pod() {
     let (mut agent, containerd) = agent_on_containerd("cri-ip").await;
+    // Before it serves, the web container writes a line to stdout, one to stderr, and a line of
+    // 20 000 bytes, longer than the 16 KiB containerd writes in one log entry.
     agent.write(
         "web.yaml",
         &pod(
@@ -67,7 +69,7 @@ async fn a_pod_gets_an_ip_of_the_cni_network_reachable_from_the_host_and_reads_a
                 containers:
                 - name: web
                   image: {BUSYBOX}
-                  command: [httpd, -f, -p, '8080', -h, /www]
+                  command: [sh, -c, 'echo out-1; echo err-1 >&2; head -c 20000 /dev/zero | tr "\\000" x; echo; exec httpd -f -p 8080 -h /www']
                 "#,
                 BUSYBOX,
             ),
@@ -96,8 +98,72 @@ async fn a_pod_gets_an_ip_of_the_cni_network_reachable_from_the_host_and_reads_a
     let container_id = container_status(&running, "web").unwrap()["containerID"].as_str().unwrap().to_owned();
     assert!(container_id.starts_with("containerd://"), "container IDs carry the runtime's name as the kubelet's do: {container_id}");
     let log = format!("/var/log/pods/default_{name}_{uid}/web/0.log");
-    let written = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{log}: {e}"));
-    assert!(written.is_empty() || written.contains(" stdout ") || written.contains(" stderr "), "the CRI's log format: {written}");
+    let long = "x".repeat(20_000);
+    let written = wait_for(UP, "the container's three lines in its log file", || async {
+        let written = std::fs::read_to_string(&log).ok()?;
+        (written.contains(" stderr F err-1\n") && written.lines().filter(|l| l.contains(" stdout F x")).count() == 1).then_some(written)
+    })
+    .await;
+    let shown = |text: &str| text.replace(&long, "<20000 x>");
+
+    // The CRI's format: an entry a line, `<RFC 3339 time> <stream> <P|F> <content>`; the long
+    // line is cut into partial (P) entries and ended by a full (F) one.
+    let entries: Vec<[&str; 4]> = written
+        .lines()
+        .map(|line| line.splitn(4, ' ').collect::<Vec<_>>().try_into().unwrap_or_else(|_| panic!("a CRI log entry: {line:?}")))
+        .collect();
+    for [time, stream, tag, _] in &entries {
+        assert!(time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339).is_ok(), "RFC 3339: {time}");
+        assert!(matches!((*stream, *tag), ("stdout" | "stderr", "P" | "F")), "{stream} {tag}");
+    }
+    let of = |wanted: &str| {
+        entries.iter().filter(|[_, stream, ..]| *stream == wanted).map(|[_, _, tag, content]| (*tag, *content)).collect::<Vec<_>>()
+    };
+    assert_eq!(of("stderr"), [("F", "err-1")]);
+    let stdout = of("stdout");
+    let tags: Vec<(&str, usize)> = stdout.iter().map(|(tag, content)| (*tag, content.len())).collect();
+    assert_eq!(stdout[0], ("F", "out-1"), "{tags:?}");
+    let (last, partial) = stdout[1..].split_last().unwrap_or_else(|| panic!("the long line's entries: {tags:?}"));
+    assert!(!partial.is_empty() && partial.iter().all(|(tag, _)| *tag == "P") && last.0 == "F", "P entries, then F: {tags:?}");
+    assert!(stdout[1..].iter().map(|(_, content)| *content).collect::<String>() == long, "the long line, cut and whole: {tags:?}");
+
+    // kubectl logs, the API and `staticlet logs` print the file's lines in its order, a cut line
+    // joined again; with timestamps, each line after the time of its first entry.
+    let (mut plain, mut stamped, mut in_line) = (String::new(), String::new(), false);
+    for [time, _, tag, content] in &entries {
+        if !in_line {
+            stamped.push_str(&format!("{time} "));
+        }
+        plain.push_str(content);
+        stamped.push_str(content);
+        if *tag == "F" {
+            plain.push('\n');
+            stamped.push('\n');
+        }
+        in_line = *tag == "P";
+    }
+    let kubectl = Kubectl::new(read_only_port);
+    let api = |query: &'static str| {
+        let path = format!("/api/v1/namespaces/default/pods/{name}/log?container=web{query}");
+        let agent = &agent;
+        async move { agent.api_raw("GET", &path).await.map(|(code, body)| (code, String::from_utf8_lossy(&body).into_owned())) }
+    };
+    let cli = |extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_staticlet"))
+            .args(["logs", &name, "-c", "web", "--api-socket"])
+            .arg(&agent.socket)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(api("").await.map(|(code, body)| (code, shown(&body))), Some((200, shown(&plain))));
+    assert_eq!(shown(&kubectl.stdout(&["logs", &name, "-c", "web"])), shown(&plain));
+    assert_eq!(shown(&cli(&[])), shown(&plain));
+    assert_eq!(api("&timestamps=true").await.map(|(code, body)| (code, shown(&body))), Some((200, shown(&stamped))));
+    assert_eq!(shown(&kubectl.stdout(&["logs", &name, "-c", "web", "--timestamps"])), shown(&stamped));
+    assert_eq!(shown(&cli(&["--timestamps"])), shown(&stamped));
 }
 
 #[tokio::test(flavor = "multi_thread")]
