@@ -10,19 +10,37 @@ use serde_json::Value;
 use staticlet_plugin::artifacts::{HOSTILE, STATIC_POD_POLICY_WASM};
 
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, containers, docker, running, wait_for};
+use crate::support::{Agent, containers, docker, running, wait_for, yaml};
 
 const START: Duration = Duration::from_secs(60);
 const MARK: &str = "testing.staticlet.dev/misbehave";
 
+/// A pod whose container `app` sleeps; `extra_metadata` and `extra_spec` are YAML added to
+/// `metadata:` and `spec:`.
 fn manifest(name: &str, extra_metadata: &str, extra_spec: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n{extra_metadata}spec:\n{extra_spec}  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n"
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+          {extra_metadata}
+        spec:
+          {extra_spec}
+          containers:
+          - name: app
+            image: {BUSYBOX}
+            command: [sleep, '3600']
+        "#,
+        name,
+        extra_metadata,
+        extra_spec,
+        BUSYBOX,
     )
 }
 
 fn marked(name: &str) -> String {
-    manifest(name, &format!("  annotations: {{{MARK}: 'true'}}\n"), "")
+    manifest(name, &format!("annotations: {{{MARK}: 'true'}}"), "")
 }
 
 /// Writes the agent config next to the manifests and returns its path.
@@ -65,7 +83,15 @@ async fn a_pod_with_a_service_account_is_rejected_until_its_manifest_is_fixed() 
     let docker = docker().await;
     let mut agent = Agent::new("admission-sa");
     agent.write("good.yaml", &manifest("good", "", ""));
-    agent.write("sa.yaml", &manifest("sa", "", "  serviceAccountName: builder\n  volumes:\n  - name: cfg\n    configMap: {name: cfg}\n"));
+    let api_objects = yaml!(
+        r#"
+        serviceAccountName: builder
+        volumes:
+        - name: cfg
+          configMap: {name: cfg}
+        "#
+    );
+    agent.write("sa.yaml", &manifest("sa", "", &api_objects));
     agent.start();
 
     wait_for(START, "the good pod", || async { (!running(&docker, &agent.node, &app(&agent, "good")).await.is_empty()).then_some(()) })
@@ -88,16 +114,27 @@ async fn a_pod_with_a_service_account_is_rejected_until_its_manifest_is_fixed() 
 async fn misbehaving_validators_never_let_a_pod_through_nor_stop_the_agent() {
     let docker = docker().await;
     let mut agent = Agent::new("admission-hostile");
-    let entry = |name: &str, settings: &str, extra: &str| {
-        format!("- name: {name}\n  kind: admission-validator\n  path: {HOSTILE}\n  config: {settings}\n{extra}")
-    };
     let config = config(
         &agent,
-        &format!(
-            "plugins:\n{}{}{}",
-            entry("trap", "{mode: trap}", ""),
-            entry("spin", "{mode: loop}", "  timeout: 300ms\n"),
-            entry("hoard", "{mode: alloc}", "  memoryLimit: 32Mi\n"),
+        &yaml!(
+            r#"
+            plugins:
+            - name: trap
+              kind: admission-validator
+              path: {HOSTILE}
+              config: {mode: trap}
+            - name: spin
+              kind: admission-validator
+              path: {HOSTILE}
+              config: {mode: loop}
+              timeout: 300ms
+            - name: hoard
+              kind: admission-validator
+              path: {HOSTILE}
+              config: {mode: alloc}
+              memoryLimit: 32Mi
+            "#,
+            HOSTILE,
         ),
     );
     agent.write("plain.yaml", &manifest("plain", "", ""));
@@ -130,12 +167,19 @@ async fn replacing_a_validators_wasm_changes_verdicts_without_a_restart() {
     std::fs::write(&wasm, b"this is not WebAssembly").unwrap();
     let config = config(
         &agent,
-        &format!(
-            "staticPodPolicy: false\nplugins:\n- name: policy\n  kind: admission-validator\n  path: {}\n  config: {{mode: reject}}\n",
-            wasm.display()
+        &yaml!(
+            r#"
+            staticPodPolicy: false
+            plugins:
+            - name: policy
+              kind: admission-validator
+              path: {wasm}
+              config: {mode: reject}
+            "#,
+            wasm = wasm.display(),
         ),
     );
-    agent.write("sa.yaml", &manifest("sa", "", "  serviceAccountName: builder\n"));
+    agent.write("sa.yaml", &manifest("sa", "", "serviceAccountName: builder"));
     agent.start_with(&["--config", config.to_str().unwrap()]);
     let pid = agent.pid();
 
@@ -179,15 +223,27 @@ fn validate_prints_every_violation_with_its_file_and_field() {
         path.display().to_string()
     };
     let good = file("good.yaml", &manifest("good", "", ""));
-    let bad = file(
-        "bad.yaml",
-        &manifest(
-            "bad",
-            "",
-            "  imagePullSecrets: [{name: regcred}]\n  initContainers:\n  - name: init\n    image: i\n    env:\n    - name: TOKEN\n      valueFrom: {secretKeyRef: {name: s, key: k}}\n",
-        ),
+    let secrets = yaml!(
+        r#"
+        imagePullSecrets: [{name: regcred}]
+        initContainers:
+        - name: init
+          image: i
+          env:
+          - name: TOKEN
+            valueFrom: {secretKeyRef: {name: s, key: k}}
+        "#
     );
-    let broken = file("broken.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: broken}\nspec: {containers: []}\n");
+    let bad = file("bad.yaml", &manifest("bad", "", &secrets));
+    let no_containers = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: broken}
+        spec: {containers: []}
+        "#
+    );
+    let broken = file("broken.yaml", &no_containers);
 
     assert_eq!(validate(&["--hostname-override", "n1", &good]), (0, String::new()));
     let (code, out) = validate(&["--hostname-override", "n1", &good, &bad, &broken]);
@@ -227,19 +283,42 @@ fn the_python_example_validator_builds_and_judges_images() {
         .expect("componentize-py is installed (pip install componentize-py==0.25.1; .ci/run does it)");
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
     let config = dir.path().join("staticlet.yaml");
-    std::fs::write(
-        &config,
-        format!("plugins:\n- name: allowed-registries\n  kind: admission-validator\n  path: {}\n  config: {{registries: [registry.internal:5000]}}\n", wasm.display()),
-    )
-    .unwrap();
+    let plugins = yaml!(
+        r#"
+        plugins:
+        - name: allowed-registries
+          kind: admission-validator
+          path: {wasm}
+          config: {registries: [registry.internal:5000]}
+        "#,
+        wasm = wasm.display(),
+    );
+    std::fs::write(&config, plugins).unwrap();
     let ours = dir.path().join("ours.yaml");
-    std::fs::write(
-        &ours,
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: ours}\nspec:\n  containers:\n  - {name: c, image: 'registry.internal:5000/app:1'}\n",
-    )
-    .unwrap();
+    let from_our_registry = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: ours}
+        spec:
+          containers:
+          - {name: c, image: 'registry.internal:5000/app:1'}
+        "#
+    );
+    std::fs::write(&ours, from_our_registry).unwrap();
     let hub = dir.path().join("hub.yaml");
-    std::fs::write(&hub, "apiVersion: v1\nkind: Pod\nmetadata: {name: hub}\nspec:\n  containers:\n  - {name: c, image: 'registry.internal:5000/app:1'}\n  - {name: d, image: busybox}\n").unwrap();
+    let from_docker_hub_too = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: hub}
+        spec:
+          containers:
+          - {name: c, image: 'registry.internal:5000/app:1'}
+          - {name: d, image: busybox}
+        "#
+    );
+    std::fs::write(&hub, from_docker_hub_too).unwrap();
 
     let (code, out) =
         validate(&["--config", config.to_str().unwrap(), "--hostname-override", "n1", ours.to_str().unwrap(), hub.to_str().unwrap()]);

@@ -15,7 +15,7 @@ use bollard::Docker;
 use crate::support::containerd::{Containerd, containerd};
 use crate::support::images::BUSYBOX;
 use crate::support::podman::{Podman, podman};
-use crate::support::{Agent, condition, container_status, containers, docker, free_port, http_get, name, wait_for};
+use crate::support::{Agent, condition, container_status, containers, docker, free_port, http_get, name, wait_for, yaml};
 
 /// How long a pod may take to come up on any runtime.
 const UP: Duration = Duration::from_secs(60);
@@ -130,8 +130,21 @@ impl Runtime {
     }
 }
 
-fn pod(name: &str, body: &str) -> String {
-    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 2\n{body}")
+/// A pod that stops within 2 s; `spec` is the rest of its `spec:`, as YAML.
+fn pod(name: &str, spec: &str) -> String {
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+        spec:
+          terminationGracePeriodSeconds: 2
+          {spec}
+        "#,
+        name,
+        spec,
+    )
 }
 
 async fn running_pod(agent: &Agent, name: &str) -> serde_json::Value {
@@ -140,6 +153,17 @@ async fn running_pod(agent: &Agent, name: &str) -> serde_json::Value {
         (pod["status"]["phase"] == "Running" && condition(&pod, "Ready").as_deref() == Some("True")).then_some(pod)
     })
     .await
+}
+
+/// A `spec:` whose one container, `app`, sleeps for an hour.
+fn sleeping_app() -> String {
+    yaml!(
+        r#"
+        containers:
+        - {name: app, image: {BUSYBOX}, command: [sleep, '3600']}
+        "#,
+        BUSYBOX,
+    )
 }
 
 fn container_id(pod: &serde_json::Value, container: &str) -> String {
@@ -154,25 +178,27 @@ async fn runs_a_pod_with_init_volumes_env_and_limits(rt: &Runtime) {
         "web.yaml",
         &pod(
             "web",
-            &format!(
-                r#"  volumes:
-  - {{name: data, emptyDir: {{}}}}
-  - {{name: host, hostPath: {{path: {host}, type: Directory}}}}
-  initContainers:
-  - name: init
-    image: {BUSYBOX}
-    command: [sh, -c, "echo init-done > /data/init"]
-    volumeMounts: [{{name: data, mountPath: /data}}]
-  containers:
-  - name: app
-    image: {BUSYBOX}
-    command: [sh, -c]
-    args: ["cat /data/init; echo $GREETING > /host/greeting; echo limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); echo started; exec sleep 3600"]
-    env: [{{name: GREETING, value: hello-from-the-pod}}]
-    resources: {{limits: {{memory: 64Mi}}}}
-    volumeMounts: [{{name: data, mountPath: /data}}, {{name: host, mountPath: /host}}]
-"#,
-                host = host.display()
+            &yaml!(
+                r#"
+                volumes:
+                - {name: data, emptyDir: {}}
+                - {name: host, hostPath: {path: {host}, type: Directory}}
+                initContainers:
+                - name: init
+                  image: {BUSYBOX}
+                  command: [sh, -c, "echo init-done > /data/init"]
+                  volumeMounts: [{name: data, mountPath: /data}]
+                containers:
+                - name: app
+                  image: {BUSYBOX}
+                  command: [sh, -c]
+                  args: ["cat /data/init; echo $GREETING > /host/greeting; echo limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); echo started; exec sleep 3600"]
+                  env: [{name: GREETING, value: hello-from-the-pod}]
+                  resources: {limits: {memory: 64Mi}}
+                  volumeMounts: [{name: data, mountPath: /data}, {name: host, mountPath: /host}]
+                "#,
+                host = host.display(),
+                BUSYBOX,
             ),
         ),
     );
@@ -198,8 +224,14 @@ async fn runs_a_pod_with_init_volumes_env_and_limits(rt: &Runtime) {
 async fn updates_only_the_changed_container(rt: &Runtime) {
     let mut agent = rt.agent("conf-update");
     let containers = |b_args: &str| {
-        format!(
-            "  containers:\n  - {{name: a, image: {BUSYBOX}, command: [sleep, '3600']}}\n  - {{name: b, image: {BUSYBOX}, command: [sleep], args: ['{b_args}']}}\n"
+        yaml!(
+            r#"
+            containers:
+            - {name: a, image: {BUSYBOX}, command: [sleep, '3600']}
+            - {name: b, image: {BUSYBOX}, command: [sleep], args: ['{b_args}']}
+            "#,
+            BUSYBOX,
+            b_args,
         )
     };
     agent.write("two.yaml", &pod("two", &containers("3600")));
@@ -219,7 +251,16 @@ async fn restarts_a_crashing_container_with_back_off(rt: &Runtime) {
     let mut agent = rt.agent("conf-crash");
     agent.write(
         "crash.yaml",
-        &pod("crash", &format!("  containers:\n  - {{name: app, image: {BUSYBOX}, command: [sh, -c, 'echo crashing; exit 3']}}\n")),
+        &pod(
+            "crash",
+            &yaml!(
+                r#"
+                containers:
+                - {name: app, image: {BUSYBOX}, command: [sh, -c, 'echo crashing; exit 3']}
+                "#,
+                BUSYBOX,
+            ),
+        ),
     );
     rt.start(&mut agent);
     let status = wait_for(UP, "two restarts and a back-off", || async {
@@ -237,8 +278,15 @@ async fn probes_decide_readiness(rt: &Runtime) {
         "probed.yaml",
         &pod(
             "probed",
-            &format!(
-                "  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sh, -c, 'sleep 4; touch /tmp/ready; exec sleep 3600']\n    readinessProbe: {{exec: {{command: [test, -f, /tmp/ready]}}, periodSeconds: 1}}\n"
+            &yaml!(
+                r#"
+                containers:
+                - name: app
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'sleep 4; touch /tmp/ready; exec sleep 3600']
+                  readinessProbe: {exec: {command: [test, -f, /tmp/ready]}, periodSeconds: 1}
+                "#,
+                BUSYBOX,
             ),
         ),
     );
@@ -253,7 +301,7 @@ async fn probes_decide_readiness(rt: &Runtime) {
 
 async fn adopts_its_pods_after_a_restart(rt: &Runtime) {
     let mut agent = rt.agent("conf-adopt");
-    agent.write("kept.yaml", &pod("kept", &format!("  containers:\n  - {{name: app, image: {BUSYBOX}, command: [sleep, '3600']}}\n")));
+    agent.write("kept.yaml", &pod("kept", &sleeping_app()));
     rt.start(&mut agent);
     let before = running_pod(&agent, "kept").await;
     agent.kill9();
@@ -265,7 +313,7 @@ async fn adopts_its_pods_after_a_restart(rt: &Runtime) {
 
 async fn removes_a_pod_whose_manifest_goes(rt: &Runtime) {
     let mut agent = rt.agent("conf-remove");
-    agent.write("gone.yaml", &pod("gone", &format!("  containers:\n  - {{name: app, image: {BUSYBOX}, command: [sleep, '3600']}}\n")));
+    agent.write("gone.yaml", &pod("gone", &sleeping_app()));
     rt.start(&mut agent);
     running_pod(&agent, "gone").await;
     agent.remove("gone.yaml");
@@ -284,8 +332,16 @@ async fn serves_host_ports_and_the_host_network(rt: &Runtime) {
         "mapped.yaml",
         &pod(
             "mapped",
-            &format!(
-                "  containers:\n  - name: web\n    image: {BUSYBOX}\n    command: [httpd, -f, -p, '8080', -h, /www]\n    ports: [{{containerPort: 8080, hostPort: {mapped}}}]\n"
+            &yaml!(
+                r#"
+                containers:
+                - name: web
+                  image: {BUSYBOX}
+                  command: [httpd, -f, -p, '8080', -h, /www]
+                  ports: [{containerPort: 8080, hostPort: {mapped}}]
+                "#,
+                BUSYBOX,
+                mapped,
             ),
         ),
     );
@@ -293,7 +349,17 @@ async fn serves_host_ports_and_the_host_network(rt: &Runtime) {
         "hostnet.yaml",
         &pod(
             "hostnet",
-            &format!("  hostNetwork: true\n  containers:\n  - name: web\n    image: {BUSYBOX}\n    command: [httpd, -f, -p, '{host}', -h, /www]\n"),
+            &yaml!(
+                r#"
+                hostNetwork: true
+                containers:
+                - name: web
+                  image: {BUSYBOX}
+                  command: [httpd, -f, -p, '{host}', -h, /www]
+                "#,
+                BUSYBOX,
+                host,
+            ),
         ),
     );
     rt.start(&mut agent);
@@ -311,12 +377,14 @@ async fn execs_and_forwards_ports_where_the_runtime_can(rt: &Runtime) {
         "inside.yaml",
         &pod(
             "inside",
-            &format!(
-                "  containers:
-  - name: web
-    image: {BUSYBOX}
-    command: [httpd, -f, -p, '127.0.0.1:8080', -h, /www]
-"
+            &yaml!(
+                r#"
+                containers:
+                - name: web
+                  image: {BUSYBOX}
+                  command: [httpd, -f, -p, '127.0.0.1:8080', -h, /www]
+                "#,
+                BUSYBOX,
             ),
         ),
     );
@@ -360,8 +428,16 @@ async fn pulls_images_by_the_pull_policy(rt: &Runtime) {
     let tag = format!("conformance-{}", std::process::id());
     let image = crate::images::publish_and_forget(&docker, "staticlet-test/conformance", &tag).await;
     let mut agent = rt.agent("conf-pull");
-    let spec =
-        |policy: &str| format!("  containers:\n  - {{name: app, image: '{image}', imagePullPolicy: {policy}, command: [sleep, '3600']}}\n");
+    let spec = |policy: &str| {
+        yaml!(
+            r#"
+            containers:
+            - {name: app, image: '{image}', imagePullPolicy: {policy}, command: [sleep, '3600']}
+            "#,
+            image,
+            policy,
+        )
+    };
     agent.write("never.yaml", &pod("never", &spec("Never")));
     rt.start(&mut agent);
     wait_for(UP, "ErrImageNeverPull", || async {

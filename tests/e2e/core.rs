@@ -3,13 +3,27 @@
 use std::time::{Duration, Instant};
 
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, containers, docker, free_port, http_get, name, running, wait_for};
+use crate::support::{Agent, containers, docker, free_port, http_get, name, running, wait_for, yaml};
 
 const START: Duration = Duration::from_secs(60);
 
 fn sleeper(name: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\nspec:\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sh, -c, 'trap \"exit 0\" TERM; sleep 100000 & wait']\n"
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+          labels:
+            app: {name}
+        spec:
+          containers:
+          - name: main
+            image: {BUSYBOX}
+            command: [sh, -c, 'trap "exit 0" TERM; sleep 100000 & wait']
+        "#,
+        name,
+        BUSYBOX,
     )
 }
 
@@ -52,14 +66,42 @@ async fn host_network_and_host_port_pods_serve_http_to_the_host() {
     let host_port = free_port();
     agent.write(
         "web-host.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-host\nspec:\n  hostNetwork: true\n  containers:\n  - name: web\n    image: {BUSYBOX}\n    command: [httpd, -f, -p, '127.0.0.1:{host_net_port}', -h, /www]\n"
+        &yaml!(
+            r#"
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: web-host
+            spec:
+              hostNetwork: true
+              containers:
+              - name: web
+                image: {BUSYBOX}
+                command: [httpd, -f, -p, '127.0.0.1:{host_net_port}', -h, /www]
+            "#,
+            BUSYBOX,
+            host_net_port,
         ),
     );
     agent.write(
         "web-port.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-port\nspec:\n  containers:\n  - name: web\n    image: {BUSYBOX}\n    command: [httpd, -f, -p, '8080', -h, /www]\n    ports:\n    - containerPort: 8080\n      hostPort: {host_port}\n"
+        &yaml!(
+            r#"
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: web-port
+            spec:
+              containers:
+              - name: web
+                image: {BUSYBOX}
+                command: [httpd, -f, -p, '8080', -h, /www]
+                ports:
+                - containerPort: 8080
+                  hostPort: {host_port}
+            "#,
+            BUSYBOX,
+            host_port,
         ),
     );
     agent.start();
@@ -77,8 +119,27 @@ async fn editing_replaces_only_the_changed_container_and_deleting_removes_the_po
     let docker = docker().await;
     let mut agent = Agent::new("edit");
     let two = |value: &str| {
-        format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: two\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: steady\n    image: {BUSYBOX}\n    command: [sleep, '100000']\n  - name: edited\n    image: {BUSYBOX}\n    command: [sleep, '100000']\n    env:\n    - name: VERSION\n      value: '{value}'\n"
+        yaml!(
+            r#"
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: two
+            spec:
+              terminationGracePeriodSeconds: 2
+              containers:
+              - name: steady
+                image: {BUSYBOX}
+                command: [sleep, '100000']
+              - name: edited
+                image: {BUSYBOX}
+                command: [sleep, '100000']
+                env:
+                - name: VERSION
+                  value: '{value}'
+            "#,
+            BUSYBOX,
+            value,
         )
     };
     agent.write("two.yaml", &two("1"));
@@ -116,7 +177,20 @@ async fn a_crashing_container_restarts_with_growing_back_off() {
     let mut agent = Agent::new("crash");
     agent.write(
         "crash.yaml",
-        &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: crash\nspec:\n  containers:\n  - name: crash\n    image: {BUSYBOX}\n    command: [sh, -c, 'sleep 1; exit 3']\n"),
+        &yaml!(
+            r#"
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: crash
+            spec:
+              containers:
+              - name: crash
+                image: {BUSYBOX}
+                command: [sh, -c, 'sleep 1; exit 3']
+            "#,
+            BUSYBOX,
+        ),
     );
     agent.start();
     // Record when each attempt first shows up as running.
@@ -182,17 +256,43 @@ async fn junk_next_to_a_good_pod_starts_nothing_and_is_reported() {
     std::fs::write(agent.dir().join(".hidden.yaml"), sleeper("hidden")).unwrap();
     std::fs::write(agent.dir().join("good.yaml.swp"), sleeper("swp")).unwrap();
     std::fs::write(agent.dir().join("good.yaml.bak"), sleeper("bak")).unwrap();
-    std::fs::write(agent.dir().join("broken.yaml"), "apiVersion: v1\nkind: Pod\nmetadata:\n  name: broken\n  labels: [unclosed\n").unwrap();
-    std::fs::write(
-        agent.dir().join("deploy.yaml"),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: deploy\nspec:\n  replicas: 1\n",
-    )
-    .unwrap();
-    std::fs::write(
-        agent.dir().join("invalid.yaml"),
-        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: invalid\nspec:\n  containers:\n  - name: a\n    image: {BUSYBOX}\n  - name: a\n    image: {BUSYBOX}\n"),
-    )
-    .unwrap();
+    let broken = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: broken
+          labels: [unclosed
+        "#
+    );
+    std::fs::write(agent.dir().join("broken.yaml"), broken).unwrap();
+    let deployment = yaml!(
+        r#"
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata:
+          name: deploy
+        spec:
+          replicas: 1
+        "#
+    );
+    std::fs::write(agent.dir().join("deploy.yaml"), deployment).unwrap();
+    let invalid = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: invalid
+        spec:
+          containers:
+          - name: a
+            image: {BUSYBOX}
+          - name: a
+            image: {BUSYBOX}
+        "#,
+        BUSYBOX,
+    );
+    std::fs::write(agent.dir().join("invalid.yaml"), invalid).unwrap();
     agent.start();
     wait_for(START, "the good pod", || async { running(&docker, &agent.node, "k8s_main_good-").await.pop() }).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -223,7 +323,14 @@ async fn a_broken_edit_keeps_the_running_pod_and_a_fix_applies() {
     agent.write("p.yaml", &sleeper("p"));
     agent.start();
     let first = wait_for(START, "the pod", || async { running(&docker, &agent.node, "k8s_main_").await.pop() }).await;
-    agent.write("p.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p\n");
+    let unclosed = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: p
+        "#
+    );
+    agent.write("p.yaml", &unclosed);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let still = running(&docker, &agent.node, "k8s_main_").await.pop().expect("still running");
     assert_eq!(still.id, first.id);
@@ -258,9 +365,43 @@ async fn volumes_env_and_working_dir_reach_the_container() {
     let host = host_dir.path().join("made-by-agent");
     agent.write(
         "vol.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: vol\nspec:\n  terminationGracePeriodSeconds: 2\n  volumes:\n  - name: host\n    hostPath:\n      path: {}\n      type: DirectoryOrCreate\n  - name: scratch\n    emptyDir: {{}}\n  containers:\n  - name: writer\n    image: {BUSYBOX}\n    workingDir: /scratch\n    env:\n    - name: GREETING\n      value: hello\n    - name: MESSAGE\n      value: $(GREETING)-from-$(POD)\n    - name: POD\n      valueFrom:\n        fieldRef:\n          fieldPath: metadata.name\n    command: [sh, -c, 'echo \"$MESSAGE $(pwd)\" > /host/out; echo shared > /scratch/s; sleep 100000']\n    volumeMounts:\n    - name: host\n      mountPath: /host\n    - name: scratch\n      mountPath: /scratch\n",
-            host.display()
+        &yaml!(
+            r#"
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: vol
+            spec:
+              terminationGracePeriodSeconds: 2
+              volumes:
+              - name: host
+                hostPath:
+                  path: {host}
+                  type: DirectoryOrCreate
+              - name: scratch
+                emptyDir: {}
+              containers:
+              - name: writer
+                image: {BUSYBOX}
+                workingDir: /scratch
+                env:
+                - name: GREETING
+                  value: hello
+                - name: MESSAGE
+                  value: $(GREETING)-from-$(POD)
+                - name: POD
+                  valueFrom:
+                    fieldRef:
+                      fieldPath: metadata.name
+                command: [sh, -c, 'echo "$MESSAGE $(pwd)" > /host/out; echo shared > /scratch/s; sleep 100000']
+                volumeMounts:
+                - name: host
+                  mountPath: /host
+                - name: scratch
+                  mountPath: /scratch
+            "#,
+            host = host.display(),
+            BUSYBOX,
         ),
     );
     agent.start();

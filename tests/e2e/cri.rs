@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::observe::Kubectl;
 use crate::support::containerd::{Containerd, containerd};
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, container_status, docker, free_port, http_get, http_get_from, wait_for};
+use crate::support::{Agent, container_status, docker, free_port, http_get, http_get_from, wait_for, yaml};
 
 const UP: Duration = Duration::from_secs(60);
 
@@ -25,8 +25,21 @@ fn start(agent: &mut Agent, containerd: &Containerd) {
     agent.start_with(&["--container-runtime-endpoint", &containerd.endpoint()]);
 }
 
-fn pod(name: &str, body: &str) -> String {
-    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 2\n{body}")
+/// A pod that stops within 2 s; `spec` is the rest of its `spec:`, as YAML.
+fn pod(name: &str, spec: &str) -> String {
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+        spec:
+          terminationGracePeriodSeconds: 2
+          {spec}
+        "#,
+        name,
+        spec,
+    )
 }
 
 async fn status_where(agent: &Agent, name: &str, what: &str, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
@@ -45,9 +58,22 @@ fn sandbox_labels(containerd: &Containerd, node: &str, pod: &str) -> Option<serd
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_gets_an_ip_of_the_cni_network_reachable_from_the_host_and_reads_as_a_kubelets_pod() {
     let (mut agent, containerd) = agent_on_containerd("cri-ip").await;
+    // Before it serves, the web container writes a line to stdout, one to stderr, and a line of
+    // 20 000 bytes, longer than the 16 KiB containerd writes in one log entry.
     agent.write(
         "web.yaml",
-        &pod("web", &format!("  containers:\n  - name: web\n    image: {BUSYBOX}\n    command: [httpd, -f, -p, '8080', -h, /www]\n")),
+        &pod(
+            "web",
+            &yaml!(
+                r#"
+                containers:
+                - name: web
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'echo out-1; echo err-1 >&2; head -c 20000 /dev/zero | tr "\\000" x; echo; exec httpd -f -p 8080 -h /www']
+                "#,
+                BUSYBOX,
+            ),
+        ),
     );
     let read_only_port = free_port();
     agent.start_with(&["--container-runtime-endpoint", &containerd.endpoint(), "--read-only-port", &read_only_port.to_string()]);
@@ -72,8 +98,72 @@ async fn a_pod_gets_an_ip_of_the_cni_network_reachable_from_the_host_and_reads_a
     let container_id = container_status(&running, "web").unwrap()["containerID"].as_str().unwrap().to_owned();
     assert!(container_id.starts_with("containerd://"), "container IDs carry the runtime's name as the kubelet's do: {container_id}");
     let log = format!("/var/log/pods/default_{name}_{uid}/web/0.log");
-    let written = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{log}: {e}"));
-    assert!(written.is_empty() || written.contains(" stdout ") || written.contains(" stderr "), "the CRI's log format: {written}");
+    let long = "x".repeat(20_000);
+    let written = wait_for(UP, "the container's three lines in its log file", || async {
+        let written = std::fs::read_to_string(&log).ok()?;
+        (written.contains(" stderr F err-1\n") && written.lines().filter(|l| l.contains(" stdout F x")).count() == 1).then_some(written)
+    })
+    .await;
+    let shown = |text: &str| text.replace(&long, "<20000 x>");
+
+    // The CRI's format: an entry a line, `<RFC 3339 time> <stream> <P|F> <content>`; the long
+    // line is cut into partial (P) entries and ended by a full (F) one.
+    let entries: Vec<[&str; 4]> = written
+        .lines()
+        .map(|line| line.splitn(4, ' ').collect::<Vec<_>>().try_into().unwrap_or_else(|_| panic!("a CRI log entry: {line:?}")))
+        .collect();
+    for [time, stream, tag, _] in &entries {
+        assert!(time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339).is_ok(), "RFC 3339: {time}");
+        assert!(matches!((*stream, *tag), ("stdout" | "stderr", "P" | "F")), "{stream} {tag}");
+    }
+    let of = |wanted: &str| {
+        entries.iter().filter(|[_, stream, ..]| *stream == wanted).map(|[_, _, tag, content]| (*tag, *content)).collect::<Vec<_>>()
+    };
+    assert_eq!(of("stderr"), [("F", "err-1")]);
+    let stdout = of("stdout");
+    let tags: Vec<(&str, usize)> = stdout.iter().map(|(tag, content)| (*tag, content.len())).collect();
+    assert_eq!(stdout[0], ("F", "out-1"), "{tags:?}");
+    let (last, partial) = stdout[1..].split_last().unwrap_or_else(|| panic!("the long line's entries: {tags:?}"));
+    assert!(!partial.is_empty() && partial.iter().all(|(tag, _)| *tag == "P") && last.0 == "F", "P entries, then F: {tags:?}");
+    assert!(stdout[1..].iter().map(|(_, content)| *content).collect::<String>() == long, "the long line, cut and whole: {tags:?}");
+
+    // kubectl logs, the API and `staticlet logs` print the file's lines in its order, a cut line
+    // joined again; with timestamps, each line after the time of its first entry.
+    let (mut plain, mut stamped, mut in_line) = (String::new(), String::new(), false);
+    for [time, _, tag, content] in &entries {
+        if !in_line {
+            stamped.push_str(&format!("{time} "));
+        }
+        plain.push_str(content);
+        stamped.push_str(content);
+        if *tag == "F" {
+            plain.push('\n');
+            stamped.push('\n');
+        }
+        in_line = *tag == "P";
+    }
+    let kubectl = Kubectl::new(read_only_port);
+    let api = |query: &'static str| {
+        let path = format!("/api/v1/namespaces/default/pods/{name}/log?container=web{query}");
+        let agent = &agent;
+        async move { agent.api_raw("GET", &path).await.map(|(code, body)| (code, String::from_utf8_lossy(&body).into_owned())) }
+    };
+    let cli = |extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_staticlet"))
+            .args(["logs", &name, "-c", "web", "--api-socket"])
+            .arg(&agent.socket)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(api("").await.map(|(code, body)| (code, shown(&body))), Some((200, shown(&plain))));
+    assert_eq!(shown(&kubectl.stdout(&["logs", &name, "-c", "web"])), shown(&plain));
+    assert_eq!(shown(&cli(&[])), shown(&plain));
+    assert_eq!(api("&timestamps=true").await.map(|(code, body)| (code, shown(&body))), Some((200, shown(&stamped))));
+    assert_eq!(shown(&kubectl.stdout(&["logs", &name, "-c", "web", "--timestamps"])), shown(&stamped));
+    assert_eq!(shown(&cli(&["--timestamps"])), shown(&stamped));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -84,8 +174,14 @@ async fn logs_follow_tail_timestamp_and_show_the_previous_attempt_from_the_cri_f
         "talk.yaml",
         &pod(
             "talk",
-            &format!(
-                "  containers:\n  - name: talk\n    image: {BUSYBOX}\n    command: [sh, -c, 'n=$(cat /proc/sys/kernel/random/uuid); for i in 1 2 3; do echo line-$i-$n; done; echo err-$n >&2; sleep 3; exit 1']\n"
+            &yaml!(
+                r#"
+                containers:
+                - name: talk
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'n=$(cat /proc/sys/kernel/random/uuid); for i in 1 2 3; do echo line-$i-$n; done; echo err-$n >&2; sleep 3; exit 1']
+                "#,
+                BUSYBOX,
             ),
         ),
     );
@@ -146,8 +242,19 @@ async fn an_oom_kill_is_reported_as_oom_killed() {
         "hog.yaml",
         &pod(
             "hog",
-            &format!(
-                "  restartPolicy: Never\n  containers:\n  - name: hog\n    image: {BUSYBOX}\n    command: [sh, -c, 'a=$(head -c 300000000 /dev/zero | tr \"\\\\000\" x); sleep 1000']\n    resources:\n      limits:\n        memory: 32Mi\n        cpu: 500m\n"
+            &yaml!(
+                r#"
+                restartPolicy: Never
+                containers:
+                - name: hog
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'a=$(head -c 300000000 /dev/zero | tr "\\000" x); sleep 1000']
+                  resources:
+                    limits:
+                      memory: 32Mi
+                      cpu: 500m
+                "#,
+                BUSYBOX,
             ),
         ),
     );
@@ -163,7 +270,16 @@ async fn an_oom_kill_is_reported_as_oom_killed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_the_agent_restarts_nothing_and_a_removed_manifest_removes_the_sandbox_and_its_logs() {
     let (mut agent, containerd) = agent_on_containerd("cri-kill").await;
-    agent.write("stay.yaml", &pod("stay", &format!("  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n")));
+    let sleeping = yaml!(
+        r#"
+        containers:
+        - name: main
+          image: {BUSYBOX}
+          command: [sleep, '3600']
+        "#,
+        BUSYBOX,
+    );
+    agent.write("stay.yaml", &pod("stay", &sleeping));
     start(&mut agent, &containerd);
     let before = status_where(&agent, "stay", "stay running", |p| p["status"]["phase"] == "Running").await;
     let id = container_status(&before, "main").unwrap()["containerID"].as_str().unwrap().to_owned();
@@ -196,7 +312,14 @@ async fn if_not_present_never_asks_the_registry_for_a_present_image() {
     let source = containerd.run(&["images", "ls", "-q"]).lines().find(|i| i.contains(BUSYBOX)).unwrap().to_owned();
     containerd.run(&["images", "tag", "--force", &source, &unreachable]);
     let spec = |policy: &str| {
-        format!("  containers:\n  - {{name: app, image: '{unreachable}', imagePullPolicy: {policy}, command: [sleep, '3600']}}\n")
+        yaml!(
+            r#"
+            containers:
+            - {name: app, image: '{unreachable}', imagePullPolicy: {policy}, command: [sleep, '3600']}
+            "#,
+            unreachable,
+            policy,
+        )
     };
     agent.write("present.yaml", &pod("present", &spec("IfNotPresent")));
     agent.write("always.yaml", &pod("always", &spec("Always")));

@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 
 use crate::support::dockerd::Dockerd;
-use crate::support::{self, Agent, container_status, containers, docker, name, running, wait_for};
+use crate::support::images::BUSYBOX;
+use crate::support::{self, Agent, container_status, containers, docker, name, running, wait_for, yaml};
 
 const CONVERGE: Duration = Duration::from_secs(120);
 
 /// A pod whose container sleeps for `seconds`, stopped quickly so rounds stay short.
 fn sleeper(name: &str, seconds: u32) -> String {
-    support::sleeper(name, seconds, "  terminationGracePeriodSeconds: 1\n")
+    support::sleeper(name, seconds, "terminationGracePeriodSeconds: 1")
 }
 
 /// What `/readyz` answers.
@@ -192,8 +193,26 @@ async fn a_failing_sandbox_is_retried_with_back_off_not_in_a_hot_loop() {
     // Docker cannot bind a host port that is taken, so the sandbox fails to start.
     let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let manifest = sleeper("clash", 100_000)
-        .replace("    command:", &format!("    ports:\n    - containerPort: 80\n      hostPort: {port}\n    command:"));
+    let manifest = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: clash
+        spec:
+          terminationGracePeriodSeconds: 1
+          containers:
+          - name: main
+            image: {BUSYBOX}
+            imagePullPolicy: Never
+            ports:
+            - containerPort: 80
+              hostPort: {port}
+            command: [sleep, '100000']
+        "#,
+        BUSYBOX,
+        port,
+    );
     agent.write("clash.yaml", &manifest);
     agent.start();
     agent.wait_log("Failed to create pod sandbox").await;

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, containers, docker, docker_cli, name, running, sleeper, wait_for};
+use crate::support::{Agent, containers, docker, docker_cli, name, running, sleeper, wait_for, yaml};
 
 const START: Duration = Duration::from_secs(60);
 
@@ -22,19 +22,21 @@ async fn a_control_plane_pod_runs_on_a_node_with_a_long_upper_case_hostname() {
     let first_label = format!("{}-{}", agent.node, "x".repeat(56 - agent.node.len().min(40)));
     // Given in upper case, used in lower case, as the kubelet lowercases it.
     let hostname = format!("{first_label}.EU-Central-1.Compute.Internal");
-    let manifest = format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: kube-apiserver
-  namespace: kube-system
-spec:
-  containers:
-  - name: kube-apiserver
-    image: {BUSYBOX}
-    imagePullPolicy: Never
-    command: [sleep, '100000']
-"#
+    let manifest = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: kube-apiserver
+          namespace: kube-system
+        spec:
+          containers:
+          - name: kube-apiserver
+            image: {BUSYBOX}
+            imagePullPolicy: Never
+            command: [sleep, '100000']
+        "#,
+        BUSYBOX,
     );
     agent.write("kube-apiserver.yaml", &manifest);
     agent.node = hostname.clone();
@@ -64,49 +66,66 @@ async fn yaml_is_read_as_the_kubelet_reads_it() {
     // A BOM, a leading `---`, YAML 1.1 scalars where the fields are numbers and booleans
     // (`01750` is octal 1000, `1_000` is 1000, `yes`/`no`/`n` are booleans), a second Pod
     // document that the kubelet never reads, and a comment-only document at the end.
-    let manifest = format!(
-        r#"{BOM}---
-apiVersion: v1
-kind: Pod
-metadata:
-  name: styled
-spec:
-  hostNetwork: no
-  containers:
-  - name: app
-    image: {BUSYBOX}
-    imagePullPolicy: Never
-    tty: n
-    securityContext:
-      runAsUser: 01750
-      runAsGroup: 1_000
-    command: [sh, -c, 'id -u; id -g; touch /data/x 2>/dev/null || echo read-only; sleep 100000']
-    volumeMounts:
-    - {{name: data, mountPath: /data, readOnly: yes}}
-  volumes:
-  - name: data
-    hostPath: {{path: {data}}}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: second
-spec:
-  containers:
-  - name: app
-    image: {BUSYBOX}
----
-# the end
-"#,
+    let manifest = yaml!(
+        r#"
+        {BOM}---
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: styled
+        spec:
+          hostNetwork: no
+          containers:
+          - name: app
+            image: {BUSYBOX}
+            imagePullPolicy: Never
+            tty: n
+            securityContext:
+              runAsUser: 01750
+              runAsGroup: 1_000
+            command: [sh, -c, 'id -u; id -g; touch /data/x 2>/dev/null || echo read-only; sleep 100000']
+            volumeMounts:
+            - {name: data, mountPath: /data, readOnly: yes}
+          volumes:
+          - name: data
+            hostPath: {path: {data}}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: second
+        spec:
+          containers:
+          - name: app
+            image: {BUSYBOX}
+        ---
+        # the end
+        "#,
         BOM = '\u{feff}',
-        data = data.path().display()
+        BUSYBOX,
+        data = data.path().display(),
     );
     agent.write("styled.yaml", &manifest);
     // A boolean where a string belongs is refused as the kubelet refuses it, with the fix.
-    agent.write(
-        "unquoted.yaml",
-        &sleeper("unquoted", 1, "").replace("    command:", "    env:\n    - name: DEBUG\n      value: on\n    command:"),
+    let unquoted = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: unquoted
+        spec:
+          containers:
+          - name: main
+            image: {BUSYBOX}
+            imagePullPolicy: Never
+            env:
+            - name: DEBUG
+              value: on
+            command: [sleep, '1']
+        "#,
+        BUSYBOX,
     );
+    agent.write("unquoted.yaml", &unquoted);
     agent.start();
     wait_for(START, "the styled pod", || async { running(&docker, &agent.node, "k8s_app_styled-").await.pop() }).await;
     let log = wait_for(START, "the container's output", || async {
@@ -196,9 +215,22 @@ async fn a_kube_up_manifest_file_and_the_api_servers_warnings_are_reported_once(
     let mut agent = Agent::new("dotmanifest");
     std::fs::write(agent.dir().join("kube-proxy.manifest"), sleeper("kube-proxy", 100_000, "")).unwrap();
     // Valid, but the API server warns about it: the seccomp annotation has done nothing since 1.27.
-    let annotated = sleeper("annotated", 100_000, "").replace(
-        "  name: annotated\n",
-        "  name: annotated\n  annotations:\n    seccomp.security.alpha.kubernetes.io/pod: runtime/default\n",
+    let annotated = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: annotated
+          annotations:
+            seccomp.security.alpha.kubernetes.io/pod: runtime/default
+        spec:
+          containers:
+          - name: main
+            image: {BUSYBOX}
+            imagePullPolicy: Never
+            command: [sleep, '100000']
+        "#,
+        BUSYBOX,
     );
     agent.write("annotated.yaml", &annotated);
     std::fs::write(agent.dir().join("notes.txt"), "not a pod\n").unwrap();
@@ -221,7 +253,23 @@ async fn two_manifests_with_one_uid_run_one_pod_and_removing_either_leaves_the_o
     let docker = docker().await;
     let mut agent = Agent::new("sameuid");
     let with_uid = |name: &str| {
-        sleeper(name, 100_000, "").replace(&format!("  name: {name}\n"), &format!("  name: {name}\n  uid: 3f0c8a4e-static-uid\n"))
+        yaml!(
+            r#"
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: {name}
+              uid: 3f0c8a4e-static-uid
+            spec:
+              containers:
+              - name: main
+                image: {BUSYBOX}
+                imagePullPolicy: Never
+                command: [sleep, '100000']
+            "#,
+            name,
+            BUSYBOX,
+        )
     };
     agent.write("a.yaml", &with_uid("a"));
     agent.write("b.yaml", &with_uid("b"));
@@ -257,34 +305,56 @@ async fn a_deletion_timestamp_in_the_manifest_stops_the_pod_gracefully() {
     let mut agent = Agent::new("deleting");
     let data = tempfile::tempdir().unwrap();
     let pod = |meta: &str| {
-        format!(
-            r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: graceful
-{meta}spec:
-  terminationGracePeriodSeconds: 30
-  containers:
-  - name: main
-    image: {BUSYBOX}
-    imagePullPolicy: Never
-    command: [sh, -c, 'trap "echo stopped > /data/bye; exit 0" TERM; while true; do sleep 1; done']
-    volumeMounts: [{{name: data, mountPath: /data}}]
-  volumes:
-  - {{name: data, hostPath: {{path: {data}}}}}
-"#,
-            data = data.path().display()
+        yaml!(
+            r#"
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: graceful
+              {meta}
+            spec:
+              terminationGracePeriodSeconds: 30
+              containers:
+              - name: main
+                image: {BUSYBOX}
+                imagePullPolicy: Never
+                command: [sh, -c, 'trap "echo stopped > /data/bye; exit 0" TERM; while true; do sleep 1; done']
+                volumeMounts: [{name: data, mountPath: /data}]
+              volumes:
+              - {name: data, hostPath: {path: {data}}}
+            "#,
+            meta,
+            BUSYBOX,
+            data = data.path().display(),
         )
     };
     agent.write("graceful.yaml", &pod(""));
-    agent.write(
-        "born-deleted.yaml",
-        &sleeper("born-deleted", 100_000, "")
-            .replace("  name: born-deleted\n", "  name: born-deleted\n  deletionTimestamp: \"2026-01-01T00:00:00Z\"\n"),
+    let born_deleted = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: born-deleted
+          deletionTimestamp: "2026-01-01T00:00:00Z"
+        spec:
+          containers:
+          - name: main
+            image: {BUSYBOX}
+            imagePullPolicy: Never
+            command: [sleep, '100000']
+        "#,
+        BUSYBOX,
     );
+    agent.write("born-deleted.yaml", &born_deleted);
     agent.start();
     wait_for(START, "the pod", || async { running(&docker, &agent.node, "k8s_main_graceful-").await.pop() }).await;
-    agent.write("graceful.yaml", &pod("  deletionTimestamp: \"2026-01-01T00:00:00Z\"\n  deletionGracePeriodSeconds: 5\n"));
+    let deleted = yaml!(
+        r#"
+        deletionTimestamp: "2026-01-01T00:00:00Z"
+        deletionGracePeriodSeconds: 5
+        "#
+    );
+    agent.write("graceful.yaml", &pod(&deleted));
     wait_for(START, "the pod's containers to stop", || async {
         running(&docker, &agent.node, "k8s_main_graceful-").await.is_empty().then_some(())
     })

@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::hostile::{Case, corpus};
-use crate::support::{Agent, containers, docker, running, sleeper, wait_for};
+use crate::support::images::BUSYBOX;
+use crate::support::{Agent, containers, docker, running, wait_for, yaml};
 
 /// `staticlet validate` over `dir`: exit code, stdout lines by file name, stderr.
 fn validate(dir: &std::path::Path, extra: &[&str]) -> (i32, BTreeMap<String, Vec<String>>, String) {
@@ -69,7 +70,21 @@ fn every_bad_manifest_is_rejected_with_its_file_line_and_rule() {
 #[test]
 fn unknown_fields_are_warnings_and_strict_makes_them_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let typo = sleeper("typo", 100_000, "").replace("    imagePullPolicy: Never\n", "    imagePullPolice: Never\n");
+    let typo = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: typo
+        spec:
+          containers:
+          - name: main
+            image: {BUSYBOX}
+            imagePullPolice: Never
+            command: [sleep, '100000']
+        "#,
+        BUSYBOX,
+    );
     std::fs::write(dir.path().join("typo.yaml"), typo).unwrap();
 
     let (code, by_file, stderr) = validate(dir.path(), &[]);
@@ -100,8 +115,23 @@ async fn the_agent_rejects_the_corpus_and_its_healthy_pods_never_notice() {
     let mut agent = Agent::new("hostile");
     // An unknown field and a negative grace period: the kubelet runs such a pod, and so does
     // the agent, with a warning and the API server's default.
-    let negative_grace =
-        sleeper("steady", 100_000, "  terminationGracePeriodSeconds: -5\n").replace("    command:", "    comand: [x]\n    command:");
+    let negative_grace = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: steady
+        spec:
+          terminationGracePeriodSeconds: -5
+          containers:
+          - name: main
+            image: {BUSYBOX}
+            imagePullPolicy: Never
+            comand: [x]
+            command: [sleep, '100000']
+        "#,
+        BUSYBOX,
+    );
     agent.write("steady.yaml", &negative_grace);
     agent.start();
     let app = wait_for(Duration::from_secs(60), "the healthy pod", || async {

@@ -8,7 +8,7 @@ use bollard::query_parameters::{PushImageOptions, RemoveImageOptions, TagImageOp
 use futures::StreamExt;
 
 use crate::support::images::{BUSYBOX, REGISTRY};
-use crate::support::{Agent, container_status, docker, docker_cli, running, wait_for};
+use crate::support::{Agent, container_status, docker, docker_cli, running, wait_for, yaml};
 
 /// Pushes the test image to the local registry as `repo:tag`, then removes it from the engine,
 /// so the only way back is a pull.
@@ -26,8 +26,22 @@ pub(crate) async fn publish_and_forget(docker: &Docker, repo: &str, tag: &str) -
 }
 
 fn pod(name: &str, image: &str, policy: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: main\n    image: {image}\n    imagePullPolicy: {policy}\n    command: [sleep, '100000']\n"
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+        spec:
+          containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: {policy}
+            command: [sleep, '100000']
+        "#,
+        name,
+        image,
+        policy,
     )
 }
 
@@ -99,9 +113,22 @@ async fn always_pulls_again_and_runs_the_image_now_behind_the_tag() {
     let tag = format!("t{}", std::process::id());
     let image = publish_and_forget(&docker, "staticlet-test/always", &tag).await;
     let mut agent = Agent::new("always");
-    let manifest = pod("moving", &image, "Always")
-        .replace("spec:\n", "spec:\n  terminationGracePeriodSeconds: 2\n")
-        .replace("command: [sleep, '100000']", "command: [sh, -c, 'cat /version 2>/dev/null || echo first; sleep 100000']");
+    let manifest = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: moving
+        spec:
+          terminationGracePeriodSeconds: 2
+          containers:
+          - name: main
+            image: {image}
+            imagePullPolicy: Always
+            command: [sh, -c, 'cat /version 2>/dev/null || echo first; sleep 100000']
+        "#,
+        image,
+    );
     agent.write("moving.yaml", &manifest);
     agent.start();
     wait_for(Duration::from_secs(90), "the first image's output", || async {

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::apiserver::ApiServer;
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, docker, free_port, http_get, sleeper, wait_for};
+use crate::support::{Agent, docker, free_port, http_get, sleeper, wait_for, yaml};
 
 /// An agent with the kubelet port (where kubectl sends its token, over TLS) on loopback and
 /// the plain-HTTP read-only port, with `pods` written; the read-only port's number.
@@ -87,8 +87,22 @@ fn text(bytes: &[u8]) -> String {
 /// A pod serving `body` over HTTP on port 8080 of its own loopback only: no hostPort, no
 /// pod-IP listener, so only a port-forward into its network namespace reaches it.
 fn web(name: &str, body: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: web\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [sh, -c, 'mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www']\n"
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+        spec:
+          containers:
+          - name: web
+            image: {BUSYBOX}
+            imagePullPolicy: Never
+            command: [sh, -c, 'mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www']
+        "#,
+        name,
+        BUSYBOX,
+        body,
     )
 }
 
@@ -241,8 +255,21 @@ async fn kubectl_cp_copies_files_into_and_out_of_a_container() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_staticlet_cli_execs_attaches_forwards_and_copies_over_the_socket() {
-    let echo = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: echo\nspec:\n  containers:\n  - name: cat\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    stdin: true\n    command: [cat]\n"
+    let echo = yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: echo
+        spec:
+          containers:
+          - name: cat
+            image: {BUSYBOX}
+            imagePullPolicy: Never
+            stdin: true
+            command: [cat]
+        "#,
+        BUSYBOX,
     );
     let (agent, _) =
         agent_with("cli", &[("shell", sleeper("shell", 3600, "")), ("echo", echo), ("web", web("web", "cli-forwarded"))]).await;

@@ -6,12 +6,24 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, condition, container_status, containers, docker, name, running, wait_for};
+use crate::support::{Agent, condition, container_status, containers, docker, name, running, wait_for, yaml};
 
 const START: Duration = Duration::from_secs(60);
 
+/// A pod; `spec` is its `spec:`, as YAML.
 fn manifest(name: &str, spec: &str) -> String {
-    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{spec}")
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+        spec:
+          {spec}
+        "#,
+        name,
+        spec,
+    )
 }
 
 /// A host directory mounted into a pod as `/out`, where containers append lines to
@@ -29,7 +41,14 @@ impl Events {
 
     /// The pod-level `volumes:` entry named `out`.
     fn volume(&self) -> String {
-        format!("  volumes:\n  - name: out\n    hostPath: {{path: '{}'}}\n", self.dir.path().display())
+        yaml!(
+            r#"
+            volumes:
+            - name: out
+              hostPath: {path: '{path}'}
+            "#,
+            path = self.dir.path().display(),
+        )
     }
 
     fn read(&self) -> String {
@@ -59,8 +78,25 @@ async fn an_init_container_fills_an_empty_dir_the_app_reads() {
         "init.yaml",
         &manifest(
             "init",
-            &format!(
-                "  volumes:\n  - name: data\n    emptyDir: {{}}\n  initContainers:\n  - name: fill\n    image: {BUSYBOX}\n    command: [sh, -c, 'sleep 1; echo hello > /data/msg']\n    volumeMounts:\n    - {{name: data, mountPath: /data}}\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sh, -c, 'test \"$(cat /data/msg)\" = hello && exec sleep 100000']\n    volumeMounts:\n    - {{name: data, mountPath: /data}}\n"
+            &yaml!(
+                r#"
+                volumes:
+                - name: data
+                  emptyDir: {}
+                initContainers:
+                - name: fill
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'sleep 1; echo hello > /data/msg']
+                  volumeMounts:
+                  - {name: data, mountPath: /data}
+                containers:
+                - name: app
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'test "$(cat /data/msg)" = hello && exec sleep 100000']
+                  volumeMounts:
+                  - {name: data, mountPath: /data}
+                "#,
+                BUSYBOX,
             ),
         ),
     );
@@ -99,9 +135,26 @@ async fn a_sidecar_starts_before_the_app_and_stops_after_it() {
         "side.yaml",
         &manifest(
             "side",
-            &format!(
-                "  terminationGracePeriodSeconds: 20\n{volume}  initContainers:\n  - name: proxy\n    image: {BUSYBOX}\n    restartPolicy: Always\n    command: [sh, -c, 'trap \"echo proxy-stop >> /out/events; exit 0\" TERM; echo proxy-start >> /out/events; sleep 100000 & wait']\n    volumeMounts:\n    - {{name: out, mountPath: /out}}\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sh, -c, 'trap \"sleep 2; echo app-stop >> /out/events; exit 0\" TERM; echo app-start >> /out/events; sleep 100000 & wait']\n    volumeMounts:\n    - {{name: out, mountPath: /out}}\n",
-                volume = events.volume()
+            &yaml!(
+                r#"
+                terminationGracePeriodSeconds: 20
+                {volume}
+                initContainers:
+                - name: proxy
+                  image: {BUSYBOX}
+                  restartPolicy: Always
+                  command: [sh, -c, 'trap "echo proxy-stop >> /out/events; exit 0" TERM; echo proxy-start >> /out/events; sleep 100000 & wait']
+                  volumeMounts:
+                  - {name: out, mountPath: /out}
+                containers:
+                - name: app
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'trap "sleep 2; echo app-stop >> /out/events; exit 0" TERM; echo app-start >> /out/events; sleep 100000 & wait']
+                  volumeMounts:
+                  - {name: out, mountPath: /out}
+                "#,
+                volume = events.volume(),
+                BUSYBOX,
             ),
         ),
     );
@@ -124,8 +177,19 @@ async fn a_failing_liveness_probe_restarts_the_container() {
         "live.yaml",
         &manifest(
             "live",
-            &format!(
-                "  terminationGracePeriodSeconds: 2\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sh, -c, 'touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 100000']\n    livenessProbe:\n      exec: {{command: [cat, /tmp/healthy]}}\n      periodSeconds: 1\n      failureThreshold: 2\n"
+            &yaml!(
+                r#"
+                terminationGracePeriodSeconds: 2
+                containers:
+                - name: app
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 100000']
+                  livenessProbe:
+                    exec: {command: [cat, /tmp/healthy]}
+                    periodSeconds: 1
+                    failureThreshold: 2
+                "#,
+                BUSYBOX,
             ),
         ),
     );
@@ -151,8 +215,23 @@ async fn readiness_flips_the_ready_condition_and_startup_gates_it() {
         "ready.yaml",
         &manifest(
             "ready",
-            &format!(
-                "  containers:\n  - name: web\n    image: {BUSYBOX}\n    command: [sh, -c, 'mkdir -p /www; sleep 2; exec httpd -f -p 8080 -h /www']\n    ports:\n    - {{name: http, containerPort: 8080}}\n    startupProbe:\n      tcpSocket: {{port: http}}\n      periodSeconds: 1\n      failureThreshold: 30\n    readinessProbe:\n      httpGet: {{path: /ready, port: 8080}}\n      periodSeconds: 1\n"
+            &yaml!(
+                r#"
+                containers:
+                - name: web
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'mkdir -p /www; sleep 2; exec httpd -f -p 8080 -h /www']
+                  ports:
+                  - {name: http, containerPort: 8080}
+                  startupProbe:
+                    tcpSocket: {port: http}
+                    periodSeconds: 1
+                    failureThreshold: 30
+                  readinessProbe:
+                    httpGet: {path: /ready, port: 8080}
+                    periodSeconds: 1
+                "#,
+                BUSYBOX,
             ),
         ),
     );
@@ -198,9 +277,22 @@ async fn a_sigterm_handler_and_pre_stop_hook_finish_when_the_manifest_is_removed
         "graceful.yaml",
         &manifest(
             "graceful",
-            &format!(
-                "  terminationGracePeriodSeconds: 30\n{volume}  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sh, -c, 'trap \"sleep 3; echo handler-done >> /out/events; exit 0\" TERM; sleep 100000 & wait']\n    lifecycle:\n      preStop:\n        exec: {{command: [sh, -c, 'echo pre-stop >> /out/events']}}\n    volumeMounts:\n    - {{name: out, mountPath: /out}}\n",
-                volume = events.volume()
+            &yaml!(
+                r#"
+                terminationGracePeriodSeconds: 30
+                {volume}
+                containers:
+                - name: app
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'trap "sleep 3; echo handler-done >> /out/events; exit 0" TERM; sleep 100000 & wait']
+                  lifecycle:
+                    preStop:
+                      exec: {command: [sh, -c, 'echo pre-stop >> /out/events']}
+                  volumeMounts:
+                  - {name: out, mountPath: /out}
+                "#,
+                volume = events.volume(),
+                BUSYBOX,
             ),
         ),
     );
@@ -220,7 +312,16 @@ async fn a_container_ignoring_sigterm_is_killed_after_its_grace_period() {
         "stubborn.yaml",
         &manifest(
             "stubborn",
-            &format!("  terminationGracePeriodSeconds: 4\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sh, -c, 'trap \"\" TERM; sleep 100000 & wait; sleep 100000']\n"),
+            &yaml!(
+                r#"
+                terminationGracePeriodSeconds: 4
+                containers:
+                - name: app
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'trap "" TERM; sleep 100000 & wait; sleep 100000']
+                "#,
+                BUSYBOX,
+            ),
         ),
     );
     agent.start();
@@ -240,8 +341,21 @@ async fn changing_one_containers_env_restarts_that_container_only() {
     let pod = |value: &str| {
         manifest(
             "pair",
-            &format!(
-                "  terminationGracePeriodSeconds: 2\n  containers:\n  - name: left\n    image: {BUSYBOX}\n    command: [sleep, '100000']\n  - name: right\n    image: {BUSYBOX}\n    command: [sleep, '100000']\n    env:\n    - {{name: COLOUR, value: '{value}'}}\n"
+            &yaml!(
+                r#"
+                terminationGracePeriodSeconds: 2
+                containers:
+                - name: left
+                  image: {BUSYBOX}
+                  command: [sleep, '100000']
+                - name: right
+                  image: {BUSYBOX}
+                  command: [sleep, '100000']
+                  env:
+                  - {name: COLOUR, value: '{value}'}
+                "#,
+                BUSYBOX,
+                value,
             ),
         )
     };
@@ -270,21 +384,53 @@ async fn the_termination_message_and_a_failed_init_container_reach_the_status() 
         "message.yaml",
         &manifest(
             "message",
-            &format!("  restartPolicy: Never\n  containers:\n  - name: job\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo \"disk full on /var\" > /dev/termination-log; exit 2']\n"),
+            &yaml!(
+                r#"
+                restartPolicy: Never
+                containers:
+                - name: job
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'echo "disk full on /var" > /dev/termination-log; exit 2']
+                "#,
+                BUSYBOX,
+            ),
         ),
     );
     agent.write(
         "initfail.yaml",
         &manifest(
             "initfail",
-            &format!("  restartPolicy: Never\n  initContainers:\n  - name: check\n    image: {BUSYBOX}\n    command: [sh, -c, 'exit 1']\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sleep, '100000']\n"),
+            &yaml!(
+                r#"
+                restartPolicy: Never
+                initContainers:
+                - name: check
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'exit 1']
+                containers:
+                - name: app
+                  image: {BUSYBOX}
+                  command: [sleep, '100000']
+                "#,
+                BUSYBOX,
+            ),
         ),
     );
     agent.write(
         "fallback.yaml",
         &manifest(
             "fallback",
-            &format!("  restartPolicy: Never\n  containers:\n  - name: job\n    image: {BUSYBOX}\n    terminationMessagePolicy: FallbackToLogsOnError\n    command: [sh, -c, 'echo starting; echo \"fatal: cannot open /etc/app.conf\" >&2; exit 4']\n"),
+            &yaml!(
+                r#"
+                restartPolicy: Never
+                containers:
+                - name: job
+                  image: {BUSYBOX}
+                  terminationMessagePolicy: FallbackToLogsOnError
+                  command: [sh, -c, 'echo starting; echo "fatal: cannot open /etc/app.conf" >&2; exit 4']
+                "#,
+                BUSYBOX,
+            ),
         ),
     );
     agent.start();
@@ -313,7 +459,18 @@ async fn back_off_and_restart_counts_survive_an_agent_restart() {
     let mut agent = Agent::new("backoff-restart");
     agent.write(
         "crashy.yaml",
-        &manifest("crashy", &format!("  containers:\n  - name: crashy\n    image: {BUSYBOX}\n    command: [sh, -c, 'exit 3']\n")),
+        &manifest(
+            "crashy",
+            &yaml!(
+                r#"
+                containers:
+                - name: crashy
+                  image: {BUSYBOX}
+                  command: [sh, -c, 'exit 3']
+                "#,
+                BUSYBOX,
+            ),
+        ),
     );
     agent.start();
     // Attempt 0 crashes and restarts at once; attempt 1 waits 10 s; attempt 2 then waits 20 s.
@@ -347,7 +504,18 @@ async fn writes_are_refused_with_the_manifest_named() {
     let mut agent = Agent::new("api-writes");
     agent.write(
         "web.yaml",
-        &manifest("web", &format!("  containers:\n  - name: web\n    image: {BUSYBOX}\n    command: [sleep, '100000']\n")),
+        &manifest(
+            "web",
+            &yaml!(
+                r#"
+                containers:
+                - name: web
+                  image: {BUSYBOX}
+                  command: [sleep, '100000']
+                "#,
+                BUSYBOX,
+            ),
+        ),
     );
     agent.start();
     wait_status(&agent, "web", "the pod", START, |_| true).await;

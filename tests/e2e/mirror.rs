@@ -14,13 +14,23 @@ use serde_json::{Value, json};
 
 use crate::support::apiserver::ApiServer;
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, docker, wait_for};
+use crate::support::{Agent, docker, wait_for, yaml};
 
 const MIRROR: Duration = Duration::from_secs(60);
 
 fn manifest(name: &str, message: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {name}}}}}\nspec:\n  containers:\n  - {{name: app, image: {BUSYBOX}, command: [sleep, '3600'], env: [{{name: MESSAGE, value: '{message}'}}]}}\n"
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: {name}, labels: {app: {name}}}
+        spec:
+          containers:
+          - {name: app, image: {BUSYBOX}, command: [sleep, '3600'], env: [{name: MESSAGE, value: '{message}'}]}
+        "#,
+        name,
+        BUSYBOX,
+        message,
     )
 }
 
@@ -70,7 +80,20 @@ async fn mirror_pods_follow_their_static_pods() {
     assert_eq!(code, 201);
     agent.write("web.yaml", &manifest("web", "one"));
     // Rejected by admission (spec §8): never mirrored, since NodeRestriction would refuse it.
-    agent.write("bad.yaml", &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: bad}}\nspec:\n  volumes: [{{name: s, secret: {{secretName: s}}}}]\n  containers: [{{name: app, image: {BUSYBOX}}}]\n"));
+    agent.write(
+        "bad.yaml",
+        &yaml!(
+            r#"
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: bad}
+            spec:
+              volumes: [{name: s, secret: {secretName: s}}]
+              containers: [{name: app, image: {BUSYBOX}}]
+            "#,
+            BUSYBOX,
+        ),
+    );
     let kubeconfig = server.kubeconfig(&agent.node);
     agent.start_with(&["--kubeconfig", kubeconfig.to_str().unwrap()]);
 

@@ -11,14 +11,29 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, docker, free_port, http_get, running, wait_for};
+use crate::support::{Agent, docker, free_port, http_get, running, wait_for, yaml};
 
 const START: Duration = Duration::from_secs(60);
 
-/// A pod that says hello, then ticks once a second.
-fn ticking(name: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\nspec:\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo hello from {name}; i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done']\n"
+/// A pod that says hello, then ticks once a second; `extra_spec` is YAML added to its `spec:`.
+fn ticking(name: &str, extra_spec: &str) -> String {
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+          labels: {app: {name}}
+        spec:
+          containers:
+          - name: app
+            image: {BUSYBOX}
+            command: [sh, -c, 'echo hello from {name}; i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done']
+          {extra_spec}
+        "#,
+        name,
+        BUSYBOX,
+        extra_spec,
     )
 }
 
@@ -124,12 +139,24 @@ async fn kubectl_gets_pods_logs_and_watches_and_cannot_delete() {
     let docker = docker().await;
     let port = free_port();
     let mut agent = Agent::new("kubectl");
-    agent.write("web.yaml", &ticking("web"));
+    agent.write("web.yaml", &ticking("web", ""));
     // Counts its runs in an emptyDir, so each instance's log differs from the one before.
     agent.write(
         "crash.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: crash}}\nspec:\n  volumes: [{{name: runs, emptyDir: {{}}}}]\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    volumeMounts: [{{name: runs, mountPath: /runs}}]\n    command: [sh, -c, 'n=$(( $(cat /runs/n 2>/dev/null || echo 0) + 1 )); echo $n > /runs/n; echo run $n; sleep 5; exit 1']\n"
+        &yaml!(
+            r#"
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: crash}
+            spec:
+              volumes: [{name: runs, emptyDir: {}}]
+              containers:
+              - name: app
+                image: {BUSYBOX}
+                volumeMounts: [{name: runs, mountPath: /runs}]
+                command: [sh, -c, 'n=$(( $(cat /runs/n 2>/dev/null || echo 0) + 1 )); echo $n > /runs/n; echo run $n; sleep 5; exit 1']
+            "#,
+            BUSYBOX,
         ),
     );
     agent.start_with(&["--read-only-port", &port.to_string()]);
@@ -190,7 +217,7 @@ async fn kubectl_gets_pods_logs_and_watches_and_cannot_delete() {
 
     let mut watch = kubectl.spawn(&["get", "pods", "-w"]);
     watch.until(&web, Duration::from_secs(10));
-    agent.write("late.yaml", &ticking("late"));
+    agent.write("late.yaml", &ticking("late", ""));
     watch.until(&agent.pod("late"), START);
 
     let describe = kubectl.stdout(&["describe", "pod", &web]);
@@ -201,8 +228,8 @@ async fn kubectl_gets_pods_logs_and_watches_and_cannot_delete() {
 async fn the_cli_lists_describes_logs_and_restarts_pods() {
     let docker = docker().await;
     let mut agent = Agent::new("cli");
-    agent.write("web.yaml", &ticking("web"));
-    agent.write("bad.yaml", &format!("{}  serviceAccountName: robot\n", ticking("bad")));
+    agent.write("web.yaml", &ticking("web", ""));
+    agent.write("bad.yaml", &ticking("bad", "serviceAccountName: robot"));
     agent.start();
     running_pod(&agent, "web").await;
     let web = agent.pod("web");
@@ -269,8 +296,8 @@ async fn metrics_json_logs_and_systemd_readiness() {
     let notify_path = agent.dir().parent().unwrap().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     notify.set_read_timeout(Some(START)).unwrap();
-    agent.write("web.yaml", &ticking("web"));
-    agent.write("bad.yaml", &format!("{}  serviceAccountName: robot\n", ticking("bad")));
+    agent.write("web.yaml", &ticking("web", ""));
+    agent.write("bad.yaml", &ticking("bad", "serviceAccountName: robot"));
     agent.start_env(&["--read-only-port", &port.to_string(), "--log-format", "json"], &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())]);
 
     let mut buf = [0u8; 512];

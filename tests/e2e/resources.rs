@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, container_status, containers, docker, wait_for};
+use crate::support::{Agent, container_status, containers, docker, wait_for, yaml};
 
 const START: Duration = Duration::from_secs(60);
 
@@ -13,8 +13,24 @@ async fn a_memory_limit_is_enforced_and_reported_as_oom_killed() {
     let mut agent = Agent::new("oom");
     agent.write(
         "hog.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hog\nspec:\n  restartPolicy: Never\n  containers:\n  - name: hog\n    image: {BUSYBOX}\n    command: [sh, -c, 'a=$(head -c 300000000 /dev/zero | tr \"\\\\000\" x); sleep 1000']\n    resources:\n      limits:\n        memory: 32Mi\n        cpu: 500m\n"
+        &yaml!(
+            r#"
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: hog
+            spec:
+              restartPolicy: Never
+              containers:
+              - name: hog
+                image: {BUSYBOX}
+                command: [sh, -c, 'a=$(head -c 300000000 /dev/zero | tr "\\000" x); sleep 1000']
+                resources:
+                  limits:
+                    memory: 32Mi
+                    cpu: 500m
+            "#,
+            BUSYBOX,
         ),
     );
     agent.start();
@@ -49,9 +65,36 @@ async fn security_contexts_apply_with_pod_defaults() {
     std::fs::set_permissions(out.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     agent.write(
         "secure.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: secure\nspec:\n  securityContext:\n    runAsUser: 1000\n    runAsGroup: 3000\n  volumes:\n  - name: out\n    hostPath:\n      path: {}\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo \"$(id -u):$(id -g)\" > /out/id; touch /rootfs-write 2>/dev/null && echo writable > /out/rootfs || echo readonly > /out/rootfs; grep CapBnd /proc/self/status > /out/caps; sleep 100000']\n    securityContext:\n      readOnlyRootFilesystem: true\n      allowPrivilegeEscalation: false\n      capabilities:\n        drop: [ALL]\n        add: [NET_BIND_SERVICE]\n    volumeMounts:\n    - name: out\n      mountPath: /out\n",
-            out.path().display()
+        &yaml!(
+            r#"
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: secure
+            spec:
+              securityContext:
+                runAsUser: 1000
+                runAsGroup: 3000
+              volumes:
+              - name: out
+                hostPath:
+                  path: {out}
+              containers:
+              - name: main
+                image: {BUSYBOX}
+                command: [sh, -c, 'echo "$(id -u):$(id -g)" > /out/id; touch /rootfs-write 2>/dev/null && echo writable > /out/rootfs || echo readonly > /out/rootfs; grep CapBnd /proc/self/status > /out/caps; sleep 100000']
+                securityContext:
+                  readOnlyRootFilesystem: true
+                  allowPrivilegeEscalation: false
+                  capabilities:
+                    drop: [ALL]
+                    add: [NET_BIND_SERVICE]
+                volumeMounts:
+                - name: out
+                  mountPath: /out
+            "#,
+            out = out.path().display(),
+            BUSYBOX,
         ),
     );
     agent.start();

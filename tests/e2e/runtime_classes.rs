@@ -9,14 +9,27 @@ use staticlet_plugin::artifacts::{MISBEHAVING_RUNTIME, PODMAN_RUNTIME};
 
 use crate::support::images::BUSYBOX;
 use crate::support::podman::podman;
-use crate::support::{Agent, condition, container_status, docker, running, wait_for};
+use crate::support::{Agent, condition, container_status, docker, running, wait_for, yaml};
 
 const UP: Duration = Duration::from_secs(60);
 
 fn pod(name: &str, class: Option<&str>) -> String {
-    let class = class.map(|c| format!("  runtimeClassName: {c}\n")).unwrap_or_default();
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{class}  terminationGracePeriodSeconds: 2\n  containers:\n  - {{name: app, image: {BUSYBOX}, command: [sleep, '3600']}}\n"
+    let class = class.map(|c| format!("runtimeClassName: {c}")).unwrap_or_default();
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+        spec:
+          {class}
+          terminationGracePeriodSeconds: 2
+          containers:
+          - {name: app, image: {BUSYBOX}, command: [sleep, '3600']}
+        "#,
+        name,
+        class,
+        BUSYBOX,
     )
 }
 
@@ -87,25 +100,45 @@ async fn a_misbehaving_adapter_fails_only_its_own_pods_until_it_is_fixed() {
     let podman = podman().await;
     let mut agent = Agent::new("misbehaving");
     agent.uses_podman(&podman);
-    let modes = [("trap", "trap-on-create"), ("hang", "hang"), ("stray", "wrong-host")];
-    let mut config = String::from("runtimeClasses:\n");
-    for (class, _) in modes {
-        config.push_str(&format!("  {class}: {class}\n"));
+    let classes = ["trap", "hang", "stray"];
+    for class in classes {
+        std::fs::copy(MISBEHAVING_RUNTIME, agent.file(&format!("{class}.wasm"))).unwrap();
     }
-    config.push_str("plugins:\n");
-    for (class, mode) in modes {
-        let wasm = agent.file(&format!("{class}.wasm"));
-        std::fs::copy(MISBEHAVING_RUNTIME, &wasm).unwrap();
-        config.push_str(&format!(
-            "- name: {class}\n  kind: runtime-adapter\n  path: {}\n  timeout: 2s\n  allowedHosts: [\"{}\"]\n  config: {{endpoint: \"{}\", misbehave: {mode}}}\n",
-            wasm.display(),
-            podman.address,
-            podman.endpoint
-        ));
-    }
+    let config = yaml!(
+        r#"
+        runtimeClasses:
+          trap: trap
+          hang: hang
+          stray: stray
+        plugins:
+        - name: trap
+          kind: runtime-adapter
+          path: {trap}
+          timeout: 2s
+          allowedHosts: ["{address}"]
+          config: {endpoint: "{endpoint}", misbehave: trap-on-create}
+        - name: hang
+          kind: runtime-adapter
+          path: {hang}
+          timeout: 2s
+          allowedHosts: ["{address}"]
+          config: {endpoint: "{endpoint}", misbehave: hang}
+        - name: stray
+          kind: runtime-adapter
+          path: {stray}
+          timeout: 2s
+          allowedHosts: ["{address}"]
+          config: {endpoint: "{endpoint}", misbehave: wrong-host}
+        "#,
+        trap = agent.file("trap.wasm").display(),
+        hang = agent.file("hang.wasm").display(),
+        stray = agent.file("stray.wasm").display(),
+        address = podman.address,
+        endpoint = podman.endpoint,
+    );
     std::fs::write(agent.file("config.yaml"), config).unwrap();
     agent.write("steady.yaml", &pod("steady", None));
-    for (class, _) in modes {
+    for class in classes {
         agent.write(&format!("{class}.yaml"), &pod(class, Some(class)));
     }
     agent.start_with(&["--config", agent.file("config.yaml").to_str().unwrap()]);
@@ -122,20 +155,20 @@ async fn a_misbehaving_adapter_fails_only_its_own_pods_until_it_is_fixed() {
     assert_eq!(running_id(&agent, "steady").await, steady, "the Docker pod is untouched");
 
     // The fixed adapter, dropped in place of each broken one, is reloaded and its pods converge.
-    for (class, _) in modes {
+    for class in classes {
         let fixed = agent.file(&format!(".{class}.wasm.new"));
         std::fs::copy(PODMAN_RUNTIME, &fixed).unwrap();
         std::fs::rename(&fixed, agent.file(&format!("{class}.wasm"))).unwrap();
     }
     let mut converged = Vec::new();
-    for (class, _) in modes {
+    for class in classes {
         let id = running_id(&agent, class).await;
         assert!(id.starts_with(&format!("{class}://")), "{id}");
         converged.push(id);
     }
     // Three handlers share one Podman: each manages only its own pods, none removes another's.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    for ((class, _), id) in modes.iter().zip(&converged) {
+    for (class, id) in classes.iter().zip(&converged) {
         assert_eq!(&running_id(&agent, class).await, id, "pod {class} left alone by the other handlers");
     }
     assert_eq!(podman.pods(&agent.node).len(), 3);

@@ -10,21 +10,43 @@ use staticlet_plugin::artifacts::ETCD_SOURCE;
 
 use crate::support::etcd::Etcd;
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, wait_for};
+use crate::support::{Agent, wait_for, yaml};
 
 const START: Duration = Duration::from_secs(60);
 
 fn pod(name: &str, sleep: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: app, image: {BUSYBOX}, command: [sleep, '{sleep}']}}\n"
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: {name}}
+        spec:
+          terminationGracePeriodSeconds: 1
+          containers:
+          - {name: app, image: {BUSYBOX}, command: [sleep, '{sleep}']}
+        "#,
+        name,
+        BUSYBOX,
+        sleep,
     )
 }
 
 /// An agent config with the etcd source polled every second.
 fn config(agent: &Agent, settings: &str, allowed_hosts: &str) -> PathBuf {
     let path = agent.dir().parent().unwrap().join("staticlet.yaml");
-    let text = format!(
-        "plugins:\n- name: etcd\n  kind: manifest-source\n  path: {ETCD_SOURCE}\n  interval: 1s\n  config: {settings}\n  allowedHosts: {allowed_hosts}\n"
+    let text = yaml!(
+        r#"
+        plugins:
+        - name: etcd
+          kind: manifest-source
+          path: {ETCD_SOURCE}
+          interval: 1s
+          config: {settings}
+          allowedHosts: {allowed_hosts}
+        "#,
+        ETCD_SOURCE,
+        settings,
+        allowed_hosts,
     );
     std::fs::write(&path, text).unwrap();
     path

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, free_port, wait_for};
+use crate::support::{Agent, free_port, wait_for, yaml};
 
 const START: Duration = Duration::from_secs(60);
 
@@ -143,13 +143,30 @@ fn serve(stream: TcpStream, answer: &Mutex<Answer>, seen: &Mutex<Seen>) {
 }
 
 fn pod_list(names: &[&str]) -> String {
-    let mut text = String::from("apiVersion: v1\nkind: PodList\nitems:\n");
-    for name in names {
-        text.push_str(&format!(
-            "- metadata: {{name: {name}}}\n  spec:\n    containers:\n    - {{name: app, image: {BUSYBOX}, command: [sleep, '3600']}}\n"
-        ));
-    }
-    text
+    let items: String = names
+        .iter()
+        .map(|name| {
+            yaml!(
+                r#"
+                - metadata: {name: {name}}
+                  spec:
+                    containers:
+                    - {name: app, image: {BUSYBOX}, command: [sleep, '3600']}
+                "#,
+                name,
+                BUSYBOX,
+            )
+        })
+        .collect();
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: PodList
+        items:
+        {items}
+        "#,
+        items,
+    )
 }
 
 async fn app_ids(agent: &Agent, names: &[&str]) -> Vec<String> {

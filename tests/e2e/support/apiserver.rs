@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::free_port;
+use super::{free_port, yaml};
 
 /// A request the double served: who, how, where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,9 +128,23 @@ impl ApiServer {
     /// Writes a kubeconfig in which `node` authenticates as `system:node:<node>`.
     pub fn kubeconfig(&self, node: &str) -> std::path::PathBuf {
         let path = self.dir.path().join(format!("{node}.kubeconfig"));
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"{}\"}}\nusers:\n- name: {node}\n  user: {{token: node-{node}}}\ncontexts:\n- name: {node}\n  context: {{cluster: double, user: {node}}}\ncurrent-context: {node}\n",
-            self.url()
+        let text = yaml!(
+            r#"
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: double
+              cluster: {server: "{url}"}
+            users:
+            - name: {node}
+              user: {token: node-{node}}
+            contexts:
+            - name: {node}
+              context: {cluster: double, user: {node}}
+            current-context: {node}
+            "#,
+            url = self.url(),
+            node,
         );
         std::fs::write(&path, text).unwrap();
         path

@@ -8,6 +8,9 @@ pub mod etcd;
 pub mod hostile;
 pub mod images;
 pub mod podman;
+pub mod template;
+
+pub(crate) use template::yaml;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -329,11 +332,27 @@ impl Drop for Agent {
 }
 
 /// A pod whose one container, `main`, sleeps for `seconds` (the number tells its versions
-/// apart) on the local busybox image; `extra_spec` is spliced in as lines of `spec:`.
+/// apart) on the local busybox image; `extra_spec` is YAML added to `spec:`, before
+/// `containers:`.
 pub fn sleeper(name: &str, seconds: u32, extra_spec: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{extra_spec}  containers:\n  - name: main\n    image: {}\n    imagePullPolicy: Never\n    command: [sleep, '{seconds}']\n",
-        images::BUSYBOX
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+        spec:
+          {extra_spec}
+          containers:
+          - name: main
+            image: {BUSYBOX}
+            imagePullPolicy: Never
+            command: [sleep, '{seconds}']
+        "#,
+        name,
+        extra_spec,
+        seconds,
+        BUSYBOX = images::BUSYBOX,
     )
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::images;
+use super::{images, yaml};
 
 /// How long the service outlives its last request.
 const IDLE_EXIT_SECONDS: &str = "120";
@@ -77,17 +77,31 @@ impl Podman {
     /// An agent config that makes the Podman adapter (built from `plugins/podman-runtime`) the
     /// default runtime, granted only this Podman's address.
     pub fn agent_config(&self) -> String {
-        format!("defaultRuntimeClass: podman\n{}", self.runtime_class_config())
+        yaml!(
+            r#"
+            defaultRuntimeClass: podman
+            {runtime_classes}
+            "#,
+            runtime_classes = self.runtime_class_config(),
+        )
     }
 
     /// An agent config with the runtime class `podman` on the Podman adapter, granted only this
     /// Podman's address; Docker stays the default.
     pub fn runtime_class_config(&self) -> String {
-        format!(
-            "runtimeClasses: {{podman: podman}}\nplugins:\n- name: podman\n  kind: runtime-adapter\n  path: {}\n  allowedHosts: [\"{}\"]\n  config: {{endpoint: \"{}\"}}\n",
-            staticlet_plugin::artifacts::PODMAN_RUNTIME,
-            self.address,
-            self.endpoint
+        yaml!(
+            r#"
+            runtimeClasses: {podman: podman}
+            plugins:
+            - name: podman
+              kind: runtime-adapter
+              path: {path}
+              allowedHosts: ["{address}"]
+              config: {endpoint: "{endpoint}"}
+            "#,
+            path = staticlet_plugin::artifacts::PODMAN_RUNTIME,
+            address = self.address,
+            endpoint = self.endpoint,
         )
     }
 
