@@ -6,16 +6,10 @@
 //! read: the token file is 0600 under `--root-dir`, as the kubelet keeps its credentials under
 //! `/var/lib/kubelet`.
 
-use std::io::{self, Read as _};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::path::Path;
 
 use hyper::HeaderMap;
-
-use crate::state::write_atomic;
-
-/// Random bytes in a token: 256 bits, as a service-account token's signing key would give.
-const TOKEN_BYTES: usize = 32;
 
 /// The local API's bearer token.
 #[derive(Clone)]
@@ -30,32 +24,13 @@ impl std::fmt::Debug for Credential {
 }
 
 impl Credential {
-    /// The token kept at `path`, made the first time; the file is (made) 0600 either way, so a
-    /// token copied in with a looser mode is not left readable.
+    /// The token kept at `path` ([`crate::state::token`]), made the first time.
     ///
     /// # Errors
     ///
     /// The I/O error of reading, making or protecting the file.
     pub fn load_or_create(path: &Path) -> io::Result<Credential> {
-        let existing = match std::fs::read_to_string(path) {
-            Ok(text) => Some(text.trim().to_owned()).filter(|token| !token.is_empty()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        let token = match existing {
-            Some(token) => {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-                token
-            }
-            None => {
-                let mut random = [0u8; TOKEN_BYTES];
-                std::fs::File::open("/dev/urandom")?.read_exact(&mut random)?;
-                let token = hex::encode(random);
-                write_atomic(path, format!("{token}\n").as_bytes())?;
-                token
-            }
-        };
-        Ok(Credential { token })
+        Ok(Credential { token: crate::state::token::load_or_create(path)? })
     }
 
     /// The token, for a client that read it from the file.
@@ -100,6 +75,8 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
@@ -107,7 +84,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("api-token");
         let made = Credential::load_or_create(&path).unwrap();
-        assert_eq!(made.token().len(), TOKEN_BYTES * 2);
+        assert_eq!(made.token().len(), 64, "256 random bits in hex");
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let again = Credential::load_or_create(&path).unwrap();
         assert_eq!(again.token(), made.token(), "a restart keeps the token kubeconfigs carry");

@@ -78,7 +78,7 @@ fn local_credential(config: &Config, layout: &Layout) -> anyhow::Result<Credenti
                 Some(_) => None,
                 None => {
                     let pair = layout.serving_pair();
-                    tls::ensure_self_signed(&pair, &tls::serving_names(&config.node_name, &config.node_ip))?;
+                    crate::state::tls::ensure_self_signed(&pair, &tls::serving_names(&config.node_name, &config.node_ip))?;
                     Some(std::fs::read(&pair.0).with_context(|| format!("reading {}", pair.0.display()))?)
                 }
             };

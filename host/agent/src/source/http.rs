@@ -24,10 +24,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::checkpoint::{Item, LastRead};
+use super::checkpoint::LastRead;
 use super::{Source, SourceSnapshot};
 use crate::config::{MANIFEST_URL_TIMEOUT as TIMEOUT, ManifestUrl};
 use crate::metrics::SourceHealth;
+use crate::state::checkpoint::Item;
 
 /// The largest body read.
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;

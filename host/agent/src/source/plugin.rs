@@ -21,10 +21,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::checkpoint::{Item, LastRead};
+use super::checkpoint::LastRead;
 use super::{Source, SourceSnapshot};
 use crate::config::plugins::SourceConfig;
 use crate::metrics::{Metrics, SourceHealth};
+use crate::state::checkpoint::Item;
 
 /// A loaded source plugin, how often to poll it and where its checkpoint is.
 pub struct PluginSource {

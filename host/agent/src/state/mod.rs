@@ -1,6 +1,7 @@
-//! Everything the agent keeps under `--root-dir`. Every path it writes there is named here, and
-//! every record is written whole (temporary file, fsync, rename), so a crash leaves the old
-//! record or the new one, never half of one.
+//! Everything the agent keeps under `--root-dir`. Every path it writes there is named here, every
+//! format it writes is defined here (pod records, [`checkpoint`]s, the API [`token`], the
+//! kubelet port's self-signed [`tls`] pair), and every record is written whole (temporary file,
+//! fsync, rename), so a crash leaves the old record or the new one, never half of one.
 //!
 //! ```text
 //! <root-dir>/pods/<uid>/pod-state.json                              back-off, start time (PodRecord)
@@ -16,7 +17,10 @@
 //! The layout follows the kubelet's (`/var/lib/kubelet/pods/<uid>/volumes/...`), so operators
 //! find things where they expect them.
 
+pub mod checkpoint;
 mod pod;
+pub mod tls;
+pub mod token;
 
 pub use pod::PodRecord;
 

@@ -11,7 +11,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
 use super::auth::User;
-use crate::state::write_atomic;
 
 /// Why the kubelet port's TLS could not be set up; names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +35,8 @@ pub enum TlsError {
     #[error("{0}")]
     Rustls(String),
     /// The self-signed pair could not be made.
-    #[error("making a self-signed serving certificate: {0}")]
-    Generate(String),
+    #[error(transparent)]
+    SelfSigned(#[from] crate::state::tls::SelfSignedError),
 }
 
 /// The server's TLS settings: `pair` (certificate, key) or the self-signed one at `made`;
@@ -51,7 +50,7 @@ pub fn server_config(
     let (cert, key) = match pair {
         Some(pair) => pair.clone(),
         None => {
-            ensure_self_signed(made, names)?;
+            crate::state::tls::ensure_self_signed(made, names)?;
             made.clone()
         }
     };
@@ -96,21 +95,6 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErr
 /// loopback (what the kubeconfig of `staticlet kubeconfig` connects to).
 pub fn serving_names(node_name: &str, node_ip: &str) -> Vec<String> {
     [node_name, node_ip, "localhost", "127.0.0.1"].map(str::to_owned).to_vec()
-}
-
-/// Makes the self-signed pair for `names` unless it is there; the key is written 0600.
-///
-/// # Errors
-///
-/// [`TlsError`] naming the file that could not be written.
-pub fn ensure_self_signed((cert, key): &(PathBuf, PathBuf), names: &[String]) -> Result<(), TlsError> {
-    if cert.exists() && key.exists() {
-        return Ok(());
-    }
-    let made = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| TlsError::Generate(e.to_string()))?;
-    write_atomic(key, made.signing_key.serialize_pem().as_bytes()).map_err(|source| TlsError::Io { path: key.clone(), source })?;
-    write_atomic(cert, made.cert.pem().as_bytes()).map_err(|source| TlsError::Io { path: cert.clone(), source })?;
-    Ok(())
 }
 
 /// Who a verified client certificate names: its CommonName as the user and its
