@@ -102,7 +102,32 @@ pub fn pod(yaml: &str) -> Arc<StaticPod> {
     Arc::new(staticlet_model::load(yaml.as_bytes(), &origin, &NodeContext { node_name: NODE.into() }).unwrap().pod)
 }
 
+/// The image the tests' pods run, present on the fake runtime when a test says so.
+pub const IMAGE: &str = "registry.example/app:1";
+
+/// Pod `name` with one container, `app`, running [`IMAGE`], with `extra` fields (indented YAML)
+/// for that container.
+pub fn app_pod(name: &str, extra: &str) -> Arc<StaticPod> {
+    pod(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  containers:
+  - name: app
+    image: {IMAGE}
+{extra}"#
+    ))
+}
+
 /// Lets every task that can run do so, then moves tokio's (paused) clock on by `by`.
 pub async fn advance(by: Duration) {
     tokio::time::sleep(by).await;
+}
+
+/// Sleeps until `secs` seconds after `start` on tokio's (paused) clock.
+pub async fn at(start: tokio::time::Instant, secs: f64) {
+    tokio::time::sleep_until(start + Duration::from_secs_f64(secs)).await;
 }

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use staticlet_model::StaticPod;
 use staticlet_runtime::{LabelFilter, Runtime, RuntimeError};
@@ -14,27 +13,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Controller;
-use super::testing::{Harness, pod};
+use super::testing::{Harness, IMAGE, app_pod, at};
 use crate::desired::DesiredSet;
 use crate::requests::RestartRequest;
 use staticlet_runtime::labels::POD_UID;
-
-const IMAGE: &str = "registry.example/app:1";
-
-fn app_pod(name: &str) -> Arc<StaticPod> {
-    pod(&format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  containers:
-  - name: app
-    image: {IMAGE}
-"#
-    ))
-}
 
 /// The controller's inputs, as the daemon holds them.
 struct Running {
@@ -56,10 +38,6 @@ fn desired(ready: bool, pods: &[&Arc<StaticPod>]) -> Arc<DesiredSet> {
     Arc::new(DesiredSet { ready, pods, rejected: BTreeMap::new() })
 }
 
-async fn at(start: Instant, secs: f64) {
-    tokio::time::sleep_until(start + Duration::from_secs_f64(secs)).await;
-}
-
 /// The IDs and attempts of `pod`'s containers on the runtime.
 async fn containers(harness: &Harness, pod: &StaticPod) -> Vec<(String, u32)> {
     let listed = harness.fake.list_containers(&LabelFilter::new(POD_UID, &pod.uid)).await.unwrap();
@@ -72,7 +50,7 @@ async fn containers(harness: &Harness, pod: &StaticPod) -> Vec<(String, u32)> {
 async fn wanted_pods_are_adopted_and_unknown_ones_removed_only_once_every_source_is_ready() {
     let harness = Harness::new(&[IMAGE]);
     // Left running by the agent before it restarted: one pod still wanted, one not.
-    let (kept, orphan) = (app_pod("kept"), app_pod("orphan"));
+    let (kept, orphan) = (app_pod("kept", ""), app_pod("orphan", ""));
     let kept_id = harness.start_objects(&kept).await;
     harness.start_objects(&orphan).await;
     let start = Instant::now();
@@ -92,7 +70,7 @@ async fn wanted_pods_are_adopted_and_unknown_ones_removed_only_once_every_source
 #[tokio::test(start_paused = true)]
 async fn the_relist_sees_an_exit_and_pokes_the_pods_worker() {
     let harness = Harness::new(&[IMAGE]);
-    let web = app_pod("web");
+    let web = app_pod("web", "");
     let start = Instant::now();
     let controller = run(&harness);
     controller.desired.send_replace(desired(true, &[&web]));
@@ -123,7 +101,7 @@ async fn a_runtime_that_cannot_be_listed_makes_the_agent_unready_until_it_answer
     let why = harness.ctx.status.not_ready().expect("unready");
     assert_eq!(why, "runtime fake is unreachable: runtime unavailable: socket gone");
     // A pod added meanwhile runs as soon as the runtime answers.
-    let web = app_pod("web");
+    let web = app_pod("web", "");
     controller.desired.send_replace(desired(true, &[&web]));
     harness.fake.heal("list_containers");
     at(start, 3.5).await;
@@ -134,7 +112,7 @@ async fn a_runtime_that_cannot_be_listed_makes_the_agent_unready_until_it_answer
 #[tokio::test(start_paused = true)]
 async fn restart_requests_reach_the_pods_worker_or_say_why_not() {
     let harness = Harness::new(&[IMAGE]);
-    let web = app_pod("web");
+    let web = app_pod("web", "");
     let start = Instant::now();
     let controller = run(&harness);
     controller.desired.send_replace(desired(true, &[&web]));

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{Prober, Target};
-use crate::reconcile::testing::{Harness, pod};
+use crate::reconcile::testing::{Harness, at, pod};
 
 /// A running container of a pod whose only container has `probes`: its ID, spec and pod.
 async fn running(harness: &Harness, probes: &str) -> (String, Container, Arc<StaticPod>) {
@@ -43,10 +43,6 @@ fn probe(harness: &Harness, probed: &(String, Container, Arc<StaticPod>), create
     let mut prober = Prober::new(runtime, harness.ctx.clock, harness.ctx.runner.clone(), poke.clone(), events);
     prober.sync(&[Target { container_id: id, container: spec, created_at, pod_ip: "10.88.0.2" }]);
     (prober, poke)
-}
-
-async fn at(start: Instant, secs: f64) {
-    tokio::time::sleep_until(start + Duration::from_secs_f64(secs)).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -14,29 +14,12 @@ use tokio::time::Instant;
 
 use super::Worker;
 use crate::reconcile::RELIST_PERIOD;
-use crate::reconcile::testing::{HANDLER, Harness, advance, pod};
+use crate::reconcile::testing::{HANDLER, Harness, IMAGE, advance, app_pod, at};
 use staticlet_runtime::labels::POD_UID;
 
-const IMAGE: &str = "registry.example/app:1";
-
-/// Pod `web` with container `app`, and `extra` fields for that container.
-fn app_pod(extra: &str) -> Arc<StaticPod> {
-    named_pod("web", extra)
-}
-
-fn named_pod(name: &str, extra: &str) -> Arc<StaticPod> {
-    pod(&format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  containers:
-  - name: app
-    image: {IMAGE}
-{extra}"#
-    ))
+/// Pod `web`, with `extra` fields for its container `app`.
+fn web_pod(extra: &str) -> Arc<StaticPod> {
+    app_pod("web", extra)
 }
 
 /// One worker and the handles the controller would hold.
@@ -76,15 +59,10 @@ async fn latest(harness: &Harness, pod: &StaticPod, name: &str) -> u32 {
     attempts(harness, pod, name).await.last().expect("an instance").0
 }
 
-/// Sleeps until `secs` seconds after `start` on tokio's (paused) clock.
-async fn at(start: Instant, secs: f64) {
-    tokio::time::sleep_until(start + Duration::from_secs_f64(secs)).await;
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_new_pod_is_started_and_its_status_published() {
     let harness = Harness::new(&[IMAGE]);
-    let web = app_pod("");
+    let web = web_pod("");
     let _worker = drive(&harness, &web);
     advance(Duration::from_millis(10)).await;
     assert_eq!((harness.fake.sandbox_count(), harness.fake.running_container_count()), (1, 1));
@@ -101,7 +79,7 @@ async fn a_new_pod_is_started_and_its_status_published() {
 #[tokio::test(start_paused = true)]
 async fn a_crashed_container_restarts_with_the_kubelets_back_off() {
     let harness = Harness::new(&[IMAGE]);
-    let web = app_pod("");
+    let web = web_pod("");
     let start = Instant::now();
     let _worker = drive(&harness, &web);
     at(start, 0.5).await;
@@ -130,7 +108,7 @@ async fn a_crashed_container_restarts_with_the_kubelets_back_off() {
 async fn a_failing_runtime_is_retried_with_the_workers_back_off_and_the_status_says_why() {
     let harness = Harness::new(&[IMAGE]);
     harness.fake.fail("run_pod_sandbox", RuntimeError::Unavailable("engine restarting".into()), None);
-    let web = app_pod("");
+    let web = web_pod("");
     let start = Instant::now();
     let _worker = drive(&harness, &web);
     // Retries after 2, 4, 8 s and then every 10 s: at 0, 2, 6, 14, 24, 34 s; the relist's
@@ -153,7 +131,7 @@ async fn a_failing_runtime_is_retried_with_the_workers_back_off_and_the_status_s
 #[tokio::test(start_paused = true)]
 async fn one_pods_slow_stop_does_not_hold_back_another() {
     let harness = Harness::new(&[IMAGE]);
-    let (old, new) = (app_pod(""), named_pod("api", ""));
+    let (old, new) = (web_pod(""), app_pod("api", ""));
     let start = Instant::now();
     let old_worker = drive(&harness, &old);
     at(start, 0.5).await;
@@ -173,7 +151,7 @@ async fn one_pods_slow_stop_does_not_hold_back_another() {
 #[tokio::test(start_paused = true)]
 async fn a_container_whose_post_start_hook_fails_is_stopped_and_restarted_by_its_policy() {
     let harness = Harness::new(&[IMAGE]);
-    let hooked = app_pod(
+    let hooked = web_pod(
         r#"    lifecycle:
       postStart:
         exec:
@@ -198,7 +176,7 @@ async fn a_container_whose_post_start_hook_fails_is_stopped_and_restarted_by_its
 #[tokio::test(start_paused = true)]
 async fn always_pulls_at_every_start() {
     let harness = Harness::new(&[IMAGE]);
-    let always = app_pod("    imagePullPolicy: Always");
+    let always = web_pod("    imagePullPolicy: Always");
     let start = Instant::now();
     let _worker = drive(&harness, &always);
     at(start, 0.5).await;
@@ -213,7 +191,7 @@ async fn always_pulls_at_every_start() {
 async fn a_failed_pull_backs_off_per_image() {
     let harness = Harness::new(&[]);
     harness.fake.fail("pull_image", RuntimeError::ImagePull { image: IMAGE.into(), message: "unauthorized".into() }, None);
-    let web = app_pod("");
+    let web = web_pod("");
     let start = Instant::now();
     let _worker = drive(&harness, &web);
     at(start, 0.5).await;
@@ -237,7 +215,7 @@ async fn a_failed_pull_backs_off_per_image() {
 #[tokio::test(start_paused = true)]
 async fn never_runs_only_an_image_that_is_present() {
     let harness = Harness::new(&[]);
-    let never = app_pod("    imagePullPolicy: Never");
+    let never = web_pod("    imagePullPolicy: Never");
     let _worker = drive(&harness, &never);
     advance(Duration::from_millis(10)).await;
     let waiting = harness.container_status(&never, "app").unwrap().state.unwrap().waiting.unwrap();
@@ -249,7 +227,7 @@ async fn never_runs_only_an_image_that_is_present() {
 #[tokio::test(start_paused = true)]
 async fn a_requested_restart_starts_the_pod_afresh() {
     let harness = Harness::new(&[IMAGE]);
-    let web = app_pod("");
+    let web = web_pod("");
     let start = Instant::now();
     let worker = drive(&harness, &web);
     at(start, 0.5).await;
@@ -274,7 +252,7 @@ async fn a_requested_restart_starts_the_pod_afresh() {
 #[tokio::test(start_paused = true)]
 async fn a_pod_no_longer_wanted_is_torn_down_and_its_worker_ends() {
     let harness = Harness::new(&[IMAGE]);
-    let web = app_pod("");
+    let web = web_pod("");
     let worker = drive(&harness, &web);
     advance(Duration::from_millis(10)).await;
     assert!(harness.ctx.layout.pod_record(&web.uid).exists(), "the record is kept under --root-dir");
