@@ -7,6 +7,10 @@
 #[path = "../../../tests/e2e/support/mod.rs"]
 mod support;
 
+#[allow(dead_code)]
+#[path = "common/report.rs"]
+mod report;
+
 use std::time::{Duration, Instant};
 
 use support::images::BUSYBOX;
@@ -27,8 +31,21 @@ fn ticks_per_second() -> f64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
+/// Whether a Docker engine answers here, and if not, why.
+fn engine_missing() -> Option<String> {
+    let info = std::process::Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output();
+    match info {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!("no Docker engine answers ({}); start dockerd", String::from_utf8_lossy(&out.stderr).trim())),
+        Err(e) => Some(format!("the docker CLI does not run ({e}); install docker.io")),
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    if let Some(why) = engine_missing() {
+        return report::skip("idle_cpu", &why);
+    }
     let docker = docker().await;
     let mut agent = Agent::new("bench-idle");
     for i in 0..PODS {
@@ -50,9 +67,12 @@ async fn main() {
     let before = cpu_ticks(pid);
     tokio::time::sleep(WINDOW).await;
     let used = (cpu_ticks(pid) - before) as f64 / ticks_per_second();
-    println!(
-        "idle_cpu: agent CPU over {}s idle with {PODS} pods: {:.3}% of one core",
-        WINDOW.as_secs(),
-        100.0 * used / WINDOW.as_secs_f64()
+    let percent = 100.0 * used / WINDOW.as_secs_f64();
+    println!("idle_cpu: agent CPU over {}s idle with {PODS} pods: {percent:.3}% of one core", WINDOW.as_secs());
+    report::row(
+        &format!("agent CPU, idle, {PODS} pods running"),
+        &format!("**{percent:.3}%** ({PODS} pods running, {} s window)", WINDOW.as_secs()),
+        "< 0.5% of one core",
+        &report::command("staticlet", "idle_cpu"),
     );
 }

@@ -251,11 +251,45 @@ impl Instrumented {
         Instrumented { inner, metrics }
     }
 
-    async fn timed<T>(&self, call: &str, future: impl Future<Output = Result<T, RuntimeError>>) -> Result<T, RuntimeError> {
+    /// Runs one call of the runtime's, timing it into the metrics and logging it at debug
+    /// level, with `subject` (what it was about: a list's label filter, an object's ID or
+    /// name, an image). The debug line is how a pod's start is broken down by stage (the
+    /// start-latency benchmarks read it): it is written when the call returns, with how long
+    /// the call took, so each call's start and end are both known.
+    async fn timed<T>(
+        &self,
+        call: &str,
+        subject: &(dyn std::fmt::Display + Sync),
+        future: impl Future<Output = Result<T, RuntimeError>>,
+    ) -> Result<T, RuntimeError> {
         let started = Instant::now();
         let result = future.await;
-        self.metrics.runtime_call(self.inner.name(), call, started.elapsed(), result.is_err());
+        let took = started.elapsed();
+        self.metrics.runtime_call(self.inner.name(), call, took, result.is_err());
+        tracing::debug!(runtime = self.inner.name(), call, subject = %subject, took_us = took.as_micros() as u64, failed = result.is_err(), "runtime call");
         result
+    }
+}
+
+/// A label filter as `key=value,...`, for the debug line of a list call; formatted only when
+/// that line is written.
+struct Labels<'a>(&'a LabelFilter);
+
+impl std::fmt::Display for Labels<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (key, value)) in self.0.0.iter().enumerate() {
+            write!(f, "{}{key}={value}", if i == 0 { "" } else { "," })?;
+        }
+        Ok(())
+    }
+}
+
+/// A container as `<pod>/<container>`, for the debug line of its creation.
+struct InPod<'a>(&'a str, &'a str);
+
+impl std::fmt::Display for InPod<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.0, self.1)
     }
 }
 
@@ -266,27 +300,27 @@ impl Runtime for Instrumented {
     }
 
     async fn version(&self) -> Result<RuntimeVersion, RuntimeError> {
-        self.timed("Version", self.inner.version()).await
+        self.timed("Version", &"", self.inner.version()).await
     }
 
     async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, RuntimeError> {
-        self.timed("RunPodSandbox", self.inner.run_pod_sandbox(config)).await
+        self.timed("RunPodSandbox", &config.metadata.name, self.inner.run_pod_sandbox(config)).await
     }
 
     async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
-        self.timed("StopPodSandbox", self.inner.stop_pod_sandbox(sandbox_id)).await
+        self.timed("StopPodSandbox", &sandbox_id, self.inner.stop_pod_sandbox(sandbox_id)).await
     }
 
     async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
-        self.timed("RemovePodSandbox", self.inner.remove_pod_sandbox(sandbox_id)).await
+        self.timed("RemovePodSandbox", &sandbox_id, self.inner.remove_pod_sandbox(sandbox_id)).await
     }
 
     async fn list_pod_sandboxes(&self, filter: &LabelFilter) -> Result<Vec<PodSandbox>, RuntimeError> {
-        self.timed("ListPodSandbox", self.inner.list_pod_sandboxes(filter)).await
+        self.timed("ListPodSandbox", &Labels(filter), self.inner.list_pod_sandboxes(filter)).await
     }
 
     async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<PodSandboxStatus, RuntimeError> {
-        self.timed("PodSandboxStatus", self.inner.pod_sandbox_status(sandbox_id)).await
+        self.timed("PodSandboxStatus", &sandbox_id, self.inner.pod_sandbox_status(sandbox_id)).await
     }
 
     async fn create_container(
@@ -295,31 +329,36 @@ impl Runtime for Instrumented {
         config: &ContainerConfig,
         sandbox_config: &PodSandboxConfig,
     ) -> Result<String, RuntimeError> {
-        self.timed("CreateContainer", self.inner.create_container(sandbox_id, config, sandbox_config)).await
+        self.timed(
+            "CreateContainer",
+            &InPod(&sandbox_config.metadata.name, &config.metadata.name),
+            self.inner.create_container(sandbox_id, config, sandbox_config),
+        )
+        .await
     }
 
     async fn start_container(&self, container_id: &str) -> Result<(), RuntimeError> {
-        self.timed("StartContainer", self.inner.start_container(container_id)).await
+        self.timed("StartContainer", &container_id, self.inner.start_container(container_id)).await
     }
 
     async fn stop_container(&self, container_id: &str, grace: Duration) -> Result<(), RuntimeError> {
-        self.timed("StopContainer", self.inner.stop_container(container_id, grace)).await
+        self.timed("StopContainer", &container_id, self.inner.stop_container(container_id, grace)).await
     }
 
     async fn remove_container(&self, container_id: &str) -> Result<(), RuntimeError> {
-        self.timed("RemoveContainer", self.inner.remove_container(container_id)).await
+        self.timed("RemoveContainer", &container_id, self.inner.remove_container(container_id)).await
     }
 
     async fn list_containers(&self, filter: &LabelFilter) -> Result<Vec<Container>, RuntimeError> {
-        self.timed("ListContainers", self.inner.list_containers(filter)).await
+        self.timed("ListContainers", &Labels(filter), self.inner.list_containers(filter)).await
     }
 
     async fn container_status(&self, container_id: &str) -> Result<ContainerStatus, RuntimeError> {
-        self.timed("ContainerStatus", self.inner.container_status(container_id)).await
+        self.timed("ContainerStatus", &container_id, self.inner.container_status(container_id)).await
     }
 
     async fn exec_sync(&self, container_id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult, RuntimeError> {
-        self.timed("ExecSync", self.inner.exec_sync(container_id, cmd, timeout)).await
+        self.timed("ExecSync", &container_id, self.inner.exec_sync(container_id, cmd, timeout)).await
     }
 
     async fn logs(
@@ -327,27 +366,27 @@ impl Runtime for Instrumented {
         container_id: &str,
         options: &LogOptions,
     ) -> Result<BoxStream<'static, Result<Vec<u8>, RuntimeError>>, RuntimeError> {
-        self.timed("Logs", self.inner.logs(container_id, options)).await
+        self.timed("Logs", &container_id, self.inner.logs(container_id, options)).await
     }
 
     async fn exec(&self, container_id: &str, cmd: &[String], options: StreamOptions) -> Result<StreamSession, RuntimeError> {
-        self.timed("Exec", self.inner.exec(container_id, cmd, options)).await
+        self.timed("Exec", &container_id, self.inner.exec(container_id, cmd, options)).await
     }
 
     async fn attach(&self, container_id: &str, options: StreamOptions) -> Result<StreamSession, RuntimeError> {
-        self.timed("Attach", self.inner.attach(container_id, options)).await
+        self.timed("Attach", &container_id, self.inner.attach(container_id, options)).await
     }
 
     async fn port_forward(&self, sandbox_id: &str, port: u16) -> Result<Box<dyn Duplex>, RuntimeError> {
-        self.timed("PortForward", self.inner.port_forward(sandbox_id, port)).await
+        self.timed("PortForward", &sandbox_id, self.inner.port_forward(sandbox_id, port)).await
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<Image>, RuntimeError> {
-        self.timed("ImageStatus", self.inner.image_status(image)).await
+        self.timed("ImageStatus", &image, self.inner.image_status(image)).await
     }
 
     async fn pull_image(&self, image: &str) -> Result<String, RuntimeError> {
-        self.timed("PullImage", self.inner.pull_image(image)).await
+        self.timed("PullImage", &image, self.inner.pull_image(image)).await
     }
 
     async fn events(&self, filter: &LabelFilter) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {

@@ -183,44 +183,8 @@ impl Runtime for DockerRuntime {
     async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, RuntimeError> {
         let docker = self.client().await?;
         let sandbox_image = self.sandbox_image(docker).await?;
-        let meta = &config.metadata;
-        let name = format!("k8s_POD_{}_{}_{}_{}", meta.name, meta.namespace, meta.uid, meta.attempt);
-
-        let mut labels = config.labels.clone();
-        labels.extend(annotation_labels(&config.annotations));
-        labels.insert(DOCKER_TYPE_LABEL.to_owned(), TYPE_SANDBOX.to_owned());
-
-        let mut exposed = BTreeSet::new();
-        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        for port in config.port_mappings.iter().filter(|_| !config.host_network) {
-            let key = format!("{}/{}", port.container_port, port.protocol.as_lower());
-            exposed.insert(key.clone());
-            let binding = PortBinding { host_ip: Some(port.host_ip.clone()), host_port: Some(port.host_port.to_string()) };
-            bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(binding);
-        }
-        let dns = config.dns_config.as_ref();
-        let host_config = HostConfig {
-            network_mode: Some(if config.host_network { "host" } else { "bridge" }.to_owned()),
-            // Containers join the sandbox's IPC namespace, which Docker allows only when shareable.
-            ipc_mode: Some(if config.host_ipc { "host" } else { "shareable" }.to_owned()),
-            pid_mode: config.host_pid.then(|| "host".to_owned()),
-            port_bindings: (!bindings.is_empty()).then_some(bindings),
-            extra_hosts: (!config.host_aliases.is_empty())
-                .then(|| config.host_aliases.iter().flat_map(|(ip, names)| names.iter().map(move |n| format!("{n}:{ip}"))).collect()),
-            dns: dns.map(|d| d.servers.clone()).filter(|v| !v.is_empty()),
-            dns_search: dns.map(|d| d.searches.clone()).filter(|v| !v.is_empty()),
-            dns_options: dns.map(|d| d.options.clone()).filter(|v| !v.is_empty()),
-            ..Default::default()
-        };
-        let body = ContainerCreateBody {
-            image: Some(sandbox_image),
-            hostname: (!config.host_network && !config.hostname.is_empty()).then(|| config.hostname.clone()),
-            labels: Some(labels.into_iter().collect()),
-            exposed_ports: (!exposed.is_empty()).then(|| exposed.into_iter().collect()),
-            host_config: Some(host_config),
-            ..Default::default()
-        };
-        let options = CreateContainerOptions { name: Some(name.clone()), platform: String::new() };
+        let (options, body) = sandbox_create_request(config, sandbox_image);
+        let name = options.name.clone().unwrap_or_default();
         let created = docker.create_container(Some(options), body).await.map_err(|e| map_error("run_pod_sandbox", &name, e))?;
         if let Err(e) = docker.start_container(&created.id, None).await {
             // A sandbox that cannot start (a host port already taken, say) must not linger.
@@ -270,54 +234,8 @@ impl Runtime for DockerRuntime {
         sandbox_config: &PodSandboxConfig,
     ) -> Result<String, RuntimeError> {
         let docker = self.client().await?;
-        let pod = &sandbox_config.metadata;
-        let name = format!("k8s_{}_{}_{}_{}_{}", config.metadata.name, pod.name, pod.namespace, pod.uid, config.metadata.attempt);
-
-        let mut labels = config.labels.clone();
-        labels.extend(annotation_labels(&config.annotations));
-        labels.insert(DOCKER_TYPE_LABEL.to_owned(), TYPE_CONTAINER.to_owned());
-        labels.insert(SANDBOX_ID_LABEL.to_owned(), sandbox_id.to_owned());
-
-        let binds = config.mounts.iter().map(convert::bind).collect::<Vec<_>>();
-        let namespace_of_sandbox = format!("container:{sandbox_id}");
-        let (limits, security) = (&config.resources, &config.security);
-        let set = |v: i64| (v > 0).then_some(v);
-        let host_config = HostConfig {
-            cpu_shares: set(limits.cpu_shares),
-            cpu_period: set(limits.cpu_period),
-            cpu_quota: set(limits.cpu_quota),
-            memory: set(limits.memory_limit_in_bytes),
-            // No swap beyond the limit, so the limit is what the container can use, as on a kubelet node.
-            memory_swap: set(limits.memory_limit_in_bytes),
-            privileged: Some(security.privileged),
-            readonly_rootfs: Some(security.readonly_rootfs),
-            cap_add: (!security.add_capabilities.is_empty()).then(|| security.add_capabilities.clone()),
-            cap_drop: (!security.drop_capabilities.is_empty()).then(|| security.drop_capabilities.clone()),
-            group_add: (!security.supplemental_groups.is_empty())
-                .then(|| security.supplemental_groups.iter().map(i64::to_string).collect()),
-            security_opt: security.no_new_privs.then(|| vec!["no-new-privileges".to_owned()]),
-            network_mode: Some(namespace_of_sandbox.clone()),
-            ipc_mode: Some(if sandbox_config.host_ipc { "host".to_owned() } else { namespace_of_sandbox }),
-            pid_mode: sandbox_config.host_pid.then(|| "host".to_owned()),
-            binds: (!binds.is_empty()).then_some(binds),
-            ..Default::default()
-        };
-        let body = ContainerCreateBody {
-            image: Some(config.image.clone()),
-            // Kubernetes' `command` replaces the entrypoint and `args` the command; with only a
-            // command given, Docker then ignores the image's command too, as Kubernetes does.
-            entrypoint: (!config.command.is_empty()).then(|| config.command.clone()),
-            cmd: (!config.args.is_empty()).then(|| config.args.clone()),
-            env: Some(config.envs.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            working_dir: config.working_dir.clone(),
-            user: user(&config.security)?,
-            labels: Some(labels.into_iter().collect()),
-            open_stdin: Some(config.stdin),
-            tty: Some(config.tty),
-            host_config: Some(host_config),
-            ..Default::default()
-        };
-        let options = CreateContainerOptions { name: Some(name.clone()), platform: String::new() };
+        let (options, body) = container_create_request(sandbox_id, config, sandbox_config)?;
+        let name = options.name.clone().unwrap_or_default();
         let created = docker.create_container(Some(options), body).await.map_err(|e| map_error("create_container", &name, e))?;
         Ok(created.id)
     }
@@ -436,6 +354,113 @@ impl Runtime for DockerRuntime {
         });
         Ok(stream.boxed())
     }
+}
+
+/// The Engine API request that creates a sandbox's pause container from `image`: the
+/// container's name (in the options) and its body. [`DockerRuntime::run_pod_sandbox`] sends it
+/// and then starts the container; it is public so that a minimal client (the start-latency
+/// benchmark's floor) sends exactly the same request, not an approximation of it.
+pub fn sandbox_create_request(config: &PodSandboxConfig, image: String) -> (CreateContainerOptions, ContainerCreateBody) {
+    let meta = &config.metadata;
+    let name = format!("k8s_POD_{}_{}_{}_{}", meta.name, meta.namespace, meta.uid, meta.attempt);
+
+    let mut labels = config.labels.clone();
+    labels.extend(annotation_labels(&config.annotations));
+    labels.insert(DOCKER_TYPE_LABEL.to_owned(), TYPE_SANDBOX.to_owned());
+
+    let mut exposed = BTreeSet::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for port in config.port_mappings.iter().filter(|_| !config.host_network) {
+        let key = format!("{}/{}", port.container_port, port.protocol.as_lower());
+        exposed.insert(key.clone());
+        let binding = PortBinding { host_ip: Some(port.host_ip.clone()), host_port: Some(port.host_port.to_string()) };
+        bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(binding);
+    }
+    let dns = config.dns_config.as_ref();
+    let host_config = HostConfig {
+        network_mode: Some(if config.host_network { "host" } else { "bridge" }.to_owned()),
+        // Containers join the sandbox's IPC namespace, which Docker allows only when shareable.
+        ipc_mode: Some(if config.host_ipc { "host" } else { "shareable" }.to_owned()),
+        pid_mode: config.host_pid.then(|| "host".to_owned()),
+        port_bindings: (!bindings.is_empty()).then_some(bindings),
+        extra_hosts: (!config.host_aliases.is_empty())
+            .then(|| config.host_aliases.iter().flat_map(|(ip, names)| names.iter().map(move |n| format!("{n}:{ip}"))).collect()),
+        dns: dns.map(|d| d.servers.clone()).filter(|v| !v.is_empty()),
+        dns_search: dns.map(|d| d.searches.clone()).filter(|v| !v.is_empty()),
+        dns_options: dns.map(|d| d.options.clone()).filter(|v| !v.is_empty()),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(image),
+        hostname: (!config.host_network && !config.hostname.is_empty()).then(|| config.hostname.clone()),
+        labels: Some(labels.into_iter().collect()),
+        exposed_ports: (!exposed.is_empty()).then(|| exposed.into_iter().collect()),
+        host_config: Some(host_config),
+        ..Default::default()
+    };
+    (CreateContainerOptions { name: Some(name), platform: String::new() }, body)
+}
+
+/// The Engine API request that creates container `config` in sandbox `sandbox_id`: the
+/// container's name (in the options) and its body, joining the sandbox's namespaces
+/// (`container:<sandbox id>`). [`DockerRuntime::create_container`] sends it; it is public for
+/// the same reason as [`sandbox_create_request`].
+///
+/// # Errors
+///
+/// A group without a user, which the CRI says a runtime must refuse.
+pub fn container_create_request(
+    sandbox_id: &str,
+    config: &ContainerConfig,
+    sandbox_config: &PodSandboxConfig,
+) -> Result<(CreateContainerOptions, ContainerCreateBody), RuntimeError> {
+    let pod = &sandbox_config.metadata;
+    let name = format!("k8s_{}_{}_{}_{}_{}", config.metadata.name, pod.name, pod.namespace, pod.uid, config.metadata.attempt);
+
+    let mut labels = config.labels.clone();
+    labels.extend(annotation_labels(&config.annotations));
+    labels.insert(DOCKER_TYPE_LABEL.to_owned(), TYPE_CONTAINER.to_owned());
+    labels.insert(SANDBOX_ID_LABEL.to_owned(), sandbox_id.to_owned());
+
+    let binds = config.mounts.iter().map(convert::bind).collect::<Vec<_>>();
+    let namespace_of_sandbox = format!("container:{sandbox_id}");
+    let (limits, security) = (&config.resources, &config.security);
+    let set = |v: i64| (v > 0).then_some(v);
+    let host_config = HostConfig {
+        cpu_shares: set(limits.cpu_shares),
+        cpu_period: set(limits.cpu_period),
+        cpu_quota: set(limits.cpu_quota),
+        memory: set(limits.memory_limit_in_bytes),
+        // No swap beyond the limit, so the limit is what the container can use, as on a kubelet node.
+        memory_swap: set(limits.memory_limit_in_bytes),
+        privileged: Some(security.privileged),
+        readonly_rootfs: Some(security.readonly_rootfs),
+        cap_add: (!security.add_capabilities.is_empty()).then(|| security.add_capabilities.clone()),
+        cap_drop: (!security.drop_capabilities.is_empty()).then(|| security.drop_capabilities.clone()),
+        group_add: (!security.supplemental_groups.is_empty()).then(|| security.supplemental_groups.iter().map(i64::to_string).collect()),
+        security_opt: security.no_new_privs.then(|| vec!["no-new-privileges".to_owned()]),
+        network_mode: Some(namespace_of_sandbox.clone()),
+        ipc_mode: Some(if sandbox_config.host_ipc { "host".to_owned() } else { namespace_of_sandbox }),
+        pid_mode: sandbox_config.host_pid.then(|| "host".to_owned()),
+        binds: (!binds.is_empty()).then_some(binds),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(config.image.clone()),
+        // Kubernetes' `command` replaces the entrypoint and `args` the command; with only a
+        // command given, Docker then ignores the image's command too, as Kubernetes does.
+        entrypoint: (!config.command.is_empty()).then(|| config.command.clone()),
+        cmd: (!config.args.is_empty()).then(|| config.args.clone()),
+        env: Some(config.envs.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        working_dir: config.working_dir.clone(),
+        user: user(&config.security)?,
+        labels: Some(labels.into_iter().collect()),
+        open_stdin: Some(config.stdin),
+        tty: Some(config.tty),
+        host_config: Some(host_config),
+        ..Default::default()
+    };
+    Ok((CreateContainerOptions { name: Some(name), platform: String::new() }, body))
 }
 
 /// `uid[:gid]` for Docker, or `None` to keep the image's user.

@@ -4,6 +4,10 @@
 //!
 //! `cargo bench -p staticlet-plugin --bench validator_latency`
 
+#[allow(dead_code)]
+#[path = "../../agent/benches/common/report.rs"]
+mod report;
+
 use std::time::{Duration, Instant};
 
 use staticlet_plugin::artifacts::static_pod_policy;
@@ -86,5 +90,18 @@ fn main() {
     println!("validator_latency: {} byte pod, {CALLS} calls after {WARMUP} warm-up calls", pod.len());
     println!("validator_latency: wasm   (static-pod-policy component) p50 {:.1} us, p99 {:.1} us", us(wasm_p50), us(wasm_p99));
     println!("validator_latency: native (same rules, same JSON decode) p50 {:.1} us, p99 {:.1} us", us(native_p50), us(native_p99));
-    println!("validator_latency: wasm/native ratio at p50 {:.2}x", us(wasm_p50) / us(native_p50));
+    let ratio = us(wasm_p50) / us(native_p50);
+    println!("validator_latency: wasm/native ratio at p50 {ratio:.2}x");
+    report::row(
+        &format!("built-in policy, per pod ({:.1} KB pod JSON, warm instance)", pod.len() as f64 / 1000.0),
+        &format!(
+            "wasm p50 **{:.1} µs**, p99 {:.1} µs; native p50 {:.1} µs, p99 {:.1} µs: **{ratio:.2}×**",
+            us(wasm_p50),
+            us(wasm_p99),
+            us(native_p50),
+            us(native_p99)
+        ),
+        "p50 < 20 µs, < 3× native",
+        &report::command("staticlet-plugin", "validator_latency"),
+    );
 }
