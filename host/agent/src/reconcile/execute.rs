@@ -284,13 +284,16 @@ impl Executor {
         let container = podconfig::find_container(pod, name)
             .ok_or_else(|| StartFailure::new("CreateContainerConfigError", format!("no container {name}")))?;
         let image = container.image.clone().unwrap_or_default();
-        self.ensure_image(name, &image, container.image_pull_policy.as_deref().unwrap_or("IfNotPresent")).await?;
+        // The pod's address (for `status.podIP` in the environment, and hooks) is asked for
+        // while the image is looked up: two calls the runtime answers side by side.
+        let runtime = self.runtime.clone();
+        let (present, pod_ip) = tokio::join!(runtime.image_status(&image), self.addresses.of(sandbox_id, host_network(pod)));
+        let present = present.map_err(|e| StartFailure::new(ERR_IMAGE_PULL, e.to_string()))?.is_some();
+        self.ensure_image(name, &image, present, container.image_pull_policy.as_deref().unwrap_or("IfNotPresent")).await?;
         let sandbox_config = podconfig::sandbox_config(pod, sandbox_attempt, self.owner());
-        let pod_ip = self.addresses.of(sandbox_id, host_network(pod)).await;
         let addresses = podconfig::Addresses { pod_ip: Some(pod_ip.as_str()).filter(|ip| !ip.is_empty()), host_ip: &self.ctx.host_ip };
         let config = podconfig::container_config(pod, container, attempt, self.owner(), &self.ctx.layout, addresses)
             .map_err(|e| StartFailure::new("CreateContainerConfigError", e.to_string()))?;
-        let runtime = self.runtime.clone();
         let id = runtime.create_container(sandbox_id, &config, &sandbox_config).await.map_err(call_failed("CreateContainerError"))?;
         self.events.normal(Some(name), "Created", format!("Created container {name}"));
         runtime.start_container(&id).await.map_err(call_failed("RunContainerError"))?;
@@ -309,9 +312,9 @@ impl Executor {
         Ok(Some((id, message)))
     }
 
-    /// Makes `image` present as its pull `policy` and the image back-off say.
-    async fn ensure_image(&mut self, container: &str, image: &str, policy: &str) -> Result<(), StartFailure> {
-        let present = self.runtime.image_status(image).await.map_err(|e| StartFailure::new(ERR_IMAGE_PULL, e.to_string()))?.is_some();
+    /// Makes `image` (`present` on the node or not) available as its pull `policy` and the image
+    /// back-off say.
+    async fn ensure_image(&mut self, container: &str, image: &str, present: bool, policy: &str) -> Result<(), StartFailure> {
         let now = self.ctx.clock.now();
         match plan::image_step(image, policy, present, &self.image_backoff, now) {
             ImageStep::Use => return Ok(()),

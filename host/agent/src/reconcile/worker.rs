@@ -183,7 +183,7 @@ impl Worker {
             self.forget_status();
             return Ok(Outcome::Gone);
         }
-        self.keep_record(wanted, &observed, &plan, now);
+        let unsaved = self.keep_record(wanted, &observed, &plan, now);
         self.report_waiting(wanted, &plan);
         if plan.afresh {
             self.events.normal(None, "Restarting", "Stopping every container to start the pod afresh, as requested");
@@ -194,7 +194,11 @@ impl Worker {
             // show it for a moment after its last object was gone).
             self.forget_status();
         }
-        let executed = match self.executor.execute(wanted, &observed, &plan).await {
+        let executed = self.executor.execute(wanted, &observed, &plan).await;
+        if unsaved {
+            self.save_record();
+        }
+        let executed = match executed {
             Ok(executed) => executed,
             Err(e) => {
                 // What failed shows in the pod's status until a retry works.
@@ -252,21 +256,32 @@ impl Worker {
         }
     }
 
-    /// Keeps the pod's record (start time, crash-loop back-off) and saves it when it changed.
-    fn keep_record(&mut self, wanted: Option<&StaticPod>, observed: &ObservedPod, plan: &Plan, now: SystemTime) {
-        let mut dirty = false;
+    /// Keeps the pod's record (start time, crash-loop back-off). A grown back-off is saved at
+    /// once, before the restart it delays, so it survives an agent killed right after; returns
+    /// whether a new start time still has to be saved, which can wait until the pass is done
+    /// (it is rebuilt from the pod's first sandbox if the agent dies first), off a new pod's
+    /// way to its first container.
+    fn keep_record(&mut self, wanted: Option<&StaticPod>, observed: &ObservedPod, plan: &Plan, now: SystemTime) -> bool {
+        let mut started = false;
         if wanted.is_some() && self.record.start_time.is_none() {
             // A record lost or damaged is rebuilt from the runtime: a pod already running
             // started when its first sandbox was made.
             let first_sandbox = observed.sandboxes.iter().map(|s| s.created_at).min();
             self.record.start_time = Some(first_sandbox.unwrap_or(now));
-            dirty = true;
+            started = true;
         }
         for (name, finished) in &plan.backoff_next {
             self.record.backoff.next(name, *finished);
-            dirty = true;
         }
-        if dirty && let Err(e) = self.record.save(&self.ctx.layout.pod_record(&self.uid)) {
+        if plan.backoff_next.is_empty() {
+            return started;
+        }
+        self.save_record();
+        false
+    }
+
+    fn save_record(&self) {
+        if let Err(e) = self.record.save(&self.ctx.layout.pod_record(&self.uid)) {
             warn!(uid = %self.uid, "cannot save the pod's state; back-off will not survive a restart: {e}");
         }
     }

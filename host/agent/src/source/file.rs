@@ -307,7 +307,7 @@ impl Source for FileSource {
             let target = self.watch_target();
             let identity = std::fs::metadata(&target).ok().map(|m| (m.dev(), m.ino()));
             if identity != watched {
-                watcher = identity.and_then(|_| watch(&target, events_tx.clone()));
+                watcher = identity.and_then(|_| watch(&target, &self.path, events_tx.clone()));
                 watched = identity.filter(|_| watcher.is_some());
             }
 
@@ -361,7 +361,19 @@ enum Change {
     Partial,
 }
 
-fn watch(dir: &Path, events: mpsc::UnboundedSender<Change>) -> Option<notify::RecommendedWatcher> {
+/// Whether `event` is only about dotfiles in the directory of the source `path`: they are never
+/// read, so their events change nothing. Atomic writers (editors, config tools) write one beside
+/// the manifest and rename it into place; waiting out the debounce after its creation would
+/// delay every pod written that way. (A manifest path that is itself a dotfile is read.)
+fn only_unread_files(event: &notify::Event, path: &Path) -> bool {
+    let dotfile = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+    !event.paths.is_empty() && event.paths.iter().all(|p| dotfile(p) && p != path)
+}
+
+/// Watches `dir` (the manifest directory, or the parent of the manifest file `path`) and sends
+/// what each event tells of a change.
+fn watch(dir: &Path, path: &Path, events: mpsc::UnboundedSender<Change>) -> Option<notify::RecommendedWatcher> {
+    let path = path.to_owned();
     let handler = move |result: notify::Result<notify::Event>| {
         // Reading the directory raises open and read events of its own: reacting to those would
         // make every re-list trigger the next one.
@@ -371,7 +383,7 @@ fn watch(dir: &Path, events: mpsc::UnboundedSender<Change>) -> Option<notify::Re
             EventKind::Access(_) => None,
             _ => Some(Change::Partial),
         };
-        if let Some(change) = result.ok().and_then(|event| change(&event.kind)) {
+        if let Some(change) = result.ok().filter(|event| !only_unread_files(event, &path)).and_then(|event| change(&event.kind)) {
             let _ = events.send(change);
         }
     };
@@ -394,6 +406,22 @@ fn watch(dir: &Path, events: mpsc::UnboundedSender<Change>) -> Option<notify::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_of_dotfiles_change_nothing_unless_the_path_is_one() {
+        use notify::event::{CreateKind, EventKind, ModifyKind, RenameMode};
+        let dir = Path::new("/etc/kubernetes/manifests");
+        let event =
+            |kind, names: &[&str]| notify::Event { kind, paths: names.iter().map(|n| dir.join(n)).collect(), attrs: Default::default() };
+        let created = EventKind::Create(CreateKind::File);
+        let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        assert!(only_unread_files(&event(created, &[".web.yaml.tmp"]), dir), "an atomic writer's temporary file");
+        assert!(!only_unread_files(&event(renamed, &[".web.yaml.tmp", "web.yaml"]), dir), "renamed into place");
+        assert!(!only_unread_files(&event(created, &["web.yaml"]), dir));
+        assert!(!only_unread_files(&event(created, &[]), dir), "an event about nothing in particular");
+        let hidden = dir.join(".pod.yaml");
+        assert!(!only_unread_files(&event(created, &[".pod.yaml"]), &hidden), "the manifest path itself");
+    }
 
     #[test]
     fn reads_only_manifests() {
