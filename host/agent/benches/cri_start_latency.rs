@@ -154,8 +154,12 @@ async fn main() {
         &format!(
             "file written → all containers running on containerd {version} through the CRI ({PODS} pods; timed to containerd's `ContainerStatus.started_at`)"
         ),
-        &format!("{}; **{ratio:.2}×** the bare CRI calls", report::p50_p99_ms(&ours_ms)),
-        "p50 ≤ 1.1× the bare CRI calls",
+        &format!(
+            "{}; **{ratio:.2}×** the bare CRI calls at p50, {:.2}× at p99",
+            report::p50_p99_ms(&ours_ms),
+            report::percentile(&ours_ms, 99.0) / report::percentile(&floor_ms, 99.0)
+        ),
+        "p50 ≤ 1.05×, p99 ≤ 1.3× the bare CRI calls",
         &report::command("staticlet", BENCH),
     );
     report::row(

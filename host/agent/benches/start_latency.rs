@@ -261,8 +261,12 @@ async fn main() {
 
     report::row(
         &format!("file written → all containers running, staticlet ({PODS} pods)"),
-        &format!("{}; **{ratio:.2}×** the minimal Engine API client", report::p50_p99_ms(&ours_ms)),
-        "p50 ≤ 1.2× the minimal Engine API client",
+        &format!(
+            "{}; **{ratio:.2}×** the minimal Engine API client at p50, {:.2}× at p99",
+            report::p50_p99_ms(&ours_ms),
+            report::percentile(&ours_ms, 99.0) / report::percentile(&floor_ms, 99.0)
+        ),
+        "p50 ≤ 1.05×, p99 ≤ 1.3× the minimal Engine API client",
         &report::command("staticlet", BENCH),
     );
     report::row(
