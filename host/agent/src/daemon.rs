@@ -14,7 +14,7 @@ use crate::admission::plugins::Validators;
 use crate::api::credential::Credential;
 use crate::api::{self, Api};
 use crate::config::Config;
-use crate::desired::{self, DesiredState};
+use crate::desired::{self, DesiredSet, DesiredState};
 use crate::events::Recorder;
 use crate::metrics::{Instrumented, Metrics};
 use crate::mirror::{Mirror, RegisterAs};
@@ -63,21 +63,55 @@ pub async fn run(
     let api_tasks = serve_api(config, mirror.as_ref().map(Mirror::client), api);
     // Mirror pods only read the desired set and the status store: nothing below waits for the
     // API server.
-    let mirror = mirror.map(|mirror| {
-        info!(server = mirror.server(), register_node = config.register_node, "mirror pods on");
-        let register = config.register_node.then(|| RegisterAs {
-            node_ip: config.node_ip.clone(),
-            kubelet_port: config.kubelet_server.as_ref().map(|server| server.address.port()),
-            runtime: runtimes.default_runtime().clone(),
-        });
-        tokio::spawn(mirror.run(register, desired_rx.clone(), status.clone(), events.clone(), shutdown.clone()))
-    });
+    let mirror = mirror.map(|mirror| spawn_mirror(mirror, config, &runtimes, desired_rx.clone(), &status, &events, &shutdown));
     let layout = Layout::new(&config.root_dir);
-    plugins.register(adapters.iter().cloned());
-    // Pods whose calls failed on the old code converge on their next retry.
-    let consequence = "runtime calls use the new code";
-    let adapters_reload = tokio::spawn(staticlet_plugin::reload::watch(adapters, consequence, watch::Sender::new(0), shutdown.clone()));
-    let ctx = Arc::new(Context {
+    let adapters_reload = reload_adapters(adapters, &plugins, &shutdown);
+    let ctx = reconcile_context(config, &runtimes, &layout, &status, &events, &metrics);
+
+    // No pod is admitted, and so none started, before every validator has loaded (or failed
+    // to, which its failure policy then covers).
+    let (sources, validators) = load_plugins(config, &engine, &layout, &metrics, &plugins, runtimes.class_names()).await;
+    let intake = Intake::start(sources, validators, node, events, metrics, desired_tx, &shutdown);
+    let ready = tokio::spawn(notify_systemd(status, shutdown.clone()));
+    Controller::new(ctx).run(desired_rx, restart_rx, shutdown).await;
+    let _ = tokio::join!(intake.join(), join_all(api_tasks), adapters_reload, ready);
+    if let Some(mirror) = mirror {
+        let _ = mirror.await;
+    }
+    info!("staticlet stopped; pods are left running");
+}
+
+/// Starts the mirror stage; with `--register-node` it is told this host's address, kubelet
+/// port and runtime, for the Node object it registers.
+fn spawn_mirror(
+    mirror: Mirror,
+    config: &Config,
+    runtimes: &Runtimes,
+    desired: watch::Receiver<Arc<DesiredSet>>,
+    status: &StatusStore,
+    events: &Recorder,
+    shutdown: &CancellationToken,
+) -> JoinHandle<()> {
+    info!(server = mirror.server(), register_node = config.register_node, "mirror pods on");
+    let register = config.register_node.then(|| RegisterAs {
+        node_ip: config.node_ip.clone(),
+        kubelet_port: config.kubelet_server.as_ref().map(|server| server.address.port()),
+        runtime: runtimes.default_runtime().clone(),
+    });
+    tokio::spawn(mirror.run(register, desired, status.clone(), events.clone(), shutdown.clone()))
+}
+
+/// What the pod workers share: the runtimes, this node, the state directory, and where they
+/// report statuses, events and metrics.
+fn reconcile_context(
+    config: &Config,
+    runtimes: &Runtimes,
+    layout: &Layout,
+    status: &StatusStore,
+    events: &Recorder,
+    metrics: &Metrics,
+) -> Arc<Context> {
+    Arc::new(Context {
         runtimes: runtimes.clone(),
         node: config.node_name.clone(),
         layout: layout.clone(),
@@ -87,26 +121,54 @@ pub async fn run(
         events: events.clone(),
         metrics: metrics.clone(),
         clock: staticlet_runtime::Clock::SYSTEM,
-    });
+    })
+}
 
-    // No pod is admitted, and so none started, before every validator has loaded (or failed
-    // to, which its failure policy then covers).
-    let (sources, validators) = load_plugins(config, &engine, &layout, &metrics, &plugins, runtimes.class_names()).await;
-    let checkpoints = sources.iter().filter_map(|source| Some((source.kind(), source.checkpoint()?.to_owned()))).collect();
-    let (sources, source_rx) = crate::source::start(sources, &metrics, &shutdown);
-    let (accepted_tx, accepted_rx) = watch::channel(SourceSnapshot::default());
-    let checkpoints = tokio::spawn(checkpoint::keep(accepted_rx, checkpoints, shutdown.clone()));
-    let stage = DesiredState::new(node, validators.chain()).reporting_to(events, metrics);
-    let generation = validators.generation();
-    let reload = tokio::spawn(validators.watch(shutdown.clone()));
-    let desired = tokio::spawn(desired::run(stage, source_rx, generation, desired_tx, accepted_tx, shutdown.clone()));
-    let ready = tokio::spawn(notify_systemd(status, shutdown.clone()));
-    Controller::new(ctx).run(desired_rx, restart_rx, shutdown).await;
-    let _ = tokio::join!(join_all(sources), desired, checkpoints, join_all(api_tasks), reload, adapters_reload, ready);
-    if let Some(mirror) = mirror {
-        let _ = mirror.await;
+/// Lists the runtime-adapter plugins in `plugins` and reloads each when its file changes.
+fn reload_adapters(adapters: Vec<Arc<Plugin>>, plugins: &PluginRegistry, shutdown: &CancellationToken) -> JoinHandle<()> {
+    plugins.register(adapters.iter().cloned());
+    // Pods whose calls failed on the old code converge on their next retry.
+    let consequence = "runtime calls use the new code";
+    tokio::spawn(staticlet_plugin::reload::watch(adapters, consequence, watch::Sender::new(0), shutdown.clone()))
+}
+
+/// The tasks that turn manifests into the desired set: one per source, the desired stage, the
+/// checkpoints of what it accepted, and the validators' reload loop.
+struct Intake {
+    sources: Vec<JoinHandle<()>>,
+    desired: JoinHandle<()>,
+    checkpoints: JoinHandle<()>,
+    reload: JoinHandle<()>,
+}
+
+impl Intake {
+    /// Starts the `sources`, feeding the desired stage for `node`, which admits pods through
+    /// the `validators` (judging every pod again when they are reloaded) and publishes on
+    /// `desired`.
+    fn start(
+        sources: Vec<Box<dyn Source>>,
+        validators: Arc<Validators>,
+        node: NodeContext,
+        events: Recorder,
+        metrics: Metrics,
+        desired: watch::Sender<Arc<DesiredSet>>,
+        shutdown: &CancellationToken,
+    ) -> Intake {
+        let checkpoints = sources.iter().filter_map(|source| Some((source.kind(), source.checkpoint()?.to_owned()))).collect();
+        let (sources, source_rx) = crate::source::start(sources, &metrics, shutdown);
+        let (accepted_tx, accepted_rx) = watch::channel(SourceSnapshot::default());
+        let checkpoints = tokio::spawn(checkpoint::keep(accepted_rx, checkpoints, shutdown.clone()));
+        let stage = DesiredState::new(node, validators.chain()).reporting_to(events, metrics);
+        let generation = validators.generation();
+        let reload = tokio::spawn(validators.watch(shutdown.clone()));
+        let desired = tokio::spawn(desired::run(stage, source_rx, generation, desired, accepted_tx, shutdown.clone()));
+        Intake { sources, desired, checkpoints, reload }
     }
-    info!("staticlet stopped; pods are left running");
+
+    /// Waits for every task to end, which they do at shutdown.
+    async fn join(self) {
+        let _ = tokio::join!(join_all(self.sources), self.desired, self.checkpoints, self.reload);
+    }
 }
 
 /// Logs what the agent is about to run.

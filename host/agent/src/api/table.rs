@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod, PodSpec, PodStatus};
 use serde_json::{Value, json};
 
 /// What each row carries besides its cells (`?includeObject=`).
@@ -87,109 +87,147 @@ pub fn pod_cells(pod: &Pod, now: SystemTime) -> Vec<String> {
     let status = pod.status.clone().unwrap_or_default();
     let sidecars: Vec<&str> =
         spec.init_containers.iter().flatten().filter(|c| c.restart_policy.as_deref() == Some("Always")).map(|c| c.name.as_str()).collect();
-    let mut total = spec.containers.len() + sidecars.len();
-    let mut ready = 0;
-    let mut restarts = 0;
-    let mut sidecar_restarts = 0;
-    let mut last_restart: Option<SystemTime> = None;
-    let mut note_restart = |c: &ContainerStatus| {
-        if let Some(finished) = c.last_state.as_ref().and_then(|s| s.terminated.as_ref()).and_then(|t| t.finished_at.as_ref()) {
-            let at = system_time(finished.0);
-            last_restart = Some(last_restart.map_or(at, |l| l.max(at)));
-        }
-    };
-    let mut reason = status.reason.clone().or_else(|| status.phase.clone()).unwrap_or_default();
-
-    let init_statuses = status.init_container_statuses.clone().unwrap_or_default();
+    let mut tally = Tally { reason: status.reason.clone().or_else(|| status.phase.clone()).unwrap_or_default(), ..Tally::default() };
     let init_count = spec.init_containers.as_ref().map_or(0, Vec::len);
-    let mut initializing = false;
-    for (i, c) in init_statuses.iter().enumerate() {
-        restarts += c.restart_count;
-        note_restart(c);
-        if sidecars.contains(&c.name.as_str()) {
-            sidecar_restarts += c.restart_count;
-            if c.started == Some(true) && c.ready {
-                ready += 1;
-            }
-            continue;
-        }
-        let state = c.state.clone().unwrap_or_default();
-        match (&state.terminated, &state.waiting) {
-            (Some(t), _) if t.exit_code == 0 => continue,
-            (Some(t), _) => {
-                reason = match t.reason.as_deref().filter(|r| !r.is_empty()) {
-                    Some(r) => format!("Init:{r}"),
-                    None if t.signal.unwrap_or(0) != 0 => format!("Init:Signal:{}", t.signal.unwrap_or(0)),
-                    None => format!("Init:ExitCode:{}", t.exit_code),
-                };
-            }
-            (None, Some(w)) if w.reason.as_deref().is_some_and(|r| !r.is_empty() && r != "PodInitializing") => {
-                reason = format!("Init:{}", w.reason.as_deref().unwrap_or_default());
-            }
-            _ => reason = format!("Init:{i}/{init_count}"),
-        }
-        initializing = true;
-        break;
-    }
+    let initializing = tally.init_containers(status.init_container_statuses.as_deref().unwrap_or_default(), init_count, &sidecars);
     let initialized = status.conditions.iter().flatten().any(|c| c.type_ == "Initialized" && c.status == "True");
     if !initializing || initialized {
-        restarts = sidecar_restarts;
-        let mut running = false;
-        for c in status.container_statuses.iter().flatten().rev() {
-            restarts += c.restart_count;
-            note_restart(c);
-            let state = c.state.clone().unwrap_or_default();
-            if let Some(waiting) = state.waiting.as_ref().and_then(|w| w.reason.clone()).filter(|r| !r.is_empty()) {
-                reason = waiting;
-            } else if let Some(t) = &state.terminated {
-                reason = match t.reason.as_deref().filter(|r| !r.is_empty()) {
-                    Some(r) => r.to_owned(),
-                    None if t.signal.unwrap_or(0) != 0 => format!("Signal:{}", t.signal.unwrap_or(0)),
-                    None => format!("ExitCode:{}", t.exit_code),
-                };
-            } else if c.ready && state.running.is_some() {
-                running = true;
-                ready += 1;
-            }
-        }
-        if reason == "Completed" && running {
-            let pod_ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
-            reason = if pod_ready { "Running".into() } else { "NotReady".into() };
-        }
+        tally.app_containers(&status);
     }
     // As kubectl prints a pod being deleted (here: its manifest carries a deletionTimestamp).
     if pod.metadata.deletion_timestamp.is_some() && !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
-        reason = "Terminating".into();
+        tally.reason = "Terminating".into();
     }
-    if spec.containers.is_empty() {
-        total = 0;
-    }
-    let restarts_cell = match last_restart {
-        Some(at) if restarts != 0 => format!("{restarts} ({} ago)", human_duration(now.duration_since(at).unwrap_or_default())),
-        _ => restarts.to_string(),
-    };
-    let age = pod
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map_or_else(|| "<unknown>".to_owned(), |t| human_duration(now.duration_since(system_time(t.0)).unwrap_or_default()));
+    let total = if spec.containers.is_empty() { 0 } else { spec.containers.len() + sidecars.len() };
+    let restarts = tally.restarts_cell(now);
     let none = || "<none>".to_owned();
-    let gates = spec.readiness_gates.as_ref().filter(|g| !g.is_empty()).map(|gates| {
-        let met =
-            gates.iter().filter(|g| status.conditions.iter().flatten().any(|c| c.type_ == g.condition_type && c.status == "True")).count();
-        format!("{met}/{}", gates.len())
-    });
     vec![
         pod.metadata.name.clone().unwrap_or_default(),
-        format!("{ready}/{total}"),
-        reason,
-        restarts_cell,
-        age,
+        format!("{}/{total}", tally.ready),
+        tally.reason,
+        restarts,
+        age_cell(pod, now),
         status.pod_ip.clone().filter(|ip| !ip.is_empty()).unwrap_or_else(none),
         spec.node_name.clone().filter(|n| !n.is_empty()).unwrap_or_else(none),
         status.nominated_node_name.clone().filter(|n| !n.is_empty()).unwrap_or_else(none),
-        gates.unwrap_or_else(none),
+        readiness_gates_cell(&spec, &status).unwrap_or_else(none),
     ]
+}
+
+/// What kubectl's pod printer adds up over the container statuses for READY, STATUS and
+/// RESTARTS.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Ready app containers and started, ready sidecars.
+    ready: usize,
+    /// Restarts of the containers that count: the init containers while the pod initializes,
+    /// else the sidecars and the app containers.
+    restarts: i32,
+    /// The sidecars' share of `restarts`, which still counts once the pod is initialized.
+    sidecar_restarts: i32,
+    /// When a container last exited to be restarted.
+    last_restart: Option<SystemTime>,
+    /// The STATUS cell: the pod's reason or phase unless a container's state says more.
+    reason: String,
+}
+
+impl Tally {
+    /// Keeps the latest time any container's previous run finished.
+    fn note_restart(&mut self, c: &ContainerStatus) {
+        if let Some(finished) = c.last_state.as_ref().and_then(|s| s.terminated.as_ref()).and_then(|t| t.finished_at.as_ref()) {
+            let at = system_time(finished.0);
+            self.last_restart = Some(self.last_restart.map_or(at, |l| l.max(at)));
+        }
+    }
+
+    /// Goes through the init containers in order up to the first one that has not completed,
+    /// which gives the pod its `Init:` status; sidecars count toward READY and never hold the
+    /// pod back. Returns whether the pod is still initializing.
+    fn init_containers(&mut self, statuses: &[ContainerStatus], init_count: usize, sidecars: &[&str]) -> bool {
+        for (i, c) in statuses.iter().enumerate() {
+            self.restarts += c.restart_count;
+            self.note_restart(c);
+            if sidecars.contains(&c.name.as_str()) {
+                self.sidecar_restarts += c.restart_count;
+                if c.started == Some(true) && c.ready {
+                    self.ready += 1;
+                }
+                continue;
+            }
+            let state = c.state.clone().unwrap_or_default();
+            match (&state.terminated, &state.waiting) {
+                (Some(t), _) if t.exit_code == 0 => continue,
+                (Some(t), _) => self.reason = format!("Init:{}", terminated_reason(t)),
+                (None, Some(w)) if w.reason.as_deref().is_some_and(|r| !r.is_empty() && r != "PodInitializing") => {
+                    self.reason = format!("Init:{}", w.reason.as_deref().unwrap_or_default());
+                }
+                _ => self.reason = format!("Init:{i}/{init_count}"),
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Goes through the app containers, last to first as kubectl does, so the first container
+    /// that is waiting or has exited gives the pod its status; restarts start again from the
+    /// sidecars'.
+    fn app_containers(&mut self, status: &PodStatus) {
+        self.restarts = self.sidecar_restarts;
+        let mut running = false;
+        for c in status.container_statuses.iter().flatten().rev() {
+            self.restarts += c.restart_count;
+            self.note_restart(c);
+            let state = c.state.clone().unwrap_or_default();
+            if let Some(waiting) = state.waiting.as_ref().and_then(|w| w.reason.clone()).filter(|r| !r.is_empty()) {
+                self.reason = waiting;
+            } else if let Some(t) = &state.terminated {
+                self.reason = terminated_reason(t);
+            } else if c.ready && state.running.is_some() {
+                running = true;
+                self.ready += 1;
+            }
+        }
+        if self.reason == "Completed" && running {
+            let pod_ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+            self.reason = if pod_ready { "Running".into() } else { "NotReady".into() };
+        }
+    }
+
+    /// RESTARTS: the count, and how long ago the last one was when there were any.
+    fn restarts_cell(&self, now: SystemTime) -> String {
+        match self.last_restart {
+            Some(at) if self.restarts != 0 => {
+                format!("{} ({} ago)", self.restarts, human_duration(now.duration_since(at).unwrap_or_default()))
+            }
+            _ => self.restarts.to_string(),
+        }
+    }
+}
+
+/// Why a container exited: its reason, else the signal that killed it, else its exit code.
+fn terminated_reason(t: &ContainerStateTerminated) -> String {
+    match t.reason.as_deref().filter(|r| !r.is_empty()) {
+        Some(r) => r.to_owned(),
+        None if t.signal.unwrap_or(0) != 0 => format!("Signal:{}", t.signal.unwrap_or(0)),
+        None => format!("ExitCode:{}", t.exit_code),
+    }
+}
+
+/// AGE: since the pod was created.
+fn age_cell(pod: &Pod, now: SystemTime) -> String {
+    pod.metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or_else(|| "<unknown>".to_owned(), |t| human_duration(now.duration_since(system_time(t.0)).unwrap_or_default()))
+}
+
+/// READINESS GATES: how many of the pod's gates have their condition true, when it has any.
+fn readiness_gates_cell(spec: &PodSpec, status: &PodStatus) -> Option<String> {
+    spec.readiness_gates.as_ref().filter(|g| !g.is_empty()).map(|gates| {
+        let met =
+            gates.iter().filter(|g| status.conditions.iter().flatten().any(|c| c.type_ == g.condition_type && c.status == "True")).count();
+        format!("{met}/{}", gates.len())
+    })
 }
 
 /// An API timestamp as a `SystemTime`; whole seconds are all the API keeps anyway.

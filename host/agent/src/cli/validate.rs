@@ -2,14 +2,15 @@
 //! chain, offline, for a CI pipeline that checks manifests before they reach a node.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use staticlet_model::{NodeContext, Origin, SourceKind};
+use staticlet_model::{Loaded, NodeContext, Origin, SourceKind};
 use staticlet_plugin::PluginEngine;
 
+use crate::admission::Chain;
 use crate::admission::plugins::Validators;
 use crate::config::{Config, RunFlags};
 use crate::source::file::{manifest_files, read_capped};
@@ -53,14 +54,7 @@ fn cache_dir() -> Option<PathBuf> {
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let flags = RunFlags { config: args.config.clone(), hostname_override: args.hostname_override.clone(), ..RunFlags::default() };
     let config = Config::resolve(&flags)?;
-    let mut files = Vec::new();
-    for path in &args.files {
-        if path.is_dir() {
-            files.extend(manifest_files(path).with_context(|| format!("reading directory {}", path.display()))?);
-        } else {
-            files.push(path.clone());
-        }
-    }
+    let files = manifests(&args.files)?;
     let engine = PluginEngine::new(&config.node_name, cache_dir())
         .map_err(|e| anyhow::anyhow!("setting up the WebAssembly engine for plugins: {e:#}"))?;
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
@@ -77,49 +71,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         let mut stdout = std::io::stdout().lock();
         let mut rejected = 0usize;
         for file in &files {
-            let name = file.display();
-            let bytes = match read_capped(file) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    writeln!(stdout, "{name}: {e}")?;
-                    rejected += 1;
-                    continue;
-                }
-            };
-            let origin = Origin { kind: SourceKind::File, uri: file.display().to_string() };
-            let loaded = match staticlet_model::load(&bytes, &origin, &node) {
-                Ok(loaded) => loaded,
-                Err(staticlet_model::LoadError::Invalid(errors)) => {
-                    for error in errors {
-                        writeln!(stdout, "{name}: {error}")?;
-                    }
-                    rejected += 1;
-                    continue;
-                }
-                Err(e) => {
-                    writeln!(stdout, "{name}: {e}")?;
-                    rejected += 1;
-                    continue;
-                }
-            };
-            if args.strict && !loaded.warnings.is_empty() {
-                for warning in &loaded.warnings {
-                    writeln!(stdout, "{name}: {warning} (--strict)")?;
-                }
-                rejected += 1;
-                continue;
-            }
-            for warning in &loaded.warnings {
-                eprintln!("{name}: warning: {warning}");
-            }
-            let decision = chain.admit(&loaded.pod, &node.node_name).await;
-            for warning in &decision.warnings {
-                eprintln!("{name}: warning: {warning}");
-            }
-            for reason in decision.violations.iter().chain(&decision.failures) {
-                writeln!(stdout, "{name}: {reason}")?;
-            }
-            if !decision.admitted() {
+            if !check(file, &chain, &node, args.strict, &mut stdout).await? {
                 rejected += 1;
             }
         }
@@ -130,4 +82,71 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The manifests to check: each path given, with a directory standing for the manifests the
+/// agent would read in it.
+fn manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(manifest_files(path).with_context(|| format!("reading directory {}", path.display()))?);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Loads `file` and runs it through the admission `chain`: why it is rejected goes to `out`,
+/// warnings to stderr. Returns whether it passed.
+async fn check(file: &Path, chain: &Chain, node: &NodeContext, strict: bool, out: &mut impl Write) -> std::io::Result<bool> {
+    let Some(loaded) = load(file, node, strict, out)? else { return Ok(false) };
+    let name = file.display();
+    let decision = chain.admit(&loaded.pod, &node.node_name).await;
+    for warning in &decision.warnings {
+        eprintln!("{name}: warning: {warning}");
+    }
+    for reason in decision.violations.iter().chain(&decision.failures) {
+        writeln!(out, "{name}: {reason}")?;
+    }
+    Ok(decision.admitted())
+}
+
+/// Reads, decodes, defaults and validates `file` as the agent would. A manifest that does not
+/// load (or with `strict`, draws a warning) is `None`, and why goes to `out`; otherwise its
+/// warnings go to stderr.
+fn load(file: &Path, node: &NodeContext, strict: bool, out: &mut impl Write) -> std::io::Result<Option<Loaded>> {
+    let name = file.display();
+    let bytes = match read_capped(file) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            writeln!(out, "{name}: {e}")?;
+            return Ok(None);
+        }
+    };
+    let origin = Origin { kind: SourceKind::File, uri: file.display().to_string() };
+    let loaded = match staticlet_model::load(&bytes, &origin, node) {
+        Ok(loaded) => loaded,
+        Err(staticlet_model::LoadError::Invalid(errors)) => {
+            for error in errors {
+                writeln!(out, "{name}: {error}")?;
+            }
+            return Ok(None);
+        }
+        Err(e) => {
+            writeln!(out, "{name}: {e}")?;
+            return Ok(None);
+        }
+    };
+    if strict && !loaded.warnings.is_empty() {
+        for warning in &loaded.warnings {
+            writeln!(out, "{name}: {warning} (--strict)")?;
+        }
+        return Ok(None);
+    }
+    for warning in &loaded.warnings {
+        eprintln!("{name}: warning: {warning}");
+    }
+    Ok(Some(loaded))
 }

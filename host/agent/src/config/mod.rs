@@ -420,44 +420,18 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let mut validators = Vec::new();
-        if file.static_pod_policy.unwrap_or(true) {
-            validators.push(static_pod_policy());
-        }
         let config_dir = flags.config.as_deref().and_then(Path::parent).unwrap_or(Path::new("/"));
         let kubelet_server = kubelet_server(flags, &file, config_dir)?;
         let plugin_error = |message| ConfigError::Plugin { path: flags.config.clone().unwrap_or_default(), message };
         let configured = plugins::resolve(&file.plugins, config_dir).map_err(plugin_error)?;
-        validators.extend(configured.validators);
-        let manifest_url = match flags.manifest_url.clone().or(file.static_pod_url) {
-            None => None,
-            Some(url) => {
-                let mut headers: Vec<(String, String)> =
-                    file.static_pod_url_header.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone()))).collect();
-                headers.extend(parse_headers(flags.manifest_url_header.iter().map(String::as_str)).map_err(ConfigError::Header)?);
-                Some(ManifestUrl {
-                    url,
-                    headers,
-                    check_frequency: flags.http_check_frequency.or(file.http_check_frequency).map_or(DEFAULT_FILE_CHECK_FREQUENCY, |d| d.0),
-                    ca_file: flags.manifest_url_ca_file.clone().or(file.static_pod_url_ca_file),
-                })
-            }
-        };
-        let cri_endpoint = flags.container_runtime_endpoint.clone().or(file.container_runtime_endpoint);
-        let cri_socket = staticlet_cri::socket_of(cri_endpoint.as_deref().unwrap_or(staticlet_cri::DEFAULT_ENDPOINT))
-            .map_err(ConfigError::CriEndpoint)?;
-        let builtin_default = if cri_endpoint.is_some() { CRI } else { DOCKER };
-        let (default_runtime_class, runtime_classes) =
-            runtime_classes(file.runtime_classes, file.default_runtime_class, builtin_default, &configured.adapters)
-                .map_err(|message| ConfigError::RuntimeClasses { path: flags.config.clone().unwrap_or_default(), message })?;
-        let node_name = match flags.hostname_override.clone().or(file.node_name) {
-            Some(name) => name,
-            None => hostname().map_err(ConfigError::NodeName)?,
-        };
+        let manifest_url = manifest_url(flags, &file)?;
+        let runtimes = RuntimeSettings::resolve(flags, &file, &configured.adapters)?;
+        let node_name = node_name(flags, &file)?;
+        let read_only_address = read_only_address(flags, &file);
         Ok(Config {
             static_pod_path: flags.pod_manifest_path.clone().or(file.static_pod_path).unwrap_or_else(|| DEFAULT_MANIFEST_PATH.into()),
             file_check_frequency: flags.file_check_frequency.or(file.file_check_frequency).map_or(DEFAULT_FILE_CHECK_FREQUENCY, |d| d.0),
-            node_name: node_name.trim().to_lowercase(),
+            node_name,
             node_ip: flags.node_ip.map_or_else(default_node_ip, |ip| ip.to_string()),
             pod_infra_container_image: flags
                 .pod_infra_container_image
@@ -471,25 +445,90 @@ impl Config {
                 .clone()
                 .or(file.docker_endpoint)
                 .unwrap_or_else(staticlet_docker::DockerRuntime::default_endpoint),
-            cri_socket,
+            cri_socket: runtimes.cri_socket,
             api_socket: flags.api_socket.clone().unwrap_or_else(|| DEFAULT_API_SOCKET.into()),
             manifest_url,
-            // The kubelet's config calls port 0 "off".
-            read_only_address: flags.read_only_port.or(file.read_only_port).filter(|port| *port != 0).map(|port| {
-                let ip = flags.address.or(file.address).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
-                std::net::SocketAddr::new(ip, port)
-            }),
+            read_only_address,
             kubelet_server,
-            validators,
+            validators: validators(file.static_pod_policy, configured.validators),
             source_plugins: configured.sources,
-            default_runtime_class,
-            runtime_classes,
+            default_runtime_class: runtimes.default_class,
+            runtime_classes: runtimes.classes,
             runtime_adapters: configured.adapters,
             kubeconfig: flags.kubeconfig.clone().or_else(|| file.kubeconfig.map(|path| config_dir.join(path))),
             register_node: flags.register_node.or(file.register_node).unwrap_or(false),
             ignored_keys: file.unknown.into_keys().collect(),
         })
     }
+}
+
+/// The admission chain: the built-in static pod policy first unless the file turns it off,
+/// then the configured validators.
+fn validators(static_pod_policy_on: Option<bool>, configured: Vec<ValidatorConfig>) -> Vec<ValidatorConfig> {
+    let mut validators = Vec::new();
+    if static_pod_policy_on.unwrap_or(true) {
+        validators.push(static_pod_policy());
+    }
+    validators.extend(configured);
+    validators
+}
+
+/// The manifest URL source, when a URL is given: the file's headers, then the flags'.
+fn manifest_url(flags: &RunFlags, file: &FileConfig) -> Result<Option<ManifestUrl>, ConfigError> {
+    let Some(url) = flags.manifest_url.clone().or(file.static_pod_url.clone()) else { return Ok(None) };
+    let mut headers: Vec<(String, String)> =
+        file.static_pod_url_header.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone()))).collect();
+    headers.extend(parse_headers(flags.manifest_url_header.iter().map(String::as_str)).map_err(ConfigError::Header)?);
+    Ok(Some(ManifestUrl {
+        url,
+        headers,
+        check_frequency: flags.http_check_frequency.or(file.http_check_frequency).map_or(DEFAULT_FILE_CHECK_FREQUENCY, |d| d.0),
+        ca_file: flags.manifest_url_ca_file.clone().or(file.static_pod_url_ca_file.clone()),
+    }))
+}
+
+/// Where pods run: the CRI endpoint's socket, and the runtime classes with their default.
+struct RuntimeSettings {
+    /// The socket of the `cri` handler's endpoint.
+    cri_socket: PathBuf,
+    /// The class of pods that name none.
+    default_class: String,
+    /// Runtime class → handler.
+    classes: BTreeMap<String, String>,
+}
+
+impl RuntimeSettings {
+    /// The CRI endpoint from the flags or the file (else containerd's), and the runtime
+    /// classes checked against the built-in runtimes and the runtime `adapters`. The built-in
+    /// default class is `cri` when a CRI endpoint is given, else `docker`.
+    fn resolve(flags: &RunFlags, file: &FileConfig, adapters: &[AdapterConfig]) -> Result<RuntimeSettings, ConfigError> {
+        let cri_endpoint = flags.container_runtime_endpoint.clone().or(file.container_runtime_endpoint.clone());
+        let cri_socket = staticlet_cri::socket_of(cri_endpoint.as_deref().unwrap_or(staticlet_cri::DEFAULT_ENDPOINT))
+            .map_err(ConfigError::CriEndpoint)?;
+        let builtin_default = if cri_endpoint.is_some() { CRI } else { DOCKER };
+        let (default_class, classes) =
+            runtime_classes(file.runtime_classes.clone(), file.default_runtime_class.clone(), builtin_default, adapters)
+                .map_err(|message| ConfigError::RuntimeClasses { path: flags.config.clone().unwrap_or_default(), message })?;
+        Ok(RuntimeSettings { cri_socket, default_class, classes })
+    }
+}
+
+/// The node name from the flags or the file, else the hostname; trimmed and lowercased.
+fn node_name(flags: &RunFlags, file: &FileConfig) -> Result<String, ConfigError> {
+    let name = match flags.hostname_override.clone().or(file.node_name.clone()) {
+        Some(name) => name,
+        None => hostname().map_err(ConfigError::NodeName)?,
+    };
+    Ok(name.trim().to_lowercase())
+}
+
+/// The read-only port's address: on loopback unless an address is given, and off without a
+/// port or with port 0, which the kubelet's config calls "off".
+fn read_only_address(flags: &RunFlags, file: &FileConfig) -> Option<std::net::SocketAddr> {
+    flags.read_only_port.or(file.read_only_port).filter(|port| *port != 0).map(|port| {
+        let ip = flags.address.or(file.address).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        std::net::SocketAddr::new(ip, port)
+    })
 }
 
 /// Checks the runtime classes: names a RuntimeClass could have, handlers that exist, and a

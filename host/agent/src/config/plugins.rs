@@ -134,35 +134,69 @@ pub(super) struct Resolved {
 
 /// Checks every entry and turns it into a spec; errors name the entry and field.
 pub(super) fn resolve(entries: &[PluginEntry], config_dir: &Path) -> Result<Resolved, String> {
-    // A plugin named like a built-in runtime would make `runtimeClasses` ambiguous (a runtime
-    // adapter named `cri` would silently take the CRI runtime's place), and one named like the
-    // built-in policy would hide it.
-    let reserved =
-        [(STATIC_POD_POLICY, "the built-in admission policy"), (DOCKER, "the built-in Docker runtime"), (CRI, "the built-in CRI runtime")];
     let mut names = HashSet::new();
     let mut resolved = Resolved::default();
     for (i, entry) in entries.iter().enumerate() {
         let at = |field: &str| format!("plugins[{i}].{field}");
-        if entry.name.is_empty() || !entry.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("{}: {:?} is not a plugin name (letters, digits, - and _)", at("name"), entry.name));
+        entry.check_name(&mut names, &at)?;
+        entry.check_kind_fields(&at)?;
+        let limits = entry.limits(&at)?;
+        let grants = entry.grants(config_dir, &at)?;
+        let settings = entry.config.clone().unwrap_or_else(|| serde_json::json!({})).to_string();
+        let spec = PluginSpec {
+            name: entry.name.clone(),
+            kind: entry.kind,
+            code: Code::File(config_dir.join(&entry.path)),
+            settings,
+            grants,
+            limits,
+        };
+        resolved.add(entry, spec, &at)?;
+    }
+    Ok(resolved)
+}
+
+/// Names a plugin may not take: a plugin named like a built-in runtime would make
+/// `runtimeClasses` ambiguous (a runtime adapter named `cri` would silently take the CRI
+/// runtime's place), and one named like the built-in policy would hide it.
+const RESERVED_NAMES: [(&str, &str); 3] =
+    [(STATIC_POD_POLICY, "the built-in admission policy"), (DOCKER, "the built-in Docker runtime"), (CRI, "the built-in CRI runtime")];
+
+impl PluginEntry {
+    /// The name: letters, digits, `-` and `_`, not reserved, and not taken by an earlier entry
+    /// (it is added to `names`).
+    fn check_name(&self, names: &mut HashSet<String>, at: &dyn Fn(&str) -> String) -> Result<(), String> {
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("{}: {:?} is not a plugin name (letters, digits, - and _)", at("name"), self.name));
         }
-        if let Some((_, what)) = reserved.iter().find(|(name, _)| *name == entry.name) {
-            return Err(format!("{}: {:?} is reserved: it names {what}", at("name"), entry.name));
+        if let Some((_, what)) = RESERVED_NAMES.iter().find(|(name, _)| *name == self.name) {
+            return Err(format!("{}: {:?} is reserved: it names {what}", at("name"), self.name));
         }
-        if !names.insert(entry.name.clone()) {
-            return Err(format!("{}: another plugin is already named {:?}", at("name"), entry.name));
+        if !names.insert(self.name.clone()) {
+            return Err(format!("{}: another plugin is already named {:?}", at("name"), self.name));
         }
-        if entry.kind != Kind::AdmissionValidator && entry.failure_policy.is_some() {
+        Ok(())
+    }
+
+    /// Rejects the fields that only another kind of plugin has.
+    fn check_kind_fields(&self, at: &dyn Fn(&str) -> String) -> Result<(), String> {
+        if self.kind != Kind::AdmissionValidator && self.failure_policy.is_some() {
             return Err(format!("{}: only admission-validator plugins have one", at("failurePolicy")));
         }
-        if entry.kind != Kind::ManifestSource && entry.interval.is_some() {
+        if self.kind != Kind::ManifestSource && self.interval.is_some() {
             return Err(format!("{}: only manifest-source plugins are polled", at("interval")));
         }
-        if entry.kind != Kind::RuntimeAdapter && entry.image_pull_timeout.is_some() {
+        if self.kind != Kind::RuntimeAdapter && self.image_pull_timeout.is_some() {
             return Err(format!("{}: only runtime-adapter plugins pull images", at("imagePullTimeout")));
         }
+        Ok(())
+    }
+
+    /// The call deadline, concurrency and memory cap: the kind's defaults, with the entry's
+    /// `timeout` and `memoryLimit` over them.
+    fn limits(&self, at: &dyn Fn(&str) -> String) -> Result<Limits, String> {
         let mut limits = Limits::default();
-        match entry.kind {
+        match self.kind {
             Kind::ManifestSource => limits.call_timeout = DEFAULT_SOURCE_TIMEOUT,
             Kind::RuntimeAdapter => {
                 limits.call_timeout = DEFAULT_ADAPTER_TIMEOUT;
@@ -170,13 +204,13 @@ pub(super) fn resolve(entries: &[PluginEntry], config_dir: &Path) -> Result<Reso
             }
             Kind::AdmissionValidator => {}
         }
-        if let Some(timeout) = entry.timeout {
+        if let Some(timeout) = self.timeout {
             if timeout.0.is_zero() {
                 return Err(format!("{}: must be more than zero", at("timeout")));
             }
             limits.call_timeout = timeout.0;
         }
-        if let Some(memory) = &entry.memory_limit {
+        if let Some(memory) = &self.memory_limit {
             let bytes = staticlet_model::quantity::parse_quantity(memory)
                 .ok()
                 .filter(|q| !q.is_negative())
@@ -185,49 +219,53 @@ pub(super) fn resolve(entries: &[PluginEntry], config_dir: &Path) -> Result<Reso
                 .ok_or_else(|| format!("{}: {memory:?} is not a memory quantity (like 64Mi)", at("memoryLimit")))?;
             limits.memory_bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
         }
-        let http_hosts = entry
+        Ok(limits)
+    }
+
+    /// What the plugin may reach: the hosts of `allowedHosts`, and the `readOnlyDirs` with
+    /// their host paths relative to the config file.
+    fn grants(&self, config_dir: &Path, at: &dyn Fn(&str) -> String) -> Result<Grants, String> {
+        let http_hosts = self
             .allowed_hosts
             .iter()
             .enumerate()
             .map(|(j, h)| h.parse::<HostGrant>().map_err(|e| format!("{}: {e}", at(&format!("allowedHosts[{j}]")))))
             .collect::<Result<Vec<_>, _>>()?;
         let mut read_only_dirs = Vec::new();
-        for (j, dir) in entry.read_only_dirs.iter().enumerate() {
+        for (j, dir) in self.read_only_dirs.iter().enumerate() {
             if !dir.path.starts_with('/') {
                 return Err(format!("{}: the path the plugin sees must be absolute", at(&format!("readOnlyDirs[{j}].path"))));
             }
             read_only_dirs.push(DirGrant { host_path: config_dir.join(&dir.host_path), guest_path: dir.path.clone() });
         }
-        let settings = entry.config.clone().unwrap_or_else(|| serde_json::json!({})).to_string();
-        let spec = PluginSpec {
-            name: entry.name.clone(),
-            kind: entry.kind,
-            code: Code::File(config_dir.join(&entry.path)),
-            settings,
-            grants: Grants { http_hosts, read_only_dirs },
-            limits,
-        };
+        Ok(Grants { http_hosts, read_only_dirs })
+    }
+}
+
+impl Resolved {
+    /// Files `spec` under its kind, with the settings only that kind has.
+    fn add(&mut self, entry: &PluginEntry, spec: PluginSpec, at: &dyn Fn(&str) -> String) -> Result<(), String> {
         match entry.kind {
             Kind::ManifestSource => {
                 let interval = entry.interval.map_or(DEFAULT_SOURCE_INTERVAL, |i| i.0);
                 if interval.is_zero() {
                     return Err(format!("{}: must be more than zero", at("interval")));
                 }
-                resolved.sources.push(SourceConfig { spec, interval });
+                self.sources.push(SourceConfig { spec, interval });
             }
             Kind::AdmissionValidator => {
-                resolved.validators.push(ValidatorConfig { spec, failure_policy: entry.failure_policy.unwrap_or_default() });
+                self.validators.push(ValidatorConfig { spec, failure_policy: entry.failure_policy.unwrap_or_default() });
             }
             Kind::RuntimeAdapter => {
                 let image_pull_timeout = entry.image_pull_timeout.map_or(staticlet_plugin::DEFAULT_IMAGE_PULL_TIMEOUT, |t| t.0);
                 if image_pull_timeout.is_zero() {
                     return Err(format!("{}: must be more than zero", at("imagePullTimeout")));
                 }
-                resolved.adapters.push(AdapterConfig { spec, image_pull_timeout });
+                self.adapters.push(AdapterConfig { spec, image_pull_timeout });
             }
         }
+        Ok(())
     }
-    Ok(resolved)
 }
 
 #[cfg(test)]

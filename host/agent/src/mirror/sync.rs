@@ -67,6 +67,42 @@ impl KubeBackoff for Backoff {
     }
 }
 
+/// When the next pass may run: after a change, no sooner than [`MIN_PASS_INTERVAL`] after the
+/// last one, and after a failed pass not before its back-off.
+struct Pacing {
+    /// Something changed since the last pass began (or its failure wants it retried).
+    dirty: bool,
+    /// The earliest time the next pass may begin.
+    earliest: Instant,
+    /// The back-off between failed passes.
+    retries: Backoff,
+}
+
+impl Pacing {
+    /// A pass is due at once.
+    fn new() -> Pacing {
+        Pacing { dirty: true, earliest: Instant::now(), retries: Backoff::default() }
+    }
+
+    /// A pass begins: it takes in every change so far, and the next waits its interval.
+    fn started(&mut self) {
+        self.dirty = false;
+        self.earliest = Instant::now() + MIN_PASS_INTERVAL;
+    }
+
+    /// A pass ended: a failed one is retried after the back-off, a successful one resets it.
+    fn finished(&mut self, outcome: Result<(), String>) {
+        if let Err(failure) = outcome {
+            let delay = self.retries.next().unwrap_or(Backoff::MAX);
+            debug!("mirror pods: {failure}; retrying in {delay:?}");
+            self.dirty = true;
+            self.earliest = self.earliest.max(Instant::now() + delay);
+        } else {
+            self.retries.reset();
+        }
+    }
+}
+
 /// The mirror loop's state.
 pub struct Sync {
     client: Client,
@@ -97,19 +133,16 @@ impl Sync {
         events: Recorder,
         shutdown: CancellationToken,
     ) {
-        let selector = format!("spec.nodeName={}", self.node.name);
-        let watch = watcher(Api::<Pod>::all(self.client.clone()), watcher::Config::default().fields(&selector)).backoff(Backoff::default());
+        let watch = self.watch_node_pods();
         let mut watch = std::pin::pin!(watch);
         let mut snapshots = status.subscribe();
         // Filled during a (re)list, swapped in when it completes.
         let mut listing: Option<BTreeMap<(String, String), Observed>> = None;
         let mut listed = false;
         let mut watch_failing = false;
-        let mut dirty = true;
-        let mut earliest = Instant::now();
-        let mut retries = Backoff::default();
+        let mut pacing = Pacing::new();
         loop {
-            let due = (listed && dirty && desired.borrow().ready).then_some(earliest);
+            let due = (listed && pacing.dirty && desired.borrow().ready).then_some(pacing.earliest);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return,
@@ -119,44 +152,46 @@ impl Sync {
                             info!(server = %self.server, "mirror pods: watching the API server again");
                         }
                         listed |= self.observe(event, &mut listing);
-                        dirty = true;
+                        pacing.dirty = true;
                     }
-                    Some(Err(e)) => {
-                        if !std::mem::replace(&mut watch_failing, true) {
-                            warn!(server = %self.server, "mirror pods: cannot watch this node's pods: {e}; retrying with back-off, pods run regardless");
-                        } else {
-                            debug!(server = %self.server, "mirror pods: watch still failing: {e}");
-                        }
-                    }
+                    Some(Err(e)) => self.watch_failed(&e, std::mem::replace(&mut watch_failing, true)),
                     None => return,
                 },
                 changed = snapshots.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    dirty = true;
+                    pacing.dirty = true;
                 }
                 changed = desired.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    dirty = true;
+                    pacing.dirty = true;
                 }
                 _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                     let snapshot = snapshots.borrow_and_update().clone();
                     let wanted = desired.borrow_and_update().clone();
-                    dirty = false;
-                    earliest = Instant::now() + MIN_PASS_INTERVAL;
-                    if let Err(failure) = self.pass(&wanted, &snapshot, &events).await {
-                        let delay = retries.next().unwrap_or(Backoff::MAX);
-                        debug!("mirror pods: {failure}; retrying in {delay:?}");
-                        dirty = true;
-                        earliest = earliest.max(Instant::now() + delay);
-                    } else {
-                        retries.reset();
-                    }
+                    pacing.started();
+                    pacing.finished(self.pass(&wanted, &snapshot, &events).await);
                 }
             }
+        }
+    }
+
+    /// This node's pods on the API server, listed again after each failure with back-off.
+    fn watch_node_pods(&self) -> impl futures::Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + use<> {
+        let selector = format!("spec.nodeName={}", self.node.name);
+        watcher(Api::<Pod>::all(self.client.clone()), watcher::Config::default().fields(&selector)).backoff(Backoff::default())
+    }
+
+    /// Logs a failed watch: a warning when it starts failing, then only at debug level, so a
+    /// long outage of the API server does not flood the log.
+    fn watch_failed(&self, e: &watcher::Error, already_failing: bool) {
+        if !already_failing {
+            warn!(server = %self.server, "mirror pods: cannot watch this node's pods: {e}; retrying with back-off, pods run regardless");
+        } else {
+            debug!(server = %self.server, "mirror pods: watch still failing: {e}");
         }
     }
 

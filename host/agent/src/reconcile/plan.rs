@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use k8s_openapi::api::core::v1::{Container as ContainerSpec, PodSpec};
 use staticlet_model::StaticPod;
 use staticlet_model::status::IMAGE_PULL_BACK_OFF;
 use staticlet_runtime::{Container, ContainerState, ContainerStatus, PodSandbox, SandboxState};
@@ -207,6 +208,9 @@ pub fn image_step(image: &str, policy: &str, present: bool, image_backoff: &Back
     }
 }
 
+/// The instances of each container in one sandbox, by name, newest first.
+type Instances<'a> = BTreeMap<&'a str, Vec<&'a ObservedContainer>>;
+
 struct Planner<'a> {
     pod: &'a StaticPod,
     observed: &'a ObservedPod,
@@ -228,6 +232,11 @@ fn should_restart(policy: &str, exit_code: i32) -> bool {
 }
 
 impl<'a> Planner<'a> {
+    /// The pod's spec, which defaulting always fills in.
+    fn spec(&self) -> &'a PodSpec {
+        self.pod.pod.spec.as_ref().expect("defaulted pods have a spec")
+    }
+
     fn run(mut self) -> Plan {
         let newest = self.observed.sandboxes.iter().max_by_key(|s| (s.metadata.attempt, s.created_at));
         // The sandbox carries the pod's name too: when another manifest takes over a UID (two
@@ -261,19 +270,31 @@ impl<'a> Planner<'a> {
         }
         let attempt = newest.map_or(0, |s| s.metadata.attempt + 1);
         self.plan.actions.push(Action::CreateSandbox { attempt });
-        let spec = self.pod.pod.spec.as_ref().expect("defaulted pods have a spec");
+        let spec = self.spec();
         match spec.init_containers.as_ref().and_then(|c| c.first()) {
             Some(first) => self.start(&first.name),
             None => spec.containers.iter().for_each(|c| self.start(&c.name)),
         }
     }
 
+    /// A usable sandbox: old sandboxes go, then the init containers run in order, the app
+    /// containers once every init container is done, and old instances of each are collected.
     fn in_sandbox(&mut self, sandbox: &PodSandbox) {
         for old in self.observed.sandboxes.iter().filter(|s| s.id != sandbox.id) {
             self.plan.actions.push(Action::RemoveSandbox { id: old.id.clone() });
         }
+        let by_name = self.instances_in(sandbox);
+        if self.init_containers(&by_name) {
+            self.app_containers(&by_name);
+        }
+        self.collect_old_instances(&by_name);
+    }
+
+    /// The containers in `sandbox` by name, newest instance first. Containers whose sandbox is
+    /// gone altogether are killed and removed on the way.
+    fn instances_in(&mut self, sandbox: &PodSandbox) -> Instances<'a> {
         let known_sandboxes: Vec<&str> = self.observed.sandboxes.iter().map(|s| s.id.as_str()).collect();
-        let mut by_name: BTreeMap<&str, Vec<&ObservedContainer>> = BTreeMap::new();
+        let mut by_name: Instances<'a> = BTreeMap::new();
         for c in &self.observed.containers {
             if c.container.pod_sandbox_id == sandbox.id {
                 by_name.entry(c.container.metadata.name.as_str()).or_default().push(c);
@@ -285,81 +306,97 @@ impl<'a> Planner<'a> {
         for instances in by_name.values_mut() {
             instances.sort_by_key(|c| std::cmp::Reverse((c.container.metadata.attempt, c.container.created_at)));
         }
+        by_name
+    }
 
-        let spec = self.pod.pod.spec.as_ref().expect("defaulted pods have a spec");
-        let policy = restart_policy(self.pod);
-        let mut initialized = true;
+    /// Steps the init containers in order, stopping at the first that is not done. Returns
+    /// whether all are done, so the app containers may run.
+    fn init_containers(&mut self, by_name: &Instances<'a>) -> bool {
+        let spec = self.spec();
         for init in spec.init_containers.iter().flatten() {
-            let sidecar = init.restart_policy.as_deref() == Some("Always");
             let latest = by_name.get(init.name.as_str()).and_then(|v| v.first().copied());
-            let done = match latest.map(|c| c.container.state) {
-                None => {
-                    self.start(&init.name);
+            if !self.init_container(init, latest) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// One init container, given its newest instance: started, restarted or replaced as its
+    /// state asks. Returns whether it is done: exited successfully, or for a sidecar, running
+    /// unchanged and past its startup probe.
+    fn init_container(&mut self, init: &ContainerSpec, latest: Option<&ObservedContainer>) -> bool {
+        let sidecar = init.restart_policy.as_deref() == Some("Always");
+        match latest.map(|c| c.container.state) {
+            None => {
+                self.start(&init.name);
+                false
+            }
+            Some(ContainerState::Running) if sidecar => self.keep_or_replace(latest.unwrap()) && !latest.unwrap().starting,
+            Some(ContainerState::Running) => false,
+            Some(ContainerState::Exited) => {
+                let status = latest.and_then(|c| c.status.as_ref());
+                let exit_code = status.map_or(0, |s| s.exit_code);
+                if !sidecar && exit_code == 0 {
+                    true
+                } else if !sidecar && restart_policy(self.pod) == "Never" {
+                    self.plan.failed = true;
+                    false
+                } else {
+                    self.restart_after_exit(latest.unwrap());
                     false
                 }
-                Some(ContainerState::Running) if sidecar => self.keep_or_replace(latest.unwrap()) && !latest.unwrap().starting,
-                Some(ContainerState::Running) => false,
-                Some(ContainerState::Exited) => {
-                    let status = latest.and_then(|c| c.status.as_ref());
-                    let exit_code = status.map_or(0, |s| s.exit_code);
-                    if !sidecar && exit_code == 0 {
-                        true
-                    } else if !sidecar && policy == "Never" {
-                        self.plan.failed = true;
-                        false
-                    } else {
-                        self.restart_after_exit(latest.unwrap());
-                        false
+            }
+            Some(ContainerState::Created | ContainerState::Unknown) => {
+                self.kill_and_remove(latest.unwrap(), "it never started");
+                self.start(&init.name);
+                false
+            }
+        }
+    }
+
+    /// Each app container, given its newest instance: started, kept, replaced if its spec
+    /// changed, or restarted as the restart policy says once it has exited.
+    fn app_containers(&mut self, by_name: &Instances<'a>) {
+        let spec = self.spec();
+        for container in &spec.containers {
+            let latest = by_name.get(container.name.as_str()).and_then(|v| v.first().copied());
+            match latest {
+                None => self.start(&container.name),
+                Some(c) => match c.container.state {
+                    ContainerState::Running => {
+                        self.keep_or_replace(c);
                     }
-                }
-                Some(ContainerState::Created | ContainerState::Unknown) => {
-                    self.kill_and_remove(latest.unwrap(), "it never started");
-                    self.start(&init.name);
-                    false
-                }
-            };
-            if !done {
-                initialized = false;
-                break;
-            }
-        }
-
-        if initialized {
-            for container in &spec.containers {
-                let latest = by_name.get(container.name.as_str()).and_then(|v| v.first().copied());
-                match latest {
-                    None => self.start(&container.name),
-                    Some(c) => match c.container.state {
-                        ContainerState::Running => {
-                            self.keep_or_replace(c);
-                        }
-                        ContainerState::Exited => {
-                            let exit_code = c.status.as_ref().map_or(0, |s| s.exit_code);
-                            if !self.hash_matches(c) {
-                                self.start(&container.name);
-                            } else if should_restart(policy, exit_code) {
-                                self.restart_after_exit(c);
-                            }
-                        }
-                        ContainerState::Created | ContainerState::Unknown => {
-                            self.kill_and_remove(c, "it never started");
+                    ContainerState::Exited => {
+                        let exit_code = c.status.as_ref().map_or(0, |s| s.exit_code);
+                        if !self.hash_matches(c) {
                             self.start(&container.name);
+                        } else if should_restart(restart_policy(self.pod), exit_code) {
+                            self.restart_after_exit(c);
                         }
-                    },
-                }
+                    }
+                    ContainerState::Created | ContainerState::Unknown => {
+                        self.kill_and_remove(c, "it never started");
+                        self.start(&container.name);
+                    }
+                },
             }
         }
+    }
 
+    /// Garbage collection: every instance of a container no longer in the spec goes; of the
+    /// others, the newest instance and the newest exited one before it (its logs are
+    /// `--previous`) stay, and anything older goes.
+    fn collect_old_instances(&mut self, by_name: &Instances<'a>) {
+        let spec = self.spec();
         let in_spec = |name: &str| spec.containers.iter().chain(spec.init_containers.iter().flatten()).any(|c| c.name == name);
-        for (name, instances) in &by_name {
+        for (name, instances) in by_name {
             if !in_spec(name) {
                 for c in instances {
                     self.kill_and_remove(c, "it was removed from the manifest");
                 }
                 continue;
             }
-            // Keep the newest instance and the newest exited one before it (its logs are
-            // `--previous`); anything older goes.
             let mut kept_previous = false;
             for c in instances.iter().skip(1) {
                 if c.container.state == ContainerState::Exited && !kept_previous {

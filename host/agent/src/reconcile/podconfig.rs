@@ -179,6 +179,34 @@ pub fn container_config(
 ) -> Result<ContainerConfig, ConfigError> {
     let mut labels = pod_labels(pod, owner);
     labels.insert(CONTAINER_NAME.to_owned(), container.name.clone());
+    let mut annotations = container_annotations(pod, container, attempt);
+    let envs = resolve_env(pod, container, owner.node, addresses)?;
+    let lookup: HashMap<&str, &str> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut mounts = mounts(pod, container, layout, &lookup)?;
+    mounts.extend(termination_message_mount(pod, container, attempt, layout, &mut annotations)?);
+    let expand_all = |list: &Option<Vec<String>>| list.iter().flatten().map(|s| expand(s, &lookup)).collect::<Vec<_>>();
+    Ok(ContainerConfig {
+        metadata: ContainerMetadata { name: container.name.clone(), attempt },
+        image: container.image.clone().unwrap_or_default(),
+        command: expand_all(&container.command),
+        args: expand_all(&container.args),
+        working_dir: container.working_dir.clone().filter(|w| !w.is_empty()),
+        mounts,
+        envs,
+        labels,
+        annotations,
+        resources: resources(container),
+        security: security(spec(pod), container),
+        stdin: container.stdin.unwrap_or(false),
+        tty: container.tty.unwrap_or(false),
+    })
+}
+
+/// The annotations the agent reads back from the runtime: the spec hash and restart count,
+/// and what stopping the container needs even once its manifest is gone (the grace period,
+/// its role and init index for the stop order, its `preStop` hook and the ports the hook may
+/// name).
+fn container_annotations(pod: &StaticPod, container: &Container, attempt: u32) -> BTreeMap<String, String> {
     let mut annotations = BTreeMap::from([
         (CONTAINER_HASH.to_owned(), pod.container_hashes.get(&container.name).cloned().unwrap_or_default()),
         (RESTART_COUNT.to_owned(), attempt.to_string()),
@@ -200,36 +228,29 @@ pub fn container_config(
     if let Some(ports) = container.ports.as_ref().filter(|p| !p.is_empty()) {
         annotations.insert(CONTAINER_PORTS.to_owned(), serde_json::to_string(ports).expect("ports always serialize"));
     }
-    let envs = resolve_env(pod, container, owner.node, addresses)?;
-    let lookup: HashMap<&str, &str> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut mounts = mounts(pod, container, layout, &lookup)?;
-    if let Some(path) = container.termination_message_path.as_deref().filter(|p| !p.is_empty()) {
-        let host_path = layout.termination_message(&pod.uid, &container.name, attempt);
-        create_message_file(&host_path).map_err(|e| ConfigError::Volume {
-            volume: "terminationMessagePath".into(),
-            message: format!("creating {}: {e}", host_path.display()),
-        })?;
-        annotations.insert(TERMINATION_MESSAGE_PATH.to_owned(), path.to_owned());
-        let policy = container.termination_message_policy.as_deref().unwrap_or("File");
-        annotations.insert(TERMINATION_MESSAGE_POLICY.to_owned(), policy.to_owned());
-        mounts.push(Mount { container_path: path.to_owned(), host_path, readonly: false, propagation: MountPropagation::Private });
-    }
-    let expand_all = |list: &Option<Vec<String>>| list.iter().flatten().map(|s| expand(s, &lookup)).collect::<Vec<_>>();
-    Ok(ContainerConfig {
-        metadata: ContainerMetadata { name: container.name.clone(), attempt },
-        image: container.image.clone().unwrap_or_default(),
-        command: expand_all(&container.command),
-        args: expand_all(&container.args),
-        working_dir: container.working_dir.clone().filter(|w| !w.is_empty()),
-        mounts,
-        envs,
-        labels,
-        annotations,
-        resources: resources(container),
-        security: security(spec(pod), container),
-        stdin: container.stdin.unwrap_or(false),
-        tty: container.tty.unwrap_or(false),
-    })
+    annotations
+}
+
+/// The mount of the file the container writes its termination message to, when it has a
+/// `terminationMessagePath`: the file is created on the host for this attempt, and the path
+/// and policy are recorded in `annotations` for reading the message back.
+fn termination_message_mount(
+    pod: &StaticPod,
+    container: &Container,
+    attempt: u32,
+    layout: &Layout,
+    annotations: &mut BTreeMap<String, String>,
+) -> Result<Option<Mount>, ConfigError> {
+    let Some(path) = container.termination_message_path.as_deref().filter(|p| !p.is_empty()) else { return Ok(None) };
+    let host_path = layout.termination_message(&pod.uid, &container.name, attempt);
+    create_message_file(&host_path).map_err(|e| ConfigError::Volume {
+        volume: "terminationMessagePath".into(),
+        message: format!("creating {}: {e}", host_path.display()),
+    })?;
+    annotations.insert(TERMINATION_MESSAGE_PATH.to_owned(), path.to_owned());
+    let policy = container.termination_message_policy.as_deref().unwrap_or("File");
+    annotations.insert(TERMINATION_MESSAGE_POLICY.to_owned(), policy.to_owned());
+    Ok(Some(Mount { container_path: path.to_owned(), host_path, readonly: false, propagation: MountPropagation::Private }))
 }
 
 /// The kubelet's CFS period.
