@@ -92,11 +92,6 @@ impl FakeRuntime {
         exited
     }
 
-    /// Removes an image, as `docker rmi` would.
-    pub fn remove_image(&self, image: &str) {
-        self.state.lock().unwrap().images.remove(image);
-    }
-
     /// Counts the call, waits out its delay and returns its injected error, if any.
     async fn enter(&self, call: &'static str) -> Result<(), RuntimeError> {
         let delay = {
