@@ -333,6 +333,7 @@ impl Plugin {
             message: format!("cannot open a granted directory: {e:#}"),
         })?;
         let limit = self.spec.limits.call_timeout;
+        let _ticking = self.engine.guest_running();
         Self::arm(&mut store, limit);
         let settings = self.spec.settings.as_str();
         let timeout = limit + TIMER_SLACK;
@@ -437,6 +438,7 @@ impl Plugin {
         let _slot = self.slots.acquire().await.expect("the call semaphore is never closed");
         let result = async {
             let mut instance = self.checkout().await?;
+            let _ticking = self.engine.guest_running();
             Self::arm(&mut instance.store, timeout);
             let Instance { bound, store, .. } = &mut instance;
             let outcome = tokio::time::timeout(timeout + TIMER_SLACK, export(bound, store)).await;
