@@ -102,6 +102,7 @@ fn measure(cache: std::path::PathBuf) {
         file_check_frequency: Duration::from_secs(20),
         node_name: "bench".into(),
         pod_infra_container_image: "pause".into(),
+        credential_providers: None,
         root_dir: dir.path().join("root"),
         docker_endpoint: String::new(),
         cri_socket: std::path::PathBuf::new(),

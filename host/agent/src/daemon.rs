@@ -121,7 +121,28 @@ fn reconcile_context(
         events: events.clone(),
         metrics: metrics.clone(),
         clock: staticlet_runtime::Clock::SYSTEM,
+        credentials: Arc::new(credentials(config)),
     })
+}
+
+/// The node's registry credentials: the docker config file under `--root-dir` (and the
+/// kubelet's other places), then the credential provider executables of the config.
+fn credentials(config: &Config) -> staticlet_credentials::Credentials {
+    use staticlet_credentials::provider::{Cached, exec::ExecProvider};
+    let mut providers = Vec::new();
+    for settings in config.credential_providers.iter().flat_map(|c| c.providers.iter().map(move |p| (c, p))) {
+        let (providers_config, provider) = settings;
+        if provider.requires_service_account {
+            info!(provider = %provider.name, "credential provider requires a service account token, which static pods do not have; it is never asked");
+            continue;
+        }
+        // Checked when the config was resolved: the executable is there.
+        match ExecProvider::new(provider.clone(), &providers_config.bin_dir) {
+            Ok(exec) => providers.push(Cached::new(Arc::new(exec), provider.match_images.clone(), provider.default_cache_duration)),
+            Err(e) => error!("{e}"),
+        }
+    }
+    staticlet_credentials::Credentials::new(&config.root_dir, providers)
 }
 
 /// Lists the runtime-adapter plugins in `plugins` and reloads each when its file changes.

@@ -17,7 +17,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use staticlet_runtime::{
     Container, ContainerConfig, ContainerStatus, Duplex, ExecResult, Image, LabelFilter, LogOptions, PodSandbox, PodSandboxConfig,
-    PodSandboxStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeVersion, StreamOptions, StreamSession,
+    PodSandboxStatus, PullProgressSender, RegistryAuth, Runtime, RuntimeError, RuntimeEvent, RuntimeVersion, StreamOptions, StreamSession,
 };
 
 use crate::status::StatusSnapshot;
@@ -67,6 +67,22 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 17))
 }
 
+/// The kubelet's buckets for `kubelet_image_pull_duration_seconds`: half a second to an hour,
+/// since a large image over a slow link takes many minutes.
+const IMAGE_PULL_BUCKETS: [f64; 15] = [0.5, 1.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0];
+
+fn image_pull_histogram() -> Histogram {
+    Histogram::new(IMAGE_PULL_BUCKETS)
+}
+
+/// A pull's runtime and outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PullLabels {
+    runtime: String,
+    /// `success` or `failure`.
+    result: &'static str,
+}
+
 /// The agent's metrics. Cloning shares them.
 #[derive(Clone)]
 pub struct Metrics {
@@ -77,6 +93,7 @@ pub struct Metrics {
     pod_sync_duration: Histogram,
     runtime_call_duration: Family<RuntimeCallLabels, Histogram, fn() -> Histogram>,
     runtime_call_errors: Family<RuntimeCallLabels, Counter>,
+    image_pull_duration: Family<PullLabels, Histogram, fn() -> Histogram>,
     plugin_call_duration: Family<PluginCallLabels, Histogram, fn() -> Histogram>,
     plugin_call_failures: Family<PluginCallLabels, Counter>,
     source_poll_errors: Family<SourceLabels, Counter>,
@@ -107,6 +124,7 @@ impl Metrics {
             pod_sync_duration: latency_histogram(),
             runtime_call_duration: Family::new_with_constructor(latency_histogram),
             runtime_call_errors: Family::default(),
+            image_pull_duration: Family::new_with_constructor(image_pull_histogram),
             plugin_call_duration: Family::new_with_constructor(latency_histogram),
             plugin_call_failures: Family::default(),
             source_poll_errors: Family::default(),
@@ -132,6 +150,12 @@ impl Metrics {
             metrics.runtime_call_duration.clone(),
         );
         registry.register("runtime_call_errors", "Container runtime calls that failed", metrics.runtime_call_errors.clone());
+        registry.register_with_unit(
+            "image_pull_duration",
+            "Image pull duration, by runtime and result (one per pull attempt: each candidate credential is one)",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.image_pull_duration.clone(),
+        );
         registry.register_with_unit(
             "plugin_call_duration",
             "Plugin call latency",
@@ -181,6 +205,12 @@ impl Metrics {
     /// Counts a pod version a validator rejected.
     pub fn rejected_by(&self, validator: &str) {
         self.admission_rejections.get_or_create(&ValidatorLabels { validator: validator.to_owned() }).inc();
+    }
+
+    /// Records one image pull attempt.
+    pub fn image_pulled(&self, runtime: &str, took: Duration, failed: bool) {
+        let labels = PullLabels { runtime: runtime.to_owned(), result: if failed { "failure" } else { "success" } };
+        self.image_pull_duration.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
     /// Records how long one pod sync took.
@@ -385,8 +415,15 @@ impl Runtime for Instrumented {
         self.timed("ImageStatus", &image, self.inner.image_status(image)).await
     }
 
-    async fn pull_image(&self, image: &str) -> Result<String, RuntimeError> {
-        self.timed("PullImage", &image, self.inner.pull_image(image)).await
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>, progress: &PullProgressSender) -> Result<String, RuntimeError> {
+        let started = Instant::now();
+        let result = self.timed("PullImage", &image, self.inner.pull_image(image, auth, progress)).await;
+        self.metrics.image_pulled(self.inner.name(), started.elapsed(), result.is_err());
+        result
+    }
+
+    async fn sandbox_image(&self) -> Result<Option<String>, RuntimeError> {
+        self.timed("Status", &"", self.inner.sandbox_image()).await
     }
 
     async fn events(&self, filter: &LabelFilter) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {

@@ -27,7 +27,8 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use staticlet_runtime::{
     Container, ContainerConfig, ContainerStatus, Duplex, EXEC_OUTPUT_LIMIT, ExecResult, Image, LabelFilter, LogOptions, PodSandbox,
-    PodSandboxConfig, PodSandboxStatus, Runtime, RuntimeError, RuntimeVersion, StreamOptions, StreamSession,
+    PodSandboxConfig, PodSandboxStatus, PullProgressSender, RegistryAuth, Runtime, RuntimeError, RuntimeVersion, StreamOptions,
+    StreamSession,
 };
 use tokio::sync::OnceCell;
 use tonic::transport::{Channel, Endpoint};
@@ -372,8 +373,27 @@ impl Runtime for CriRuntime {
         Ok(response.image.map(|image| Image { id: image.id, size: image.size }))
     }
 
-    async fn pull_image(&self, image: &str) -> Result<String, RuntimeError> {
-        let request = cri::PullImageRequest { image: Some(image_spec(image)), auth: None, sandbox_config: None };
+    /// The runtime's own sandbox image, from its config as `crictl info` shows it: containerd
+    /// reports it as `sandboxImage`. A runtime that does not say is left to pull it alone.
+    async fn sandbox_image(&self) -> Result<Option<String>, RuntimeError> {
+        let mut client = self.runtime().await?;
+        let response = self.quick("status", "", client.status(cri::StatusRequest { verbose: true })).await?;
+        let config = response.info.get("config").and_then(|config| serde_json::from_str::<serde_json::Value>(config).ok());
+        Ok(config.and_then(|config| config.get("sandboxImage")?.as_str().map(str::to_owned)).filter(|image| !image.is_empty()))
+    }
+
+    /// Pulls with the credentials as the kubelet passes them, in `AuthConfig`. The CRI reports
+    /// no progress until the pull ends.
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>, _progress: &PullProgressSender) -> Result<String, RuntimeError> {
+        let auth = auth.map(|a| cri::AuthConfig {
+            username: a.username.clone(),
+            password: a.password.clone(),
+            auth: a.auth.clone(),
+            server_address: a.server_address.clone(),
+            identity_token: a.identity_token.clone(),
+            registry_token: a.registry_token.clone(),
+        });
+        let request = cri::PullImageRequest { image: Some(image_spec(image)), auth, sandbox_config: None };
         let mut client = self.images().await?;
         match client.pull_image(request).await {
             Ok(response) => Ok(response.into_inner().image_ref),

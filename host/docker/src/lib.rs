@@ -35,7 +35,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use staticlet_runtime::{
     Container, ContainerConfig, ContainerStatus, Duplex, ExecResult, Image, LabelFilter, LinuxContainerSecurity, LogOptions, PodSandbox,
-    PodSandboxConfig, PodSandboxStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeVersion, StreamOptions, StreamSession,
+    PodSandboxConfig, PodSandboxStatus, PullProgressSender, RegistryAuth, Runtime, RuntimeError, RuntimeEvent, RuntimeVersion,
+    StreamOptions, StreamSession,
 };
 use tokio::sync::OnceCell;
 
@@ -52,9 +53,6 @@ const TYPE_CONTAINER: &str = "container";
 const SANDBOX_GRACE: Duration = Duration::from_secs(10);
 /// Calls that only read state must answer quickly; a hung engine must not hang a pod worker.
 const QUICK_CALL: Duration = Duration::from_secs(30);
-/// How long after a failed pull of the sandbox image the built-in one is used without trying
-/// the registry again, so an air-gapped node does not wait on it for every pod.
-const SANDBOX_PULL_RETRY: Duration = Duration::from_secs(300);
 /// The transport's own limit, long enough for an image pull.
 const TRANSPORT_TIMEOUT_SECS: u64 = 3600;
 
@@ -63,8 +61,8 @@ const TRANSPORT_TIMEOUT_SECS: u64 = 3600;
 pub struct DockerConfig {
     /// `unix:///var/run/docker.sock`, `tcp://host:2375`, or a plain socket path.
     pub endpoint: String,
-    /// The image sandboxes are made from, pulled when absent; when it can be neither found nor
-    /// pulled, sandboxes run the pause image staticlet carries.
+    /// The image sandboxes are made from (the agent pulls it when absent); while it is absent,
+    /// sandboxes run the pause image staticlet carries.
     pub pod_infra_image: String,
 }
 
@@ -72,34 +70,25 @@ pub struct DockerConfig {
 pub struct DockerRuntime {
     config: DockerConfig,
     client: OnceCell<Docker>,
-    /// When the sandbox image last failed to pull.
-    sandbox_pull_failed: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Whether the fall back to the built-in pause image was logged.
+    sandbox_fallback_told: std::sync::atomic::AtomicBool,
 }
 
 impl DockerRuntime {
     /// A runtime for the engine at `config.endpoint`. Does not connect yet.
     pub fn new(config: DockerConfig) -> Self {
-        DockerRuntime { config, client: OnceCell::new(), sandbox_pull_failed: std::sync::Mutex::new(None) }
+        DockerRuntime { config, client: OnceCell::new(), sandbox_fallback_told: Default::default() }
     }
 
-    /// The image a new sandbox runs: the configured one, pulled if absent; else the built-in
-    /// pause image.
+    /// The image a new sandbox runs: the configured one if present (the agent pulls it, with
+    /// the node's credentials, before it asks for a sandbox), else the built-in pause image.
     async fn sandbox_image(&self, docker: &Docker) -> Result<String, RuntimeError> {
         let configured = &self.config.pod_infra_image;
         if image::status(docker, configured).await?.is_some() {
             return Ok(configured.clone());
         }
-        let failed_lately = self.sandbox_pull_failed.lock().expect("pull lock").is_some_and(|at| at.elapsed() < SANDBOX_PULL_RETRY);
-        if !failed_lately {
-            match image::pull(docker, configured).await {
-                Ok(_) => return Ok(configured.clone()),
-                Err(RuntimeError::ImagePull { message, .. }) => {
-                    let builtin = pause::image_name();
-                    tracing::warn!(image = %configured, "cannot pull the sandbox image ({message}); sandboxes run the built-in {builtin}");
-                    *self.sandbox_pull_failed.lock().expect("pull lock") = Some(std::time::Instant::now());
-                }
-                Err(other) => return Err(other),
-            }
+        if !self.sandbox_fallback_told.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(image = %configured, "the sandbox image is not present; sandboxes run the built-in {} until it is", pause::image_name());
         }
         pause::ensure_loaded(docker).await
     }
@@ -335,8 +324,12 @@ impl Runtime for DockerRuntime {
         image::status(self.client().await?, image).await
     }
 
-    async fn pull_image(&self, image: &str) -> Result<String, RuntimeError> {
-        image::pull(self.client().await?, image).await
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>, progress: &PullProgressSender) -> Result<String, RuntimeError> {
+        image::pull(self.client().await?, image, auth, progress).await
+    }
+
+    async fn sandbox_image(&self) -> Result<Option<String>, RuntimeError> {
+        Ok(Some(self.config.pod_infra_image.clone()))
     }
 
     async fn events(&self, filter: &LabelFilter) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {

@@ -19,6 +19,7 @@
 pub mod backoff;
 pub mod decode;
 pub mod defaults;
+pub mod duration;
 pub mod field;
 pub mod identity;
 pub mod list;

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use futures::stream::{self, BoxStream};
 use staticlet_runtime::{
     Container, ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, EXEC_OUTPUT_LIMIT, ExecResult, Image, LabelFilter,
-    LogOptions, MountPropagation, PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatus, Protocol, Runtime, RuntimeError,
-    RuntimeVersion, SandboxState,
+    LogOptions, MountPropagation, PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatus, Protocol, PullProgressSender,
+    RegistryAuth, Runtime, RuntimeError, RuntimeVersion, SandboxState,
 };
 
 use crate::PluginError;
@@ -207,7 +207,8 @@ impl Runtime for AdapterRuntime {
         Ok(found.map(|i| Image { id: i.id, size: i.size }))
     }
 
-    async fn pull_image(&self, image: &str) -> Result<String, RuntimeError> {
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>, _progress: &PullProgressSender) -> Result<String, RuntimeError> {
+        let _ = auth;
         let reference = image.to_owned();
         match self.call("pull_image", self.image_pull_timeout, export!(call_pull_image, &reference)).await {
             Err(RuntimeError::ImagePull { message, .. } | RuntimeError::Call { message, .. }) => {

@@ -19,6 +19,10 @@ struct State {
     sandboxes: BTreeMap<String, PodSandbox>,
     containers: BTreeMap<String, ContainerStatus>,
     images: BTreeSet<String>,
+    /// Registries that refuse pulls without these credentials, by host.
+    protected: HashMap<String, RegistryAuth>,
+    /// The user name each pull presented (empty: none), in order.
+    pull_users: Vec<String>,
 }
 
 /// Faults a test injects, by call name (`"run_pod_sandbox"`, `"list_containers"`, ...).
@@ -72,6 +76,17 @@ impl FakeRuntime {
     /// How many times `call` was made, failed calls included.
     pub fn calls(&self, call: &str) -> usize {
         self.faults.lock().unwrap().calls.get(call).copied().unwrap_or(0)
+    }
+
+    /// Makes pulls of images on `registry` (the reference's host) fail as a registry's would
+    /// unless they present `auth`'s username and password.
+    pub fn protect(&self, registry: &str, auth: RegistryAuth) {
+        self.state.lock().unwrap().protected.insert(registry.to_owned(), auth);
+    }
+
+    /// The user name each pull presented (empty: none), in order.
+    pub fn pull_users(&self) -> Vec<String> {
+        self.state.lock().unwrap().pull_users.clone()
     }
 
     /// Makes the running containers named `name` exit with `exit_code`, as if their process
@@ -303,9 +318,19 @@ impl Runtime for FakeRuntime {
         Ok(state.images.contains(image).then(|| Image { id: format!("sha256:{image}"), size: 0 }))
     }
 
-    async fn pull_image(&self, image: &str) -> Result<String, RuntimeError> {
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>, progress: &PullProgressSender) -> Result<String, RuntimeError> {
         self.enter("pull_image").await?;
         let mut state = self.state.lock().unwrap();
+        state.pull_users.push(auth.map(|a| a.username.clone()).unwrap_or_default());
+        let host = image.split('/').next().unwrap_or_default();
+        if let Some(wanted) = state.protected.get(host).filter(|_| image.contains('/')) {
+            let presented = auth.is_some_and(|a| a.username == wanted.username && a.password == wanted.password);
+            if !presented {
+                let message = format!("failed to authorize: {host}: 401 Unauthorized");
+                return Err(RuntimeError::ImagePull { image: image.to_owned(), message });
+            }
+        }
+        progress.send_replace(PullProgress { layers: 1, layers_done: 1, bytes_total: 1, bytes_done: 1 });
         state.images.insert(image.to_owned());
         Ok(image.to_owned())
     }

@@ -18,11 +18,13 @@
 mod clock;
 mod fake;
 pub mod labels;
+mod pull;
 mod stream;
 mod types;
 
 pub use clock::Clock;
 pub use fake::FakeRuntime;
+pub use pull::{PullProgress, PullProgressSender, RegistryAuth};
 pub use stream::*;
 pub use types::*;
 
@@ -117,12 +119,20 @@ pub trait Runtime: Send + Sync + 'static {
     /// The image as the runtime has it, or `None` when it is not present.
     async fn image_status(&self, image: &str) -> Result<Option<Image>, RuntimeError>;
 
-    /// Pulls an image; returns the reference of what was pulled.
+    /// Pulls an image presenting `auth` to its registry (none: anonymously), reporting what it
+    /// can of its progress to `progress`; returns the reference of what was pulled.
     ///
     /// # Errors
     ///
     /// [`RuntimeError::ImagePull`] with the registry's message when the pull fails.
-    async fn pull_image(&self, image: &str) -> Result<String, RuntimeError>;
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>, progress: &PullProgressSender) -> Result<String, RuntimeError>;
+
+    /// The image this runtime makes sandboxes from, when it is one the agent should pull (with
+    /// the node's credentials) before a sandbox needs it; `None` (the default) when the runtime
+    /// has no such image or sees to it alone.
+    async fn sandbox_image(&self) -> Result<Option<String>, RuntimeError> {
+        Ok(None)
+    }
 
     /// Runs a command in a running container with its streams connected to the caller, as
     /// the CRI's `Exec` gives `kubectl exec`.

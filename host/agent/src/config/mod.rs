@@ -5,7 +5,6 @@
 //! overrides the defaults. Loading has two phases, as ripgrep's flags do: [`RunFlags`] is only
 //! parsed, [`Config::resolve`] reads the file and fills the defaults.
 
-mod duration;
 pub mod plugins;
 
 use std::collections::BTreeMap;
@@ -15,8 +14,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
-pub use duration::{DurationError, GoDuration};
 pub use plugins::{AdapterConfig, PluginEntry};
+pub use staticlet_model::duration::{DurationError, GoDuration};
 
 use plugins::{ValidatorConfig, static_pod_policy};
 use staticlet_runtime::handler::{CRI, DOCKER};
@@ -66,6 +65,16 @@ pub struct RunFlags {
     /// [default: registry.k8s.io/pause:3.10]
     #[arg(long, value_name = "IMAGE")]
     pub pod_infra_container_image: Option<String>,
+
+    /// The kubelet's credential provider config (`CredentialProviderConfig`, a file or a
+    /// directory of them): executables in --image-credential-provider-bin-dir that return
+    /// registry credentials for the images they match. [config: imageCredentialProviderConfig]
+    #[arg(long, value_name = "PATH")]
+    pub image_credential_provider_config: Option<PathBuf>,
+
+    /// Where the credential providers' executables are. [config: imageCredentialProviderBinDir]
+    #[arg(long, value_name = "DIR")]
+    pub image_credential_provider_bin_dir: Option<PathBuf>,
 
     /// Directory for the agent's state: emptyDir volumes and records it keeps between runs.
     /// [config: rootDir] [default: /var/lib/staticlet]
@@ -209,6 +218,9 @@ struct FileConfig {
     file_check_frequency: Option<GoDuration>,
     node_name: Option<String>,
     pod_infra_container_image: Option<String>,
+    /// Relative to the config file, as the kubelet's config file paths are.
+    image_credential_provider_config: Option<PathBuf>,
+    image_credential_provider_bin_dir: Option<PathBuf>,
     root_dir: Option<PathBuf>,
     docker_endpoint: Option<String>,
     container_runtime_endpoint: Option<String>,
@@ -314,6 +326,42 @@ fn parse_headers<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<(S
     Ok(headers)
 }
 
+/// The kubelet's credential provider executables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialProviders {
+    /// Where their executables are.
+    pub bin_dir: PathBuf,
+    /// Each provider's settings, in the config's order.
+    pub providers: Vec<staticlet_credentials::provider::config::ProviderConfig>,
+}
+
+impl CredentialProviders {
+    /// The providers the flags (over the config file) name, checked as the kubelet checks
+    /// them at start: the config must be valid and every executable present.
+    fn resolve(flags: &RunFlags, file: &FileConfig, config_dir: &Path) -> Result<Option<Self>, ConfigError> {
+        let from_file = |path: &Option<PathBuf>| path.as_ref().map(|p| config_dir.join(p));
+        let config = flags.image_credential_provider_config.clone().or_else(|| from_file(&file.image_credential_provider_config));
+        let bin_dir = flags.image_credential_provider_bin_dir.clone().or_else(|| from_file(&file.image_credential_provider_bin_dir));
+        let fail = |message: String| ConfigError::CredentialProviders(message);
+        let (config, bin_dir) = match (config, bin_dir) {
+            (None, None) => return Ok(None),
+            (None, Some(_)) => return Err(fail("credential provider config path is empty".into())),
+            (Some(_), None) => return Err(fail("--image-credential-provider-bin-dir is required with it".into())),
+            (Some(config), Some(bin_dir)) => (config, bin_dir),
+        };
+        if !bin_dir.is_dir() {
+            return Err(fail(format!("plugin binary directory {} did not exist", bin_dir.display())));
+        }
+        let providers = staticlet_credentials::provider::config::load(&config).map_err(|e| fail(e.to_string()))?;
+        for provider in &providers {
+            if !bin_dir.join(&provider.name).is_file() {
+                return Err(fail(format!("plugin binary executable {} did not exist", bin_dir.join(&provider.name).display())));
+            }
+        }
+        Ok(Some(CredentialProviders { bin_dir, providers }))
+    }
+}
+
 /// The agent's settings, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -327,6 +375,8 @@ pub struct Config {
     pub node_ip: String,
     /// Sandbox image.
     pub pod_infra_container_image: String,
+    /// The credential provider executables, checked.
+    pub credential_providers: Option<CredentialProviders>,
     /// State directory.
     pub root_dir: PathBuf,
     /// Docker endpoint.
@@ -404,6 +454,10 @@ pub enum ConfigError {
     /// Only one of the serving certificate and its key is given.
     #[error("--tls-cert-file and --tls-private-key-file (tlsCertFile, tlsPrivateKeyFile) are given together or not at all")]
     TlsPair,
+    /// The credential provider config or bin dir cannot be used: the agent does not start, as
+    /// the kubelet does not.
+    #[error("--image-credential-provider-config: {0}")]
+    CredentialProviders(String),
     /// No node name given and the hostname could not be read.
     #[error("cannot work out the node name: {0}; pass --hostname-override")]
     NodeName(String),
@@ -427,6 +481,7 @@ impl Config {
         let manifest_url = manifest_url(flags, &file)?;
         let runtimes = RuntimeSettings::resolve(flags, &file, &configured.adapters)?;
         let node_name = node_name(flags, &file)?;
+        let credential_providers = CredentialProviders::resolve(flags, &file, config_dir)?;
         let read_only_address = read_only_address(flags, &file);
         Ok(Config {
             static_pod_path: flags.pod_manifest_path.clone().or(file.static_pod_path).unwrap_or_else(|| DEFAULT_MANIFEST_PATH.into()),
@@ -438,6 +493,7 @@ impl Config {
                 .clone()
                 .or(file.pod_infra_container_image)
                 .unwrap_or_else(|| DEFAULT_POD_INFRA_IMAGE.to_owned()),
+            credential_providers,
             // Absolute, since paths under it are bind-mounted into containers.
             root_dir: absolute(flags.root_dir.clone().or(file.root_dir).unwrap_or_else(|| DEFAULT_ROOT_DIR.into())),
             docker_endpoint: flags

@@ -9,16 +9,18 @@ use std::time::{Duration, SystemTime};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{ContainerPort, LifecycleHandler};
 use staticlet_model::StaticPod;
+use staticlet_model::duration::GoDuration;
 use staticlet_model::status::{ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF, WaitingReason};
 use staticlet_runtime::{Container, ContainerState, Runtime, RuntimeError};
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::Context;
 use super::container_action;
 use super::observe::{PodAddresses, current_sandbox, host_network};
 use super::plan::{self, Action, ImageStep, ObservedPod, Plan};
 use super::podconfig;
+use super::pull;
 use crate::events::PodEvents;
 use staticlet_model::backoff::BackoffTable;
 use staticlet_runtime::labels::{CONTAINER_PORTS, CONTAINER_ROLE, GRACE_PERIOD, INIT_INDEX, PRE_STOP_HANDLER, TERMINATION_MESSAGE_PATH};
@@ -63,6 +65,8 @@ pub struct Executor {
     pub addresses: PodAddresses,
     /// Pull back-off per image, as the kubelet's image manager keeps it.
     image_backoff: BackoffTable,
+    /// The last failed pull's words, per image, for the back-off's message.
+    pull_errors: HashMap<String, String>,
     /// The last start failure of each container, by name, until it starts.
     failures: HashMap<String, WaitingReason>,
 }
@@ -79,6 +83,7 @@ impl Executor {
             events,
             addresses,
             image_backoff: BackoffTable::default(),
+            pull_errors: HashMap::new(),
             failures: HashMap::new(),
         }
     }
@@ -158,6 +163,7 @@ impl Executor {
 
     /// Creates the pod's sandbox; a failure shows on every container until a retry works.
     async fn create_sandbox(&mut self, pod: &StaticPod, attempt: u32) -> Result<String, RuntimeError> {
+        self.ensure_sandbox_image().await;
         let config = podconfig::sandbox_config(pod, attempt, self.owner());
         self.runtime.run_pod_sandbox(&config).await.inspect_err(|e| {
             let message = format!("Failed to create pod sandbox: {e}");
@@ -316,25 +322,51 @@ impl Executor {
     /// back-off say.
     async fn ensure_image(&mut self, container: &str, image: &str, present: bool, policy: &str) -> Result<(), StartFailure> {
         let now = self.ctx.clock.now();
-        match plan::image_step(image, policy, present, &self.image_backoff, now) {
+        let last_error = self.pull_errors.get(image).map(String::as_str);
+        match plan::image_step(image, policy, present, &self.image_backoff, last_error, now) {
             ImageStep::Use => return Ok(()),
             ImageStep::Refuse { reason, message, retry_at } => return Err(StartFailure { reason, message, retry_at }),
             ImageStep::Pull => {}
         }
         self.events.normal(Some(container), "Pulling", format!("Pulling image \"{image}\""));
         let started = Instant::now();
-        match self.runtime.pull_image(image).await {
-            Ok(_) => {
-                let took = started.elapsed().as_secs_f64();
-                self.events.normal(Some(container), "Pulled", format!("Successfully pulled image \"{image}\" in {took:.3}s"));
+        match pull::pull(self.runtime.as_ref(), &self.ctx.credentials, image, &self.events, Some(container)).await {
+            Ok(()) => {
+                self.pull_errors.remove(image);
+                let took = GoDuration(Duration::from_millis(started.elapsed().as_millis() as u64));
+                let size = self.runtime.image_status(image).await.ok().flatten().map_or(0, |i| i.size);
+                let message =
+                    format!("Successfully pulled image \"{image}\" in {took} ({took} including waiting). Image size: {size} bytes.");
+                self.events.normal(Some(container), "Pulled", message);
                 Ok(())
             }
-            Err(e) => {
+            Err(message) => {
                 // The next sync comes soon and finds the back-off, so the status moves on to
                 // ImagePullBackOff as a kubelet's does.
                 self.image_backoff.next(image, now);
-                Err(StartFailure::new(ERR_IMAGE_PULL, e.to_string()))
+                self.events.warning(Some(container), "Failed", format!("Failed to pull image \"{image}\": {message}"));
+                self.pull_errors.insert(image.to_owned(), message.clone());
+                Err(StartFailure::new(ERR_IMAGE_PULL, message))
             }
+        }
+    }
+
+    /// Pulls the runtime's sandbox image with the node's credentials when it is missing, before
+    /// the runtime needs it (a runtime pulls it anonymously). A failure is logged and left to
+    /// the runtime: Docker then runs the built-in pause image, a CRI runtime says why it cannot.
+    async fn ensure_sandbox_image(&mut self) {
+        let Ok(Some(image)) = self.runtime.sandbox_image().await else { return };
+        if !matches!(self.runtime.image_status(&image).await, Ok(None)) {
+            return;
+        }
+        let now = self.ctx.clock.now();
+        if self.image_backoff.waiting_since_update(&image, now).is_some() {
+            return;
+        }
+        info!(image, "pulling the sandbox image");
+        if let Err(message) = pull::pull(self.runtime.as_ref(), &self.ctx.credentials, &image, &self.events, None).await {
+            self.image_backoff.next(&image, now);
+            warn!(image, "cannot pull the sandbox image: {message}");
         }
     }
 }

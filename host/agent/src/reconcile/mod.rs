@@ -17,6 +17,7 @@ pub mod plan;
 pub mod podconfig;
 pub mod probe;
 pub mod publish;
+pub mod pull;
 pub mod worker;
 
 #[cfg(test)]
@@ -186,6 +187,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// The wall clock back-offs and probe delays are measured on.
     pub clock: Clock,
+    /// The node's registry credentials, for every pull.
+    pub credentials: Arc<staticlet_credentials::Credentials>,
 }
 
 struct WorkerHandle {

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{Container as ContainerSpec, PodSpec};
 use staticlet_model::StaticPod;
-use staticlet_model::status::IMAGE_PULL_BACK_OFF;
+use staticlet_model::status::{ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF};
 use staticlet_runtime::{Container, ContainerState, ContainerStatus, PodSandbox, SandboxState};
 
 use staticlet_model::backoff::BackoffTable;
@@ -187,8 +187,16 @@ pub enum ImageStep {
 /// The image step for `image` under pull `policy`, as the kubelet's image manager decides it:
 /// `Never` uses what is there or refuses, `IfNotPresent` pulls only what is missing, `Always`
 /// pulls every time; a pull that failed holds later pulls of the image back (the image's entry
-/// in `image_backoff`).
-pub fn image_step(image: &str, policy: &str, present: bool, image_backoff: &BackoffTable, now: SystemTime) -> ImageStep {
+/// in `image_backoff`), and the back-off's message keeps the failed pull's words
+/// (`last_error`), as the kubelet's does since 1.34.
+pub fn image_step(
+    image: &str,
+    policy: &str,
+    present: bool,
+    image_backoff: &BackoffTable,
+    last_error: Option<&str>,
+    now: SystemTime,
+) -> ImageStep {
     match policy {
         "Never" if !present => {
             return ImageStep::Refuse {
@@ -202,7 +210,12 @@ pub fn image_step(image: &str, policy: &str, present: bool, image_backoff: &Back
     }
     match image_backoff.waiting_since_update(image, now) {
         Some(until) => {
-            ImageStep::Refuse { reason: IMAGE_PULL_BACK_OFF, message: format!("Back-off pulling image \"{image}\""), retry_at: Some(until) }
+            let cause = last_error.map(|e| format!(": {ERR_IMAGE_PULL}: {e}")).unwrap_or_default();
+            ImageStep::Refuse {
+                reason: IMAGE_PULL_BACK_OFF,
+                message: format!("Back-off pulling image \"{image}\"{cause}"),
+                retry_at: Some(until),
+            }
         }
         None => ImageStep::Pull,
     }
@@ -811,12 +824,12 @@ mod tests {
     #[test]
     fn images_are_pulled_as_their_policy_says_and_held_back_after_a_failed_pull() {
         let none = BackoffTable::default();
-        assert_eq!(image_step("i:1", "IfNotPresent", true, &none, t(0)), ImageStep::Use);
-        assert_eq!(image_step("i:1", "IfNotPresent", false, &none, t(0)), ImageStep::Pull);
-        assert_eq!(image_step("i:1", "Always", true, &none, t(0)), ImageStep::Pull);
-        assert_eq!(image_step("i:1", "Never", true, &none, t(0)), ImageStep::Use);
+        assert_eq!(image_step("i:1", "IfNotPresent", true, &none, None, t(0)), ImageStep::Use);
+        assert_eq!(image_step("i:1", "IfNotPresent", false, &none, None, t(0)), ImageStep::Pull);
+        assert_eq!(image_step("i:1", "Always", true, &none, None, t(0)), ImageStep::Pull);
+        assert_eq!(image_step("i:1", "Never", true, &none, None, t(0)), ImageStep::Use);
         assert_eq!(
-            image_step("i:1", "Never", false, &none, t(0)),
+            image_step("i:1", "Never", false, &none, None, t(0)),
             ImageStep::Refuse {
                 reason: "ErrImageNeverPull",
                 message: "Container image \"i:1\" is not present with pull policy of Never".into(),
@@ -826,11 +839,15 @@ mod tests {
         let mut failed = BackoffTable::default();
         failed.next("i:1", t(0));
         assert_eq!(
-            image_step("i:1", "Always", true, &failed, t(5)),
+            image_step("i:1", "Always", true, &failed, None, t(5)),
             ImageStep::Refuse { reason: IMAGE_PULL_BACK_OFF, message: "Back-off pulling image \"i:1\"".into(), retry_at: Some(t(10)) }
         );
-        assert_eq!(image_step("i:1", "IfNotPresent", true, &failed, t(5)), ImageStep::Use, "a present image needs no pull");
-        assert_eq!(image_step("i:1", "IfNotPresent", false, &failed, t(10)), ImageStep::Pull, "the back-off is over");
-        assert_eq!(image_step("other:1", "Always", false, &failed, t(5)), ImageStep::Pull, "back-off is per image");
+        let ImageStep::Refuse { message, .. } = image_step("i:1", "Always", true, &failed, Some("401 Unauthorized"), t(5)) else {
+            panic!("refused")
+        };
+        assert_eq!(message, "Back-off pulling image \"i:1\": ErrImagePull: 401 Unauthorized", "the registry's words stay");
+        assert_eq!(image_step("i:1", "IfNotPresent", true, &failed, None, t(5)), ImageStep::Use, "a present image needs no pull");
+        assert_eq!(image_step("i:1", "IfNotPresent", false, &failed, None, t(10)), ImageStep::Pull, "the back-off is over");
+        assert_eq!(image_step("other:1", "Always", false, &failed, None, t(5)), ImageStep::Pull, "back-off is per image");
     }
 }

@@ -3,6 +3,8 @@
 //! agent loads them.
 
 use std::sync::Arc;
+
+use staticlet_credentials::Credentials;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
@@ -29,7 +31,7 @@ pub struct Harness {
     pub fake: Arc<FakeRuntime>,
     /// What workers and the controller share.
     pub ctx: Arc<Context>,
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
 }
 
 impl Harness {
@@ -49,8 +51,9 @@ impl Harness {
             events: Recorder::new(NODE),
             metrics: Metrics::new(),
             clock,
+            credentials: Arc::new(Credentials::new(root.path(), Vec::new())),
         });
-        Harness { fake, ctx, _root: root }
+        Harness { fake, ctx, root }
     }
 
     /// Creates and starts `pod`'s sandbox and first container on the fake runtime, as its
@@ -77,6 +80,11 @@ impl Harness {
     pub fn container_status(&self, pod: &StaticPod, name: &str) -> Option<ContainerStatus> {
         let status = self.status(pod)?;
         status.init_container_statuses.into_iter().flatten().chain(status.container_statuses.into_iter().flatten()).find(|c| c.name == name)
+    }
+
+    /// The agent's `--root-dir`, where the node's docker config file is looked for first.
+    pub fn root(&self) -> &std::path::Path {
+        self.root.path()
     }
 
     /// The reason `pod`'s container `name` is waiting for, if it is.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use staticlet_model::StaticPod;
 use staticlet_runtime::ContainerState::{Exited, Running};
-use staticlet_runtime::{ContainerState, LabelFilter, Runtime, RuntimeError};
+use staticlet_runtime::{ContainerState, LabelFilter, RegistryAuth, Runtime, RuntimeError};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -210,6 +210,46 @@ async fn a_failed_pull_backs_off_per_image() {
     harness.fake.heal("pull_image");
     at(start, 30.5).await;
     assert_eq!((harness.fake.calls("pull_image"), harness.fake.running_container_count()), (3, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pulls_try_the_nodes_credentials_most_specific_first_until_one_works() {
+    let harness = Harness::new(&[]);
+    harness.fake.protect("registry.example", RegistryAuth::basic("", "right", "s3cret:pw"));
+    // `auth` is base64("right:s3cret:pw"): a password may hold colons.
+    let config = r#"{"auths": {"registry.example": {"auth": "cmlnaHQ6czNjcmV0OnB3"},
+                               "https://registry.example/app": {"username": "stale", "password": "old"}}}"#;
+    std::fs::write(harness.root().join("config.json"), config).unwrap();
+    let web = web_pod("");
+    let start = Instant::now();
+    let _worker = drive(&harness, &web);
+    at(start, 0.5).await;
+    assert_eq!(harness.fake.pull_users(), ["stale", "right"], "the repository's entry first, then the registry's");
+    assert_eq!(harness.fake.running_container_count(), 1);
+    assert!(harness.has_event("Pulled", "Successfully pulled image \"registry.example/app:1\" in "));
+    assert!(harness.events().iter().all(|(_, m)| !m.contains("s3cret") && !m.contains("old")), "{:?}", harness.events());
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_credentials_the_registrys_words_stay_through_the_back_off() {
+    let harness = Harness::new(&[]);
+    harness.fake.protect("registry.example", RegistryAuth::basic("", "right", "pw"));
+    let web = web_pod("");
+    let start = Instant::now();
+    let _worker = drive(&harness, &web);
+    at(start, 0.5).await;
+    assert_eq!(harness.fake.pull_users(), [""], "no credentials: one anonymous pull");
+    let waiting = || harness.container_status(&web, "app").unwrap().state.unwrap().waiting.unwrap();
+    assert_eq!(waiting().reason.as_deref(), Some("ErrImagePull"));
+    assert!(waiting().message.unwrap().contains("401 Unauthorized"));
+    assert!(harness.has_event("Failed", "Failed to pull image \"registry.example/app:1\": pulling image"));
+    at(start, 5.0).await;
+    assert_eq!(waiting().reason.as_deref(), Some("ImagePullBackOff"));
+    let message = waiting().message.unwrap();
+    assert!(
+        message.starts_with("Back-off pulling image \"registry.example/app:1\": ErrImagePull: ") && message.contains("401 Unauthorized"),
+        "{message}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

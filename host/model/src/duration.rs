@@ -68,7 +68,7 @@ impl fmt::Display for GoDuration {
         let total = d.as_secs();
         let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
         let frac = d.subsec_millis();
-        let secs = if frac == 0 { format!("{s}s") } else { format!("{s}.{frac:03}s").replace("0s", "s") };
+        let secs = if frac == 0 { format!("{s}s") } else { format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0')) };
         match (h, m) {
             (0, 0) => f.write_str(&secs),
             (0, m) => write!(f, "{m}m{secs}"),
