@@ -18,6 +18,9 @@ mod fidelity;
 // Image pull policies against a local registry (issue 2).
 mod images;
 
+// Private registries: node credentials, credential providers, the sandbox image (issue 26).
+mod registries;
+
 // Resource limits and security contexts (issue 3, point 4).
 mod resources;
 

@@ -12,17 +12,17 @@ use tokio::sync::OnceCell;
 
 use super::{images, wait_for};
 
-/// Pods get their addresses from this /24, on a bridge of the instance's own.
-const SUBNET: &str = "10.88.77";
-/// The bridge; Linux caps interface names at 15 bytes.
-const BRIDGE: &str = "stlctd0";
-
 /// One containerd and its directories.
 #[derive(Debug, Clone)]
 pub struct Containerd {
     /// Its CRI (and containerd API) socket.
     pub socket: PathBuf,
     dir: PathBuf,
+    /// Which instance of this test process it is: its bridge (`stlctd<n>`; Linux caps interface
+    /// names at 15 bytes) and the /24 its pods get addresses from (`10.88.<77+n>.0`) are its own.
+    instance: u8,
+    /// The image its CRI makes sandboxes from.
+    sandbox_image: String,
 }
 
 static SERVICE: OnceCell<Containerd> = OnceCell::const_new();
@@ -31,8 +31,7 @@ static SERVICE: OnceCell<Containerd> = OnceCell::const_new();
 pub async fn containerd() -> Containerd {
     SERVICE
         .get_or_init(|| async {
-            let dir = std::env::temp_dir().join(format!("staticlet-e2e-containerd-{}", std::process::id()));
-            let containerd = Containerd { socket: dir.join("containerd.sock"), dir };
+            let containerd = Containerd::new(0, images::PAUSE);
             containerd.start().await;
             containerd.import_test_images();
             containerd
@@ -41,7 +40,22 @@ pub async fn containerd() -> Containerd {
         .clone()
 }
 
+/// A containerd of its own for one test (instance 1 and up), whose CRI makes sandboxes from
+/// `sandbox_image`, with the test images imported.
+pub async fn dedicated(instance: u8, sandbox_image: &str) -> Containerd {
+    assert!(instance > 0, "instance 0 is the shared one");
+    let containerd = Containerd::new(instance, sandbox_image);
+    containerd.start().await;
+    containerd.import_test_images();
+    containerd
+}
+
 impl Containerd {
+    fn new(instance: u8, sandbox_image: &str) -> Containerd {
+        let dir = std::env::temp_dir().join(format!("staticlet-e2e-containerd-{}-{instance}", std::process::id()));
+        Containerd { socket: dir.join("containerd.sock"), dir, instance, sandbox_image: sandbox_image.to_owned() }
+    }
+
     /// `--container-runtime-endpoint` for the agent.
     pub fn endpoint(&self) -> String {
         format!("unix://{}", self.socket.display())
@@ -49,15 +63,17 @@ impl Containerd {
 
     async fn start(&self) {
         let (dir, socket) = (&self.dir, self.socket.display());
+        let bridge = format!("stlctd{}", self.instance);
+        let subnet = format!("10.88.{}", 77 + u16::from(self.instance));
         std::fs::create_dir_all(dir.join("cni")).unwrap();
         std::fs::write(
             dir.join("cni/10-staticlet-e2e.conflist"),
             serde_json::json!({
                 "cniVersion": "1.0.0",
-                "name": "staticlet-e2e",
+                "name": format!("staticlet-e2e-{}", self.instance),
                 "plugins": [
-                    {"type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": true, "hairpinMode": true,
-                     "ipam": {"type": "host-local", "ranges": [[{"subnet": format!("{SUBNET}.0/24")}]],
+                    {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+                     "ipam": {"type": "host-local", "ranges": [[{"subnet": format!("{subnet}.0/24")}]],
                               "routes": [{"dst": "0.0.0.0/0"}], "dataDir": dir.join("ipam")}},
                     {"type": "portmap", "capabilities": {"portMappings": true}}
                 ]
@@ -89,7 +105,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 "#,
             root = dir.join("root").display(),
             state = dir.join("state").display(),
-            pause = images::PAUSE,
+            pause = self.sandbox_image,
             cni = dir.join("cni").display(),
         );
         std::fs::write(dir.join("config.toml"), config).unwrap();

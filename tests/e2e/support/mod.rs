@@ -8,6 +8,7 @@ pub mod etcd;
 pub mod hostile;
 pub mod images;
 pub mod podman;
+pub mod registry;
 pub mod template;
 
 pub(crate) use template::yaml;
@@ -92,6 +93,8 @@ pub struct Agent {
     pub socket: PathBuf,
     /// `--pod-infra-container-image`, or none to leave the agent its default.
     pub pod_infra_image: Option<&'static str>,
+    /// The working directory to start it in (the test process's when none).
+    pub current_dir: Option<PathBuf>,
     log: PathBuf,
     child: Option<Child>,
     /// The Podman it runs pods on too, to clean up after.
@@ -113,6 +116,7 @@ impl Agent {
             node: node_name(test),
             socket: dir.path().join("staticlet.sock"),
             pod_infra_image: Some(images::PAUSE),
+            current_dir: None,
             log: dir.path().join("agent.log"),
             child: None,
             podman: None,
@@ -129,7 +133,11 @@ impl Agent {
     /// Starts the agent with extra flags and environment variables.
     pub fn start_env(&mut self, extra: &[&str], env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_staticlet"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_staticlet"));
+        if let Some(dir) = &self.current_dir {
+            command.current_dir(dir);
+        }
+        let child = command
             .arg("run")
             .arg("--pod-manifest-path")
             .arg(&self.manifests)

@@ -1,0 +1,265 @@
+//! Private registries (issue 26): pulls from a registry that requires a login (the support's
+//! `docker-registry` with an htpasswd file), with the node's docker config from each of the
+//! kubelet's places, with a kubelet credential provider executable, on Docker and containerd,
+//! the sandbox image included; and never a password in a log line.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::containerd;
+use crate::support::registry::{AuthRegistry, PASSWORD, USER, auth_registry};
+use crate::support::{Agent, container_status, docker, running, wait_for, yaml};
+
+fn pod(name: &str, image: &str) -> String {
+    yaml!(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+        spec:
+          terminationGracePeriodSeconds: 2
+          containers:
+          - name: main
+            image: {image}
+            command: [sleep, '100000']
+        "#,
+        name,
+        image,
+    )
+}
+
+/// The agent's log holds neither the password nor the `auth` form of it, at debug level.
+fn assert_no_secret(agent: &Agent) {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let log = agent.log();
+    for secret in [PASSWORD, auth.as_str(), "w0rd-7c1f9a"] {
+        assert!(!log.contains(secret), "a secret reached the agent's log:\n{log}");
+    }
+}
+
+/// The waiting reason and message of `pod`'s container `main`, once it has one.
+async fn waiting(agent: &Agent, pod: &str) -> (String, String) {
+    wait_for(Duration::from_secs(60), "the container to wait with a reason", || async {
+        let status = agent.pod_status(pod).await?;
+        let waiting = &container_status(&status, "main")?["state"]["waiting"];
+        Some((waiting["reason"].as_str()?.to_owned(), waiting["message"].as_str()?.to_owned()))
+    })
+    .await
+}
+
+/// Puts a file back as it was (or removes it) when dropped: the tests write to `/.docker` and
+/// `/.dockercfg`, which belong to the machine.
+struct Restore(PathBuf, Option<Vec<u8>>);
+
+impl Restore {
+    fn write(path: &Path, text: &str) -> Restore {
+        let before = std::fs::read(path).ok();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        Restore(path.to_owned(), before)
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = match &self.1 {
+            Some(before) => std::fs::write(&self.0, before),
+            None => std::fs::remove_file(&self.0),
+        };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_pulls_with_the_node_credentials_from_each_of_the_kubelets_places() {
+    let docker = docker().await;
+    let registry = auth_registry().await;
+    let tag = format!("t{}", std::process::id());
+    let pause = registry.publish_pause(&docker, "staticlet-test/pause", &tag).await;
+    let places = tempfile::tempdir().unwrap();
+    let (home, cwd) = (places.path().join("home"), places.path().join("cwd"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&cwd).unwrap();
+    let mut agent = Agent::new("regplaces");
+    agent.pod_infra_image = None;
+    agent.current_dir = Some(cwd.clone());
+    std::fs::create_dir_all(&agent.root).unwrap();
+
+    // No credentials anywhere: the pod does not start, and its status says what the registry said.
+    let refused = registry.publish(&docker, "staticlet-test/refused", &tag).await;
+    agent.write("refused.yaml", &pod("refused", &refused));
+    let home_env = home.display().to_string();
+    agent.start_env(&["--pod-infra-container-image", &pause], &[("HOME", &home_env), ("STATICLET_LOG", "debug")]);
+    let (reason, message) = waiting(&agent, "refused").await;
+    assert_eq!(reason, "ErrImagePull", "{message}");
+    assert!(message.contains("no basic auth credentials") || message.contains("unauthorized"), "the registry's words: {message}");
+
+    // Each place the kubelet looks, alone in turn: a file written while the agent runs counts
+    // from the next pull.
+    let config_json = registry.config_json();
+    let dockercfg = registry.dockercfg();
+    let places: [(PathBuf, &str); 8] = [
+        (agent.root.join("config.json"), &config_json),
+        (cwd.join("config.json"), &config_json),
+        (home.join(".docker/config.json"), &config_json),
+        (PathBuf::from("/.docker/config.json"), &config_json),
+        (agent.root.join(".dockercfg"), &dockercfg),
+        (cwd.join(".dockercfg"), &dockercfg),
+        (home.join(".dockercfg"), &dockercfg),
+        (PathBuf::from("/.dockercfg"), &dockercfg),
+    ];
+    for (i, (path, text)) in places.iter().enumerate() {
+        let image = registry.publish(&docker, &format!("staticlet-test/place{i}"), &tag).await;
+        let _file = Restore::write(path, text);
+        let name = format!("place{i}");
+        agent.write(&format!("{name}.yaml"), &pod(&name, &image));
+        let what = format!("the pod whose image needs the login from {}", path.display());
+        let main = wait_for(Duration::from_secs(90), &what, || async {
+            running(&docker, &agent.node, &format!("k8s_main_{}", agent.pod(&name))).await.pop()
+        })
+        .await;
+        assert_eq!(main.image.as_deref(), Some(image.as_str()));
+        if i == 0 {
+            // The first sandbox made with a login in place runs the configured sandbox image,
+            // pulled with it.
+            let sandbox = running(&docker, &agent.node, &format!("k8s_POD_{}", agent.pod(&name))).await.pop().unwrap();
+            assert_eq!(sandbox.image.as_deref(), Some(pause.as_str()));
+        }
+    }
+    let log = agent.log();
+    assert!(log.contains("Successfully pulled image"), "{log}");
+    assert_no_secret(&agent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containerd_pulls_with_the_node_credentials_including_its_sandbox_image() {
+    let docker = docker().await;
+    let registry = auth_registry().await;
+    let tag = format!("t{}", std::process::id());
+    let pause = registry.publish_pause(&docker, "staticlet-test/cri-pause", &tag).await;
+    let image = registry.publish(&docker, "staticlet-test/cri-app", &tag).await;
+    // A containerd of its own, whose sandbox image is behind the login.
+    let containerd = containerd::dedicated(1, &pause).await;
+    let mut agent = Agent::new("regcri");
+    agent.uses_containerd(&containerd);
+    std::fs::create_dir_all(&agent.root).unwrap();
+    std::fs::write(agent.root.join("config.json"), registry.config_json()).unwrap();
+    agent.write("app.yaml", &pod("app", &image));
+    agent.start_env(&["--container-runtime-endpoint", &containerd.endpoint()], &[("STATICLET_LOG", "debug")]);
+    wait_for(Duration::from_secs(120), "the pod on containerd", || async {
+        let status = agent.pod_status("app").await?;
+        container_status(&status, "main")?["state"]["running"].is_object().then_some(())
+    })
+    .await;
+    let images = containerd.run(&["images", "ls", "-q"]);
+    for wanted in [&pause, &image] {
+        assert!(images.lines().any(|l| l == wanted.as_str()), "{wanted} pulled into containerd: {images}");
+    }
+    assert_no_secret(&agent);
+}
+
+/// A credential provider in the kubelet's exec protocol, as a shell script: it logs each call
+/// to `calls`, and answers with the registry's login for the whole registry for five minutes.
+fn provider_script(registry: &AuthRegistry, calls: &Path) -> String {
+    format!(
+        r#"#!/bin/sh
+request=$(cat)
+echo "$request" >> '{calls}'
+printf '{{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.kubelet.k8s.io/v1","cacheKeyType":"Registry","cacheDuration":"5m0s","auth":{{"{address}":{{"username":"{USER}","password":"{PASSWORD}"}}}}}}'
+"#,
+        calls = calls.display(),
+        address = registry.address,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exec_credential_provider_logs_pulls_in_and_its_answer_is_cached() {
+    use std::os::unix::fs::PermissionsExt;
+    let docker = docker().await;
+    let registry = auth_registry().await;
+    let tag = format!("t{}", std::process::id());
+    let mut agent = Agent::new("regexec");
+    let bin = agent.file("providers");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = agent.file("provider-calls");
+    let script = bin.join("test-credential-provider");
+    std::fs::write(&script, provider_script(&registry, &calls)).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = agent.file("credential-providers.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: test-credential-provider\n  \
+             matchImages: [\"{}\"]\n  defaultCacheDuration: 1m\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n",
+            registry.address
+        ),
+    )
+    .unwrap();
+    let mut images = Vec::new();
+    for i in 0..3 {
+        let image = registry.publish(&docker, &format!("staticlet-test/exec{i}"), &tag).await;
+        agent.write(&format!("exec{i}.yaml"), &pod(&format!("exec{i}"), &image));
+        images.push(image);
+    }
+    let (config, bin) = (config.display().to_string(), bin.display().to_string());
+    agent.start_env(
+        &["--image-credential-provider-config", &config, "--image-credential-provider-bin-dir", &bin],
+        &[("STATICLET_LOG", "debug")],
+    );
+    for i in 0..3 {
+        wait_for(Duration::from_secs(90), "each pod whose image the provider's login pulls", || async {
+            running(&docker, &agent.node, &format!("k8s_main_{}", agent.pod(&format!("exec{i}")))).await.pop()
+        })
+        .await;
+    }
+    let asked = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(asked.lines().count(), 1, "one call for the registry, cached for the others: {asked}");
+    let request: serde_json::Value = serde_json::from_str(asked.lines().next().unwrap()).unwrap();
+    assert_eq!(request["kind"], "CredentialProviderRequest");
+    assert_eq!(request["apiVersion"], "credentialprovider.kubelet.k8s.io/v1");
+    assert!(images.iter().any(|i| i.starts_with(request["image"].as_str().unwrap())), "the repository, without its tag: {request}");
+    assert_no_secret(&agent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_credential_provider_is_reported_and_holds_up_no_other_pod() {
+    use std::os::unix::fs::PermissionsExt;
+    let docker = docker().await;
+    let registry = auth_registry().await;
+    let tag = format!("t{}", std::process::id());
+    let mut agent = Agent::new("regfail");
+    let bin = agent.file("providers");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("broken-provider");
+    std::fs::write(&script, "#!/bin/sh\necho 'token endpoint unreachable' >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = agent.file("providers.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: broken-provider\n  \
+             matchImages: [\"{}\"]\n  defaultCacheDuration: 1m\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n",
+            registry.address
+        ),
+    )
+    .unwrap();
+    let private = registry.publish(&docker, "staticlet-test/broken", &tag).await;
+    agent.write("private.yaml", &pod("private", &private));
+    agent.write("public.yaml", &pod("public", crate::support::images::BUSYBOX));
+    let (config, bin) = (config.display().to_string(), bin.display().to_string());
+    agent.start_with(&["--image-credential-provider-config", &config, "--image-credential-provider-bin-dir", &bin]);
+    wait_for(Duration::from_secs(60), "the pod that needs no login", || async {
+        running(&docker, &agent.node, &format!("k8s_main_{}", agent.pod("public"))).await.pop()
+    })
+    .await;
+    let (reason, _) = waiting(&agent, "private").await;
+    assert!(reason == "ErrImagePull" || reason == "ImagePullBackOff", "{reason}");
+    let (_, events) = agent.api("GET", "/api/v1/namespaces/default/events").await.unwrap();
+    let reported = events["items"].as_array().unwrap().iter().any(|e| {
+        e["reason"] == "CredentialProviderFailed"
+            && e["involvedObject"]["name"] == agent.pod("private").as_str()
+            && e["message"].as_str().unwrap_or_default().contains("token endpoint unreachable")
+    });
+    assert!(reported, "the provider's failure is an event of the pod it concerns: {events}");
+}
