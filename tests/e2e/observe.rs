@@ -271,7 +271,7 @@ async fn the_cli_lists_describes_logs_and_restarts_pods() {
 
     let plugins = staticlet_stdout(&agent, &["plugins"]);
     let policy: Vec<&str> = plugins.lines().find(|l| l.starts_with("static-pod-policy")).unwrap().split_whitespace().collect();
-    assert_eq!(&policy[1..3], ["admission-validator", "0.1.0"], "{plugins}");
+    assert_eq!(&policy[1..3], ["admission-validator", "0.2.0"], "{plugins}");
     assert!(policy[3].starts_with("sha256:") && policy[4] == "Ready", "{plugins}");
     assert!(policy[5].parse::<u64>().unwrap() >= 2, "both pods were judged: {plugins}");
 

@@ -33,18 +33,23 @@ fn pod(name: &str, sleep: &str) -> String {
 
 /// An agent config with the etcd source polled every second.
 fn config(agent: &Agent, settings: &str, allowed_hosts: &str) -> PathBuf {
+    config_with(agent, ETCD_SOURCE, settings, allowed_hosts)
+}
+
+/// The same with the source built at `plugin`.
+fn config_with(agent: &Agent, plugin: &str, settings: &str, allowed_hosts: &str) -> PathBuf {
     let path = agent.dir().parent().unwrap().join("staticlet.yaml");
     let text = yaml!(
         r#"
         plugins:
         - name: etcd
           kind: manifest-source
-          path: {ETCD_SOURCE}
+          path: {plugin}
           interval: 1s
           config: {settings}
           allowedHosts: {allowed_hosts}
         "#,
-        ETCD_SOURCE,
+        plugin,
         settings,
         allowed_hosts,
     );
@@ -114,6 +119,23 @@ async fn the_etcd_sources_pods_follow_etcd_and_outlive_it() {
     wait_running(&agent, "d").await;
     etcd.delete(&key("c"));
     wait_gone(&agent, "c").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_etcd_source_built_against_wit_0_1_0_still_serves_pods() {
+    let etcd = Etcd::start();
+    let mut agent = Agent::new("etcdold");
+    let node = agent.node.clone();
+    etcd.put(&format!("/staticlet/{node}/a"), &pod("a", "3600"));
+    let plugin = crate::support::wit_v0_1_0("etcd_source.wasm");
+    let config = config_with(&agent, &plugin, &format!("{{endpoints: ['{}']}}", etcd.url()), &format!("['127.0.0.1:{}']", etcd.port));
+    agent.start_with(&["--config", config.to_str().unwrap()]);
+    wait_running(&agent, "a").await;
+    etcd.put(&format!("/staticlet/{node}/b"), &pod("b", "3600"));
+    wait_running(&agent, "b").await;
+    let (_, plugins) = agent.api("GET", "/staticlet/v1/plugins").await.unwrap();
+    let listed = plugins.to_string();
+    assert!(listed.contains("0.1.0"), "the plugin list shows the WIT version it was built against: {listed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -117,6 +117,7 @@ fn measure(cache: std::path::PathBuf) {
         default_runtime_class: "fake".into(),
         runtime_classes: [("fake".to_owned(), "fake".to_owned())].into(),
         runtime_adapters: vec![],
+        credential_plugins: vec![],
         kubeconfig: None,
         register_node: false,
         ignored_keys: vec![],

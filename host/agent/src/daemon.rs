@@ -65,8 +65,9 @@ pub async fn run(
     // API server.
     let mirror = mirror.map(|mirror| spawn_mirror(mirror, config, &runtimes, desired_rx.clone(), &status, &events, &shutdown));
     let layout = Layout::new(&config.root_dir);
-    let adapters_reload = reload_adapters(adapters, &plugins, &shutdown);
-    let ctx = reconcile_context(config, &runtimes, &layout, &status, &events, &metrics);
+    let (credentials, credential_plugins) = credentials(config, &engine).await;
+    let reloads = reload_plugins(adapters.into_iter().chain(credential_plugins).collect(), &plugins, &shutdown);
+    let ctx = reconcile_context(config, &runtimes, &layout, &status, &events, &metrics, credentials);
 
     // No pod is admitted, and so none started, before every validator has loaded (or failed
     // to, which its failure policy then covers).
@@ -74,7 +75,7 @@ pub async fn run(
     let intake = Intake::start(sources, validators, node, events, metrics, desired_tx, &shutdown);
     let ready = tokio::spawn(notify_systemd(status, shutdown.clone()));
     Controller::new(ctx).run(desired_rx, restart_rx, shutdown).await;
-    let _ = tokio::join!(intake.join(), join_all(api_tasks), adapters_reload, ready);
+    let _ = tokio::join!(intake.join(), join_all(api_tasks), reloads, ready);
     if let Some(mirror) = mirror {
         let _ = mirror.await;
     }
@@ -110,6 +111,7 @@ fn reconcile_context(
     status: &StatusStore,
     events: &Recorder,
     metrics: &Metrics,
+    credentials: staticlet_credentials::Credentials,
 ) -> Arc<Context> {
     Arc::new(Context {
         runtimes: runtimes.clone(),
@@ -121,36 +123,45 @@ fn reconcile_context(
         events: events.clone(),
         metrics: metrics.clone(),
         clock: staticlet_runtime::Clock::SYSTEM,
-        credentials: Arc::new(credentials(config)),
+        credentials: Arc::new(credentials),
     })
 }
 
 /// The node's registry credentials: the docker config file under `--root-dir` (and the
-/// kubelet's other places), then the credential provider executables of the config.
-fn credentials(config: &Config) -> staticlet_credentials::Credentials {
+/// kubelet's other places), then the credential provider executables of the config, then its
+/// credential-provider plugins (returned too, for listing and reloading).
+async fn credentials(config: &Config, engine: &PluginEngine) -> (staticlet_credentials::Credentials, Vec<Arc<Plugin>>) {
     use staticlet_credentials::provider::{Cached, exec::ExecProvider};
     let mut providers = Vec::new();
-    for settings in config.credential_providers.iter().flat_map(|c| c.providers.iter().map(move |p| (c, p))) {
-        let (providers_config, provider) = settings;
+    for (bin_dir, provider) in config.credential_providers.iter().flat_map(|c| c.providers.iter().map(move |p| (&c.bin_dir, p))) {
         if provider.requires_service_account {
             info!(provider = %provider.name, "credential provider requires a service account token, which static pods do not have; it is never asked");
             continue;
         }
         // Checked when the config was resolved: the executable is there.
-        match ExecProvider::new(provider.clone(), &providers_config.bin_dir) {
+        match ExecProvider::new(provider.clone(), bin_dir) {
             Ok(exec) => providers.push(Cached::new(Arc::new(exec), provider.match_images.clone(), provider.default_cache_duration)),
             Err(e) => error!("{e}"),
         }
     }
-    staticlet_credentials::Credentials::new(&config.root_dir, providers)
+    let loaded = join_all(config.credential_plugins.iter().map(|c| Plugin::load(engine, c.spec.clone()))).await;
+    let mut plugins = Vec::new();
+    for (settings, plugin) in config.credential_plugins.iter().zip(loaded) {
+        let plugin = Arc::new(plugin);
+        let provider = staticlet_plugin::CredentialPlugin::new(plugin.clone());
+        providers.push(Cached::new(Arc::new(provider), settings.match_images.clone(), settings.default_cache_duration));
+        plugins.push(plugin);
+    }
+    (staticlet_credentials::Credentials::new(&config.root_dir, providers), plugins)
 }
 
-/// Lists the runtime-adapter plugins in `plugins` and reloads each when its file changes.
-fn reload_adapters(adapters: Vec<Arc<Plugin>>, plugins: &PluginRegistry, shutdown: &CancellationToken) -> JoinHandle<()> {
-    plugins.register(adapters.iter().cloned());
+/// Lists the runtime-adapter and credential-provider plugins in `plugins` and reloads each
+/// when its file changes.
+fn reload_plugins(loaded: Vec<Arc<Plugin>>, plugins: &PluginRegistry, shutdown: &CancellationToken) -> JoinHandle<()> {
+    plugins.register(loaded.iter().cloned());
     // Pods whose calls failed on the old code converge on their next retry.
-    let consequence = "runtime calls use the new code";
-    tokio::spawn(staticlet_plugin::reload::watch(adapters, consequence, watch::Sender::new(0), shutdown.clone()))
+    let consequence = "calls use the new code";
+    tokio::spawn(staticlet_plugin::reload::watch(loaded, consequence, watch::Sender::new(0), shutdown.clone()))
 }
 
 /// The tasks that turn manifests into the desired set: one per source, the desired stage, the

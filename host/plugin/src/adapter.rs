@@ -5,21 +5,24 @@
 //! period, an exec its own timeout, and everything else the plugin's call timeout. A trap, a
 //! deadline or the memory cap fails that call only, as [`RuntimeError::Call`] naming the plugin
 //! and the call; the agent retries it as it retries any failed runtime call.
+//!
+//! Adapters built against any WIT version the host loads are driven the same way: each
+//! version's bindings implement [`RuntimeCalls`] (`calls.rs`, compiled once per version), and
+//! only `pull-image` differs: 0.1.0 has no credentials to pass.
 
-use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream};
 use staticlet_runtime::{
-    Container, ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, EXEC_OUTPUT_LIMIT, ExecResult, Image, LabelFilter,
-    LogOptions, MountPropagation, PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatus, Protocol, PullProgressSender,
-    RegistryAuth, Runtime, RuntimeError, RuntimeVersion, SandboxState,
+    Container, ContainerConfig, ContainerStatus, EXEC_OUTPUT_LIMIT, ExecResult, Image, LabelFilter, LogOptions, PodSandbox,
+    PodSandboxConfig, PodSandboxStatus, PullProgressSender, RegistryAuth, Runtime, RuntimeError, RuntimeVersion,
 };
+use wasmtime::Store;
 
 use crate::PluginError;
-use crate::bindings::v0_1_0::runtime::exports::staticlet::plugin::runtime as wit;
 use crate::plugin::{Bound, GuestCall, Plugin};
 use crate::sandbox::State;
 use crate::spec::Kind;
@@ -30,6 +33,89 @@ pub const DEFAULT_IMAGE_PULL_TIMEOUT: Duration = Duration::from_secs(300);
 /// What stopping a whole sandbox may take beyond the call timeout: the runtime stops its
 /// containers forcibly, but some runtimes still give each a short grace.
 const SANDBOX_STOP_ALLOWANCE: Duration = Duration::from_secs(15);
+
+/// One call into an instance: a trap, or the runtime's answer.
+pub(crate) type Call<'a, T> = Pin<Box<dyn Future<Output = wasmtime::Result<Result<T, RuntimeError>>> + Send + 'a>>;
+
+/// The runtime interface of one WIT version, in the agent's types. The arguments are
+/// converted before the call's future is made, which owns them.
+pub(crate) trait RuntimeCalls: Sync {
+    fn version<'a>(&'a self, store: &'a mut Store<State>) -> Call<'a, RuntimeVersion>;
+    fn run_pod_sandbox<'a>(&'a self, store: &'a mut Store<State>, config: &PodSandboxConfig) -> Call<'a, String>;
+    fn stop_pod_sandbox<'a>(&'a self, store: &'a mut Store<State>, id: &str) -> Call<'a, ()>;
+    fn remove_pod_sandbox<'a>(&'a self, store: &'a mut Store<State>, id: &str) -> Call<'a, ()>;
+    fn list_pod_sandboxes<'a>(&'a self, store: &'a mut Store<State>, filter: &LabelFilter) -> Call<'a, Vec<PodSandbox>>;
+    fn pod_sandbox_status<'a>(&'a self, store: &'a mut Store<State>, id: &str) -> Call<'a, PodSandboxStatus>;
+    fn create_container<'a>(
+        &'a self,
+        store: &'a mut Store<State>,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        sandbox: &PodSandboxConfig,
+    ) -> Call<'a, String>;
+    fn start_container<'a>(&'a self, store: &'a mut Store<State>, id: &str) -> Call<'a, ()>;
+    fn stop_container<'a>(&'a self, store: &'a mut Store<State>, id: &str, grace_ms: u64) -> Call<'a, ()>;
+    fn remove_container<'a>(&'a self, store: &'a mut Store<State>, id: &str) -> Call<'a, ()>;
+    fn list_containers<'a>(&'a self, store: &'a mut Store<State>, filter: &LabelFilter) -> Call<'a, Vec<Container>>;
+    fn container_status<'a>(&'a self, store: &'a mut Store<State>, id: &str) -> Call<'a, ContainerStatus>;
+    fn exec_sync<'a>(&'a self, store: &'a mut Store<State>, id: &str, cmd: &[String], timeout_ms: u64) -> Call<'a, ExecResult>;
+    fn logs<'a>(&'a self, store: &'a mut Store<State>, id: &str, options: &LogOptions) -> Call<'a, Vec<u8>>;
+    fn image_status<'a>(&'a self, store: &'a mut Store<State>, image: &str) -> Call<'a, Option<Image>>;
+    fn pull_image<'a>(&'a self, store: &'a mut Store<State>, image: &str, auth: Option<&RegistryAuth>) -> Call<'a, String>;
+}
+
+/// `staticlet:plugin@0.1.0` (frozen). Its files are `adapter/`'s.
+#[path = "adapter"]
+mod v0_1_0 {
+    pub(super) use crate::bindings::v0_1_0::runtime::exports::staticlet::plugin::runtime as wit;
+
+    // The same file as `v0_2_0::calls`, on this version's bindings: compiled twice on purpose.
+    #[allow(clippy::duplicate_mod)]
+    #[path = "calls.rs"]
+    mod calls;
+
+    /// 0.1.0 pulls carry no credentials: an adapter built against it pulls anonymously.
+    pub(super) fn pull<'a>(
+        runtime: &'a wit::Guest,
+        store: &'a mut wasmtime::Store<crate::sandbox::State>,
+        image: &str,
+        _auth: Option<&staticlet_runtime::RegistryAuth>,
+    ) -> super::Call<'a, String> {
+        let image = image.to_owned();
+        Box::pin(async move { Ok(runtime.call_pull_image(store, &image).await?.map_err(|e| calls::runtime_error("pull_image", e))) })
+    }
+}
+
+/// `staticlet:plugin@0.2.0`. Its files are `adapter/`'s.
+#[path = "adapter"]
+mod v0_2_0 {
+    pub(super) use crate::bindings::v0_2_0::runtime::exports::staticlet::plugin::runtime as wit;
+
+    // The same file as `v0_1_0::calls`, on this version's bindings: compiled twice on purpose.
+    #[allow(clippy::duplicate_mod)]
+    #[path = "calls.rs"]
+    mod calls;
+
+    /// Pulls with the credentials, as the CRI's `AuthConfig` carries them.
+    pub(super) fn pull<'a>(
+        runtime: &'a wit::Guest,
+        store: &'a mut wasmtime::Store<crate::sandbox::State>,
+        image: &str,
+        auth: Option<&staticlet_runtime::RegistryAuth>,
+    ) -> super::Call<'a, String> {
+        let image = image.to_owned();
+        let auth = auth.map(|a| wit::RegistryAuth {
+            username: a.username.clone(),
+            password: a.password.clone(),
+            identity_token: a.identity_token.clone(),
+            registry_token: a.registry_token.clone(),
+            server_address: a.server_address.clone(),
+        });
+        Box::pin(async move {
+            Ok(runtime.call_pull_image(store, &image, auth.as_ref()).await?.map_err(|e| calls::runtime_error("pull_image", e)))
+        })
+    }
+}
 
 /// A runtime-adapter plugin, as a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -45,23 +131,31 @@ impl AdapterRuntime {
         AdapterRuntime { plugin, image_pull_timeout }
     }
 
+    fn call_timeout(&self) -> Duration {
+        self.plugin.spec().limits.call_timeout
+    }
+
     /// Makes one call of the runtime interface, bounded by `timeout`.
     async fn call<T: Send + 'static>(
         &self,
         call: &'static str,
         timeout: Duration,
-        export: impl for<'a> FnOnce(&'a wit::Guest, &'a mut wasmtime::Store<State>) -> GuestCall<'a, Result<T, wit::RuntimeError>>,
+        export: impl for<'a> FnOnce(&'a dyn RuntimeCalls, &'a mut Store<State>) -> Call<'a, T>,
     ) -> Result<T, RuntimeError> {
         let answer = self
             .plugin
-            .call(call, Kind::RuntimeAdapter, timeout, |bound, store| match bound {
-                Bound::Runtime(r) => export(r.staticlet_plugin_runtime(), store),
-                _ => Box::pin(async { Err(wasmtime::Error::msg("not a runtime adapter instance")) }),
+            .call(call, Kind::RuntimeAdapter, timeout, |bound, store| -> GuestCall<'_, Result<T, RuntimeError>> {
+                let calls: &dyn RuntimeCalls = match bound {
+                    Bound::Runtime1(r) => r.staticlet_plugin_runtime(),
+                    Bound::Runtime2(r) => r.staticlet_plugin_runtime(),
+                    _ => return Box::pin(async { Err(wasmtime::Error::msg("not a runtime adapter instance")) }),
+                };
+                let pending = export(calls, store);
+                Box::pin(async move { pending.await.map(Ok) })
             })
             .await;
         match answer {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(runtime_error(call, e)),
+            Ok(answer) => answer,
             // This call failed inside the plugin; the next one gets a fresh instance.
             Err(e @ (PluginError::Trap { .. } | PluginError::Deadline { .. } | PluginError::Memory { .. })) => {
                 Err(RuntimeError::Call { call, message: e.to_string() })
@@ -72,14 +166,6 @@ impl AdapterRuntime {
     }
 }
 
-/// One typed export call, as the closure [`AdapterRuntime::call`] runs; the arguments are
-/// evaluated inside the call's future, which owns what they borrow.
-macro_rules! export {
-    ($method:ident $(, $arg:expr)*) => {
-        move |runtime, store| Box::pin(async move { runtime.$method(store $(, $arg)*).await.map(Ok) })
-    };
-}
-
 #[async_trait]
 impl Runtime for AdapterRuntime {
     fn name(&self) -> &str {
@@ -87,41 +173,29 @@ impl Runtime for AdapterRuntime {
     }
 
     async fn version(&self) -> Result<RuntimeVersion, RuntimeError> {
-        let timeout = self.plugin.spec().limits.call_timeout;
-        let v = self.call("version", timeout, export!(call_version)).await?;
-        Ok(RuntimeVersion { runtime_name: v.runtime_name, runtime_version: v.runtime_version })
+        self.call("version", self.call_timeout(), |r, store| r.version(store)).await
     }
 
     async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, RuntimeError> {
-        let config = sandbox_config(config);
-        let timeout = self.plugin.spec().limits.call_timeout;
-        self.call("run_pod_sandbox", timeout, export!(call_run_pod_sandbox, &config)).await
+        self.call("run_pod_sandbox", self.call_timeout(), |r, store| r.run_pod_sandbox(store, config)).await
     }
 
     async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
-        let id = sandbox_id.to_owned();
-        let timeout = self.plugin.spec().limits.call_timeout + SANDBOX_STOP_ALLOWANCE;
-        self.call("stop_pod_sandbox", timeout, export!(call_stop_pod_sandbox, &id)).await
+        let timeout = self.call_timeout() + SANDBOX_STOP_ALLOWANCE;
+        self.call("stop_pod_sandbox", timeout, |r, store| r.stop_pod_sandbox(store, sandbox_id)).await
     }
 
     async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
-        let id = sandbox_id.to_owned();
-        let timeout = self.plugin.spec().limits.call_timeout + SANDBOX_STOP_ALLOWANCE;
-        self.call("remove_pod_sandbox", timeout, export!(call_remove_pod_sandbox, &id)).await
+        let timeout = self.call_timeout() + SANDBOX_STOP_ALLOWANCE;
+        self.call("remove_pod_sandbox", timeout, |r, store| r.remove_pod_sandbox(store, sandbox_id)).await
     }
 
     async fn list_pod_sandboxes(&self, filter: &LabelFilter) -> Result<Vec<PodSandbox>, RuntimeError> {
-        let filter = pairs(&filter.0);
-        let timeout = self.plugin.spec().limits.call_timeout;
-        let listed = self.call("list_pod_sandboxes", timeout, export!(call_list_pod_sandboxes, &filter)).await?;
-        Ok(listed.into_iter().map(sandbox).collect())
+        self.call("list_pod_sandboxes", self.call_timeout(), |r, store| r.list_pod_sandboxes(store, filter)).await
     }
 
     async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<PodSandboxStatus, RuntimeError> {
-        let id = sandbox_id.to_owned();
-        let timeout = self.plugin.spec().limits.call_timeout;
-        let status = self.call("pod_sandbox_status", timeout, export!(call_get_pod_sandbox_status, &id)).await?;
-        Ok(PodSandboxStatus { sandbox: sandbox(status.sandbox), ip: status.ip.filter(|ip| !ip.is_empty()) })
+        self.call("pod_sandbox_status", self.call_timeout(), |r, store| r.pod_sandbox_status(store, sandbox_id)).await
     }
 
     async fn create_container(
@@ -130,258 +204,63 @@ impl Runtime for AdapterRuntime {
         config: &ContainerConfig,
         sandbox: &PodSandboxConfig,
     ) -> Result<String, RuntimeError> {
-        let (id, config, sandbox) = (sandbox_id.to_owned(), container_config(config), sandbox_config(sandbox));
-        let timeout = self.plugin.spec().limits.call_timeout;
-        self.call("create_container", timeout, export!(call_create_container, &id, &config, &sandbox)).await
+        self.call("create_container", self.call_timeout(), |r, store| r.create_container(store, sandbox_id, config, sandbox)).await
     }
 
     async fn start_container(&self, container_id: &str) -> Result<(), RuntimeError> {
-        let id = container_id.to_owned();
-        let timeout = self.plugin.spec().limits.call_timeout;
-        self.call("start_container", timeout, export!(call_start_container, &id)).await
+        self.call("start_container", self.call_timeout(), |r, store| r.start_container(store, container_id)).await
     }
 
     async fn stop_container(&self, container_id: &str, grace: Duration) -> Result<(), RuntimeError> {
-        let id = container_id.to_owned();
         let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
-        let timeout = self.plugin.spec().limits.call_timeout + grace;
-        self.call("stop_container", timeout, export!(call_stop_container, &id, grace_ms)).await
+        let timeout = self.call_timeout() + grace;
+        self.call("stop_container", timeout, |r, store| r.stop_container(store, container_id, grace_ms)).await
     }
 
     async fn remove_container(&self, container_id: &str) -> Result<(), RuntimeError> {
-        let id = container_id.to_owned();
-        let timeout = self.plugin.spec().limits.call_timeout;
-        self.call("remove_container", timeout, export!(call_remove_container, &id)).await
+        self.call("remove_container", self.call_timeout(), |r, store| r.remove_container(store, container_id)).await
     }
 
     async fn list_containers(&self, filter: &LabelFilter) -> Result<Vec<Container>, RuntimeError> {
-        let filter = pairs(&filter.0);
-        let timeout = self.plugin.spec().limits.call_timeout;
-        let listed = self.call("list_containers", timeout, export!(call_list_containers, &filter)).await?;
-        Ok(listed.into_iter().map(container).collect())
+        self.call("list_containers", self.call_timeout(), |r, store| r.list_containers(store, filter)).await
     }
 
     async fn container_status(&self, container_id: &str) -> Result<ContainerStatus, RuntimeError> {
-        let id = container_id.to_owned();
-        let timeout = self.plugin.spec().limits.call_timeout;
-        let s = self.call("container_status", timeout, export!(call_get_container_status, &id)).await?;
-        Ok(ContainerStatus {
-            container: container(s.container),
-            started_at: s.started_at.map(time),
-            finished_at: s.finished_at.map(time),
-            exit_code: s.exit_code,
-            reason: s.reason,
-            message: s.message,
-        })
+        self.call("container_status", self.call_timeout(), |r, store| r.container_status(store, container_id)).await
     }
 
     async fn exec_sync(&self, container_id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult, RuntimeError> {
-        let (id, cmd) = (container_id.to_owned(), cmd.to_vec());
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let deadline = self.plugin.spec().limits.call_timeout + timeout;
-        let mut result = self.call("exec_sync", deadline, export!(call_exec_sync, &id, &cmd, timeout_ms)).await?;
+        let deadline = self.call_timeout() + timeout;
+        let mut result = self.call("exec_sync", deadline, |r, store| r.exec_sync(store, container_id, cmd, timeout_ms)).await?;
         result.stdout.truncate(EXEC_OUTPUT_LIMIT);
         result.stderr.truncate(EXEC_OUTPUT_LIMIT);
-        Ok(ExecResult { stdout: result.stdout, stderr: result.stderr, exit_code: result.exit_code })
+        Ok(result)
     }
 
-    /// The log as it is now: the 0.1.0 world has no streaming, so `follow` ends with what was
-    /// written so far.
+    /// The log as it is now: the runtime-adapter world has no streaming, so `follow` ends with
+    /// what was written so far.
     async fn logs(
         &self,
         container_id: &str,
         options: &LogOptions,
     ) -> Result<BoxStream<'static, Result<Vec<u8>, RuntimeError>>, RuntimeError> {
-        let id = container_id.to_owned();
-        let options =
-            wit::LogOptions { tail_lines: options.tail_lines, timestamps: options.timestamps, since: options.since.map(timestamp) };
-        let timeout = self.plugin.spec().limits.call_timeout;
-        let bytes = self.call("logs", timeout, export!(call_logs, &id, options)).await?;
+        let bytes = self.call("logs", self.call_timeout(), |r, store| r.logs(store, container_id, options)).await?;
         Ok(Box::pin(stream::once(async move { Ok(bytes) })))
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<Image>, RuntimeError> {
-        let image = image.to_owned();
-        let timeout = self.plugin.spec().limits.call_timeout;
-        let found = self.call("image_status", timeout, export!(call_image_status, &image)).await?;
-        Ok(found.map(|i| Image { id: i.id, size: i.size }))
+        self.call("image_status", self.call_timeout(), |r, store| r.image_status(store, image)).await
     }
 
+    /// Pulls through the adapter with `auth` (a 0.1.0 adapter pulls anonymously); the adapter
+    /// reports no progress.
     async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>, _progress: &PullProgressSender) -> Result<String, RuntimeError> {
-        let _ = auth;
-        let reference = image.to_owned();
-        match self.call("pull_image", self.image_pull_timeout, export!(call_pull_image, &reference)).await {
+        match self.call("pull_image", self.image_pull_timeout, |r, store| r.pull_image(store, image, auth)).await {
             Err(RuntimeError::ImagePull { message, .. } | RuntimeError::Call { message, .. }) => {
                 Err(RuntimeError::ImagePull { image: image.to_owned(), message })
             }
             other => other,
         }
-    }
-}
-
-/// The plugin's own error as the runtime error the agent reads. `not-found` stays
-/// [`RuntimeError::NotFound`], which the agent treats as "already gone".
-fn runtime_error(call: &'static str, e: wit::RuntimeError) -> RuntimeError {
-    match e {
-        wit::RuntimeError::Unavailable(m) => RuntimeError::Unavailable(m),
-        wit::RuntimeError::NotFound(m) => RuntimeError::NotFound(m),
-        wit::RuntimeError::ImagePull(message) => RuntimeError::ImagePull { image: String::new(), message },
-        wit::RuntimeError::Unsupported(message) => RuntimeError::Call { call, message: format!("not supported: {message}") },
-        wit::RuntimeError::DeadlineExceeded(message) => RuntimeError::Call { call, message: format!("deadline exceeded: {message}") },
-        wit::RuntimeError::Call(message) => RuntimeError::Call { call, message },
-    }
-}
-
-fn pairs(map: &BTreeMap<String, String>) -> Vec<(String, String)> {
-    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-fn timestamp(at: SystemTime) -> i64 {
-    match at.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
-        Err(before) => -i64::try_from(before.duration().as_nanos()).unwrap_or(i64::MAX),
-    }
-}
-
-fn time(ns: i64) -> SystemTime {
-    let magnitude = Duration::from_nanos(ns.unsigned_abs());
-    if ns >= 0 { UNIX_EPOCH + magnitude } else { UNIX_EPOCH - magnitude }
-}
-
-fn sandbox_metadata(m: &PodSandboxMetadata) -> wit::SandboxMetadata {
-    wit::SandboxMetadata { name: m.name.clone(), namespace: m.namespace.clone(), uid: m.uid.clone(), attempt: m.attempt }
-}
-
-fn sandbox_config(c: &PodSandboxConfig) -> wit::SandboxConfig {
-    wit::SandboxConfig {
-        metadata: sandbox_metadata(&c.metadata),
-        hostname: c.hostname.clone(),
-        log_directory: c.log_directory.display().to_string(),
-        dns_config: c.dns_config.as_ref().map(|d| wit::DnsConfig {
-            servers: d.servers.clone(),
-            searches: d.searches.clone(),
-            options: d.options.clone(),
-        }),
-        port_mappings: c
-            .port_mappings
-            .iter()
-            .map(|p| wit::PortMapping {
-                protocol: match p.protocol {
-                    Protocol::Tcp => wit::Protocol::Tcp,
-                    Protocol::Udp => wit::Protocol::Udp,
-                    Protocol::Sctp => wit::Protocol::Sctp,
-                },
-                container_port: p.container_port,
-                host_port: p.host_port,
-                host_ip: p.host_ip.clone(),
-            })
-            .collect(),
-        labels: pairs(&c.labels),
-        annotations: pairs(&c.annotations),
-        host_network: c.host_network,
-        host_pid: c.host_pid,
-        host_ipc: c.host_ipc,
-        host_aliases: c.host_aliases.clone(),
-    }
-}
-
-fn container_config(c: &ContainerConfig) -> wit::ContainerConfig {
-    wit::ContainerConfig {
-        metadata: wit::ContainerMetadata { name: c.metadata.name.clone(), attempt: c.metadata.attempt },
-        image: c.image.clone(),
-        command: c.command.clone(),
-        args: c.args.clone(),
-        working_dir: c.working_dir.clone(),
-        envs: c.envs.clone(),
-        mounts: c
-            .mounts
-            .iter()
-            .map(|m| wit::Mount {
-                container_path: m.container_path.clone(),
-                host_path: m.host_path.display().to_string(),
-                readonly: m.readonly,
-                propagation: match m.propagation {
-                    MountPropagation::Private => wit::MountPropagation::Private,
-                    MountPropagation::HostToContainer => wit::MountPropagation::HostToContainer,
-                    MountPropagation::Bidirectional => wit::MountPropagation::Bidirectional,
-                },
-            })
-            .collect(),
-        labels: pairs(&c.labels),
-        annotations: pairs(&c.annotations),
-        resources: wit::Resources {
-            cpu_period: c.resources.cpu_period,
-            cpu_quota: c.resources.cpu_quota,
-            cpu_shares: c.resources.cpu_shares,
-            memory_limit_in_bytes: c.resources.memory_limit_in_bytes,
-        },
-        security: wit::Security {
-            privileged: c.security.privileged,
-            run_as_user: c.security.run_as_user,
-            run_as_group: c.security.run_as_group,
-            supplemental_groups: c.security.supplemental_groups.clone(),
-            readonly_rootfs: c.security.readonly_rootfs,
-            add_capabilities: c.security.add_capabilities.clone(),
-            drop_capabilities: c.security.drop_capabilities.clone(),
-            no_new_privs: c.security.no_new_privs,
-        },
-        stdin: c.stdin,
-        tty: c.tty,
-    }
-}
-
-fn sandbox(s: wit::Sandbox) -> PodSandbox {
-    PodSandbox {
-        id: s.id,
-        metadata: PodSandboxMetadata {
-            name: s.metadata.name,
-            namespace: s.metadata.namespace,
-            uid: s.metadata.uid,
-            attempt: s.metadata.attempt,
-        },
-        state: match s.state {
-            wit::SandboxState::Ready => SandboxState::Ready,
-            wit::SandboxState::NotReady => SandboxState::NotReady,
-        },
-        created_at: time(s.created_at),
-        labels: s.labels.into_iter().collect(),
-        annotations: s.annotations.into_iter().collect(),
-    }
-}
-
-fn container(c: wit::Container) -> Container {
-    Container {
-        id: c.id,
-        pod_sandbox_id: c.sandbox_id,
-        metadata: ContainerMetadata { name: c.metadata.name, attempt: c.metadata.attempt },
-        image: c.image,
-        state: match c.state {
-            wit::ContainerState::Created => ContainerState::Created,
-            wit::ContainerState::Running => ContainerState::Running,
-            wit::ContainerState::Exited => ContainerState::Exited,
-            wit::ContainerState::Unknown => ContainerState::Unknown,
-        },
-        created_at: time(c.created_at),
-        labels: c.labels.into_iter().collect(),
-        annotations: c.annotations.into_iter().collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_round_trip_on_both_sides_of_the_epoch() {
-        for at in [UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789), UNIX_EPOCH - Duration::from_secs(5), UNIX_EPOCH] {
-            assert_eq!(time(timestamp(at)), at);
-        }
-    }
-
-    #[test]
-    fn not_found_stays_not_found_and_other_errors_name_the_call() {
-        assert_eq!(runtime_error("remove_container", wit::RuntimeError::NotFound("c1".into())), RuntimeError::NotFound("c1".into()));
-        let e = runtime_error("create_container", wit::RuntimeError::Call("no such image".into()));
-        assert_eq!(e.to_string(), "create_container: no such image");
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
-use crate::bindings::v0_1_0;
+use crate::bindings::{v0_1_0, v0_2_0};
 use crate::cache::{CodeCache, Origin};
 use crate::sandbox::State;
 
@@ -121,8 +121,10 @@ impl PluginEngine {
         // WASI preview 2 and wasi:http: what the store grants decides what they can reach.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        // The `host` and `types` interfaces are shared by the three worlds of a version.
+        // The `host` and `types` interfaces are shared by the worlds of a version; each version
+        // has its own (their names carry the version), so plugins of both load side by side.
         v0_1_0::validator::AdmissionValidator::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        v0_2_0::validator::AdmissionValidator::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let ticker = Ticker::start(&engine)?;
         let cache = cache_dir.map(|dir| CodeCache::new(dir, &engine));
         Ok(PluginEngine { inner: Arc::new(Inner { engine, linker, cache, node_name: node_name.into(), ticker }) })

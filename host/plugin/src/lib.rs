@@ -1,8 +1,9 @@
 //! The WebAssembly plugin host.
 //!
 //! Plugins are components implementing one world of the `staticlet:plugin` WIT package (see
-//! `wit/` at the top of the repository): `admission-validator`, `manifest-source` or
-//! `runtime-adapter`. The pieces, in the order a plugin meets them:
+//! `wit/` at the top of the repository): `admission-validator`, `manifest-source`,
+//! `runtime-adapter` or (since 0.2.0) `credential-provider`, built against any version of the
+//! package this host loads (0.1.0 and 0.2.0). The pieces, in the order a plugin meets them:
 //!
 //! - [`PluginSpec`]: what the agent config says about a plugin (code, settings, grants, limits);
 //! - [`PluginEngine`]: one wasmtime engine for every plugin, with the epoch ticker that enforces
@@ -10,7 +11,8 @@
 //! - [`Plugin`]: one loaded plugin: its pre-linked component, a warm instance, hot reload when
 //!   its `.wasm` changes, and the typed calls of its kind ([`Plugin::validate`],
 //!   [`Plugin::poll`]);
-//! - [`AdapterRuntime`]: a runtime-adapter plugin as the agent's `Runtime`.
+//! - [`AdapterRuntime`]: a runtime-adapter plugin as the agent's `Runtime`;
+//! - [`CredentialPlugin`]: a credential-provider plugin as one of the node's credential providers.
 //!
 //! Every plugin runs with no ambient authority: no files, environment, sockets or HTTP unless
 //! its [`Grants`] say so; every call has a deadline and every instance a memory cap, and a call
@@ -22,6 +24,7 @@
 mod adapter;
 mod bindings;
 mod cache;
+mod credentials;
 mod egress;
 mod engine;
 mod plugin;
@@ -30,6 +33,7 @@ mod sandbox;
 pub mod spec;
 
 pub use adapter::{AdapterRuntime, DEFAULT_IMAGE_PULL_TIMEOUT};
+pub use credentials::CredentialPlugin;
 pub use engine::PluginEngine;
 pub use plugin::{Health, Plugin, PluginInfo, Refresh};
 pub use spec::{Code, DirGrant, Grants, HostGrant, Kind, Limits, PluginSpec};

@@ -18,11 +18,14 @@ use tracing::{info, warn};
 use wasmtime::Store;
 use wasmtime::component::Component;
 
-use crate::bindings::v0_1_0::{self, runtime, source, types, validator};
+use crate::bindings::{v0_1_0, v0_2_0};
 use crate::cache::Origin;
 use crate::engine::PluginEngine;
 use crate::sandbox::{DeadlineExceeded, MemoryLimitExceeded, State, new_store};
 use crate::spec::{Code, Kind, PluginSpec};
+use staticlet_credentials::provider::{CacheKeyType, Provided};
+use staticlet_runtime::RegistryAuth;
+
 use crate::{PluginError, PodContext, Verdict, Violation};
 
 /// Slack on top of a call's deadline for the timer that bounds async host calls; the epoch
@@ -77,17 +80,48 @@ pub enum Refresh {
     Failed(PluginError),
 }
 
-enum Pre {
-    Validator(validator::AdmissionValidatorPre<State>),
-    Source(source::ManifestSourcePre<State>),
-    // Boxed: the runtime world has many exports, and so a large pre-instance.
-    Runtime(Box<runtime::RuntimeAdapterPre<State>>),
+/// The WIT versions this host loads, newest first.
+const VERSIONS: [&str; 2] = [v0_2_0::VERSION, v0_1_0::VERSION];
+
+/// A plugin's own error, whichever WIT version it was built against.
+pub(crate) struct GuestError {
+    code: String,
+    message: String,
 }
 
+impl From<v0_1_0::types::Error> for GuestError {
+    fn from(e: v0_1_0::types::Error) -> Self {
+        GuestError { code: e.code, message: e.message }
+    }
+}
+
+impl From<v0_2_0::types::Error> for GuestError {
+    fn from(e: v0_2_0::types::Error) -> Self {
+        GuestError { code: e.code, message: e.message }
+    }
+}
+
+/// A linked component of one kind and WIT version; the digit is the minor version.
+enum Pre {
+    Validator1(v0_1_0::validator::AdmissionValidatorPre<State>),
+    Validator2(v0_2_0::validator::AdmissionValidatorPre<State>),
+    Source1(v0_1_0::source::ManifestSourcePre<State>),
+    Source2(v0_2_0::source::ManifestSourcePre<State>),
+    // Boxed: the runtime world has many exports, and so a large pre-instance.
+    Runtime1(Box<v0_1_0::runtime::RuntimeAdapterPre<State>>),
+    Runtime2(Box<v0_2_0::runtime::RuntimeAdapterPre<State>>),
+    Credentials2(v0_2_0::credentials::CredentialProviderPre<State>),
+}
+
+/// An instance's exports, as [`Pre`].
 pub(crate) enum Bound {
-    Validator(validator::AdmissionValidator),
-    Source(source::ManifestSource),
-    Runtime(Box<runtime::RuntimeAdapter>),
+    Validator1(v0_1_0::validator::AdmissionValidator),
+    Validator2(v0_2_0::validator::AdmissionValidator),
+    Source1(v0_1_0::source::ManifestSource),
+    Source2(v0_2_0::source::ManifestSource),
+    Runtime1(Box<v0_1_0::runtime::RuntimeAdapter>),
+    Runtime2(Box<v0_2_0::runtime::RuntimeAdapter>),
+    Credentials2(v0_2_0::credentials::CredentialProvider),
 }
 
 struct Loaded {
@@ -284,16 +318,14 @@ impl Plugin {
         for name in &exports {
             let Some((iface, version)) = name.strip_prefix("staticlet:plugin/").and_then(|rest| rest.split_once('@')) else { continue };
             if iface == wanted {
-                if version != v0_1_0::VERSION {
-                    return Err(format!(
+                let known = VERSIONS.iter().find(|known| **known == version).ok_or_else(|| {
+                    format!(
                         "was built against staticlet:plugin@{version}; this agent loads plugins built against {}",
-                        v0_1_0::VERSION
-                    ));
-                }
-                wit_version = Some(v0_1_0::VERSION);
-            } else if let Some(kind) =
-                [Kind::AdmissionValidator, Kind::ManifestSource, Kind::RuntimeAdapter].into_iter().find(|k| interface(*k) == iface)
-            {
+                        VERSIONS.join(" or ")
+                    )
+                })?;
+                wit_version = Some(*known);
+            } else if let Some(kind) = KINDS.into_iter().find(|k| interface(*k) == iface) {
                 return Err(format!("is {} plugin, but the config says kind: {}", kind.with_article(), self.spec.kind));
             }
         }
@@ -301,7 +333,7 @@ impl Plugin {
             return Err(format!(
                 "does not implement the {} world of staticlet:plugin@{}: it exports {}",
                 self.spec.kind,
-                v0_1_0::VERSION,
+                VERSIONS.join(" or "),
                 if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
             ));
         };
@@ -310,10 +342,16 @@ impl Plugin {
             .linker()
             .instantiate_pre(component)
             .map_err(|e| format!("imports what the agent does not provide to plugins: {e:#}"))?;
-        let pre = match self.spec.kind {
-            Kind::AdmissionValidator => validator::AdmissionValidatorPre::new(pre).map(Pre::Validator),
-            Kind::ManifestSource => source::ManifestSourcePre::new(pre).map(Pre::Source),
-            Kind::RuntimeAdapter => runtime::RuntimeAdapterPre::new(pre).map(|pre| Pre::Runtime(Box::new(pre))),
+        let latest = wit_version == v0_2_0::VERSION;
+        let pre = match (self.spec.kind, latest) {
+            (Kind::AdmissionValidator, false) => v0_1_0::validator::AdmissionValidatorPre::new(pre).map(Pre::Validator1),
+            (Kind::AdmissionValidator, true) => v0_2_0::validator::AdmissionValidatorPre::new(pre).map(Pre::Validator2),
+            (Kind::ManifestSource, false) => v0_1_0::source::ManifestSourcePre::new(pre).map(Pre::Source1),
+            (Kind::ManifestSource, true) => v0_2_0::source::ManifestSourcePre::new(pre).map(Pre::Source2),
+            (Kind::RuntimeAdapter, false) => v0_1_0::runtime::RuntimeAdapterPre::new(pre).map(|pre| Pre::Runtime1(Box::new(pre))),
+            (Kind::RuntimeAdapter, true) => v0_2_0::runtime::RuntimeAdapterPre::new(pre).map(|pre| Pre::Runtime2(Box::new(pre))),
+            (Kind::CredentialProvider, true) => v0_2_0::credentials::CredentialProviderPre::new(pre).map(Pre::Credentials2),
+            (Kind::CredentialProvider, false) => unreachable!("0.1.0 has no credentials interface to find"),
         }
         .map_err(|e| format!("does not match the {} world: {e:#}", self.spec.kind))?;
         Ok(Loaded { digest, wit_version, pre })
@@ -337,22 +375,23 @@ impl Plugin {
         Self::arm(&mut store, limit);
         let settings = self.spec.settings.as_str();
         let timeout = limit + TIMER_SLACK;
+        // Instantiates a pre-instance and runs its `init`: the same steps for every kind and
+        // version, on types that differ.
+        macro_rules! bind {
+            ($pre:expr, $bound:expr) => {{
+                let bound = self.bounded(CALL, limit, tokio::time::timeout(timeout, $pre.instantiate_async(&mut store)).await)?;
+                let init = tokio::time::timeout(timeout, bound.call_init(&mut store, settings)).await;
+                (($bound)(bound), init.map(|called| called.map(|answer| answer.map_err(GuestError::from))))
+            }};
+        }
         let (bound, init) = match &loaded.pre {
-            Pre::Validator(pre) => {
-                let bound = self.bounded(CALL, limit, tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await)?;
-                let init = tokio::time::timeout(timeout, bound.call_init(&mut store, settings)).await;
-                (Bound::Validator(bound), init)
-            }
-            Pre::Source(pre) => {
-                let bound = self.bounded(CALL, limit, tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await)?;
-                let init = tokio::time::timeout(timeout, bound.call_init(&mut store, settings)).await;
-                (Bound::Source(bound), init)
-            }
-            Pre::Runtime(pre) => {
-                let bound = self.bounded(CALL, limit, tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await)?;
-                let init = tokio::time::timeout(timeout, bound.call_init(&mut store, settings)).await;
-                (Bound::Runtime(Box::new(bound)), init)
-            }
+            Pre::Validator1(pre) => bind!(pre, Bound::Validator1),
+            Pre::Validator2(pre) => bind!(pre, Bound::Validator2),
+            Pre::Source1(pre) => bind!(pre, Bound::Source1),
+            Pre::Source2(pre) => bind!(pre, Bound::Source2),
+            Pre::Runtime1(pre) => bind!(pre, |bound| Bound::Runtime1(Box::new(bound))),
+            Pre::Runtime2(pre) => bind!(pre, |bound| Bound::Runtime2(Box::new(bound))),
+            Pre::Credentials2(pre) => bind!(pre, Bound::Credentials2),
         };
         self.bounded(CALL, limit, init)?.map_err(|e| self.guest_error(CALL, e))?;
         Ok(Instance { loaded, store, bound })
@@ -384,7 +423,7 @@ impl Plugin {
         }
     }
 
-    fn guest_error(&self, call: &'static str, e: types::Error) -> PluginError {
+    fn guest_error(&self, call: &'static str, e: GuestError) -> PluginError {
         PluginError::Guest { plugin: self.spec.name.clone(), call, code: e.code, message: e.message }
     }
 
@@ -459,23 +498,31 @@ impl Plugin {
     /// Any [`PluginError`]: the plugin is not a validator or is not loaded, it returned its own
     /// error, or the call trapped, overran its deadline or its memory cap.
     pub async fn validate(&self, ctx: &PodContext, pod_json: &str) -> Result<Verdict, PluginError> {
-        let wit_ctx =
-            types::PodContext { node_name: ctx.node_name.clone(), source: ctx.source.clone(), source_uri: ctx.source_uri.clone() };
-        let pod_json = pod_json.to_owned();
-        let verdict = self
-            .call("validate", Kind::AdmissionValidator, self.spec.limits.call_timeout, |bound, store| {
-                Box::pin(async move {
-                    match bound {
-                        Bound::Validator(v) => v.staticlet_plugin_validator().call_validate(store, &wit_ctx, &pod_json).await,
-                        _ => Err(wasmtime::Error::msg("not a validator instance")),
-                    }
-                })
+        let (ctx, pod_json) = (ctx.clone(), pod_json.to_owned());
+        self.call("validate", Kind::AdmissionValidator, self.spec.limits.call_timeout, |bound, store| {
+            // The same call in each version, on its own types.
+            macro_rules! validate {
+                ($v:expr, $version:ident) => {{
+                    use crate::bindings::$version::types::PodContext as WitContext;
+                    let wit_ctx = WitContext { node_name: ctx.node_name, source: ctx.source, source_uri: ctx.source_uri };
+                    let answer = $v.staticlet_plugin_validator().call_validate(store, &wit_ctx, &pod_json).await?;
+                    Ok(answer
+                        .map(|verdict| Verdict {
+                            violations: verdict.violations.into_iter().map(|v| Violation { field: v.field, message: v.message }).collect(),
+                            warnings: verdict.warnings,
+                        })
+                        .map_err(GuestError::from))
+                }};
+            }
+            Box::pin(async move {
+                match bound {
+                    Bound::Validator1(v) => validate!(v, v0_1_0),
+                    Bound::Validator2(v) => validate!(v, v0_2_0),
+                    _ => Err(wasmtime::Error::msg("not a validator instance")),
+                }
             })
-            .await?;
-        Ok(Verdict {
-            violations: verdict.violations.into_iter().map(|v| Violation { field: v.field, message: v.message }).collect(),
-            warnings: verdict.warnings,
         })
+        .await
     }
 
     /// Polls a manifest source: `None` when nothing changed since its last successful poll,
@@ -485,28 +532,69 @@ impl Plugin {
     ///
     /// Any [`PluginError`], as for [`Plugin::validate`].
     pub async fn poll(&self) -> Result<Option<Vec<(String, String)>>, PluginError> {
-        let manifests = self
-            .call("poll", Kind::ManifestSource, self.spec.limits.call_timeout, |bound, store| {
-                Box::pin(async move {
-                    match bound {
-                        Bound::Source(s) => s.staticlet_plugin_source().call_poll(store).await,
-                        _ => Err(wasmtime::Error::msg("not a source instance")),
-                    }
-                })
+        self.call("poll", Kind::ManifestSource, self.spec.limits.call_timeout, |bound, store| {
+            // The same call in each version, on its own types.
+            macro_rules! poll {
+                ($s:expr) => {{
+                    let answer = $s.staticlet_plugin_source().call_poll(store).await?;
+                    Ok(answer
+                        .map(|listed| listed.map(|list| list.into_iter().map(|m| (m.id, m.content)).collect()))
+                        .map_err(GuestError::from))
+                }};
+            }
+            Box::pin(async move {
+                match bound {
+                    Bound::Source1(s) => poll!(s),
+                    Bound::Source2(s) => poll!(s),
+                    _ => Err(wasmtime::Error::msg("not a source instance")),
+                }
             })
-            .await?;
-        Ok(manifests.map(|list| list.into_iter().map(|m| (m.id, m.content)).collect()))
+        })
+        .await
+    }
+
+    /// Asks a credential provider for the logins to pull images of `repository`.
+    ///
+    /// # Errors
+    ///
+    /// Any [`PluginError`], as for [`Plugin::validate`].
+    pub async fn provide(&self, repository: &str) -> Result<Provided, PluginError> {
+        use v0_2_0::credentials::exports::staticlet::plugin::credentials::CacheKeyType as Key;
+        let repository = repository.to_owned();
+        self.call("provide", Kind::CredentialProvider, self.spec.limits.call_timeout, |bound, store| {
+            Box::pin(async move {
+                let Bound::Credentials2(p) = bound else { return Err(wasmtime::Error::msg("not a credential provider instance")) };
+                let answer = p.staticlet_plugin_credentials().call_provide(store, &repository).await?;
+                Ok(answer
+                    .map(|c| Provided {
+                        cache_key_type: match c.cache_key_type {
+                            Key::Image => CacheKeyType::Image,
+                            Key::Registry => CacheKeyType::Registry,
+                            Key::Global => CacheKeyType::Global,
+                        },
+                        cache_duration: c.cache_duration_ms.map(Duration::from_millis),
+                        auth: c.auths.into_iter().map(|a| (a.location, RegistryAuth::basic("", a.username, a.password))).collect(),
+                    })
+                    .map_err(GuestError::from))
+            })
+        })
+        .await
     }
 }
 
 /// One call into a guest: a result, or the guest's own error, or a trap.
-pub(crate) type GuestCall<'a, T> = std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<Result<T, types::Error>>> + Send + 'a>>;
+pub(crate) type GuestCall<'a, T> = std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<Result<T, GuestError>>> + Send + 'a>>;
 
+/// Every kind, to tell a component of another kind from one of no kind at all.
+const KINDS: [Kind; 4] = [Kind::AdmissionValidator, Kind::ManifestSource, Kind::RuntimeAdapter, Kind::CredentialProvider];
+
+/// The interface a kind's world exports.
 fn interface(kind: Kind) -> &'static str {
     match kind {
         Kind::AdmissionValidator => "validator",
         Kind::ManifestSource => "source",
         Kind::RuntimeAdapter => "runtime",
+        Kind::CredentialProvider => "credentials",
     }
 }
 

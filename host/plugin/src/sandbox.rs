@@ -9,7 +9,6 @@ use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::bindings::v0_1_0::{host, types};
 use crate::egress::Egress;
 use crate::spec::PluginSpec;
 
@@ -116,25 +115,34 @@ impl WasiHttpView for State {
     }
 }
 
-impl types::Host for State {}
+/// The `host` interface of one WIT version: the same three calls in every version so far.
+macro_rules! host_interface {
+    ($version:ident) => {
+        impl crate::bindings::$version::types::Host for State {}
 
-impl host::Host for State {
-    fn log(&mut self, level: types::LogLevel, message: String) {
-        let plugin = &*self.plugin;
-        match level {
-            types::LogLevel::Trace => tracing::trace!(plugin, "{message}"),
-            types::LogLevel::Debug => tracing::debug!(plugin, "{message}"),
-            types::LogLevel::Info => tracing::info!(plugin, "{message}"),
-            types::LogLevel::Warn => tracing::warn!(plugin, "{message}"),
-            types::LogLevel::Error => tracing::error!(plugin, "{message}"),
+        impl crate::bindings::$version::host::Host for State {
+            fn log(&mut self, level: crate::bindings::$version::types::LogLevel, message: String) {
+                use crate::bindings::$version::types::LogLevel;
+                let plugin = &*self.plugin;
+                match level {
+                    LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+                    LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+                    LogLevel::Info => tracing::info!(plugin, "{message}"),
+                    LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+                    LogLevel::Error => tracing::error!(plugin, "{message}"),
+                }
+            }
+
+            fn plugin_name(&mut self) -> String {
+                self.plugin.to_string()
+            }
+
+            fn node_name(&mut self) -> String {
+                self.node_name.to_string()
+            }
         }
-    }
-
-    fn plugin_name(&mut self) -> String {
-        self.plugin.to_string()
-    }
-
-    fn node_name(&mut self) -> String {
-        self.node_name.to_string()
-    }
+    };
 }
+
+host_interface!(v0_1_0);
+host_interface!(v0_2_0);

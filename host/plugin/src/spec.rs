@@ -14,7 +14,7 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(1);
 /// The default cap on an instance's linear memory.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
 
-/// The three kinds of plugin, one WIT world each.
+/// The kinds of plugin, one WIT world each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
@@ -24,6 +24,8 @@ pub enum Kind {
     ManifestSource,
     /// The `runtime-adapter` world.
     RuntimeAdapter,
+    /// The `credential-provider` world (since WIT 0.2.0).
+    CredentialProvider,
 }
 
 impl Kind {
@@ -33,6 +35,7 @@ impl Kind {
             Kind::AdmissionValidator => "admission-validator",
             Kind::ManifestSource => "manifest-source",
             Kind::RuntimeAdapter => "runtime-adapter",
+            Kind::CredentialProvider => "credential-provider",
         }
     }
 
@@ -40,7 +43,7 @@ impl Kind {
     pub(crate) fn with_article(self) -> String {
         match self {
             Kind::AdmissionValidator => format!("an {self}"),
-            Kind::ManifestSource | Kind::RuntimeAdapter => format!("a {self}"),
+            Kind::ManifestSource | Kind::RuntimeAdapter | Kind::CredentialProvider => format!("a {self}"),
         }
     }
 }

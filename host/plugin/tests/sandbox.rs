@@ -52,7 +52,7 @@ fn engine() -> PluginEngine {
 async fn the_wasm_policy_agrees_with_its_native_rules() {
     let plugin = Plugin::load(&engine(), static_pod_policy()).await;
     assert_eq!(plugin.info().health, Health::Ready);
-    assert_eq!(plugin.info().wit_version.as_deref(), Some("0.1.0"));
+    assert_eq!(plugin.info().wit_version.as_deref(), Some("0.2.0"));
     let bad = pod(
         false,
         serde_json::json!({
@@ -170,7 +170,7 @@ async fn a_runtime_adapter_loads_and_answers_version() {
     let adapter =
         Arc::new(Plugin::load(&engine, spec("rt", Kind::RuntimeAdapter, Code::File(UNSUPPORTED_RUNTIME.into()), settings.clone())).await);
     assert_eq!(adapter.info().health, Health::Ready);
-    assert_eq!(adapter.info().wit_version.as_deref(), Some("0.1.0"));
+    assert_eq!(adapter.info().wit_version.as_deref(), Some("0.2.0"));
     let runtime = AdapterRuntime::new(adapter.clone(), DEFAULT_IMAGE_PULL_TIMEOUT);
     let version = runtime.version().await.unwrap();
     assert_eq!((version.runtime_name.as_str(), version.runtime_version.as_str()), ("fixture", "1.2.3"));

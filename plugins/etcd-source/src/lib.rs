@@ -29,7 +29,7 @@ use std::cell::RefCell;
 #[allow(unsafe_code)]
 mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/since_v0.1.0",
+        path: "../../wit/since_v0.2.0",
         world: "manifest-source",
     });
 

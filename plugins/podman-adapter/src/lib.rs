@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use staticlet_plugin_sdk::Config;
 use staticlet_plugin_sdk::runtime::{
-    Container, ContainerConfig, ContainerState, ContainerStatus, ExecResult, Image, LogOptions, RuntimeAdapter, RuntimeError,
+    Container, ContainerConfig, ContainerState, ContainerStatus, ExecResult, Image, LogOptions, RegistryAuth, RuntimeAdapter, RuntimeError,
     RuntimeVersion, Sandbox, SandboxConfig, SandboxStatus, StringMap,
 };
 
@@ -297,10 +297,13 @@ impl RuntimeAdapter for Podman {
         Ok(Some(Image { id: found["Id"].as_str().unwrap_or_default().to_owned(), size: found["Size"].as_u64().unwrap_or_default() }))
     }
 
-    fn pull_image(&self, image: String) -> Result<String, RuntimeError> {
+    fn pull_image(&self, image: String, auth: Option<RegistryAuth>) -> Result<String, RuntimeError> {
         let reference = qualify(&image);
         let what = format!("pulling {reference}");
-        let request = self.client.request("POST", &format!("/images/pull?reference={}", percent_encode(&reference)));
+        let mut request = self.client.request("POST", &format!("/images/pull?reference={}", percent_encode(&reference)));
+        if let Some(auth) = &auth {
+            request = request.header("X-Registry-Auth", &registry_auth_header(auth));
+        }
         let response = self.client.send(&request)?;
         if !response.is_success() {
             return Err(RuntimeError::ImagePull(failure(&what, &response).message().to_owned()));
@@ -317,6 +320,25 @@ impl RuntimeAdapter for Podman {
     }
 }
 
+/// The login as the Docker-compatible `X-Registry-Auth` header Podman reads: base64url of
+/// Docker's `AuthConfig` JSON, empty fields left out.
+fn registry_auth_header(auth: &RegistryAuth) -> String {
+    use base64::Engine as _;
+    let mut login = serde_json::Map::new();
+    for (key, value) in [
+        ("username", &auth.username),
+        ("password", &auth.password),
+        ("identitytoken", &auth.identity_token),
+        ("registrytoken", &auth.registry_token),
+        ("serveraddress", &auth.server_address),
+    ] {
+        if !value.is_empty() {
+            login.insert(key.to_owned(), Value::String(value.clone()));
+        }
+    }
+    base64::engine::general_purpose::URL_SAFE.encode(Value::Object(login).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +353,21 @@ mod tests {
         assert!(error(json!({"endpoint": 8888})).starts_with("endpoint:"));
         assert!(error(json!({"apiVersion": "latest"})).starts_with("apiVersion:"));
         assert!(error(json!("http://127.0.0.1:8888")).contains("object"));
+    }
+
+    #[test]
+    fn the_login_travels_as_dockers_auth_header() {
+        use base64::Engine as _;
+        let auth = RegistryAuth {
+            username: "u".into(),
+            password: "p:w".into(),
+            identity_token: String::new(),
+            registry_token: String::new(),
+            server_address: "127.0.0.1:5001".into(),
+        };
+        let header = registry_auth_header(&auth);
+        let decoded: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE.decode(header).unwrap()).unwrap();
+        assert_eq!(decoded, json!({"username": "u", "password": "p:w", "serveraddress": "127.0.0.1:5001"}));
     }
 
     #[test]

@@ -131,7 +131,15 @@ impl Request {
         if let Some(body) = &self.body {
             let stream = outgoing.write().map_err(|()| failed("cannot write the request body"))?;
             for chunk in body.chunks(WRITE_CHUNK) {
-                stream.blocking_write_and_flush(chunk).map_err(|e| stream_error(e, authority, "sending the request"))?;
+                if let Err(e) = stream.blocking_write_and_flush(chunk) {
+                    // The agent closes the body of a request it refused: its answer says why.
+                    if wait(&future.subscribe(), deadline)
+                        && let Some(Ok(Err(code))) = future.get()
+                    {
+                        return Err(describe(code, authority));
+                    }
+                    return Err(stream_error(e, authority, "sending the request"));
+                }
             }
         }
         OutgoingBody::finish(outgoing, None).map_err(|code| describe(code, authority))?;

@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | `validator` (default) | an admission validator: [`Validator`], [`export_validator!`] |
 //! | `runtime-adapter` | a runtime adapter: [`runtime::RuntimeAdapter`], [`export_runtime!`] |
+//! | `credential-provider` | a credential provider: [`credentials::CredentialProvider`], [`export_credential_provider!`] |
 //! | `http` | [`http`]: a blocking HTTP client over the agent's vetted outbound requests |
 //!
 //! A validator in a few lines:
@@ -39,25 +40,27 @@
 //! unifies features across a workspace and compiles both worlds into this crate, a validator still
 //! exports only the validator world and an adapter only the runtime one.
 
+#[cfg(feature = "credential-provider")]
+pub mod credentials;
 #[cfg(feature = "http")]
 pub mod http;
-#[cfg(any(feature = "validator", feature = "runtime-adapter"))]
+#[cfg(any(feature = "validator", feature = "runtime-adapter", feature = "credential-provider"))]
 mod logging;
 #[cfg(feature = "runtime-adapter")]
 pub mod runtime;
 #[cfg(feature = "validator")]
 pub mod validator;
 
-#[cfg(any(feature = "validator", feature = "runtime-adapter"))]
+#[cfg(any(feature = "validator", feature = "runtime-adapter", feature = "credential-provider"))]
 pub use logging::{log_debug, log_error, log_info, log_warn};
 /// A plugin's settings from the agent config: a JSON object, `{}` when there are none.
-#[cfg(any(feature = "validator", feature = "runtime-adapter"))]
+#[cfg(any(feature = "validator", feature = "runtime-adapter", feature = "credential-provider"))]
 pub use serde_json::Value as Config;
 #[cfg(feature = "validator")]
 pub use validator::{Context, Pod, Validator, Verdict, Violation};
 
 /// The settings `init` received, as JSON; empty text is no settings.
-#[cfg(any(feature = "validator", feature = "runtime-adapter"))]
+#[cfg(any(feature = "validator", feature = "runtime-adapter", feature = "credential-provider"))]
 fn parse_config(text: &str) -> Result<Config, String> {
     if text.trim().is_empty() {
         return Ok(Config::Object(Default::default()));

@@ -1,6 +1,8 @@
 //! Lines in the agent's log, tagged with the plugin's name, from any world.
 
 // Every world imports the same `host` interface, so either world's bindings reach it.
+#[cfg(all(feature = "credential-provider", not(any(feature = "validator", feature = "runtime-adapter"))))]
+use crate::credentials::bindings::staticlet::plugin::{host, types::LogLevel};
 #[cfg(all(feature = "runtime-adapter", not(feature = "validator")))]
 use crate::runtime::bindings::staticlet::plugin::{host, types::LogLevel};
 #[cfg(feature = "validator")]

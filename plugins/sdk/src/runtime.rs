@@ -37,7 +37,7 @@ use crate::Config;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/since_v0.1.0",
+        path: "../../wit/since_v0.2.0",
         world: "runtime-adapter",
         // So that adapters can compare what they build and return, in their tests too.
         additional_derives: [PartialEq, Eq],
@@ -51,8 +51,8 @@ use bindings::staticlet::plugin::types;
 
 pub use bindings::exports::staticlet::plugin::runtime::{
     Container, ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, DnsConfig, ExecResult, Image, LogOptions, Mount,
-    MountPropagation, PortMapping, Protocol, Resources, RuntimeError, RuntimeVersion, Sandbox, SandboxConfig, SandboxMetadata,
-    SandboxState, SandboxStatus, Security, StringMap, Timestamp,
+    MountPropagation, PortMapping, Protocol, RegistryAuth, Resources, RuntimeError, RuntimeVersion, Sandbox, SandboxConfig,
+    SandboxMetadata, SandboxState, SandboxStatus, Security, StringMap, Timestamp,
 };
 
 impl RuntimeError {
@@ -70,7 +70,7 @@ impl RuntimeError {
 }
 
 /// A container runtime, as the agent drives it: the `runtime` interface of the WIT package,
-/// with `&self`. See `wit/since_v0.1.0/runtime.wit` for each call's contract; in short,
+/// with `&self`. See `wit/since_v0.2.0/runtime.wit` for each call's contract; in short,
 /// stopping or removing what is already stopped or gone succeeds, a missing object is
 /// [`RuntimeError::NotFound`] (which the agent reads as "already gone"), and labels come back
 /// from the list calls unchanged.
@@ -106,8 +106,9 @@ pub trait RuntimeAdapter: 'static {
     fn logs(&self, container_id: String, options: LogOptions) -> Result<Vec<u8>, RuntimeError>;
     /// The image as the runtime has it, or `None` when it is not present.
     fn image_status(&self, image: String) -> Result<Option<Image>, RuntimeError>;
-    /// Pulls an image; returns the reference of what was pulled.
-    fn pull_image(&self, image: String) -> Result<String, RuntimeError>;
+    /// Pulls an image, presenting `auth` to its registry (`None`: anonymously); returns the
+    /// reference of what was pulled. `auth` holds secrets: never log it or put it in an error.
+    fn pull_image(&self, image: String, auth: Option<RegistryAuth>) -> Result<String, RuntimeError>;
 }
 
 type Built = Box<dyn RuntimeAdapter>;
@@ -208,8 +209,11 @@ macro_rules! export_runtime {
             fn image_status(image: String) -> Result<Option<$crate::runtime::Image>, $crate::runtime::RuntimeError> {
                 $crate::runtime::with_adapter(|a| a.image_status(image))
             }
-            fn pull_image(image: String) -> Result<String, $crate::runtime::RuntimeError> {
-                $crate::runtime::with_adapter(|a| a.pull_image(image))
+            fn pull_image(
+                image: String,
+                auth: Option<$crate::runtime::RegistryAuth>,
+            ) -> Result<String, $crate::runtime::RuntimeError> {
+                $crate::runtime::with_adapter(|a| a.pull_image(image, auth))
             }
         }
 

@@ -11,7 +11,7 @@ use crate::Config;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/since_v0.1.0",
+        path: "../../wit/since_v0.2.0",
         world: "admission-validator",
         pub_export_macro: true,
         export_macro_name: "export_validator_world",

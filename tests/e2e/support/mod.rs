@@ -9,6 +9,11 @@ pub mod hostile;
 pub mod images;
 pub mod podman;
 pub mod registry;
+
+/// A shipped plugin as built against WIT 0.1.0 (`tests/fixtures/wit-v0.1.0`), by file name.
+pub fn wit_v0_1_0(file: &str) -> String {
+    format!("{}/../../tests/fixtures/wit-v0.1.0/{file}", env!("CARGO_MANIFEST_DIR"))
+}
 pub mod template;
 
 pub(crate) use template::yaml;

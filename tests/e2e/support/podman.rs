@@ -89,6 +89,11 @@ impl Podman {
     /// An agent config with the runtime class `podman` on the Podman adapter, granted only this
     /// Podman's address; Docker stays the default.
     pub fn runtime_class_config(&self) -> String {
+        self.runtime_class_config_with(staticlet_plugin::artifacts::PODMAN_RUNTIME)
+    }
+
+    /// The same with the adapter built at `path` (another build of it).
+    pub fn runtime_class_config_with(&self, path: &str) -> String {
         yaml!(
             r#"
             runtimeClasses: {podman: podman}
@@ -99,7 +104,7 @@ impl Podman {
               allowedHosts: ["{address}"]
               config: {endpoint: "{endpoint}"}
             "#,
-            path = staticlet_plugin::artifacts::PODMAN_RUNTIME,
+            path = path,
             address = self.address,
             endpoint = self.endpoint,
         )

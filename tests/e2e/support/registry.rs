@@ -1,6 +1,6 @@
-//! A registry that requires a login: Debian's `docker-registry` with an htpasswd file, on a
-//! loopback port of its own (Docker, containerd and Podman pull from loopback over plain HTTP),
-//! started on first use and stopped by its PID when the test process is gone.
+//! A registry that requires a login: Debian's `docker-registry` with an htpasswd file, on
+//! [`ADDRESS`] (Docker and containerd pull from loopback over plain HTTP; `.ci/run` tells
+//! Podman to), started on first use and stopped by its PID when the test process is gone.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -13,7 +13,11 @@ use futures::StreamExt;
 use tokio::sync::OnceCell;
 
 use super::images::{BUSYBOX, PAUSE};
-use super::{free_port, wait_for};
+use super::wait_for;
+
+/// Where it listens: a port of its own, fixed because Podman must be told (in
+/// `registries.conf.d`, by `.ci/run`) that it speaks plain HTTP.
+pub const ADDRESS: &str = "127.0.0.1:5001";
 
 /// The registry's one user.
 pub const USER: &str = "staticlet-e2e";
@@ -36,7 +40,7 @@ pub async fn auth_registry() -> AuthRegistry {
     SERVICE
         .get_or_init(|| async {
             let dir = std::env::temp_dir().join(format!("staticlet-e2e-auth-registry-{}", std::process::id()));
-            let registry = AuthRegistry { address: format!("127.0.0.1:{}", free_port()), dir };
+            let registry = AuthRegistry { address: ADDRESS.to_owned(), dir };
             registry.start().await;
             registry
         })

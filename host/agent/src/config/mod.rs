@@ -402,6 +402,8 @@ pub struct Config {
     pub runtime_classes: BTreeMap<String, String>,
     /// The runtime-adapter plugins, in config order.
     pub runtime_adapters: Vec<AdapterConfig>,
+    /// The credential-provider plugins, in config order (asked after the executables).
+    pub credential_plugins: Vec<plugins::CredentialPluginConfig>,
     /// The API server's kubeconfig: mirror pods are on when it is set.
     pub kubeconfig: Option<PathBuf>,
     /// Whether to register the Node object (only with a kubeconfig).
@@ -511,6 +513,7 @@ impl Config {
             default_runtime_class: runtimes.default_class,
             runtime_classes: runtimes.classes,
             runtime_adapters: configured.adapters,
+            credential_plugins: configured.credential_providers,
             kubeconfig: flags.kubeconfig.clone().or_else(|| file.kubeconfig.map(|path| config_dir.join(path))),
             register_node: flags.register_node.or(file.register_node).unwrap_or(false),
             ignored_keys: file.unknown.into_keys().collect(),

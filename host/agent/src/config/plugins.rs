@@ -24,6 +24,14 @@
 //!   imagePullTimeout: 5m           # per image pull; runtime adapters only
 //!   config: {endpoint: "http://127.0.0.1:8888"}
 //!   allowedHosts: [127.0.0.1:8888]
+//! - name: registry-token
+//!   kind: credential-provider      # asked for the images it matches, after the kubelet's
+//!   path: token_credential_provider.wasm                     # credential provider executables
+//!   matchImages: ["*.registry.internal", "10.0.0.7:5000"]   # as the kubelet's matchImages
+//!   defaultCacheDuration: 10m      # for answers without their own duration
+//!   timeout: 10s                   # per call
+//!   config: {tokenUrl: "http://10.0.0.7:8080/token", token: "..."}
+//!   allowedHosts: [10.0.0.7:8080]
 //! ```
 
 use std::collections::HashSet;
@@ -97,6 +105,21 @@ pub struct AdapterConfig {
     pub image_pull_timeout: Duration,
 }
 
+/// How long one credential-provider call may take when the entry does not say: a token
+/// endpoint's round trip, with room for a slow one.
+pub const DEFAULT_CREDENTIAL_PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A credential-provider plugin as the agent config declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialPluginConfig {
+    /// The plugin.
+    pub spec: PluginSpec,
+    /// The images it is asked about, as the kubelet's `matchImages`.
+    pub match_images: Vec<String>,
+    /// How long answers without their own duration are kept.
+    pub default_cache_duration: Duration,
+}
+
 /// One entry of `plugins:`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -108,6 +131,9 @@ pub struct PluginEntry {
     interval: Option<GoDuration>,
     timeout: Option<GoDuration>,
     image_pull_timeout: Option<GoDuration>,
+    #[serde(default)]
+    match_images: Vec<String>,
+    default_cache_duration: Option<GoDuration>,
     memory_limit: Option<String>,
     #[serde(default)]
     config: Option<serde_json::Value>,
@@ -130,6 +156,7 @@ pub(super) struct Resolved {
     pub(super) validators: Vec<ValidatorConfig>,
     pub(super) sources: Vec<SourceConfig>,
     pub(super) adapters: Vec<AdapterConfig>,
+    pub(super) credential_providers: Vec<CredentialPluginConfig>,
 }
 
 /// Checks every entry and turns it into a spec; errors name the entry and field.
@@ -189,6 +216,10 @@ impl PluginEntry {
         if self.kind != Kind::RuntimeAdapter && self.image_pull_timeout.is_some() {
             return Err(format!("{}: only runtime-adapter plugins pull images", at("imagePullTimeout")));
         }
+        if self.kind != Kind::CredentialProvider && (!self.match_images.is_empty() || self.default_cache_duration.is_some()) {
+            let field = if self.match_images.is_empty() { "defaultCacheDuration" } else { "matchImages" };
+            return Err(format!("{}: only credential-provider plugins have it", at(field)));
+        }
         Ok(())
     }
 
@@ -202,6 +233,7 @@ impl PluginEntry {
                 limits.call_timeout = DEFAULT_ADAPTER_TIMEOUT;
                 limits.concurrency = ADAPTER_CONCURRENCY;
             }
+            Kind::CredentialProvider => limits.call_timeout = DEFAULT_CREDENTIAL_PROVIDER_TIMEOUT,
             Kind::AdmissionValidator => {}
         }
         if let Some(timeout) = self.timeout {
@@ -263,6 +295,28 @@ impl Resolved {
                 }
                 self.adapters.push(AdapterConfig { spec, image_pull_timeout });
             }
+            Kind::CredentialProvider => {
+                if entry.match_images.is_empty() {
+                    return Err(format!("{}: at least 1 item in matchImages is required", at("matchImages")));
+                }
+                if let Some((j, bad)) = entry
+                    .match_images
+                    .iter()
+                    .enumerate()
+                    .find(|(_, m)| m.is_empty() || m.contains(char::is_whitespace) || m.contains("://"))
+                {
+                    return Err(format!("{}: match image is invalid: {bad:?}", at(&format!("matchImages[{j}]"))));
+                }
+                let Some(default_cache_duration) = entry.default_cache_duration else {
+                    return Err(format!("{}: required, as in the kubelet's provider config", at("defaultCacheDuration")));
+                };
+                let match_images = entry.match_images.clone();
+                self.credential_providers.push(CredentialPluginConfig {
+                    spec,
+                    match_images,
+                    default_cache_duration: default_cache_duration.0,
+                });
+            }
         }
         Ok(())
     }
@@ -293,6 +347,28 @@ mod tests {
         assert_eq!(v.spec.settings, r#"{"registries":["a"]}"#);
         assert_eq!(v.spec.grants.http_hosts[0].to_string(), "policy.internal:8443");
         assert_eq!(v.spec.grants.read_only_dirs[0].guest_path, "/policy");
+    }
+
+    #[test]
+    fn a_credential_provider_matches_images_as_the_kubelets_do() {
+        let resolved = resolved(
+            "- name: token\n  kind: credential-provider\n  path: t.wasm\n  matchImages: ['*.registry.internal', '10.0.0.7:5000']\n  defaultCacheDuration: 10m\n",
+        );
+        let p = &resolved.credential_providers[0];
+        assert_eq!(p.match_images, ["*.registry.internal", "10.0.0.7:5000"]);
+        assert_eq!(p.default_cache_duration, Duration::from_secs(600));
+        assert_eq!(p.spec.limits.call_timeout, DEFAULT_CREDENTIAL_PROVIDER_TIMEOUT);
+        for (yaml, error) in [
+            ("- name: t\n  kind: credential-provider\n  path: t.wasm\n  defaultCacheDuration: 1m\n", "plugins[0].matchImages: at least 1"),
+            ("- name: t\n  kind: credential-provider\n  path: t.wasm\n  matchImages: [r]\n", "plugins[0].defaultCacheDuration: required"),
+            (
+                "- name: t\n  kind: admission-validator\n  path: t.wasm\n  matchImages: [r]\n",
+                "plugins[0].matchImages: only credential-provider",
+            ),
+        ] {
+            let e = resolve(&entries(yaml), Path::new("/etc")).unwrap_err();
+            assert!(e.starts_with(error), "{e}");
+        }
     }
 
     #[test]

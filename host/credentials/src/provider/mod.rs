@@ -2,8 +2,10 @@
 //! as the kubelet's credential provider plugins do (ECR, Artifact Registry, ACR, in-house
 //! token services). [`exec`] runs the kubelet's own executables; WebAssembly providers
 //! implement [`Provider`] in the plugin host. Either way, [`Cached`] decides when to ask:
-//! only for images its `matchImages` cover, once for concurrent requests of one image, and
-//! not again while an earlier answer is fresh.
+//! only for images its `matchImages` cover, once for concurrent requests of one image (as the
+//! kubelet), one call at a time (unlike the kubelet, so that pods of one registry starting
+//! together cost one call when the answer covers the registry), and not again while an
+//! earlier answer is fresh.
 
 pub mod config;
 pub mod exec;
@@ -69,7 +71,7 @@ const GLOBAL_KEY: &str = "<global>";
 /// How often expired answers are swept out.
 const PURGE_PERIOD: Duration = Duration::from_secs(15 * 60);
 
-type Asking = Shared<BoxFuture<'static, Result<Provided, ProviderError>>>;
+type Asking = Shared<BoxFuture<'static, Result<Vec<(String, RegistryAuth)>, ProviderError>>>;
 
 #[derive(Default)]
 struct Cache {
@@ -80,12 +82,32 @@ struct Cache {
     last_purge: Option<Instant>,
 }
 
-/// A provider behind its `matchImages` and the kubelet's cache.
-pub struct Cached {
+impl Cache {
+    /// A fresh answer for `repository`: its image's, its registry's, or the global one.
+    fn fresh(&mut self, repository: &str, now: Instant) -> Option<Vec<(String, RegistryAuth)>> {
+        if self.last_purge.is_none_or(|at| now >= at + PURGE_PERIOD) {
+            self.answers.retain(|_, (expiry, _)| now <= *expiry);
+            self.last_purge = Some(now);
+        }
+        let keys = [repository, reference::registry(repository), GLOBAL_KEY];
+        keys.iter().find_map(|key| self.answers.get(*key).filter(|(expiry, _)| now <= *expiry)).map(|(_, auth)| auth.clone())
+    }
+}
+
+struct Inner {
     provider: Arc<dyn Provider>,
-    match_images: Vec<String>,
     default_cache_duration: Duration,
     cache: Mutex<Cache>,
+    /// One call of the provider at a time: a request waiting for its turn finds the answer
+    /// of the call before it when that covers its registry, so pods of one registry that start
+    /// together cost one call, not one each.
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// A provider behind its `matchImages` and the kubelet's cache.
+pub struct Cached {
+    match_images: Vec<String>,
+    shared: Arc<Inner>,
 }
 
 impl Cached {
@@ -93,12 +115,13 @@ impl Cached {
     /// optional port and path, as the kubelet's `matchImages`), its answers kept for their
     /// `cacheDuration` or else `default_cache_duration`.
     pub fn new(provider: Arc<dyn Provider>, match_images: Vec<String>, default_cache_duration: Duration) -> Self {
-        Cached { provider, match_images, default_cache_duration, cache: Mutex::default() }
+        let shared = Inner { provider, default_cache_duration, cache: Mutex::default(), turn: tokio::sync::Mutex::new(()) };
+        Cached { match_images, shared: Arc::new(shared) }
     }
 
     /// Its name.
     pub fn name(&self) -> &str {
-        self.provider.name()
+        self.shared.provider.name()
     }
 
     /// Whether images of `repository` are this provider's.
@@ -113,44 +136,38 @@ impl Cached {
     /// The provider's failure; nothing is cached then.
     pub async fn provide(&self, repository: &str) -> Result<Vec<(String, RegistryAuth)>, ProviderError> {
         let asking = {
-            let mut cache = self.cache.lock().expect("credential cache lock");
-            let now = Instant::now();
-            purge(&mut cache, now);
-            let keys = [repository, reference::registry(repository), GLOBAL_KEY];
-            if let Some(auth) = keys.iter().find_map(|key| cache.answers.get(*key).filter(|(expiry, _)| now <= *expiry)) {
-                return Ok(auth.1.clone());
+            let mut cache = self.shared.cache.lock().expect("credential cache lock");
+            if let Some(auth) = cache.fresh(repository, Instant::now()) {
+                return Ok(auth);
             }
-            let provider = self.provider.clone();
-            let owned = repository.to_owned();
-            cache
-                .asking
-                .entry(repository.to_owned())
-                .or_insert_with(|| async move { provider.provide(&owned).await }.boxed().shared())
-                .clone()
+            let (shared, owned) = (self.shared.clone(), repository.to_owned());
+            cache.asking.entry(repository.to_owned()).or_insert_with(|| ask(shared, owned).boxed().shared()).clone()
         };
         let answer = asking.await;
-        let mut cache = self.cache.lock().expect("credential cache lock");
-        cache.asking.remove(repository);
-        let provided = answer?;
-        let duration = provided.cache_duration.unwrap_or(self.default_cache_duration);
-        if !duration.is_zero() {
-            let key = match provided.cache_key_type {
-                CacheKeyType::Image => repository,
-                CacheKeyType::Registry => reference::registry(repository),
-                CacheKeyType::Global => GLOBAL_KEY,
-            };
-            cache.answers.insert(key.to_owned(), (Instant::now() + duration, provided.auth.clone()));
-        }
-        Ok(provided.auth)
+        self.shared.cache.lock().expect("credential cache lock").asking.remove(repository);
+        answer
     }
 }
 
-fn purge(cache: &mut Cache, now: Instant) {
-    if cache.last_purge.is_some_and(|at| now < at + PURGE_PERIOD) {
-        return;
+/// Waits for the provider's turn, then answers from the cache if the call before covered
+/// `repository`, or asks the provider and keeps its answer.
+async fn ask(shared: Arc<Inner>, repository: String) -> Result<Vec<(String, RegistryAuth)>, ProviderError> {
+    let _turn = shared.turn.lock().await;
+    if let Some(auth) = shared.cache.lock().expect("credential cache lock").fresh(&repository, Instant::now()) {
+        return Ok(auth);
     }
-    cache.answers.retain(|_, (expiry, _)| now <= *expiry);
-    cache.last_purge = Some(now);
+    let provided = shared.provider.provide(&repository).await?;
+    let duration = provided.cache_duration.unwrap_or(shared.default_cache_duration);
+    if !duration.is_zero() {
+        let key = match provided.cache_key_type {
+            CacheKeyType::Image => repository.as_str(),
+            CacheKeyType::Registry => reference::registry(&repository),
+            CacheKeyType::Global => GLOBAL_KEY,
+        };
+        let expiry = Instant::now() + duration;
+        shared.cache.lock().expect("credential cache lock").answers.insert(key.to_owned(), (expiry, provided.auth.clone()));
+    }
+    Ok(provided.auth)
 }
 
 #[cfg(test)]
@@ -200,6 +217,16 @@ mod tests {
         // Not cached (a zero duration): the next request asks again.
         cached.provide("reg.example.com/app").await.unwrap();
         assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn images_of_one_registry_asked_together_cost_one_call() {
+        let p = provider(CacheKeyType::Registry, Some(Duration::from_secs(60)));
+        let cached = behind_cache(&p, Duration::ZERO);
+        let (a, b, c) =
+            tokio::join!(cached.provide("reg.example.com/a"), cached.provide("reg.example.com/b"), cached.provide("reg.example.com/c"));
+        assert!(a.is_ok() && b.is_ok() && c.is_ok());
+        assert_eq!(p.calls.load(Ordering::SeqCst), 1, "the later ones found the first one's answer");
     }
 
     #[tokio::test(start_paused = true)]

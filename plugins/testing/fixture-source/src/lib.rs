@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 #[allow(unsafe_code)]
 mod bindings {
     wit_bindgen::generate!({
-        path: "../../../wit/since_v0.1.0",
+        path: "../../../wit/since_v0.2.0",
         world: "manifest-source",
     });
 

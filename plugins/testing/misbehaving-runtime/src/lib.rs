@@ -14,8 +14,8 @@
 use podman_adapter::Podman;
 use staticlet_plugin_sdk::Config;
 use staticlet_plugin_sdk::runtime::{
-    Container, ContainerConfig, ContainerStatus, ExecResult, Image, LogOptions, RuntimeAdapter, RuntimeError, RuntimeVersion, Sandbox,
-    SandboxConfig, SandboxStatus, StringMap,
+    Container, ContainerConfig, ContainerStatus, ExecResult, Image, LogOptions, RegistryAuth, RuntimeAdapter, RuntimeError, RuntimeVersion,
+    Sandbox, SandboxConfig, SandboxStatus, StringMap,
 };
 
 /// Where `wrong-host` sends every request: TEST-NET-1, which no agent config grants.
@@ -112,8 +112,8 @@ impl RuntimeAdapter for Misbehaving {
     fn image_status(&self, image: String) -> Result<Option<Image>, RuntimeError> {
         self.podman.image_status(image)
     }
-    fn pull_image(&self, image: String) -> Result<String, RuntimeError> {
-        self.podman.pull_image(image)
+    fn pull_image(&self, image: String, auth: Option<RegistryAuth>) -> Result<String, RuntimeError> {
+        self.podman.pull_image(image, auth)
     }
 }
 

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 #[allow(unsafe_code)]
 mod bindings {
     wit_bindgen::generate!({
-        path: "../../../wit/since_v0.1.0",
+        path: "../../../wit/since_v0.2.0",
         world: "runtime-adapter",
     });
 
@@ -18,8 +18,8 @@ mod bindings {
 
 use bindings::Guest;
 use bindings::exports::staticlet::plugin::runtime::{
-    Container, ContainerConfig, ContainerStatus, ExecResult, Guest as Runtime, Image, LogOptions, RuntimeError, RuntimeVersion, Sandbox,
-    SandboxConfig, SandboxStatus, StringMap,
+    Container, ContainerConfig, ContainerStatus, ExecResult, Guest as Runtime, Image, LogOptions, RegistryAuth, RuntimeError,
+    RuntimeVersion, Sandbox, SandboxConfig, SandboxStatus, StringMap,
 };
 use bindings::staticlet::plugin::types::Error;
 
@@ -112,7 +112,7 @@ impl Runtime for UnsupportedRuntime {
         unsupported("image-status")
     }
 
-    fn pull_image(_: String) -> Result<String, RuntimeError> {
+    fn pull_image(_: String, _: Option<RegistryAuth>) -> Result<String, RuntimeError> {
         unsupported("pull-image")
     }
 }
