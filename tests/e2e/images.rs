@@ -13,8 +13,13 @@ use crate::support::{Agent, container_status, docker, docker_cli, running, wait_
 /// Pushes the test image to the local registry as `repo:tag`, then removes it from the engine,
 /// so the only way back is a pull.
 pub(crate) async fn publish_and_forget(docker: &Docker, repo: &str, tag: &str) -> String {
+    publish_and_forget_image(docker, BUSYBOX, repo, tag).await
+}
+
+/// The same with the engine's image `source`.
+async fn publish_and_forget_image(docker: &Docker, source: &str, repo: &str, tag: &str) -> String {
     let reference = format!("{REGISTRY}/{repo}");
-    docker.tag_image(BUSYBOX, Some(TagImageOptions { repo: Some(reference.clone()), tag: Some(tag.to_owned()) })).await.unwrap();
+    docker.tag_image(source, Some(TagImageOptions { repo: Some(reference.clone()), tag: Some(tag.to_owned()) })).await.unwrap();
     let mut push = docker.push_image(&reference, Some(PushImageOptions { tag: Some(tag.to_owned()), ..Default::default() }), None);
     while let Some(step) = push.next().await {
         let info = step.unwrap_or_else(|e| panic!("pushing to the local registry at {REGISTRY} (is it running? .ci/run starts it): {e}"));
@@ -158,4 +163,101 @@ async fn always_pulls_again_and_runs_the_image_now_behind_the_tag() {
     })
     .await;
     assert_ne!(docker_cli(&["image", "inspect", "--format", "{{.Id}}", &image]), first, "the tag now names the pulled image");
+}
+
+/// A `docker save` archive of an image `tag`: the test image's layer with `size` bytes of
+/// noise in it.
+fn noise_image(tag: &str, size: usize) -> Vec<u8> {
+    let mut state = u64::from(std::process::id()) | 1;
+    let noise: Vec<u8> = (0..size)
+        .map(|_| {
+            // xorshift64: fast, and random enough that no compressor shrinks it.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let layer = crate::support::images::layer_with(&[("noise", &noise)]);
+    staticlet_docker::save_archive(tag, serde_json::json!({"Cmd": ["sh"], "Env": ["PATH=/bin"]}), &layer)
+}
+
+/// A TCP proxy to `upstream` that passes what the upstream sends at `bytes_per_second`: a
+/// registry over a slow link. Returns its port.
+async fn throttled_proxy(upstream: &'static str, bytes_per_second: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await });
+                // A tenth of a second's worth at a time.
+                let mut chunk = vec![0u8; bytes_per_second / 10];
+                while let Ok(n) = server_read.read(&mut chunk).await {
+                    if n == 0 || client_write.write_all(&chunk[..n]).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_pull_reports_its_progress_and_lands_in_the_pull_histogram() {
+    let docker = docker().await;
+    let tag = format!("t{}", std::process::id());
+    // An image of its own: a megabyte of noise (no registry compresses it) in a layer the
+    // engine has nowhere else, so the pull fetches all of it.
+    let local = format!("staticlet.test/noise:{tag}");
+    crate::support::images::load(&docker, &local, noise_image(&local, 1 << 20)).await;
+    let image = publish_and_forget_image(&docker, &local, "staticlet-test/slow", &tag).await;
+    docker.remove_image(&local, Some(RemoveImageOptions { force: true, ..Default::default() }), None).await.unwrap();
+    // About 2 MB of layer (most of it the noise) at 80 kB/s: some 25 s of pulling.
+    let port = throttled_proxy(REGISTRY, 80_000).await;
+    let slow = image.replace(REGISTRY, &format!("127.0.0.1:{port}"));
+    let mut agent = Agent::new("slowpull");
+    agent.write("slow.yaml", &pod("slow", &slow, "IfNotPresent"));
+    agent.start();
+    wait_for(Duration::from_secs(120), "the pod whose image came over the slow link", || async {
+        running(&docker, &agent.node, &format!("k8s_main_{}", agent.pod("slow"))).await.pop()
+    })
+    .await;
+    let (_, events) = agent.api("GET", "/api/v1/namespaces/default/events").await.unwrap();
+    let progress: Vec<String> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == "Pulling" && e["involvedObject"]["name"] == agent.pod("slow").as_str())
+        .filter_map(|e| e["message"].as_str().map(str::to_owned))
+        .filter(|m| m.contains(" layers, "))
+        .collect();
+    assert!(!progress.is_empty(), "a Pulling event with the layers and bytes done: {events}");
+    let shown = &progress[0];
+    assert!(
+        shown.starts_with(&format!("Pulling image \"{slow}\": ")) && shown.contains(" of 1 layers, ") && shown.contains(" MB of "),
+        "{shown}"
+    );
+    assert!(events.to_string().contains(&format!("Successfully pulled image \\\"{slow}\\\" in ")), "{events}");
+
+    // The pull's duration is in the histogram, in a bucket of seconds, not in +Inf.
+    let (_, body) = agent.api_raw("GET", "/metrics").await.unwrap();
+    let metrics = String::from_utf8_lossy(&body).into_owned();
+    let buckets: Vec<(f64, u64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with("staticlet_image_pull_duration_seconds_bucket{") && l.contains("result=\"success\""))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            Some((le.parse::<f64>().ok().unwrap_or(f64::INFINITY), l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    assert!(buckets.iter().any(|(le, _)| *le == 3600.0), "buckets up to an hour: {metrics}");
+    let first_with_it = buckets.iter().find(|(_, count)| *count >= 1).unwrap();
+    assert!((10.0..=60.0).contains(&first_with_it.0), "a pull of some 25 s lands in the 30 s or 60 s bucket: {buckets:?}");
 }

@@ -67,9 +67,10 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 17))
 }
 
-/// The kubelet's buckets for `kubelet_image_pull_duration_seconds`: half a second to an hour,
-/// since a large image over a slow link takes many minutes.
-const IMAGE_PULL_BUCKETS: [f64; 15] = [0.5, 1.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0];
+/// The kubelet's buckets for `kubelet_image_pull_duration_seconds`: a second to an hour, since
+/// a large image over a slow link takes many minutes.
+const IMAGE_PULL_BUCKETS: [f64; 18] =
+    [1.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 240.0, 300.0, 360.0, 480.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0];
 
 fn image_pull_histogram() -> Histogram {
     Histogram::new(IMAGE_PULL_BUCKETS)

@@ -43,6 +43,11 @@ pub fn archives() -> Vec<(String, Vec<u8>)> {
 }
 
 fn layer() -> Vec<u8> {
+    layer_with(&[])
+}
+
+/// The test images' layer with `extra` files (path, bytes) in it too.
+pub fn layer_with(extra: &[(&str, &[u8])]) -> Vec<u8> {
     let applets = Command::new(BUSYBOX_BIN).arg("--list").output().expect("busybox-static is installed (/bin/busybox)");
     let mut builder = tar::Builder::new(Vec::new());
     let dir = |builder: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
@@ -72,6 +77,12 @@ fn layer() -> Vec<u8> {
     header.set_mode(0o644);
     header.set_size(page.len() as u64);
     builder.append_data(&mut header, "www/index.html", &page[..]).unwrap();
+    for (path, bytes) in extra {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(bytes.len() as u64);
+        builder.append_data(&mut header, path, *bytes).unwrap();
+    }
     builder.into_inner().unwrap()
 }
 
