@@ -269,7 +269,7 @@ fn the_python_example_validator_builds_and_judges_images() {
         .current_dir(&repo)
         .args([
             "-d",
-            "wit/since_v0.1.0",
+            "wit/since_v0.2.0",
             "-w",
             "admission-validator",
             "componentize",

@@ -77,8 +77,9 @@ impl fmt::Display for Code {
     }
 }
 
-/// One plugin as the agent config declares it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One plugin as the agent config declares it. Its `Debug` leaves the settings out: they may
+/// hold a plugin's secrets (a token, a password).
+#[derive(Clone, PartialEq, Eq)]
 pub struct PluginSpec {
     /// The name the config gives it; unique among plugins.
     pub name: String,
@@ -92,6 +93,19 @@ pub struct PluginSpec {
     pub grants: Grants,
     /// Its CPU and memory bounds.
     pub limits: Limits,
+}
+
+impl fmt::Debug for PluginSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginSpec")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("code", &self.code)
+            .field("settings", &format_args!("<{} bytes>", self.settings.len()))
+            .field("grants", &self.grants)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 impl PluginSpec {

@@ -55,8 +55,9 @@ struct TokenAttributes {
     require_service_account: Option<bool>,
 }
 
-/// One provider of the config, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One provider of the config, checked. Its `Debug` shows the names of its environment
+/// variables, not their values, which may be secrets.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ProviderConfig {
     /// Its name: the executable's in the bin dir.
     pub name: String,
@@ -73,6 +74,20 @@ pub struct ProviderConfig {
     /// It wants a pod's service account token and cannot do without one: never asked for a
     /// static pod, as the kubelet never asks it for a pod without a service account.
     pub requires_service_account: bool,
+}
+
+impl std::fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("name", &self.name)
+            .field("match_images", &self.match_images)
+            .field("default_cache_duration", &self.default_cache_duration)
+            .field("api_version", &self.api_version)
+            .field("args", &self.args)
+            .field("env", &self.env.iter().map(|(name, _)| name).collect::<Vec<_>>())
+            .field("requires_service_account", &self.requires_service_account)
+            .finish()
+    }
 }
 
 /// Why the config cannot be used. The agent does not start with it, as the kubelet does not.
@@ -238,6 +253,7 @@ providers:
         assert_eq!(ecr.args, ["get-credentials"]);
         assert_eq!(ecr.env, [("AWS_PROFILE".to_owned(), "node".to_owned())]);
         assert!(!ecr.requires_service_account);
+        assert!(!format!("{ecr:?}").contains("node"), "env values stay out of Debug");
     }
 
     #[test]
