@@ -129,6 +129,9 @@ async fn docker_pulls_with_the_node_credentials_from_each_of_the_kubelets_places
     }
     let log = agent.log();
     assert!(log.contains("Successfully pulled image"), "{log}");
+    // The files were written with the default 0644: used, and said once each to be too open.
+    let warned = format!("file={} mode=644", agent.root.join("config.json").display());
+    assert_eq!(log.lines().filter(|l| l.contains(&warned) && l.contains("readable by other users")).count(), 1, "{log}");
     assert_no_secret(&agent);
 }
 
