@@ -66,7 +66,11 @@ pub async fn run(
     let mirror = mirror.map(|mirror| spawn_mirror(mirror, config, &runtimes, desired_rx.clone(), &status, &events, &shutdown));
     let layout = Layout::new(&config.root_dir);
     let (credentials, credential_plugins) = credentials(config, &engine).await;
-    let reloads = reload_plugins(adapters.into_iter().chain(credential_plugins).collect(), &plugins, &shutdown);
+    // Pods whose calls failed on the old code converge on their next retry.
+    let reloads = [
+        reload_plugins(adapters, "runtime calls use the new code", &plugins, &shutdown),
+        reload_plugins(credential_plugins, "credential lookups use the new code", &plugins, &shutdown),
+    ];
     let ctx = reconcile_context(config, &runtimes, &layout, &status, &events, &metrics, credentials);
 
     // No pod is admitted, and so none started, before every validator has loaded (or failed
@@ -75,7 +79,7 @@ pub async fn run(
     let intake = Intake::start(sources, validators, node, events, metrics, desired_tx, &shutdown);
     let ready = tokio::spawn(notify_systemd(status, shutdown.clone()));
     Controller::new(ctx).run(desired_rx, restart_rx, shutdown).await;
-    let _ = tokio::join!(intake.join(), join_all(api_tasks), reloads, ready);
+    let _ = tokio::join!(intake.join(), join_all(api_tasks), join_all(reloads), ready);
     if let Some(mirror) = mirror {
         let _ = mirror.await;
     }
@@ -155,12 +159,15 @@ async fn credentials(config: &Config, engine: &PluginEngine) -> (staticlet_crede
     (staticlet_credentials::Credentials::new(&config.root_dir, providers), plugins)
 }
 
-/// Lists the runtime-adapter and credential-provider plugins in `plugins` and reloads each
-/// when its file changes.
-fn reload_plugins(loaded: Vec<Arc<Plugin>>, plugins: &PluginRegistry, shutdown: &CancellationToken) -> JoinHandle<()> {
+/// Lists `loaded` (runtime adapters, or credential providers) in `plugins` and reloads each
+/// when its file changes, logging the `consequence`.
+fn reload_plugins(
+    loaded: Vec<Arc<Plugin>>,
+    consequence: &'static str,
+    plugins: &PluginRegistry,
+    shutdown: &CancellationToken,
+) -> JoinHandle<()> {
     plugins.register(loaded.iter().cloned());
-    // Pods whose calls failed on the old code converge on their next retry.
-    let consequence = "calls use the new code";
     tokio::spawn(staticlet_plugin::reload::watch(loaded, consequence, watch::Sender::new(0), shutdown.clone()))
 }
 
