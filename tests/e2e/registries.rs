@@ -176,40 +176,53 @@ printf '{{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.k
     )
 }
 
+/// Installs `script` as the credential provider `name` for `registry`'s images, in a bin dir
+/// and a `CredentialProviderConfig` beside the agent's files; returns the flags that use them.
+fn install_provider(agent: &Agent, name: &str, script: &str, registry: &AuthRegistry) -> [String; 4] {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = agent.file("providers");
+    std::fs::create_dir_all(&bin).unwrap();
+    let executable = bin.join(name);
+    std::fs::write(&executable, script).unwrap();
+    std::fs::set_permissions(&executable, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = agent.file("credential-providers.yaml");
+    let text = yaml!(
+        r#"
+        apiVersion: kubelet.config.k8s.io/v1
+        kind: CredentialProviderConfig
+        providers:
+        - name: {name}
+          matchImages: ["{registry}"]
+          defaultCacheDuration: 1m
+          apiVersion: credentialprovider.kubelet.k8s.io/v1
+        "#,
+        name,
+        registry = registry.address,
+    );
+    std::fs::write(&config, text).unwrap();
+    [
+        "--image-credential-provider-config".to_owned(),
+        config.display().to_string(),
+        "--image-credential-provider-bin-dir".to_owned(),
+        bin.display().to_string(),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exec_credential_provider_logs_pulls_in_and_its_answer_is_cached() {
-    use std::os::unix::fs::PermissionsExt;
     let docker = docker().await;
     let registry = auth_registry().await;
     let tag = format!("t{}", std::process::id());
     let mut agent = Agent::new("regexec");
-    let bin = agent.file("providers");
-    std::fs::create_dir_all(&bin).unwrap();
     let calls = agent.file("provider-calls");
-    let script = bin.join("test-credential-provider");
-    std::fs::write(&script, provider_script(&registry, &calls)).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let config = agent.file("credential-providers.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: test-credential-provider\n  \
-             matchImages: [\"{}\"]\n  defaultCacheDuration: 1m\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n",
-            registry.address
-        ),
-    )
-    .unwrap();
+    let flags = install_provider(&agent, "test-credential-provider", &provider_script(&registry, &calls), &registry);
     let mut images = Vec::new();
     for i in 0..3 {
         let image = registry.publish(&docker, &format!("staticlet-test/exec{i}"), &tag).await;
         agent.write(&format!("exec{i}.yaml"), &pod(&format!("exec{i}"), &image));
         images.push(image);
     }
-    let (config, bin) = (config.display().to_string(), bin.display().to_string());
-    agent.start_env(
-        &["--image-credential-provider-config", &config, "--image-credential-provider-bin-dir", &bin],
-        &[("STATICLET_LOG", "debug")],
-    );
+    agent.start_env(&flags.each_ref().map(String::as_str), &[("STATICLET_LOG", "debug")]);
     for i in 0..3 {
         wait_for(Duration::from_secs(90), "each pod whose image the provider's login pulls", || async {
             running(&docker, &agent.node, &format!("k8s_main_{}", agent.pod(&format!("exec{i}")))).await.pop()
@@ -227,31 +240,16 @@ async fn an_exec_credential_provider_logs_pulls_in_and_its_answer_is_cached() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_credential_provider_is_reported_and_holds_up_no_other_pod() {
-    use std::os::unix::fs::PermissionsExt;
     let docker = docker().await;
     let registry = auth_registry().await;
     let tag = format!("t{}", std::process::id());
     let mut agent = Agent::new("regfail");
-    let bin = agent.file("providers");
-    std::fs::create_dir_all(&bin).unwrap();
-    let script = bin.join("broken-provider");
-    std::fs::write(&script, "#!/bin/sh\necho 'token endpoint unreachable' >&2\nexit 1\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let config = agent.file("providers.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: broken-provider\n  \
-             matchImages: [\"{}\"]\n  defaultCacheDuration: 1m\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n",
-            registry.address
-        ),
-    )
-    .unwrap();
+    let broken = "#!/bin/sh\necho 'token endpoint unreachable' >&2\nexit 1\n";
+    let flags = install_provider(&agent, "broken-provider", broken, &registry);
     let private = registry.publish(&docker, "staticlet-test/broken", &tag).await;
     agent.write("private.yaml", &pod("private", &private));
     agent.write("public.yaml", &pod("public", crate::support::images::BUSYBOX));
-    let (config, bin) = (config.display().to_string(), bin.display().to_string());
-    agent.start_with(&["--image-credential-provider-config", &config, "--image-credential-provider-bin-dir", &bin]);
+    agent.start_with(&flags.each_ref().map(String::as_str));
     wait_for(Duration::from_secs(60), "the pod that needs no login", || async {
         running(&docker, &agent.node, &format!("k8s_main_{}", agent.pod("public"))).await.pop()
     })

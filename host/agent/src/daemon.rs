@@ -128,6 +128,7 @@ fn reconcile_context(
         metrics: metrics.clone(),
         clock: staticlet_runtime::Clock::SYSTEM,
         credentials: Arc::new(credentials),
+        sandbox_images: Default::default(),
     })
 }
 

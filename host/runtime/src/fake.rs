@@ -23,6 +23,8 @@ struct State {
     protected: HashMap<String, RegistryAuth>,
     /// The user name each pull presented (empty: none), in order.
     pull_users: Vec<String>,
+    /// What `sandbox_image` answers.
+    sandbox_image: Option<String>,
 }
 
 /// Faults a test injects, by call name (`"run_pod_sandbox"`, `"list_containers"`, ...).
@@ -82,6 +84,16 @@ impl FakeRuntime {
     /// unless they present `auth`'s username and password.
     pub fn protect(&self, registry: &str, auth: RegistryAuth) {
         self.state.lock().unwrap().protected.insert(registry.to_owned(), auth);
+    }
+
+    /// Makes the fake a runtime whose sandboxes are made from `image`, which the agent ensures.
+    pub fn set_sandbox_image(&self, image: &str) {
+        self.state.lock().unwrap().sandbox_image = Some(image.to_owned());
+    }
+
+    /// Whether `image` is present.
+    pub fn has_image(&self, image: &str) -> bool {
+        self.state.lock().unwrap().images.contains(image)
     }
 
     /// The user name each pull presented (empty: none), in order.
@@ -333,5 +345,9 @@ impl Runtime for FakeRuntime {
         progress.send_replace(PullProgress { layers: 1, layers_done: 1, bytes_total: 1, bytes_done: 1 });
         state.images.insert(image.to_owned());
         Ok(image.to_owned())
+    }
+
+    async fn sandbox_image(&self) -> Result<Option<String>, RuntimeError> {
+        Ok(self.state.lock().unwrap().sandbox_image.clone())
     }
 }

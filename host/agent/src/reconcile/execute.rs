@@ -354,19 +354,28 @@ impl Executor {
     /// Pulls the runtime's sandbox image with the node's credentials when it is missing, before
     /// the runtime needs it (a runtime pulls it anonymously). A failure is logged and left to
     /// the runtime: Docker then runs the built-in pause image, a CRI runtime says why it cannot.
+    /// An image found present is not looked up again for a while, by any pod's worker.
     async fn ensure_sandbox_image(&mut self) {
-        let Ok(Some(image)) = self.runtime.sandbox_image().await else { return };
-        if !matches!(self.runtime.image_status(&image).await, Ok(None)) {
+        if self.ctx.sandbox_images.recently_present(&self.handler) {
             return;
+        }
+        let Ok(Some(image)) = self.runtime.sandbox_image().await else { return };
+        match self.runtime.image_status(&image).await {
+            Ok(None) => {}
+            Ok(Some(_)) => return self.ctx.sandbox_images.present(&self.handler),
+            Err(_) => return,
         }
         let now = self.ctx.clock.now();
         if self.image_backoff.waiting_since_update(&image, now).is_some() {
             return;
         }
         info!(image, "pulling the sandbox image");
-        if let Err(message) = pull::pull(self.runtime.as_ref(), &self.ctx.credentials, &image, &self.events, None).await {
-            self.image_backoff.next(&image, now);
-            warn!(image, "cannot pull the sandbox image: {message}");
+        match pull::pull(self.runtime.as_ref(), &self.ctx.credentials, &image, &self.events, None).await {
+            Ok(()) => self.ctx.sandbox_images.present(&self.handler),
+            Err(message) => {
+                self.image_backoff.next(&image, now);
+                warn!(image, "cannot pull the sandbox image: {message}");
+            }
         }
     }
 }

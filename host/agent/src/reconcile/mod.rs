@@ -189,6 +189,8 @@ pub struct Context {
     pub clock: Clock,
     /// The node's registry credentials, for every pull.
     pub credentials: Arc<staticlet_credentials::Credentials>,
+    /// Which handlers' sandbox images were found present lately.
+    pub sandbox_images: pull::SandboxImages,
 }
 
 struct WorkerHandle {

@@ -14,6 +14,27 @@ use crate::events::PodEvents;
 /// How often a pull still under way is reported.
 pub const PROGRESS_PERIOD: Duration = Duration::from_secs(10);
 
+/// How long a sandbox image found present is taken to still be there.
+const SANDBOX_IMAGE_RECHECK: Duration = Duration::from_secs(60);
+
+/// When each handler's sandbox image was last found present: a burst of new pods looks it up
+/// once, not once per pod (the runtime looks again itself when it makes the sandbox).
+#[derive(Debug, Default)]
+pub struct SandboxImages(std::sync::Mutex<std::collections::HashMap<String, Instant>>);
+
+impl SandboxImages {
+    /// Whether `handler`'s sandbox image was found present lately.
+    pub fn recently_present(&self, handler: &str) -> bool {
+        let seen = self.0.lock().expect("sandbox images lock");
+        seen.get(handler).is_some_and(|at| at.elapsed() < SANDBOX_IMAGE_RECHECK)
+    }
+
+    /// Notes that `handler`'s sandbox image is present now.
+    pub fn present(&self, handler: &str) {
+        self.0.lock().expect("sandbox images lock").insert(handler.to_owned(), Instant::now());
+    }
+}
+
 /// Pulls `image` for `container` (none: for the sandbox) on `runtime`, trying each credential
 /// `credentials` has for it, or none when it has none (as the kubelet, it does not fall back to
 /// an anonymous pull once credentials matched). Providers that failed are reported on the pod.

@@ -52,6 +52,7 @@ impl Harness {
             metrics: Metrics::new(),
             clock,
             credentials: Arc::new(Credentials::new(root.path(), Vec::new())),
+            sandbox_images: Default::default(),
         });
         Harness { fake, ctx, root }
     }

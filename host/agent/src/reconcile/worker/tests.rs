@@ -231,6 +231,27 @@ async fn pulls_try_the_nodes_credentials_most_specific_first_until_one_works() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_sandbox_image_is_pulled_with_the_nodes_credentials_and_looked_up_once_for_a_burst() {
+    let harness = Harness::new(&[IMAGE]);
+    let pause = "registry.example/pause:3.10";
+    harness.fake.set_sandbox_image(pause);
+    harness.fake.protect("registry.example", RegistryAuth::basic("", "node", "pw"));
+    std::fs::write(harness.root().join("config.json"), r#"{"auths": {"registry.example": {"username": "node", "password": "pw"}}}"#)
+        .unwrap();
+    let (a, b) = (app_pod("a", ""), app_pod("b", ""));
+    let start = Instant::now();
+    let _a = drive(&harness, &a);
+    at(start, 0.5).await;
+    assert!(harness.fake.has_image(pause), "pulled before the first sandbox");
+    assert_eq!(harness.fake.pull_users(), ["node"]);
+    let looked_up = harness.fake.calls("image_status");
+    let _b = drive(&harness, &b);
+    at(start, 1.0).await;
+    assert_eq!(harness.fake.running_container_count(), 2);
+    assert_eq!(harness.fake.calls("image_status"), looked_up + 1, "the second pod looked up its own image, not the sandbox's");
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_credentials_the_registrys_words_stay_through_the_back_off() {
     let harness = Harness::new(&[]);
     harness.fake.protect("registry.example", RegistryAuth::basic("", "right", "pw"));
