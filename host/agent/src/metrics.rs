@@ -423,8 +423,10 @@ impl Runtime for Instrumented {
         result
     }
 
+    /// Not timed: for most runtimes it is a setting, not a call (the CRI asks its `Status`
+    /// once a minute at most).
     async fn sandbox_image(&self) -> Result<Option<String>, RuntimeError> {
-        self.timed("Status", &"", self.inner.sandbox_image()).await
+        self.inner.sandbox_image().await
     }
 
     async fn events(&self, filter: &LabelFilter) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {
