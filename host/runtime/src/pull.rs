@@ -68,10 +68,10 @@ mod tests {
 
     #[test]
     fn debug_shows_the_registry_and_no_secret() {
-        let auth = RegistryAuth { auth: "dXNlcjpodW50ZXIy".into(), ..RegistryAuth::basic("reg.example.com", "user", "hunter2") };
+        let auth = RegistryAuth { auth: "YWxpY2U6aHVudGVyMg==".into(), ..RegistryAuth::basic("reg.example.com", "alice", "hunter2") };
         let shown = format!("{auth:?}");
         assert!(shown.contains("reg.example.com"), "{shown}");
-        for secret in ["user", "hunter2", "dXNlcjpodW50ZXIy"] {
+        for secret in ["alice", "hunter2", "YWxpY2U6aHVudGVyMg=="] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("identity_token: \"\""), "absent fields show as empty: {shown}");
