@@ -71,62 +71,86 @@ impl Drop for Restore {
     }
 }
 
+/// `/.docker/config.json` and `/.dockercfg` are the machine's: one test at a time goes through
+/// the places.
+static MACHINE_PLACES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The agent's `HOME` and working directory, empty.
+struct Places {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    cwd: PathBuf,
+}
+
+impl Places {
+    fn new() -> Places {
+        let dir = tempfile::tempdir().unwrap();
+        let (home, cwd) = (dir.path().join("home"), dir.path().join("cwd"));
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&cwd).unwrap();
+        Places { _dir: dir, home, cwd }
+    }
+
+    /// Each place the kubelet looks, alone in turn, while the agent runs: the login written
+    /// there, then a pod whose image needs it (`place<i>`, the registry's `<repo>-place<i>`),
+    /// which must come up as running. A file counts from the next pull.
+    async fn each_with_a_pod(&self, agent: &Agent, registry: &AuthRegistry, repo: &str, tag: &str) -> Vec<String> {
+        let _machine = MACHINE_PLACES.lock().await;
+        let docker = docker().await;
+        let (config_json, dockercfg) = (registry.config_json(), registry.dockercfg());
+        let places: [(PathBuf, &str); 8] = [
+            (agent.root.join("config.json"), &config_json),
+            (self.cwd.join("config.json"), &config_json),
+            (self.home.join(".docker/config.json"), &config_json),
+            (PathBuf::from("/.docker/config.json"), &config_json),
+            (agent.root.join(".dockercfg"), &dockercfg),
+            (self.cwd.join(".dockercfg"), &dockercfg),
+            (self.home.join(".dockercfg"), &dockercfg),
+            (PathBuf::from("/.dockercfg"), &dockercfg),
+        ];
+        let mut images = Vec::new();
+        for (i, (path, text)) in places.iter().enumerate() {
+            let image = registry.publish(&docker, &format!("{repo}-place{i}"), tag).await;
+            let _file = Restore::write(path, text);
+            let name = format!("place{i}");
+            agent.write(&format!("{name}.yaml"), &pod(&name, &image));
+            reported_running(agent, &name).await;
+            images.push(image);
+        }
+        images
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_pulls_with_the_node_credentials_from_each_of_the_kubelets_places() {
     let docker = docker().await;
     let registry = auth_registry().await;
     let tag = format!("t{}", std::process::id());
     let pause = registry.publish_pause(&docker, "staticlet-test/pause", &tag).await;
-    let places = tempfile::tempdir().unwrap();
-    let (home, cwd) = (places.path().join("home"), places.path().join("cwd"));
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&cwd).unwrap();
+    let places = Places::new();
     let mut agent = Agent::new("regplaces");
     agent.pod_infra_image = None;
-    agent.current_dir = Some(cwd.clone());
+    agent.current_dir = Some(places.cwd.clone());
     std::fs::create_dir_all(&agent.root).unwrap();
 
     // No credentials anywhere: the pod does not start, and its status says what the registry said.
     let refused = registry.publish(&docker, "staticlet-test/refused", &tag).await;
     agent.write("refused.yaml", &pod("refused", &refused));
-    let home_env = home.display().to_string();
-    agent.start_env(&["--pod-infra-container-image", &pause], &[("HOME", &home_env), ("STATICLET_LOG", "debug")]);
+    let home = places.home.display().to_string();
+    agent.start_env(&["--pod-infra-container-image", &pause], &[("HOME", &home), ("STATICLET_LOG", "debug")]);
     let (reason, message) = waiting(&agent, "refused").await;
     assert!(reason == "ErrImagePull" || reason == "ImagePullBackOff", "{reason}: {message}");
     assert!(message.contains("no basic auth credentials"), "the registry's words, in the back-off too: {message}");
 
-    // Each place the kubelet looks, alone in turn: a file written while the agent runs counts
-    // from the next pull.
-    let config_json = registry.config_json();
-    let dockercfg = registry.dockercfg();
-    let places: [(PathBuf, &str); 8] = [
-        (agent.root.join("config.json"), &config_json),
-        (cwd.join("config.json"), &config_json),
-        (home.join(".docker/config.json"), &config_json),
-        (PathBuf::from("/.docker/config.json"), &config_json),
-        (agent.root.join(".dockercfg"), &dockercfg),
-        (cwd.join(".dockercfg"), &dockercfg),
-        (home.join(".dockercfg"), &dockercfg),
-        (PathBuf::from("/.dockercfg"), &dockercfg),
-    ];
-    for (i, (path, text)) in places.iter().enumerate() {
-        let image = registry.publish(&docker, &format!("staticlet-test/place{i}"), &tag).await;
-        let _file = Restore::write(path, text);
-        let name = format!("place{i}");
-        agent.write(&format!("{name}.yaml"), &pod(&name, &image));
-        let what = format!("the pod whose image needs the login from {}", path.display());
-        let main = wait_for(Duration::from_secs(90), &what, || async {
-            running(&docker, &agent.node, &format!("k8s_main_{}", agent.pod(&name))).await.pop()
-        })
-        .await;
+    let images = places.each_with_a_pod(&agent, &registry, "staticlet-test/docker", &tag).await;
+    for (i, image) in images.iter().enumerate() {
+        let main = running(&docker, &agent.node, &format!("k8s_main_{}", agent.pod(&format!("place{i}")))).await.pop().unwrap();
         assert_eq!(main.image.as_deref(), Some(image.as_str()));
-        if i == 0 {
-            // The first sandbox made with a login in place runs the configured sandbox image,
-            // pulled with it.
-            let sandbox = running(&docker, &agent.node, &format!("k8s_POD_{}", agent.pod(&name))).await.pop().unwrap();
-            assert_eq!(sandbox.image.as_deref(), Some(pause.as_str()));
-        }
     }
+    // The first sandbox made with a login in place runs the configured sandbox image, pulled
+    // with it.
+    let sandbox = running(&docker, &agent.node, &format!("k8s_POD_{}", agent.pod("place0"))).await.pop().unwrap();
+    assert_eq!(sandbox.image.as_deref(), Some(pause.as_str()));
     let log = agent.log();
     assert!(log.contains("Successfully pulled image"), "{log}");
     // The files were written with the default 0644: used, and said once each to be too open.
@@ -136,27 +160,23 @@ async fn docker_pulls_with_the_node_credentials_from_each_of_the_kubelets_places
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn containerd_pulls_with_the_node_credentials_including_its_sandbox_image() {
+async fn containerd_pulls_with_the_node_credentials_from_each_place_including_its_sandbox_image() {
     let docker = docker().await;
     let registry = auth_registry().await;
     let tag = format!("t{}", std::process::id());
     let pause = registry.publish_pause(&docker, "staticlet-test/cri-pause", &tag).await;
-    let image = registry.publish(&docker, "staticlet-test/cri-app", &tag).await;
     // A containerd of its own, whose sandbox image is behind the login.
     let containerd = containerd::dedicated(1, &pause).await;
+    let places = Places::new();
     let mut agent = Agent::new("regcri");
     agent.uses_containerd(&containerd);
+    agent.current_dir = Some(places.cwd.clone());
     std::fs::create_dir_all(&agent.root).unwrap();
-    std::fs::write(agent.root.join("config.json"), registry.config_json()).unwrap();
-    agent.write("app.yaml", &pod("app", &image));
-    agent.start_env(&["--container-runtime-endpoint", &containerd.endpoint()], &[("STATICLET_LOG", "debug")]);
-    wait_for(Duration::from_secs(120), "the pod on containerd", || async {
-        let status = agent.pod_status("app").await?;
-        container_status(&status, "main")?["state"]["running"].is_object().then_some(())
-    })
-    .await;
+    let home = places.home.display().to_string();
+    agent.start_env(&["--container-runtime-endpoint", &containerd.endpoint()], &[("HOME", &home), ("STATICLET_LOG", "debug")]);
+    let pulled = places.each_with_a_pod(&agent, &registry, "staticlet-test/cri", &tag).await;
     let images = containerd.run(&["images", "ls", "-q"]);
-    for wanted in [&pause, &image] {
+    for wanted in pulled.iter().chain([&pause]) {
         assert!(images.lines().any(|l| l == wanted.as_str()), "{wanted} pulled into containerd: {images}");
     }
     assert_no_secret(&agent);
