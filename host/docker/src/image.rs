@@ -92,10 +92,9 @@ impl Layers {
     }
 
     fn progress(&self) -> PullProgress {
-        let count = |done: bool| self.0.values().filter(|l| l.done || !done).count() as u32;
         PullProgress {
-            layers: count(false),
-            layers_done: count(true),
+            layers: self.0.len() as u32,
+            layers_done: self.0.values().filter(|l| l.done).count() as u32,
             bytes_total: self.0.values().map(|l| l.total).sum(),
             bytes_done: self.0.values().map(|l| if l.done { l.total } else { l.current }).sum(),
         }

@@ -180,6 +180,9 @@ impl Executor {
             Err(failure) => {
                 if failure.reason == IMAGE_PULL_BACK_OFF {
                     self.events.warning(Some(name), "BackOff", failure.message.clone());
+                } else if failure.reason == ERR_IMAGE_PULL {
+                    // The pull's own event said why, as the kubelet's "Failed to pull image" does.
+                    self.events.warning(Some(name), "Failed", format!("Error: {ERR_IMAGE_PULL}"));
                 } else {
                     self.events.warning(Some(name), "Failed", format!("Error: {}: {}", failure.reason, failure.message));
                 }
@@ -294,7 +297,8 @@ impl Executor {
         // while the image is looked up: two calls the runtime answers side by side.
         let runtime = self.runtime.clone();
         let (present, pod_ip) = tokio::join!(runtime.image_status(&image), self.addresses.of(sandbox_id, host_network(pod)));
-        let present = present.map_err(|e| StartFailure::new(ERR_IMAGE_PULL, e.to_string()))?.is_some();
+        let present =
+            present.map_err(|e| StartFailure::new("ImageInspectError", format!("Failed to inspect image \"{image}\": {e}")))?.is_some();
         self.ensure_image(name, &image, present, container.image_pull_policy.as_deref().unwrap_or("IfNotPresent")).await?;
         let sandbox_config = podconfig::sandbox_config(pod, sandbox_attempt, self.owner());
         let addresses = podconfig::Addresses { pod_ip: Some(pod_ip.as_str()).filter(|ip| !ip.is_empty()), host_ip: &self.ctx.host_ip };

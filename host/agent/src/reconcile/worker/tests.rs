@@ -264,6 +264,7 @@ async fn without_credentials_the_registrys_words_stay_through_the_back_off() {
     assert_eq!(waiting().reason.as_deref(), Some("ErrImagePull"));
     assert!(waiting().message.unwrap().contains("401 Unauthorized"));
     assert!(harness.has_event("Failed", "Failed to pull image \"registry.example/app:1\": pulling image"));
+    assert!(harness.events().iter().any(|(r, m)| r == "Failed" && m == "Error: ErrImagePull"), "the kubelet's pair of events");
     at(start, 5.0).await;
     assert_eq!(waiting().reason.as_deref(), Some("ImagePullBackOff"));
     let message = waiting().message.unwrap();
@@ -271,6 +272,20 @@ async fn without_credentials_the_registrys_words_stay_through_the_back_off() {
         message.starts_with("Back-off pulling image \"registry.example/app:1\": ErrImagePull: ") && message.contains("401 Unauthorized"),
         "{message}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_image_the_runtime_cannot_look_up_is_an_image_inspect_error() {
+    let harness = Harness::new(&[IMAGE]);
+    harness.fake.fail("image_status", RuntimeError::Unavailable("engine restarting".into()), Some(1));
+    let web = web_pod("");
+    let start = Instant::now();
+    let _worker = drive(&harness, &web);
+    at(start, 0.5).await;
+    assert!(harness.has_event("Failed", "Error: ImageInspectError: Failed to inspect image \"registry.example/app:1\": "));
+    assert_eq!(harness.fake.calls("pull_image"), 0, "no pull for an image that could not be looked up");
+    at(start, 3.0).await;
+    assert_eq!(harness.fake.running_container_count(), 1, "the next look finds it");
 }
 
 #[tokio::test(start_paused = true)]
