@@ -46,11 +46,6 @@ impl Credentials {
         Credentials { files: Arc::new(DockerConfigFiles::new(root_dir)), providers }
     }
 
-    /// The providers' names, in order.
-    pub fn provider_names(&self) -> Vec<&str> {
-        self.providers.iter().map(Cached::name).collect()
-    }
-
     /// Every credential for `image`, as the kubelet orders them: the docker config file's, then
     /// the providers' (merged into one keyring, most specific location first). Providers are
     /// asked side by side; one that fails is reported and left out.

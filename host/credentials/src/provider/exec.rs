@@ -72,11 +72,6 @@ impl ExecProvider {
         self
     }
 
-    /// Its config.
-    pub fn config(&self) -> &ProviderConfig {
-        &self.config
-    }
-
     fn error(&self, message: String) -> ProviderError {
         ProviderError { provider: self.config.name.clone(), message }
     }
