@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::support::containerd;
 use crate::support::registry::{AuthRegistry, PASSWORD, USER, auth_registry};
-use crate::support::{Agent, container_status, docker, running, wait_for, yaml};
+use crate::support::{self, Agent, container_status, docker, running, wait_for, yaml};
 
 fn pod(name: &str, image: &str) -> String {
     yaml!(
@@ -352,9 +352,17 @@ async fn token_endpoint(token: &'static str) -> (u16, std::sync::Arc<std::sync::
     let counted = served.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            // The whole request before the answer: closing on an unread body resets the
+            // connection, and the plugin would see no answer.
+            let mut request = Vec::new();
             let mut buf = vec![0u8; 8192];
-            let n = stream.read(&mut buf).await.unwrap_or(0);
-            let head = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+            while !support::http_request_is_whole(&request) {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&request).to_lowercase();
             let (status, body) = if head.contains(&format!("authorization: bearer {token}")) {
                 counted.fetch_add(1, Ordering::SeqCst);
                 ("200 OK", serde_json::json!({"username": USER, "password": PASSWORD, "expiresInSeconds": 300}).to_string())

@@ -103,9 +103,7 @@ fn token_endpoint() -> (u16, Arc<AtomicUsize>) {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             counted.fetch_add(1, Ordering::SeqCst);
-            let mut buf = [0u8; 8192];
-            let n = stream.read(&mut buf).unwrap_or(0);
-            let head = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+            let head = read_request(&mut stream).to_lowercase();
             let (status, body) = if head.starts_with("post /token ") && head.contains("authorization: bearer good-token") {
                 ("200 OK", r#"{"username": "robot", "password": "short-lived-pw", "expiresInSeconds": 300}"#)
             } else {
@@ -119,6 +117,30 @@ fn token_endpoint() -> (u16, Arc<AtomicUsize>) {
         }
     });
     (port, requests)
+}
+
+/// The whole request, head and body: answering and closing while part of it is unread makes
+/// the kernel reset the connection, and the client sees no answer.
+fn read_request(stream: &mut impl Read) -> String {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !is_complete(&String::from_utf8_lossy(&request)) {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&request).into_owned()
+}
+
+/// Whether a request holds its head and as much body as its Content-Length says.
+fn is_complete(request: &str) -> bool {
+    let Some(end) = request.find("\r\n\r\n") else { return false };
+    let length = request[..end]
+        .lines()
+        .find_map(|line| line.to_lowercase().strip_prefix("content-length:").map(|n| n.trim().parse::<usize>().unwrap_or(0)))
+        .unwrap_or(0);
+    request.len() >= end + 4 + length
 }
 
 async fn token_provider(engine: &PluginEngine, port: u16, token: &str) -> Plugin {

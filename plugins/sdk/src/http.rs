@@ -119,6 +119,11 @@ impl Request {
         for (name, value) in &self.headers {
             fields.append(name, value.as_bytes()).map_err(|e| failed(&format!("header {name}: {e:?}")))?;
         }
+        // The body is whole before it is sent: its length goes ahead of it instead of chunked
+        // encoding, which some token endpoints and proxies refuse.
+        if let Some(body) = &self.body {
+            fields.set("content-length", &[body.len().to_string().into_bytes()]).map_err(|e| failed(&format!("content-length: {e:?}")))?;
+        }
         let request = OutgoingRequest::new(fields);
         request.set_method(&method(&self.method)).map_err(|()| failed("not a method"))?;
         let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };

@@ -369,6 +369,18 @@ pub fn sleeper(name: &str, seconds: u32, extra_spec: &str) -> String {
     )
 }
 
+/// Whether the bytes read so far hold a whole HTTP/1.1 request: its head and as much body as
+/// its Content-Length says.
+pub fn http_request_is_whole(request: &[u8]) -> bool {
+    let request = String::from_utf8_lossy(request);
+    let Some(end) = request.find("\r\n\r\n") else { return false };
+    let length = request[..end]
+        .lines()
+        .find_map(|line| line.to_lowercase().strip_prefix("content-length:").map(|n| n.trim().parse::<usize>().unwrap_or(0)))
+        .unwrap_or(0);
+    request.len() >= end + 4 + length
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
