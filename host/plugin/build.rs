@@ -7,6 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "src/engine_config.rs"]
+mod engine_config;
+
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -67,8 +70,20 @@ fn main() {
         ));
     }
     std::fs::write(out_dir.join("artifacts.rs"), generated).expect("writing artifacts.rs");
-    std::fs::copy(release.join("static_pod_policy.wasm"), out_dir.join("static_pod_policy.wasm"))
-        .expect("the static pod policy is built with the guest workspace");
+    let policy = std::fs::read(release.join("static_pod_policy.wasm")).expect("the static pod policy is built with the guest workspace");
+    std::fs::write(out_dir.join("static_pod_policy.wasm"), &policy).expect("writing static_pod_policy.wasm");
+    std::fs::write(out_dir.join("static_pod_policy.cwasm"), precompile(&policy)).expect("writing static_pod_policy.cwasm");
+}
+
+/// The policy compiled for the target being built, with the agent's engine settings. No CPU
+/// feature beyond the target's baseline is assumed, so the code runs on any machine of the
+/// architecture; the agent checks that it fits before using it.
+fn precompile(wasm: &[u8]) -> Vec<u8> {
+    let target = std::env::var("TARGET").expect("cargo sets TARGET");
+    let mut config = engine_config::engine_config();
+    config.target(&target).unwrap_or_else(|e| panic!("wasmtime cannot compile for {target}: {e}"));
+    let engine = wasmtime::Engine::new(&config).unwrap_or_else(|e| panic!("a wasmtime engine for {target}: {e}"));
+    engine.precompile_component(wasm).unwrap_or_else(|e| panic!("precompiling the static pod policy for {target}: {e:#}"))
 }
 
 /// Every crate folder of the guest workspace: `plugins/<name>` and `plugins/testing/<name>`.

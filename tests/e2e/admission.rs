@@ -328,3 +328,19 @@ fn the_python_example_validator_builds_and_judges_images() {
         format!("{}: spec.containers[1].image: image busybox is not from an allowed registry (registry.internal:5000)\n", hub.display())
     );
 }
+
+#[test]
+fn the_example_pods_and_the_fields_static_pods_are_admitted_as_written() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files: Vec<String> = ["examples/manifests", "examples/field"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(repo.join(dir)).unwrap())
+        .map(|entry| entry.unwrap().path().display().to_string())
+        .filter(|path| path.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 6, "the two tutorial pods and etcd, haproxy, kube-vip, node exporter: {files:?}");
+    let config = repo.join("examples/staticlet.yaml").display().to_string();
+    let args: Vec<&str> = ["--strict", "--config", &config].into_iter().chain(files.iter().map(String::as_str)).collect();
+    assert_eq!(validate(&args), (0, String::new()));
+}

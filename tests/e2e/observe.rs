@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::images::BUSYBOX;
-use crate::support::{Agent, docker, free_port, http_get, running, wait_for, yaml};
+use crate::support::{Agent, docker, free_port, http_get, http_get_with, running, wait_for, yaml};
 
 const START: Duration = Duration::from_secs(60);
 
@@ -307,7 +307,12 @@ async fn metrics_json_logs_and_systemd_readiness() {
     assert!(http_get(port, "/readyz").unwrap().ends_with("ok"));
 
     let response = http_get(port, "/metrics").unwrap();
-    let body = response.split_once("\r\n\r\n").unwrap().1.to_owned();
+    let (head, body) = response.split_once("\r\n\r\n").map(|(h, b)| (h.to_lowercase(), b.to_owned())).unwrap();
+    assert!(head.contains("content-type: text/plain; version=0.0.4"), "Prometheus text unless asked: {head}");
+    promtool_checks(&body);
+    let openmetrics = http_get_with(([127, 0, 0, 1], port).into(), "/metrics", &[("Accept", OPENMETRICS_ACCEPT)]).unwrap();
+    assert!(openmetrics.to_lowercase().contains("content-type: application/openmetrics-text; version=1.0.0"), "{openmetrics}");
+    assert!(openmetrics.ends_with("# EOF\n") && openmetrics.contains("# TYPE staticlet_admission_rejections counter"), "{openmetrics}");
     let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("/metrics parses as Prometheus text");
     let sample = |name: &str, label: (&str, &str)| {
         scrape.samples.iter().find(|s| s.metric == name && s.labels.get(label.0) == Some(label.1)).map(|s| match s.value {
@@ -344,4 +349,25 @@ async fn metrics_json_logs_and_systemd_readiness() {
     assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()), "{log}");
     assert!(lines.iter().any(|l| l["reason"] == "Started" && l["pod"] == format!("default/{}", agent.pod("web"))), "{log}");
     assert!(lines.iter().any(|l| l["reason"] == "Rejected"), "{log}");
+}
+
+/// What Prometheus 2 sends: OpenMetrics first, the text format as the fallback.
+const OPENMETRICS_ACCEPT: &str =
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// `promtool check metrics` (Prometheus's own parser and linter) accepts `body` with no
+/// complaint.
+fn promtool_checks(body: &str) {
+    use std::io::Write;
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package) is installed");
+    promtool.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
+    assert!(checked.status.success() && said.trim().is_empty(), "promtool check metrics: {:?}\n{said}\n{body}", checked.status);
 }

@@ -110,6 +110,7 @@ fn measure(cache: std::path::PathBuf) {
         api_socket: dir.path().join("staticlet.sock"),
         manifest_url: None,
         read_only_address: None,
+        healthz_address: None,
         kubelet_server: None,
         // The agent as shipped: every pod goes through the built-in policy.
         validators: vec![staticlet::config::plugins::static_pod_policy()],

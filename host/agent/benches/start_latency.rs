@@ -12,7 +12,7 @@
 //! pod (in a rotating order, after one warm-up round), and keep their containers until the
 //! end, so that drift and the engine's growing container count hit them alike. Then the
 //! start is broken down by stage (see `common/breakdown.rs`) from the agent's debug log and
-//! the engine's events, and the figures are printed as the README's Performance rows.
+//! the engine's events, and the figures are printed as the Performance rows (docs/performance.md).
 //!
 //! `cargo bench -p staticlet --bench start_latency` (needs a running Docker engine).
 

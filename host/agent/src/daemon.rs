@@ -285,9 +285,19 @@ fn serve_api(config: &Config, api_server: Option<kube::Client>, api: Arc<Api>) -
             }
         }
     });
+    let healthz = tokio::spawn({
+        let (address, api) = (config.healthz_address, api.clone());
+        async move {
+            if let Some(address) = address
+                && let Err(e) = api::healthz::serve_port(address, api).await
+            {
+                error!("healthz is not served: {e}; pods are run regardless");
+            }
+        }
+    });
     let config = config.clone();
     let kubelet_port = tokio::spawn(async move { serve_kubelet_port(&config, api_server, api).await });
-    vec![socket, port, kubelet_port]
+    vec![socket, port, healthz, kubelet_port]
 }
 
 /// Serves the kubelet port when configured. A port that cannot be set up (a bad certificate,
@@ -318,17 +328,51 @@ async fn serve_kubelet_port(config: &Config, api_server: Option<kube::Client>, a
 }
 
 /// Tells systemd (a `Type=notify` unit) that the agent is ready once its first manifests are
-/// admitted and handed to the pod workers, and that it is stopping when it is. Outside systemd
+/// admitted and handed to the pod workers, and that it is stopping when it is. Under
+/// `WatchdogSec=` it pings the watchdog twice a period while the controller's loop goes round
+/// (`/healthz`'s syncloop check), so systemd restarts an agent that is stuck. Outside systemd
 /// (no `NOTIFY_SOCKET`) this does nothing.
 async fn notify_systemd(status: StatusStore, shutdown: CancellationToken) {
     use sd_notify::NotifyState;
+    let watchdog = watchdog_period();
+    if let Some(period) = watchdog {
+        info!(period = ?period, "pinging systemd's watchdog while the sync loop goes round");
+    }
+    let pings = {
+        let sync_loop = status.sync_loop.clone();
+        async move {
+            let Some(period) = watchdog else { return std::future::pending().await };
+            let mut ticks = tokio::time::interval(period / 2);
+            loop {
+                ticks.tick().await;
+                match sync_loop.check() {
+                    Ok(()) => {
+                        let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
+                    }
+                    Err(why) => warn!("not pinging systemd's watchdog: {why}"),
+                }
+            }
+        }
+    };
+    let lifecycle = async {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = status.wait_ready() => {}
+        }
+        if let Err(e) = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("running static pods")]) {
+            warn!("cannot tell systemd the agent is ready: {e}");
+        }
+        shutdown.cancelled().await;
+    };
     tokio::select! {
-        _ = shutdown.cancelled() => return,
-        _ = status.wait_ready() => {}
+        () = lifecycle => {}
+        () = pings => {}
     }
-    if let Err(e) = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("running static pods")]) {
-        warn!("cannot tell systemd the agent is ready: {e}");
-    }
-    shutdown.cancelled().await;
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
+}
+
+/// systemd's watchdog period for this process (`WATCHDOG_USEC`, for `WATCHDOG_PID` if set).
+fn watchdog_period() -> Option<std::time::Duration> {
+    let mut usec = 0;
+    (sd_notify::watchdog_enabled(false, &mut usec) && usec > 0).then(|| std::time::Duration::from_micros(usec))
 }

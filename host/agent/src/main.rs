@@ -10,7 +10,7 @@ fn main() -> std::process::ExitCode {
     // The daemon logs what it does; one-shot commands speak through their output and log only
     // what went wrong.
     let (default_level, format) = match &cli.command {
-        Command::Run(args) => ("info", args.log_format()),
+        Command::Run(args) => (args.log_filter(), args.log_format()),
         _ => ("warn", LogFormat::Text),
     };
     // wasi-http warns of every failed outbound request a plugin makes, without saying which

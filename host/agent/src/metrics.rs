@@ -1,4 +1,5 @@
-//! Prometheus metrics, served on `/metrics` in the OpenMetrics text format.
+//! Prometheus metrics, served on `/metrics` in the Prometheus text format, or OpenMetrics
+//! when a scraper asks for it ([`exposition`]).
 //!
 //! Counters and histograms are updated where things happen; the pod gauges (pods by phase,
 //! container restarts) are computed from the status store at scrape time, so they can never
@@ -21,6 +22,10 @@ use staticlet_runtime::{
 };
 
 use crate::status::StatusSnapshot;
+
+pub mod exposition;
+
+pub use exposition::Format;
 
 /// A pod phase.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -178,8 +183,8 @@ impl Metrics {
         Metrics { registry: Arc::new(registry), ..metrics }
     }
 
-    /// The metrics in the OpenMetrics text format, the pod gauges computed from `pods`.
-    pub fn encode(&self, pods: &StatusSnapshot) -> String {
+    /// The metrics in `format`, the pod gauges computed from `pods`.
+    pub fn encode(&self, pods: &StatusSnapshot, format: Format) -> String {
         self.pods.clear();
         self.container_restarts.clear();
         for phase in ["Pending", "Running", "Succeeded", "Failed", "Unknown"] {
@@ -200,7 +205,10 @@ impl Metrics {
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
-        text
+        match format {
+            Format::OpenMetrics => text,
+            Format::Prometheus => exposition::to_prometheus_text(&text),
+        }
     }
 
     /// Counts a pod version a validator rejected.

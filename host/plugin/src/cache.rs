@@ -15,10 +15,22 @@ use wasmtime::component::Component;
 /// Where a component's code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// Compiled when the agent was built, and embedded in it.
+    Precompiled,
     /// Read from the cache.
     Cached,
     /// Compiled now (and written to the cache if there is one).
     Compiled,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Origin::Precompiled => "precompiled",
+            Origin::Cached => "cached",
+            Origin::Compiled => "compiled",
+        })
+    }
 }
 
 pub(crate) struct CodeCache {
@@ -71,6 +83,29 @@ fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     // write (0700), and never modified after the rename that publishes them; the file name
     // carries the engine's compatibility hash and wasmtime checks it again on load.
     unsafe { Component::deserialize_file(engine, path) }
+}
+
+/// Loads code the build script compiled and the binary embeds.
+#[allow(unsafe_code)]
+pub(crate) fn deserialize_builtin(engine: &Engine, code: &'static [u8]) -> wasmtime::Result<Component> {
+    // SAFETY: wasmtime trusts the bytes it deserializes. These were written by this crate's
+    // build script with this very wasmtime and `engine_config`, and are part of the binary
+    // itself; wasmtime checks its version and the engine's settings again before using them.
+    unsafe { Component::deserialize(engine, code) }
+}
+
+/// Returns the memory a compile freed to the system. Cranelift's peak is a few times the
+/// settled size of the agent, and glibc's allocator keeps freed memory for reuse, so without
+/// this the process would hold its compile-time peak for good. (musl's allocator gives memory
+/// back on its own.)
+pub(crate) fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: malloc_trim only releases free memory at the top of the heaps and in free pages;
+    // it is thread-safe and leaves every allocation in place.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn write_new(dir: &Path, path: &Path, code: &[u8]) -> std::io::Result<()> {

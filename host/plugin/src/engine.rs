@@ -8,11 +8,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine};
 
 use crate::bindings::{v0_1_0, v0_2_0};
-use crate::cache::{CodeCache, Origin};
+use crate::cache::{self, CodeCache, Origin};
+use crate::engine_config::engine_config;
 use crate::sandbox::State;
 
 /// How often the epoch advances: the granularity of deadlines and of yields to the async
@@ -114,9 +115,7 @@ impl PluginEngine {
     ///
     /// Only if wasmtime cannot be set up on this machine, or the WASI imports cannot be linked.
     pub fn new(node_name: &str, cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&engine_config())?;
         let mut linker = Linker::new(&engine);
         // WASI preview 2 and wasi:http: what the store grants decides what they can reach.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -148,13 +147,23 @@ impl PluginEngine {
         &self.inner.linker
     }
 
-    /// Compiles `wasm`, or loads its code from the cache. CPU-bound: run it off the async
-    /// runtime's threads.
-    pub(crate) fn compile(&self, wasm: &[u8], digest: &str) -> wasmtime::Result<(Component, Origin)> {
-        match &self.inner.cache {
+    /// The code of `wasm`: `precompiled` when it fits this engine, else from the cache, else
+    /// compiled now. CPU-bound: run it off the async runtime's threads.
+    pub(crate) fn compile(&self, wasm: &[u8], digest: &str, precompiled: Option<&'static [u8]>) -> wasmtime::Result<(Component, Origin)> {
+        if let Some(code) = precompiled {
+            match cache::deserialize_builtin(&self.inner.engine, code) {
+                Ok(component) => return Ok((component, Origin::Precompiled)),
+                Err(e) => tracing::debug!("the built-in plugin's precompiled code does not fit this engine; compiling it: {e:#}"),
+            }
+        }
+        let compiled = match &self.inner.cache {
             Some(cache) => cache.load(&self.inner.engine, wasm, digest),
             None => Ok((Component::new(&self.inner.engine, wasm)?, Origin::Compiled)),
+        };
+        if matches!(compiled, Ok((_, Origin::Compiled))) {
+            cache::give_back_memory();
         }
+        compiled
     }
 }
 
@@ -176,5 +185,19 @@ mod tests {
         let stopped = ticks();
         std::thread::sleep(EPOCH_TICK * 10);
         assert_eq!(ticks(), stopped, "idle again once the call is over");
+    }
+
+    #[test]
+    fn the_built_in_policy_runs_the_code_the_build_compiled() {
+        use crate::artifacts::{STATIC_POD_POLICY_PRECOMPILED, STATIC_POD_POLICY_WASM};
+        let dir = tempfile::tempdir().unwrap();
+        let engine = PluginEngine::new("n1", Some(dir.path().to_owned())).unwrap();
+        let (_, origin) = engine.compile(STATIC_POD_POLICY_WASM, "policy", Some(STATIC_POD_POLICY_PRECOMPILED)).unwrap();
+        assert_eq!(origin, Origin::Precompiled);
+        assert_eq!(std::fs::read_dir(dir.path()).map_or(0, Iterator::count), 0, "nothing compiled, nothing cached");
+
+        // Code that does not fit (here: not code at all) is compiled as any plugin is.
+        let (_, origin) = engine.compile(STATIC_POD_POLICY_WASM, "policy", Some(b"not wasmtime code")).unwrap();
+        assert_eq!(origin, Origin::Compiled);
     }
 }

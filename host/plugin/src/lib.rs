@@ -27,6 +27,7 @@ mod cache;
 mod credentials;
 mod egress;
 mod engine;
+mod engine_config;
 mod plugin;
 pub mod reload;
 mod sandbox;
@@ -74,6 +75,10 @@ pub mod artifacts {
     /// The built-in static pod policy (`plugins/static-pod-policy`), embedded in the binary.
     pub const STATIC_POD_POLICY_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/static_pod_policy.wasm"));
 
+    /// [`STATIC_POD_POLICY_WASM`] compiled by the build script for the target being built, so
+    /// a fresh node never compiles it.
+    pub const STATIC_POD_POLICY_PRECOMPILED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/static_pod_policy.cwasm"));
+
     /// The name the built-in static pod policy goes by.
     pub const STATIC_POD_POLICY_NAME: &str = "static-pod-policy";
 
@@ -82,7 +87,11 @@ pub mod artifacts {
         crate::PluginSpec::new(
             STATIC_POD_POLICY_NAME,
             crate::Kind::AdmissionValidator,
-            crate::Code::Builtin { name: STATIC_POD_POLICY_NAME, wasm: STATIC_POD_POLICY_WASM },
+            crate::Code::Builtin {
+                name: STATIC_POD_POLICY_NAME,
+                wasm: STATIC_POD_POLICY_WASM,
+                precompiled: Some(STATIC_POD_POLICY_PRECOMPILED),
+            },
         )
     }
 }

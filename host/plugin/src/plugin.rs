@@ -73,8 +73,8 @@ pub enum Refresh {
     Loaded {
         /// Its SHA-256.
         digest: String,
-        /// Whether the compiled code came from the on-disk cache.
-        from_cache: bool,
+        /// Where its compiled code came from.
+        origin: Origin,
     },
     /// New code could not be loaded; the code loaded before, if any, stays in use.
     Failed(PluginError),
@@ -194,8 +194,8 @@ impl Plugin {
         let plugin = Plugin { spec, engine: engine.clone(), current: Mutex::default(), idle: Mutex::default(), slots };
         match plugin.refresh().await {
             Refresh::Failed(e) => warn!(plugin = %plugin.spec.name, "{e}"),
-            Refresh::Loaded { digest, from_cache } => {
-                info!(plugin = %plugin.spec.name, kind = %plugin.spec.kind, code = %plugin.spec.code, digest = %short(&digest), from_cache, "plugin loaded")
+            Refresh::Loaded { digest, origin } => {
+                info!(plugin = %plugin.spec.name, kind = %plugin.spec.kind, code = %plugin.spec.code, digest = %short(&digest), %origin, "plugin loaded")
             }
             Refresh::Unchanged => {}
         }
@@ -231,12 +231,12 @@ impl Plugin {
     /// Loads the plugin's code again if its file changed. A file that fails to load leaves the
     /// code loaded before in use; the same failure is reported once, not on every refresh.
     pub async fn refresh(&self) -> Refresh {
-        let (wasm, stamp) = match &self.spec.code {
-            Code::Builtin { wasm, .. } => {
+        let (wasm, stamp, precompiled) = match &self.spec.code {
+            Code::Builtin { wasm, precompiled, .. } => {
                 if self.current.lock().expect("plugin state lock").loaded.is_some() {
                     return Refresh::Unchanged;
                 }
-                (wasm.to_vec(), None)
+                (wasm.to_vec(), None, *precompiled)
             }
             Code::File(path) => {
                 let read = Stamp::of(path).and_then(|stamp| {
@@ -247,7 +247,7 @@ impl Plugin {
                 });
                 match read {
                     Ok(None) => return Refresh::Unchanged,
-                    Ok(Some((wasm, stamp))) => (wasm, Some(stamp)),
+                    Ok(Some((wasm, stamp))) => (wasm, Some(stamp), None),
                     Err(e) => {
                         let error =
                             PluginError::Read { plugin: self.spec.name.clone(), code: self.spec.code.to_string(), message: e.to_string() };
@@ -264,7 +264,7 @@ impl Plugin {
         let engine = self.engine.clone();
         let compiled = {
             let digest = digest.clone();
-            tokio::task::spawn_blocking(move || engine.compile(&wasm, &digest)).await
+            tokio::task::spawn_blocking(move || engine.compile(&wasm, &digest, precompiled)).await
         };
         let (component, origin) = match compiled {
             Ok(Ok(compiled)) => compiled,
@@ -289,7 +289,7 @@ impl Plugin {
         current.load_error = None;
         current.last_call_error = None;
         current.stamp = stamp;
-        Refresh::Loaded { digest, from_cache: origin == Origin::Cached }
+        Refresh::Loaded { digest, origin }
     }
 
     fn compile_error(&self, e: wasmtime::Error) -> PluginError {

@@ -22,8 +22,8 @@ async fn reload(plugin: &Plugin, consequence: &str) -> bool {
     let spec = plugin.spec();
     match plugin.refresh().await {
         Refresh::Unchanged => false,
-        Refresh::Loaded { digest, from_cache } => {
-            info!(plugin = %spec.name, code = %spec.code, digest = %&digest[..12], from_cache, "plugin reloaded; {consequence}");
+        Refresh::Loaded { digest, origin } => {
+            info!(plugin = %spec.name, code = %spec.code, digest = %&digest[..12], %origin, "plugin reloaded; {consequence}");
             true
         }
         Refresh::Failed(e) => {

@@ -65,6 +65,8 @@ pub enum Code {
         name: &'static str,
         /// The component.
         wasm: &'static [u8],
+        /// Its code as the build compiled it, used when it fits the running engine.
+        precompiled: Option<&'static [u8]>,
     },
 }
 

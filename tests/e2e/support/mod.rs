@@ -155,6 +155,8 @@ impl Agent {
             // Agents side by side would all want 10250 with --kubeconfig; a test that wants the
             // kubelet port names one.
             .args(if extra.contains(&"--port") { &[][..] } else { &["--port", "0"][..] })
+            // And all 10248 for healthz.
+            .args(if extra.contains(&"--healthz-port") { &[][..] } else { &["--healthz-port", "0"][..] })
             .args(extra)
             .env("STATICLET_LOG", "info")
             .env("NO_COLOR", "1")
@@ -393,10 +395,16 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
 
 /// A plain HTTP GET to `address`; the body, or `None` while nothing answers.
 pub fn http_get_from(address: std::net::SocketAddr, path: &str) -> Option<String> {
+    http_get_with(address, path, &[])
+}
+
+/// [`http_get_from`] with extra request headers.
+pub fn http_get_with(address: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let headers: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     response.starts_with("HTTP/1.").then_some(response)

@@ -1,5 +1,5 @@
 //! The summary lines a benchmark prints for `scripts/bench`, which collects them into the
-//! README's Performance table: one `BENCH-ROW|` line per row of the table (its four columns:
+//! Performance table (docs/performance.md): one `BENCH-ROW|` line per row of the table (its four columns:
 //! what, figure, target, command) and one `BENCH-SKIP|` line when the benchmark cannot run
 //! here (the engine it needs is missing), so that a benchmark that did not run is reported
 //! with the reason, never silently left out. Everything else a benchmark prints is for people.

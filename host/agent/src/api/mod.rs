@@ -19,6 +19,7 @@
 //! - `/staticlet/v1/plugins`, and `POST /staticlet/v1/namespaces/{ns}/pods/{name}/restart`.
 
 pub mod credential;
+pub mod healthz;
 pub mod kubelet;
 mod logs;
 pub mod selector;
@@ -53,7 +54,7 @@ use tracing::{debug, info};
 use self::selector::Selector;
 use self::table::IncludeObject;
 use crate::events::Recorder;
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics};
 use crate::requests::RestartRequest;
 use crate::runtimes::Runtimes;
 use crate::status::{PluginRegistry, StatusStore, StoredPod};
@@ -233,12 +234,13 @@ async fn route(request: Request<Incoming>, api: &Api, access: Access) -> Respons
         return method_not_allowed(&method, pod);
     }
     let result = match segments[..] {
-        ["healthz"] | ["livez"] => Ok(text(StatusCode::OK, "ok")),
+        ["healthz" | "livez"] => Ok(healthz::answer(None, query.get("verbose").is_some(), &api.status.sync_loop)),
+        ["healthz" | "livez", check] => Ok(healthz::answer(Some(check), false, &api.status.sync_loop)),
         ["readyz"] => Ok(match api.status.not_ready() {
             None => text(StatusCode::OK, "ok"),
             Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
         }),
-        ["metrics"] => Ok(metrics(api)),
+        ["metrics"] => Ok(metrics(api, request.headers().get(hyper::header::ACCEPT).and_then(|a| a.to_str().ok()))),
         ["version"] => Ok(json_response(StatusCode::OK, &version())),
         ["api"] => Ok(json_response(StatusCode::OK, &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}))),
         ["apis"] => Ok(json_response(StatusCode::OK, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))),
@@ -440,12 +442,11 @@ async fn restart(api: &Api, access: Access, namespace: &str, name: &str) -> Resp
     }
 }
 
-fn metrics(api: &Api) -> Response<Body> {
-    let mut response = Response::new(full(api.metrics.encode(&api.status.snapshot()).into()));
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+/// The metrics, in the format the scraper's `Accept` header asks for.
+fn metrics(api: &Api, accept: Option<&str>) -> Response<Body> {
+    let format = Format::negotiate(accept);
+    let mut response = Response::new(full(api.metrics.encode(&api.status.snapshot(), format).into()));
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(format.content_type()));
     response
 }
 

@@ -26,6 +26,23 @@ impl RunArgs {
     pub fn log_format(&self) -> LogFormat {
         self.flags.log_format.unwrap_or_default()
     }
+
+    /// The log filter `-v`/`--v` asks for, in `tracing`'s syntax.
+    pub fn log_filter(&self) -> &'static str {
+        verbosity_filter(self.flags.verbosity.unwrap_or(0))
+    }
+}
+
+/// The kubelet's verbosity levels as a `tracing` filter: the agent's own crates (all named
+/// `staticlet*`) get more detail first, the libraries' debug lines only from 6, where the
+/// kubelet starts logging its API requests.
+fn verbosity_filter(level: u8) -> &'static str {
+    match level {
+        0..=2 => "info",
+        3..=4 => "info,staticlet=debug",
+        5 => "info,staticlet=trace",
+        _ => "debug,staticlet=trace",
+    }
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -96,4 +113,26 @@ fn local_credential(config: &Config, layout: &Layout) -> anyhow::Result<Credenti
         },
     }
     Ok(credential)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    fn filter(args: &[&str]) -> &'static str {
+        let cli = Cli::try_parse_from(["staticlet", "run"].iter().chain(args)).unwrap();
+        let Command::Run(run) = cli.command else { unreachable!() };
+        run.log_filter()
+    }
+
+    #[test]
+    fn the_kubelets_verbosity_flags_map_onto_the_log_filter() {
+        assert_eq!(filter(&[]), "info");
+        assert_eq!(filter(&["--v=2"]), "info");
+        assert_eq!(filter(&["-v=4"]), "info,staticlet=debug");
+        assert_eq!(filter(&["-v", "5"]), "info,staticlet=trace");
+        assert_eq!(filter(&["--v", "8"]), "debug,staticlet=trace");
+    }
 }

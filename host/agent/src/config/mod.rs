@@ -28,6 +28,8 @@ pub const DEFAULT_POD_INFRA_IMAGE: &str = "registry.k8s.io/pause:3.10";
 pub const DEFAULT_ROOT_DIR: &str = "/var/lib/staticlet";
 /// The kubelet port, the kubelet's own.
 pub const DEFAULT_KUBELET_PORT: u16 = 10250;
+/// The kubelet's healthz port.
+pub const DEFAULT_HEALTHZ_PORT: u16 = 10248;
 /// Where the read-only API listens.
 pub const DEFAULT_API_SOCKET: &str = "/run/staticlet/staticlet.sock";
 const DEFAULT_FILE_CHECK_FREQUENCY: Duration = Duration::from_secs(20);
@@ -171,9 +173,25 @@ pub struct RunFlags {
     #[arg(long, value_name = "MODE", value_enum)]
     pub authorization_mode: Option<AuthorizationMode>,
 
+    /// The port of the kubelet's healthz endpoint: `GET /healthz` answers `ok` while the
+    /// agent's sync loop goes round; 0 turns it off. [config: healthzPort] [default: 10248]
+    #[arg(long, value_name = "PORT")]
+    pub healthz_port: Option<u16>,
+
+    /// The address the healthz endpoint listens on. [config: healthzBindAddress] [default:
+    /// 127.0.0.1]
+    #[arg(long, value_name = "IP")]
+    pub healthz_bind_address: Option<std::net::IpAddr>,
+
     /// Log lines as human-readable text or as JSON objects, one per line. [default: text]
     #[arg(long, visible_alias = "logging-format", value_name = "FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// Log verbosity, in the kubelet's levels: up to 2 logs what happens (info), 3 and 4 add
+    /// the agent's debug lines, 5 its trace lines, 6 and more the libraries' debug lines too.
+    /// `STATICLET_LOG` (a `tracing` filter) wins over it. [default: 0]
+    #[arg(short = 'v', long = "v", value_name = "LEVEL")]
+    pub verbosity: Option<u8>,
 }
 
 /// How the kubelet port authorizes what an authenticated client asks.
@@ -226,6 +244,8 @@ struct FileConfig {
     container_runtime_endpoint: Option<String>,
     read_only_port: Option<u16>,
     address: Option<std::net::IpAddr>,
+    healthz_port: Option<u16>,
+    healthz_bind_address: Option<std::net::IpAddr>,
     port: Option<u16>,
     tls_cert_file: Option<PathBuf>,
     tls_private_key_file: Option<PathBuf>,
@@ -389,6 +409,8 @@ pub struct Config {
     pub manifest_url: Option<ManifestUrl>,
     /// Where the read-only API listens on TCP, if anywhere.
     pub read_only_address: Option<std::net::SocketAddr>,
+    /// Where the healthz endpoint listens, if anywhere.
+    pub healthz_address: Option<std::net::SocketAddr>,
     /// The kubelet port, if served.
     pub kubelet_server: Option<KubeletServer>,
     /// The admission chain's validators, in order: the built-in policy (unless turned off),
@@ -485,6 +507,7 @@ impl Config {
         let node_name = node_name(flags, &file)?;
         let credential_providers = CredentialProviders::resolve(flags, &file, config_dir)?;
         let read_only_address = read_only_address(flags, &file);
+        let healthz_address = healthz_address(flags, &file);
         Ok(Config {
             static_pod_path: flags.pod_manifest_path.clone().or(file.static_pod_path).unwrap_or_else(|| DEFAULT_MANIFEST_PATH.into()),
             file_check_frequency: flags.file_check_frequency.or(file.file_check_frequency).map_or(DEFAULT_FILE_CHECK_FREQUENCY, |d| d.0),
@@ -507,6 +530,7 @@ impl Config {
             api_socket: flags.api_socket.clone().unwrap_or_else(|| DEFAULT_API_SOCKET.into()),
             manifest_url,
             read_only_address,
+            healthz_address,
             kubelet_server,
             validators: validators(file.static_pod_policy, configured.validators),
             source_plugins: configured.sources,
@@ -588,6 +612,14 @@ fn read_only_address(flags: &RunFlags, file: &FileConfig) -> Option<std::net::So
         let ip = flags.address.or(file.address).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
         std::net::SocketAddr::new(ip, port)
     })
+}
+
+/// The healthz endpoint's address: the kubelet's port 10248 on loopback unless told
+/// otherwise; port 0 turns it off.
+fn healthz_address(flags: &RunFlags, file: &FileConfig) -> Option<std::net::SocketAddr> {
+    let port = flags.healthz_port.or(file.healthz_port).unwrap_or(DEFAULT_HEALTHZ_PORT);
+    let ip = flags.healthz_bind_address.or(file.healthz_bind_address).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    (port != 0).then_some(std::net::SocketAddr::new(ip, port))
 }
 
 /// Checks the runtime classes: names a RuntimeClass could have, handlers that exist, and a

@@ -238,9 +238,15 @@ impl Controller {
                 tokio::spawn(task)
             })
             .collect();
+        // A round at least every period, so /healthz and the watchdog tell a quiet loop from a
+        // stuck one.
+        let mut rounds = tokio::time::interval(crate::status::sync_loop::PERIOD);
+        rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.ctx.status.sync_loop.went_round();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = rounds.tick() => {}
                 changed = desired.changed() => {
                     if changed.is_err() { break }
                     self.desired = desired.borrow_and_update().clone();

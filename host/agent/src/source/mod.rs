@@ -170,7 +170,7 @@ mod tests {
         let both = merged.wait_for(|s| s.items.len() == 2).await.unwrap().clone();
         assert_eq!(both.items.keys().collect::<Vec<_>>(), ["/m/a.yaml", "plugin:p#a"]);
         assert!(!both.ready, "one source has not finished its first listing");
-        let text = metrics.encode(&Default::default());
+        let text = metrics.encode(&Default::default(), crate::metrics::Format::OpenMetrics);
         assert!(text.contains("source=\"file\"") && text.contains("source=\"plugin:p\""), "{text}");
         shutdown.cancel();
         futures::future::join_all(tasks).await;

@@ -206,7 +206,7 @@ mod tests {
         std::fs::write(manifests.join("c"), b"\xff\xfe").unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(ids(&rx.borrow()), ["plugin:fixture#a", "plugin:fixture#b"]);
-        let text = metrics.encode(&Default::default());
+        let text = metrics.encode(&Default::default(), crate::metrics::Format::OpenMetrics);
         let errors = text.lines().find(|l| l.starts_with("staticlet_source_poll_errors_total{source=\"plugin:fixture\"}")).unwrap();
         assert!(!errors.ends_with(" 0"), "{errors}");
         shutdown.cancel();

@@ -14,6 +14,10 @@ use staticlet_model::StaticPod;
 use staticlet_plugin::{Plugin, PluginInfo};
 use tokio::sync::watch;
 
+pub mod sync_loop;
+
+pub use sync_loop::SyncLoop;
+
 /// How many deletions the store remembers for watches resuming from an older revision.
 const TOMBSTONES: usize = 1024;
 
@@ -134,6 +138,8 @@ pub struct StatusStore {
     ready: watch::Sender<bool>,
     /// The runtime handlers that cannot be reached, with why: `/readyz` names them.
     unreachable: Arc<Mutex<BTreeMap<String, String>>>,
+    /// When the controller's loop last went round: `/healthz` and systemd's watchdog.
+    pub sync_loop: SyncLoop,
 }
 
 impl Default for StatusStore {
@@ -143,6 +149,7 @@ impl Default for StatusStore {
             rejected: Arc::default(),
             ready: watch::Sender::new(false),
             unreachable: Arc::default(),
+            sync_loop: SyncLoop::default(),
         }
     }
 }
