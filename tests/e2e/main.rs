@@ -58,6 +58,9 @@ mod conformance;
 // Runtime classes: Docker and Podman side by side, misbehaving adapters (issue 9).
 mod runtime_classes;
 
+// The Debian package under systemd as PID 1 (issue 27).
+mod systemd;
+
 // Interactive access: exec, attach, port-forward, cp, and the kubelet port (issue 12).
 mod interactive;
 

@@ -9,6 +9,7 @@ pub mod hostile;
 pub mod images;
 pub mod podman;
 pub mod registry;
+pub mod systemd_node;
 
 /// A shipped plugin as built against WIT 0.1.0 (`tests/fixtures/wit-v0.1.0`), by file name.
 pub fn wit_v0_1_0(file: &str) -> String {
