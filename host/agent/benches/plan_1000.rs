@@ -69,7 +69,7 @@ fn main() {
                     "{PODS} manifests: agent start → every pod admitted by the built-in policy and planned (instant in-process fake runtime; manifests and state on tmpfs)"
                 ),
                 &format!(
-                    "warm compile cache **{warm_ms:.0} ms**, peak RSS **{warm_mib:.1} MiB**; cold cache (first start on a node: the policy is compiled) {cold_ms:.0} ms, peak RSS {cold_mib:.1} MiB (one run each)"
+                    "warm compile cache **{warm_ms:.0} ms**, peak RSS **{warm_mib:.1} MiB**; empty cache (first start on a node: the policy comes precompiled) {cold_ms:.0} ms, peak RSS {cold_mib:.1} MiB (one run each)"
                 ),
                 "< 1 s, peak RSS < 40 MiB",
                 &report::command("staticlet", "plan_1000"),
