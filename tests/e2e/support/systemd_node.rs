@@ -24,6 +24,46 @@ const PACKAGES: &str = "systemd,systemd-sysv,dbus,docker.io,iptables,ca-certific
 pub struct SystemdNode {
     name: String,
     storage: tempfile::TempDir,
+    /// Dropped after the container (fields drop after `drop` runs).
+    _cgroups: CgroupView,
+}
+
+/// The node's /sys/fs/cgroup: a tmpfs of its own with each of the host's hierarchies bound
+/// into it, writable. Not the host's tmpfs itself: the node's systemd remounts its
+/// /sys/fs/cgroup read-only, which, through a bind of the host's, would make the host's
+/// read-only too. Unmounted when dropped.
+struct CgroupView {
+    dir: PathBuf,
+}
+
+impl CgroupView {
+    fn new() -> CgroupView {
+        let dir = tempfile::Builder::new().prefix("staticlet-node-cgroup").tempdir_in("/var/tmp").unwrap().keep();
+        let run = |args: &[&str]| {
+            let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let view = dir.display().to_string();
+        run(&["mount", "-t", "tmpfs", "-o", "size=1m,mode=755", "staticlet-node-cgroup", &view]);
+        for point in host_cgroup_hierarchies() {
+            let name = point.trim_start_matches("/sys/fs/cgroup/");
+            let target = format!("{view}/{name}");
+            std::fs::create_dir_all(&target).unwrap();
+            run(&["mount", "--bind", &point, &target]);
+            // The controllers of a shared hierarchy by their own names, as systemd links them.
+            for member in name.split(',').filter(|member| *member != name) {
+                let _ = std::os::unix::fs::symlink(name, format!("{view}/{member}"));
+            }
+        }
+        CgroupView { dir }
+    }
+}
+
+impl Drop for CgroupView {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-R").arg(&self.dir).output();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 impl SystemdNode {
@@ -37,21 +77,23 @@ impl SystemdNode {
         // container's own overlay.
         let storage = tempfile::Builder::new().prefix("staticlet-node-docker").tempdir_in("/var/tmp").unwrap();
         let docker_dir = format!("{}:/var/lib/docker", storage.path().display());
+        let cgroups = CgroupView::new();
+        let cgroups_dir = format!("{}:/sys/fs/cgroup:rw", cgroups.dir.display());
         // Every capability this machine grants (it withholds CAP_SYS_RESOURCE, so --privileged
         // cannot start here), no seccomp or AppArmor filter, every device, writable /proc and
-        // /sys/fs/cgroup: what systemd and a nested dockerd need.
+        // cgroups: what systemd and a nested dockerd need.
         let run = Command::new("docker")
             .args(["run", "-d", "--name", &name, "--hostname", &name])
             .args(["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE"])
             .args(["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"])
             .args(["--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm"])
-            .args(["--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"])
+            .args(["--cgroupns=host", "-v", &cgroups_dir])
             .args(["--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp", "-v", &docker_dir])
             .args([IMAGE, "/lib/systemd/systemd"])
             .output()
             .unwrap();
         assert!(run.status.success(), "booting the node: {}", String::from_utf8_lossy(&run.stderr));
-        let node = SystemdNode { name, storage };
+        let node = SystemdNode { name, storage, _cgroups: cgroups };
         node.wait("systemd to finish booting and Docker to start", Duration::from_secs(120), || {
             let state = node.sh("systemctl is-system-running").stdout;
             let booted = matches!(String::from_utf8_lossy(&state).trim(), "running" | "degraded");
@@ -130,6 +172,69 @@ impl Drop for SystemdNode {
         // The storage directory goes after the container, with its engine's mounts.
         let _ = Command::new("docker").args(["rm", "-f", "-v", &self.name]).output();
     }
+}
+
+/// The mount points of the host's cgroup hierarchies under /sys/fs/cgroup, after mounting the
+/// v1 controllers nothing has mounted yet, as systemd does on a host it boots.
+///
+/// A systemd booting in a container mounts every controller the kernel has; a v1 hierarchy it
+/// creates that way outlives the container and shows in every process's /proc/PID/cgroup, and
+/// containerd, finding no mount for it on the host, stops loading containers' cgroups (no OOM
+/// events, no stats). Mounted on the host first, the node's systemd finds them there.
+fn host_cgroup_hierarchies() -> Vec<String> {
+    let mounted = || -> Vec<(String, String)> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|line| {
+                let (left, right) = line.split_once(" - ")?;
+                let mut fields = right.split_whitespace();
+                let kind = fields.next()?;
+                let options = fields.nth(1)?;
+                let point = left.split_whitespace().nth(4)?;
+                (point.starts_with("/sys/fs/cgroup/") && (kind == "cgroup" || kind == "cgroup2"))
+                    .then(|| (point.to_owned(), options.to_owned()))
+            })
+            .collect()
+    };
+    let covered =
+        |controller: &str, mounts: &[(String, String)]| mounts.iter().any(|(_, options)| options.split(',').any(|o| o == controller));
+    // Hierarchies that exist (listed for this process) keep their controller sets.
+    let existing: Vec<String> = std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split(':').nth(1).filter(|c| !c.is_empty() && !c.starts_with("name=")).map(str::to_owned))
+        .collect();
+    let enabled: Vec<String> = std::fs::read_to_string("/proc/cgroups")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(3) == Some(&"1")).then(|| fields[0].to_owned())
+        })
+        .collect();
+    for controller in &enabled {
+        let mounts = mounted();
+        if covered(controller, &mounts) {
+            continue;
+        }
+        // systemd's own pairs, unless the kernel already has the controller elsewhere.
+        let set =
+            existing.iter().find(|set| set.split(',').any(|c| c == controller)).cloned().unwrap_or_else(|| match controller.as_str() {
+                "net_cls" | "net_prio" if !covered("net_cls", &mounts) && !covered("net_prio", &mounts) => "net_cls,net_prio".to_owned(),
+                "cpu" | "cpuacct" if !covered("cpu", &mounts) && !covered("cpuacct", &mounts) => "cpu,cpuacct".to_owned(),
+                other => other.to_owned(),
+            });
+        let point = format!("/sys/fs/cgroup/{set}");
+        std::fs::create_dir_all(&point).unwrap();
+        let mount = Command::new("mount").args(["-t", "cgroup", "-o", &set, "cgroup", &point]).output().unwrap();
+        assert!(mount.status.success(), "mounting the {set} cgroup hierarchy: {}", String::from_utf8_lossy(&mount.stderr));
+        for member in set.split(',').filter(|member| *member != set) {
+            let _ = std::os::unix::fs::symlink(&set, format!("/sys/fs/cgroup/{member}"));
+        }
+    }
+    mounted().into_iter().map(|(point, _)| point).collect()
 }
 
 /// Makes the node image unless Docker has it: debootstrap from Debian's mirror
