@@ -262,26 +262,8 @@ fn validate_prints_every_violation_with_its_file_and_field() {
 /// componentize-py, exactly as its README says, and loaded by `staticlet validate`.
 #[test]
 fn the_python_example_validator_builds_and_judges_images() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = tempfile::tempdir().unwrap();
-    let wasm = dir.path().join("allowed_registries.wasm");
-    let built = Command::new("componentize-py")
-        .current_dir(&repo)
-        .args([
-            "-d",
-            "wit/since_v0.2.0",
-            "-w",
-            "admission-validator",
-            "componentize",
-            "-p",
-            "examples/plugins/allowed-registries",
-            "app",
-            "-o",
-        ])
-        .arg(&wasm)
-        .output()
-        .expect("componentize-py is installed (pip install componentize-py==0.25.1; .ci/run does it)");
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let wasm = crate::support::build_python_example_validator(dir.path()).unwrap();
     let config = dir.path().join("staticlet.yaml");
     let plugins = yaml!(
         r#"

@@ -16,7 +16,6 @@ mod support;
 #[path = "common/report.rs"]
 mod report;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -107,34 +106,12 @@ async fn main() {
 /// The Python example validator loaded with a cold code cache: the compile's peak, and the
 /// RSS once it is over.
 fn python_validator_cold_load(command: &str) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = tempfile::tempdir().unwrap();
-    let wasm = dir.path().join("allowed_registries.wasm");
-    let built = Command::new("componentize-py")
-        .current_dir(&repo)
-        .args([
-            "-d",
-            "wit/since_v0.2.0",
-            "-w",
-            "admission-validator",
-            "componentize",
-            "-p",
-            "examples/plugins/allowed-registries",
-            "app",
-            "-o",
-        ])
-        .arg(&wasm)
-        .output();
-    match built {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!("componentize-py: {}", String::from_utf8_lossy(&out.stderr)),
-        Err(e) => {
-            return report::skip(
-                "first_start (Python validator)",
-                &format!("componentize-py does not run ({e}); pip install componentize-py==0.25.1"),
-            );
-        }
-    }
+    let wasm = match support::build_python_example_validator(dir.path()) {
+        Ok(wasm) => wasm,
+        Err(why) if why.starts_with("componentize-py does not run") => return report::skip("first_start (Python validator)", &why),
+        Err(why) => panic!("{why}"),
+    };
     let config = dir.path().join("staticlet.yaml");
     std::fs::write(
         &config,

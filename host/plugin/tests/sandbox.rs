@@ -197,20 +197,21 @@ async fn a_runtime_adapter_loads_and_answers_version() {
 async fn compiled_code_is_cached_on_disk_by_digest() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let first = Plugin::load(&PluginEngine::new("node-1", Some(cache.clone())).unwrap(), static_pod_policy()).await;
+    let file = copy_of(STATIC_POD_POLICY_WASM, dir.path());
+    let as_a_file = |name: &str| spec(name, Kind::AdmissionValidator, Code::File(file.clone()), serde_json::json!({}));
+    let first = Plugin::load(&PluginEngine::new("node-1", Some(cache.clone())).unwrap(), as_a_file("policy")).await;
     let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert!(cached[0].starts_with(first.info().digest.as_deref().unwrap()), "{cached:?}");
     // A new engine (as after a restart) loads the code from the cache.
     let again = PluginEngine::new("node-1", Some(cache.clone())).unwrap();
-    let second = Plugin::load(&again, static_pod_policy()).await;
+    let second = Plugin::load(&again, as_a_file("policy")).await;
     assert_eq!(second.info().health, Health::Ready);
-    let reload = Plugin::load(
-        &again,
-        spec("copy", Kind::AdmissionValidator, Code::File(copy_of(STATIC_POD_POLICY_WASM, dir.path())), serde_json::json!({})),
-    )
-    .await;
-    assert_eq!(reload.refresh().await, Refresh::Unchanged);
+    assert_eq!(second.refresh().await, Refresh::Unchanged);
+    // The built-in policy comes precompiled: nothing is compiled or cached for it.
+    let builtin = Plugin::load(&again, static_pod_policy()).await;
+    assert_eq!(builtin.info().health, Health::Ready);
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
 }
 
 fn copy_of(wasm: &[u8], dir: &Path) -> std::path::PathBuf {

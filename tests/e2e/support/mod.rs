@@ -384,6 +384,33 @@ pub fn http_request_is_whole(request: &[u8]) -> bool {
     request.len() >= end + 4 + length
 }
 
+/// The Python example validator (`examples/plugins/allowed-registries`) built into `dir` with
+/// componentize-py, exactly as its README says; `Err` says why it could not be.
+pub fn build_python_example_validator(dir: &Path) -> Result<PathBuf, String> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let wasm = dir.join("allowed_registries.wasm");
+    let built = Command::new("componentize-py")
+        .current_dir(&repo)
+        .args([
+            "-d",
+            "wit/since_v0.2.0",
+            "-w",
+            "admission-validator",
+            "componentize",
+            "-p",
+            "examples/plugins/allowed-registries",
+            "app",
+            "-o",
+        ])
+        .arg(&wasm)
+        .output()
+        .map_err(|e| format!("componentize-py does not run ({e}); pip install componentize-py==0.25.1 (.ci/run does it)"))?;
+    if !built.status.success() {
+        return Err(format!("componentize-py: {}", String::from_utf8_lossy(&built.stderr)));
+    }
+    Ok(wasm)
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
