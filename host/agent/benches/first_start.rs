@@ -16,6 +16,9 @@ mod support;
 #[path = "common/report.rs"]
 mod report;
 
+#[path = "common/process.rs"]
+mod process;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,15 +28,9 @@ use support::{Agent, docker, running, wait_for};
 const RUNS: usize = 5;
 const SETTLE: Duration = Duration::from_secs(10);
 
-/// A field of `/proc/<pid>/status` in MiB (`VmHWM`: the peak RSS; `VmRSS`: now).
+/// A `kB` field of the agent's `/proc/<pid>/status` in MiB.
 fn mib(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
-    kib / 1024.0
+    process::status_kib(&pid.to_string(), field) as f64 / 1024.0
 }
 
 /// Polls the agent's log until a line holds every one of `words`; the time it took.
@@ -46,11 +43,6 @@ fn until_logged(agent: &Agent, started: Instant, words: &[&str]) -> Duration {
         assert!(Instant::now() < deadline, "the agent never logged {words:?}:\n{}", agent.log());
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
 
 #[tokio::main]
@@ -85,7 +77,7 @@ async fn main() {
     let command = report::command("staticlet", "first_start");
     report::row(
         "first start, empty --root-dir: process start → pod admitted",
-        &format!("**{:.0} ms** (median of {RUNS}; built-in policy precompiled)", median(admitted)),
+        &format!("**{:.0} ms** (median of {RUNS}; built-in policy precompiled)", report::percentile(&admitted, 50.0)),
         "tens of ms",
         &command,
     );
@@ -93,8 +85,8 @@ async fn main() {
         "first start, one pod: peak RSS / settled RSS",
         &format!(
             "**{:.1} MiB** / **{:.1} MiB** (medians of {RUNS}, {} s after the pod runs)",
-            median(peaks),
-            median(settled),
+            report::percentile(&peaks, 50.0),
+            report::percentile(&settled, 50.0),
             SETTLE.as_secs()
         ),
         "< 60 MiB / < 40 MiB",

@@ -11,6 +11,9 @@
 #[path = "common/report.rs"]
 mod report;
 
+#[path = "common/process.rs"]
+mod process;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,11 +38,6 @@ fn state_dir() -> tempfile::TempDir {
     let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
     println!("plan_1000: manifests and state under {}", dir.path().display());
     dir
-}
-
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
 }
 
 fn main() {
@@ -125,7 +123,7 @@ fn measure(cache: std::path::PathBuf) {
     };
     let engine = staticlet_plugin::PluginEngine::new("bench-node", Some(cache)).unwrap();
     let credential = staticlet::api::credential::Credential::load_or_create(&dir.path().join("api-token")).unwrap();
-    let rss_before = peak_rss_kib();
+    let rss_before = process::status_kib("self", "VmHWM");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let started = Instant::now();
     let elapsed = runtime.block_on(async {
@@ -149,7 +147,7 @@ fn measure(cache: std::path::PathBuf) {
         "plan_1000 ({case} compile cache): {PODS} manifests, agent start -> every pod planned and created: {:.0} ms",
         elapsed.as_secs_f64() * 1000.0
     );
-    let peak_mib = peak_rss_kib() as f64 / 1024.0;
+    let peak_mib = process::status_kib("self", "VmHWM") as f64 / 1024.0;
     println!(
         "plan_1000 ({case} compile cache): peak RSS {peak_mib:.1} MiB (before the agent started: {:.1} MiB)",
         rss_before as f64 / 1024.0

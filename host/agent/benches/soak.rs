@@ -16,6 +16,9 @@
 #[path = "../../../tests/e2e/support/mod.rs"]
 mod support;
 
+#[path = "common/process.rs"]
+mod process;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -166,13 +169,7 @@ struct Usage {
 
 impl Usage {
     fn of(pid: u32) -> Usage {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the agent is running");
-        let rss_kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS in /proc/<pid>/status");
+        let rss_kib = process::status_kib(&pid.to_string(), "VmRSS");
         let count = |dir: &str| std::fs::read_dir(format!("/proc/{pid}/{dir}")).map(|d| d.count()).unwrap_or(0);
         Usage { rss_kib, fds: count("fd"), tasks: count("task") }
     }

@@ -1,0 +1,16 @@
+//! What `/proc` says of a process the benchmarks measure.
+
+/// A `kB` field of `/proc/<pid>/status` (`pid` may be `self`): `VmHWM` is the peak RSS,
+/// `VmRSS` the RSS now.
+///
+/// # Panics
+///
+/// When the process is gone or the field is missing.
+pub fn status_kib(pid: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
