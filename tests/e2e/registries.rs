@@ -326,7 +326,9 @@ async fn a_podman_adapter_built_against_wit_0_1_0_still_runs_pods() {
     let mut agent = Agent::new("regold");
     agent.uses_podman(&podman);
     let adapter = crate::support::wit_v0_1_0("podman_runtime.wasm");
-    std::fs::write(agent.file("config.yaml"), podman_config(&podman, &adapter)).unwrap();
+    // Its settings take only http:// URLs: the socket in the form the agent routes to it.
+    let config = format!("defaultRuntimeClass: podman\n{}", podman.runtime_class_config_reaching(&adapter, &podman.endpoint_as_url()));
+    std::fs::write(agent.file("config.yaml"), config).unwrap();
     agent.write("app.yaml", &pod("app", crate::support::images::BUSYBOX));
     agent.start_with(&["--config", agent.file("config.yaml").to_str().unwrap()]);
     reported_running(&agent, "app").await;

@@ -115,26 +115,26 @@ async fn a_misbehaving_adapter_fails_only_its_own_pods_until_it_is_fixed() {
           kind: runtime-adapter
           path: {trap}
           timeout: 2s
-          allowedHosts: ["{address}"]
+          allowedSockets: ["{socket}"]
           config: {endpoint: "{endpoint}", misbehave: trap-on-create}
         - name: hang
           kind: runtime-adapter
           path: {hang}
           timeout: 2s
-          allowedHosts: ["{address}"]
+          allowedSockets: ["{socket}"]
           config: {endpoint: "{endpoint}", misbehave: hang}
         - name: stray
           kind: runtime-adapter
           path: {stray}
           timeout: 2s
-          allowedHosts: ["{address}"]
+          allowedSockets: ["{socket}"]
           config: {endpoint: "{endpoint}", misbehave: wrong-host}
         "#,
         trap = agent.file("trap.wasm").display(),
         hang = agent.file("hang.wasm").display(),
         stray = agent.file("stray.wasm").display(),
-        address = podman.address,
-        endpoint = podman.endpoint,
+        socket = podman.socket.display(),
+        endpoint = podman.endpoint(),
     );
     std::fs::write(agent.file("config.yaml"), config).unwrap();
     agent.write("steady.yaml", &pod("steady", None));
@@ -182,11 +182,12 @@ async fn the_podman_example_config_runs_pods_on_podman() {
     let podman = podman().await;
     let mut agent = Agent::new("example-podman");
     agent.uses_podman(&podman);
-    // The example as shipped, pointed at the tests' Podman instead of 127.0.0.1:8888, with the
-    // adapter where the example expects it (beside the config).
+    // The example as shipped, pointed at the tests' Podman socket instead of the system's, with
+    // the adapter where the example expects it (beside the config).
     let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/podman/config.yaml")).unwrap();
-    assert!(example.contains("127.0.0.1:8888"), "{example}");
-    std::fs::write(agent.file("config.yaml"), example.replace("127.0.0.1:8888", &podman.address)).unwrap();
+    assert!(example.contains("/run/podman/podman.sock"), "{example}");
+    let socket = podman.socket.display().to_string();
+    std::fs::write(agent.file("config.yaml"), example.replace("/run/podman/podman.sock", &socket)).unwrap();
     std::fs::copy(PODMAN_RUNTIME, agent.file("podman_runtime.wasm")).unwrap();
     agent.write("plain.yaml", &pod("plain", None));
     agent.write("pinned.yaml", &pod("pinned", Some("podman")));

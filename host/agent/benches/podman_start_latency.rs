@@ -47,22 +47,23 @@ enum Side {
     KubePlay,
 }
 
-/// One HTTP/1.1 connection to Podman's API, kept open between calls.
+/// One HTTP/1.1 connection to Podman's API socket (the one the adapter is granted), kept open
+/// between calls.
 struct Rest {
-    address: String,
+    socket: std::path::PathBuf,
     sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
 }
 
 impl Rest {
-    fn new(address: &str) -> Rest {
-        Rest { address: address.to_owned(), sender: None }
+    fn new(socket: &std::path::Path) -> Rest {
+        Rest { socket: socket.to_owned(), sender: None }
     }
 
     /// `method path` below the libpod API, with a JSON body when given: the status and the
     /// answer (JSON, or null). Connects first when the connection is not open.
     async fn call(&mut self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-            let stream = tokio::net::TcpStream::connect(&self.address).await.expect("Podman's API answers");
+            let stream = tokio::net::UnixStream::connect(&self.socket).await.expect("Podman's API answers");
             let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
             tokio::spawn(connection);
             self.sender = Some(sender);
@@ -73,7 +74,7 @@ impl Rest {
         let request = hyper::Request::builder()
             .method(method)
             .uri(format!("{API}{path}"))
-            .header("host", &self.address)
+            .header("host", "localhost")
             .header("content-type", "application/json")
             .body(Full::new(body))
             .unwrap();
@@ -335,7 +336,7 @@ async fn main() {
         Leftovers { podman: podman.clone(), node: support::node_name("bench-podman-floor"), plays: tempfile::tempdir().unwrap() };
     let floor_root = tempfile::tempdir().unwrap();
     // The floor's connection, and another for reading Podman's timestamps afterwards.
-    let (mut floor_rest, mut rest) = (Rest::new(&podman.address), Rest::new(&podman.address));
+    let (mut floor_rest, mut rest) = (Rest::new(&podman.socket), Rest::new(&podman.socket));
     wait_for(Duration::from_secs(30), "the agent to read its manifests", || async {
         agent.log().contains("source snapshot received").then_some(())
     })

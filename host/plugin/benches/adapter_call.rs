@@ -5,8 +5,8 @@
 //! what the adapter adds.
 //!
 //! `cargo bench -p staticlet-plugin --bench adapter_call` with Podman's API on
-//! `$STATICLET_BENCH_PODMAN` (default `http://127.0.0.1:8888`, as
-//! `podman system service --time=0 tcp:127.0.0.1:8888` serves it).
+//! `$STATICLET_BENCH_PODMAN` (default `unix:///run/podman/podman.sock`, as `podman.socket`
+//! serves it; `http://host:port` for a service on TCP).
 
 #[allow(dead_code)]
 #[path = "../../agent/benches/common/report.rs"]
@@ -22,14 +22,21 @@ use staticlet_runtime::{LabelFilter, Runtime};
 
 const CALLS: usize = 500;
 
-/// `GET path` on a fresh connection, decoded as JSON (Podman's errors are JSON too): what the
-/// adapter does for one call.
+/// `GET path` on a fresh connection to the socket or `host:port` at `address`, decoded as JSON
+/// (Podman's errors are JSON too): what the adapter does for one call.
 async fn native_get(address: &str, path: &str) -> serde_json::Value {
-    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(connection);
-    let request = hyper::Request::get(path).header("host", address).body(Empty::<bytes::Bytes>::new()).unwrap();
-    let response = sender.send_request(request).await.unwrap();
+    let request = hyper::Request::get(path).header("host", "localhost").body(Empty::<bytes::Bytes>::new()).unwrap();
+    let response = if address.starts_with('/') {
+        let stream = tokio::net::UnixStream::connect(address).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        sender.send_request(request).await.unwrap()
+    } else {
+        let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        sender.send_request(request).await.unwrap()
+    };
     serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap()
 }
 
@@ -46,12 +53,21 @@ fn summarize(call: &str, adapter: &[f64], native: &[f64]) -> [f64; 4] {
 
 #[tokio::main]
 async fn main() {
-    let endpoint = std::env::var("STATICLET_BENCH_PODMAN").unwrap_or_else(|_| "http://127.0.0.1:8888".to_owned());
-    let address = endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let endpoint = std::env::var("STATICLET_BENCH_PODMAN").unwrap_or_else(|_| "unix:///run/podman/podman.sock".to_owned());
     let engine = PluginEngine::new("bench", None).unwrap();
     let mut spec = PluginSpec::new("podman", Kind::RuntimeAdapter, Code::File(PODMAN_RUNTIME.into()));
     spec.settings = serde_json::json!({"endpoint": endpoint}).to_string();
-    spec.grants.http_hosts = vec![address.parse().unwrap()];
+    let address = match endpoint.strip_prefix("unix://") {
+        Some(socket) => {
+            spec.grants.unix_sockets = vec![socket.into()];
+            socket.to_owned()
+        }
+        None => {
+            let address = endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned();
+            spec.grants.http_hosts = vec![address.parse().unwrap()];
+            address
+        }
+    };
     spec.limits.call_timeout = Duration::from_secs(10);
     let adapter = AdapterRuntime::new(Arc::new(Plugin::load(&engine, spec).await), DEFAULT_IMAGE_PULL_TIMEOUT);
     let version = match adapter.version().await {
@@ -59,9 +75,7 @@ async fn main() {
         Err(e) => {
             return report::skip(
                 "adapter_call",
-                &format!(
-                    "no Podman API at {endpoint} ({e}); serve one (podman system service --time=0 tcp:127.0.0.1:8888) or set STATICLET_BENCH_PODMAN"
-                ),
+                &format!("no Podman API at {endpoint} ({e}); serve one (systemctl start podman.socket) or set STATICLET_BENCH_PODMAN"),
             );
         }
     };
@@ -101,7 +115,7 @@ async fn main() {
         ),
         "under 1 ms p50",
         &format!(
-            "{} (Podman's API on `$STATICLET_BENCH_PODMAN`, default `http://127.0.0.1:8888`)",
+            "{} (Podman's API on `$STATICLET_BENCH_PODMAN`, default `unix:///run/podman/podman.sock`)",
             report::command("staticlet-plugin", "adapter_call")
         ),
     );

@@ -4,8 +4,16 @@
 //! service, unspecified, multicast) unless a grant names that very IP, and then connects to the
 //! address it vetted, so a name that resolves differently a moment later (DNS rebinding) gains
 //! nothing. A refused request is an error the plugin sees, and a warning in the agent's log.
+//!
+//! A grant with TLS settings makes the host speak TLS to that host with them: its CA instead of
+//! the public roots, its client certificate (read at each connection, so a renewed one is used
+//! at once), and plain `http://` to it is refused, so the plugin cannot send in clear what the
+//! grant meant to protect. A Unix socket is reached the same way, named as the URL's host with
+//! each `/` written as `~` (`http://~run~podman~podman.sock/...`), and only if granted by its
+//! exact path.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +25,7 @@ use tokio::net::TcpStream;
 use tracing::warn;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::spec::HostGrant;
+use crate::spec::{HostGrant, TlsGrant};
 
 type ResponseFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 type SendResult = wasmtime_wasi_http::Result<(http::Response<WasiBody>, ResponseFuture)>;
@@ -27,14 +35,15 @@ type SendResult = wasmtime_wasi_http::Result<(http::Response<WasiBody>, Response
 pub(crate) struct Egress {
     plugin: Arc<str>,
     grants: Arc<[HostGrant]>,
+    sockets: Arc<[PathBuf]>,
     /// The end of the call in progress: it bounds resolving, connecting and waiting for the
     /// response head, whatever the plugin asks for.
     deadline: Instant,
 }
 
 impl Egress {
-    pub(crate) fn new(plugin: String, grants: Vec<HostGrant>) -> Self {
-        Egress { plugin: plugin.into(), grants: grants.into(), deadline: Instant::now() }
+    pub(crate) fn new(plugin: String, grants: Vec<HostGrant>, sockets: Vec<PathBuf>) -> Self {
+        Egress { plugin: plugin.into(), grants: grants.into(), sockets: sockets.into(), deadline: Instant::now() }
     }
 
     pub(crate) fn set_deadline(&mut self, deadline: Instant) {
@@ -79,10 +88,14 @@ impl Egress {
         error
     }
 
+    /// The grants covering `host:port`.
+    fn covering(&self, host: &str, port: u16) -> Vec<&HostGrant> {
+        self.grants.iter().filter(|g| g.covers(host, port)).collect()
+    }
+
     /// The addresses a request to `host:port` may connect to, in resolver order.
-    async fn vet(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
+    async fn vet(&self, host: &str, port: u16, grants: &[&HostGrant]) -> Result<Vec<SocketAddr>, Error> {
         let authority = format!("{host}:{port}");
-        let grants: Vec<&HostGrant> = self.grants.iter().filter(|g| g.covers(host, port)).collect();
         if grants.is_empty() {
             return Err(self.refuse(&authority, "the host is not in the plugin's allowedHosts", Error::HttpRequestDenied));
         }
@@ -109,34 +122,77 @@ impl Egress {
         Ok(allowed)
     }
 
+    /// The granted socket the host names, if it names one: a socket's path with each `/`
+    /// written as `~` (`~run~podman~podman.sock`), since a URL's host cannot hold a `/` nor, in
+    /// the HTTP stack the host uses, a percent-encoded one. No host name starts with `~`.
+    fn socket(&self, host: &str) -> Option<Result<PathBuf, Error>> {
+        if !host.starts_with('~') {
+            return None;
+        }
+        let path = host.replace('~', "/");
+        // Compared as written: grants are plain paths (no `..`, no `~`), so only a grant's own
+        // path matches.
+        match self.sockets.iter().find(|granted| granted.as_os_str() == path.as_str()) {
+            Some(granted) => Some(Ok(granted.clone())),
+            None => Some(Err(self.refuse(&path, "the socket is not in the plugin's allowedSockets", Error::HttpRequestDenied))),
+        }
+    }
+
     async fn send(self, mut request: http::Request<WasiBody>, options: Option<RequestOptions>) -> SendResult {
         let uri = request.uri().clone();
         let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?;
         let tls = uri.scheme() == Some(&Scheme::HTTPS);
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let addrs = self.vet(&host, port).await?;
-
         let remaining = self.remaining();
-        let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(remaining).min(remaining);
-        let first_byte_timeout = options.and_then(|o| o.first_byte_timeout).unwrap_or(remaining).min(remaining);
-        let stream = connect(&addrs, connect_timeout).await?;
-
+        let connect_timeout = options.as_ref().and_then(|o| o.connect_timeout).unwrap_or(remaining).min(remaining);
+        let first_byte_timeout = options.as_ref().and_then(|o| o.first_byte_timeout).unwrap_or(remaining).min(remaining);
         // The request line carries only the path; the Host header (set by wasi-http) keeps the
         // name the plugin asked for.
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         *request.uri_mut() = http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
 
+        if let Some(socket) = self.socket(authority.host()) {
+            let socket = socket?;
+            // A socket has no host name; servers want one all the same (Go's rejects the
+            // encoded path), and Docker's clients send this one.
+            request.headers_mut().insert(http::header::HOST, http::HeaderValue::from_static("localhost"));
+            let stream = match tokio::time::timeout(connect_timeout, tokio::net::UnixStream::connect(&socket)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return Err(Error::Connect(e)),
+                Err(_) => return Err(Error::ConnectionTimeout),
+            };
+            let response = exchange(TokioIo::new(stream), request, first_byte_timeout).await?;
+            return Ok(finish(response));
+        }
+
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let grants = self.covering(&host, port);
+        let tls_grant = grants.iter().find_map(|g| g.tls());
+        if tls_grant.is_some() && !tls {
+            let why = "its grant in allowedHosts has TLS settings, so only https:// may be sent to it";
+            return Err(self.refuse(&format!("{host}:{port}"), why, Error::HttpRequestDenied));
+        }
+        let addrs = self.vet(&host, port, &grants).await?;
+        let stream = connect(&addrs, connect_timeout).await?;
+
         let response = if tls {
-            let name = ServerName::try_from(host.clone()).map_err(|_| Error::HttpRequestUriInvalid)?;
-            let stream = tls_connector().connect(name, stream).await.map_err(Error::Tls)?;
+            let config = client_config(tls_grant)
+                .map_err(|why| self.refuse(&format!("{host}:{port}"), &why, Error::InternalError(Some(why.clone()))))?;
+            let name = tls_grant.and_then(|t| t.server_name.clone()).unwrap_or_else(|| host.clone());
+            let name = ServerName::try_from(name).map_err(|_| Error::HttpRequestUriInvalid)?;
+            let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await.map_err(Error::Tls)?;
             exchange(TokioIo::new(stream), request, first_byte_timeout).await?
         } else {
             exchange(TokioIo::new(stream), request, first_byte_timeout).await?
         };
-        let response = response.map(|body| body.map_err(Error::from).boxed_unsync());
-        Ok((response, Box::new(async { Ok(()) })))
+        Ok(finish(response))
     }
+}
+
+/// The response as wasi-http hands it to the guest.
+fn finish(response: http::Response<hyper::body::Incoming>) -> (http::Response<WasiBody>, ResponseFuture) {
+    let response = response.map(|body| body.map_err(Error::from).boxed_unsync());
+    (response, Box::new(async { Ok(()) }))
 }
 
 async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, Error> {
@@ -151,14 +207,46 @@ async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, E
     Err(last)
 }
 
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+/// The TLS client for a connection: the public web roots and no client certificate, or what the
+/// host's grant says. An error names the file at fault.
+fn client_config(grant: Option<&TlsGrant>) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .expect("ring supports the default protocol versions");
+    let roots = match grant.and_then(|g| g.ca_file.as_deref()) {
+        None => rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() },
+        Some(ca_file) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in certificates(ca_file)? {
+                roots.add(certificate).map_err(|e| format!("caFile {}: {e}", ca_file.display()))?;
+            }
+            roots
+        }
+    };
+    let builder = builder.with_root_certificates(roots);
+    match grant.map(|g| (g.cert_file.as_deref(), g.key_file.as_deref())) {
+        Some((Some(cert_file), Some(key_file))) => {
+            use rustls::pki_types::PrivateKeyDer;
+            use rustls::pki_types::pem::PemObject;
+            let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| format!("keyFile {}: no private key: {e}", key_file.display()))?;
+            builder.with_client_auth_cert(certificates(cert_file)?, key).map_err(|e| format!("certFile {}: {e}", cert_file.display()))
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// The PEM certificates of `path`, at least one.
+fn certificates(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", path.display()));
+    }
+    Ok(certificates)
 }
 
 /// Sends one request on a fresh HTTP/1.1 connection; the connection is driven by its own task
@@ -207,10 +295,30 @@ mod tests {
     #[tokio::test]
     async fn a_name_resolving_to_loopback_is_refused_but_the_listed_address_is_not() {
         let grants = vec!["localhost:8080".parse().unwrap(), "127.0.0.1:9090".parse().unwrap()];
-        let mut egress = Egress::new("p".into(), grants);
+        let mut egress = Egress::new("p".into(), grants, Vec::new());
         egress.set_deadline(Instant::now() + Duration::from_secs(1));
-        assert!(matches!(egress.vet("localhost", 8080).await, Err(Error::DestinationIpProhibited)));
-        assert!(matches!(egress.vet("example.org", 80).await, Err(Error::HttpRequestDenied)));
-        assert_eq!(egress.vet("127.0.0.1", 9090).await.unwrap(), vec!["127.0.0.1:9090".parse().unwrap()]);
+        let vet = |host: &'static str, port| {
+            let egress = egress.clone();
+            async move { egress.vet(host, port, &egress.covering(host, port)).await }
+        };
+        assert!(matches!(vet("localhost", 8080).await, Err(Error::DestinationIpProhibited)));
+        assert!(matches!(vet("example.org", 80).await, Err(Error::HttpRequestDenied)));
+        assert_eq!(vet("127.0.0.1", 9090).await.unwrap(), vec!["127.0.0.1:9090".parse().unwrap()]);
+    }
+
+    #[test]
+    fn a_socket_is_reached_only_by_its_exact_granted_path() {
+        let egress = Egress::new("p".into(), Vec::new(), vec!["/run/podman/podman.sock".into()]);
+        assert!(egress.socket("podman.example").is_none(), "a host name is not a socket");
+        assert_eq!(egress.socket("~run~podman~podman.sock").unwrap().unwrap(), Path::new("/run/podman/podman.sock"));
+        for other in [
+            "~run~docker.sock",
+            "~run~podman~..~..~run~docker.sock",
+            "~run~podman~.~podman.sock",
+            "~RUN~podman~podman.sock",
+            "~run~podman~podman.sock~",
+        ] {
+            assert!(matches!(egress.socket(other), Some(Err(Error::HttpRequestDenied))), "{other}");
+        }
     }
 }

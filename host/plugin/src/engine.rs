@@ -19,6 +19,10 @@ use crate::sandbox::State;
 /// How often the epoch advances: the granularity of deadlines and of yields to the async
 /// runtime while a guest computes.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How often the epoch advances while the only calls in progress wait on their backend (a
+/// source following a watch): such a call spends its life blocked in the host, so its deadline
+/// is long and coarse, and a watching agent then wakes 4 times a second rather than 100.
+pub(crate) const WAIT_TICK: Duration = Duration::from_millis(250);
 /// How often an idle ticker wakes to see whether its engine is gone.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -36,13 +40,16 @@ struct Inner {
     ticker: Ticker,
 }
 
-/// The thread that advances the epoch every [`EPOCH_TICK`] while guest code runs, and sleeps
-/// while none does: an idle agent's plugin host then costs no wakeups (ticking all the time was
-/// about 0.3% of a core, most of an idle agent's CPU).
+/// The thread that advances the epoch every [`EPOCH_TICK`] while guest code runs, every
+/// [`WAIT_TICK`] while calls only wait, and sleeps while none does: an idle agent's plugin host
+/// then costs no wakeups (ticking all the time was about 0.3% of a core, most of an idle
+/// agent's CPU).
 struct Ticker {
     thread: std::thread::Thread,
     /// How many calls are running guest code.
     running: Arc<AtomicUsize>,
+    /// How many calls are waiting on their backend.
+    waiting: Arc<AtomicUsize>,
     /// How many times the epoch advanced, for the test that shows an idle engine does not tick.
     #[cfg(test)]
     ticks: Arc<AtomicU64>,
@@ -50,53 +57,73 @@ struct Ticker {
 
 /// Keeps the epoch advancing while it lives: held around every entry into guest code.
 pub(crate) struct GuestRunning {
-    running: Arc<AtomicUsize>,
+    counter: Arc<AtomicUsize>,
 }
 
 impl Drop for GuestRunning {
     fn drop(&mut self) {
-        self.running.fetch_sub(1, Ordering::AcqRel);
+        self.counter.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// How a call spends its time, which sets how fast the epoch must advance for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pace {
+    /// Guest code computes: deadlines to [`EPOCH_TICK`].
+    Computing,
+    /// Guest code mostly waits in the host for its backend: deadlines to [`WAIT_TICK`].
+    Waiting,
 }
 
 impl Ticker {
     fn start(engine: &Engine) -> std::io::Result<Ticker> {
         let running = Arc::new(AtomicUsize::new(0));
+        let waiting = Arc::new(AtomicUsize::new(0));
         #[cfg(test)]
         let ticks = Arc::new(AtomicU64::new(0));
         let engine = engine.weak();
         let thread = {
-            let running = running.clone();
+            let (running, waiting) = (running.clone(), waiting.clone());
             #[cfg(test)]
             let ticks = ticks.clone();
             std::thread::Builder::new().name("plugin-epoch".into()).spawn(move || {
                 while let Some(engine) = engine.upgrade() {
-                    if running.load(Ordering::Acquire) == 0 {
+                    let period = if running.load(Ordering::Acquire) > 0 {
+                        EPOCH_TICK
+                    } else if waiting.load(Ordering::Acquire) > 0 {
+                        WAIT_TICK
+                    } else {
                         drop(engine);
                         // Woken at once by the next call (an unpark before the park is kept).
                         std::thread::park_timeout(IDLE_CHECK);
                         continue;
-                    }
+                    };
                     engine.increment_epoch();
                     #[cfg(test)]
                     ticks.fetch_add(1, Ordering::Relaxed);
                     drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
+                    // A call that starts computing while the ticker keeps the slow pace wakes it.
+                    std::thread::park_timeout(period);
                 }
             })?
         };
         Ok(Ticker {
             thread: thread.thread().clone(),
             running,
+            waiting,
             #[cfg(test)]
             ticks,
         })
     }
 
-    fn guest_running(&self) -> GuestRunning {
-        self.running.fetch_add(1, Ordering::AcqRel);
+    fn guest_running(&self, pace: Pace) -> GuestRunning {
+        let counter = match pace {
+            Pace::Computing => &self.running,
+            Pace::Waiting => &self.waiting,
+        };
+        counter.fetch_add(1, Ordering::AcqRel);
         self.thread.unpark();
-        GuestRunning { running: self.running.clone() }
+        GuestRunning { counter: counter.clone() }
     }
 }
 
@@ -129,10 +156,10 @@ impl PluginEngine {
         Ok(PluginEngine { inner: Arc::new(Inner { engine, linker, cache, node_name: node_name.into(), ticker }) })
     }
 
-    /// Keeps call deadlines ticking until the returned guard drops: hold it while guest code
-    /// runs.
-    pub(crate) fn guest_running(&self) -> GuestRunning {
-        self.inner.ticker.guest_running()
+    /// Keeps call deadlines ticking at `pace` until the returned guard drops: hold it while
+    /// guest code runs.
+    pub(crate) fn guest_running(&self, pace: Pace) -> GuestRunning {
+        self.inner.ticker.guest_running(pace)
     }
 
     pub(crate) fn engine(&self) -> &Engine {
@@ -177,7 +204,7 @@ mod tests {
         let ticks = || engine.inner.ticker.ticks.load(Ordering::Relaxed);
         std::thread::sleep(EPOCH_TICK * 10);
         assert_eq!(ticks(), 0, "an idle engine does not tick");
-        let running = engine.guest_running();
+        let running = engine.guest_running(Pace::Computing);
         std::thread::sleep(EPOCH_TICK * 10);
         assert!(ticks() >= 3, "ticking while a guest runs: {}", ticks());
         drop(running);
@@ -185,6 +212,14 @@ mod tests {
         let stopped = ticks();
         std::thread::sleep(EPOCH_TICK * 10);
         assert_eq!(ticks(), stopped, "idle again once the call is over");
+
+        // A call that waits on its backend keeps the slow pace: a few ticks a second.
+        let waiting = engine.guest_running(Pace::Waiting);
+        let before = ticks();
+        std::thread::sleep(WAIT_TICK * 4 + WAIT_TICK / 2);
+        let slow = ticks() - before;
+        assert!((3..=6).contains(&slow), "{slow} ticks in 4.5 wait periods");
+        drop(waiting);
     }
 
     #[test]

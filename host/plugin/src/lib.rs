@@ -37,7 +37,7 @@ pub use adapter::{AdapterRuntime, DEFAULT_IMAGE_PULL_TIMEOUT};
 pub use credentials::CredentialPlugin;
 pub use engine::PluginEngine;
 pub use plugin::{Health, Plugin, PluginInfo, Refresh};
-pub use spec::{Code, DirGrant, Grants, HostGrant, Kind, Limits, PluginSpec};
+pub use spec::{Code, DirGrant, Grants, HostGrant, Kind, Limits, PluginSpec, TlsGrant};
 
 /// Where a pod came from, as validators see it.
 #[derive(Debug, Clone, PartialEq, Eq)]

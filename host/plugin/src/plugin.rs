@@ -20,7 +20,7 @@ use wasmtime::component::Component;
 
 use crate::bindings::{v0_1_0, v0_2_0};
 use crate::cache::Origin;
-use crate::engine::PluginEngine;
+use crate::engine::{Pace, PluginEngine};
 use crate::sandbox::{DeadlineExceeded, MemoryLimitExceeded, State, new_store};
 use crate::spec::{Code, Kind, PluginSpec};
 use staticlet_credentials::provider::{CacheKeyType, Provided};
@@ -371,7 +371,7 @@ impl Plugin {
             message: format!("cannot open a granted directory: {e:#}"),
         })?;
         let limit = self.spec.limits.call_timeout;
-        let _ticking = self.engine.guest_running();
+        let _ticking = self.engine.guest_running(Pace::Computing);
         Self::arm(&mut store, limit);
         let settings = self.spec.settings.as_str();
         let timeout = limit + TIMER_SLACK;
@@ -471,13 +471,25 @@ impl Plugin {
         timeout: Duration,
         export: impl for<'a> FnOnce(&'a Bound, &'a mut Store<State>) -> GuestCall<'a, T>,
     ) -> Result<T, PluginError> {
+        self.call_at(Pace::Computing, call, kind, timeout, export).await
+    }
+
+    /// [`Plugin::call`] for a call that spends its time at `pace`.
+    async fn call_at<T>(
+        &self,
+        pace: Pace,
+        call: &'static str,
+        kind: Kind,
+        timeout: Duration,
+        export: impl for<'a> FnOnce(&'a Bound, &'a mut Store<State>) -> GuestCall<'a, T>,
+    ) -> Result<T, PluginError> {
         if self.spec.kind != kind {
             return Err(PluginError::WrongKind { plugin: self.spec.name.clone(), kind: self.spec.kind, call });
         }
         let _slot = self.slots.acquire().await.expect("the call semaphore is never closed");
         let result = async {
             let mut instance = self.checkout().await?;
-            let _ticking = self.engine.guest_running();
+            let _ticking = self.engine.guest_running(pace);
             Self::arm(&mut instance.store, timeout);
             let Instance { bound, store, .. } = &mut instance;
             let outcome = tokio::time::timeout(timeout + TIMER_SLACK, export(bound, store)).await;
@@ -548,6 +560,39 @@ impl Plugin {
                     Bound::Source2(s) => poll!(s),
                     _ => Err(wasmtime::Error::msg("not a source instance")),
                 }
+            })
+        })
+        .await
+    }
+
+    /// Whether the source can say when it changed ([`Plugin::wait_for_change`] returns early);
+    /// a source built against WIT 0.1.0 cannot, and is polled at its interval.
+    pub fn follows_changes(&self) -> bool {
+        self.current.lock().expect("plugin state lock").loaded.as_ref().is_some_and(|l| matches!(l.pre, Pre::Source2(_)))
+    }
+
+    /// Waits until the source may have changed (`true`: poll it now) or `timeout` passed
+    /// (`false`). The call may run for `timeout` and then its own deadline. A source that cannot
+    /// follow its backend ([`Plugin::follows_changes`] is false) is not called: this sleeps the
+    /// timeout. Dropping the future mid-wait ends the call and throws its instance away, so a
+    /// reload or shutdown need not wait for it.
+    ///
+    /// # Errors
+    ///
+    /// Any [`PluginError`], as for [`Plugin::validate`]: typically the source's own error when
+    /// it cannot follow its backend right now.
+    pub async fn wait_for_change(&self, timeout: Duration) -> Result<bool, PluginError> {
+        if !self.follows_changes() {
+            tokio::time::sleep(timeout).await;
+            return Ok(false);
+        }
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let deadline = timeout + self.spec.limits.call_timeout;
+        self.call_at(Pace::Waiting, "wait-for-change", Kind::ManifestSource, deadline, |bound, store| {
+            Box::pin(async move {
+                let Bound::Source2(s) = bound else { return Err(wasmtime::Error::msg("not a source instance that can wait")) };
+                let answer = s.staticlet_plugin_source().call_wait_for_change(store, timeout_ms).await?;
+                Ok(answer.map_err(GuestError::from))
             })
         })
         .await

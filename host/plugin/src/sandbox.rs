@@ -85,7 +85,7 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, node_name: Arc<str>, spec: &P
         node_name,
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
-        egress: Egress::new(spec.name.clone(), spec.grants.http_hosts.clone()),
+        egress: Egress::new(spec.name.clone(), spec.grants.http_hosts.clone(), spec.grants.unix_sockets.clone()),
         table: ResourceTable::new(),
         memory: MemoryCap { limit: usize::try_from(spec.limits.memory_bytes).unwrap_or(usize::MAX) },
         deadline: Instant::now(),

@@ -123,6 +123,11 @@ impl PluginSpec {
 pub struct Grants {
     /// Hosts the plugin may send HTTP requests to (`wasi:http/outgoing-handler`).
     pub http_hosts: Vec<HostGrant>,
+    /// Unix sockets the plugin may send HTTP requests to (Podman's API socket), each an
+    /// absolute path of letters, digits, `.`, `_`, `-` and `/`. A plugin names one as the host
+    /// of an `http://` URL with each `/` written as `~`:
+    /// `http://~run~podman~podman.sock/v4.0.0/libpod/_ping`.
+    pub unix_sockets: Vec<PathBuf>,
     /// Host directories the plugin may read, and where it sees them.
     pub read_only_dirs: Vec<DirGrant>,
 }
@@ -161,10 +166,30 @@ impl Default for Limits {
 /// A name is resolved by the agent and every address it resolves to is checked: loopback,
 /// link-local (which holds the cloud metadata address), unspecified and other special addresses
 /// are refused unless the grant is that very address written as an IP literal.
+///
+/// A grant may carry [`TlsGrant`] settings: the CA to trust for that host and the client
+/// certificate to present to it. The agent makes the TLS connection; the plugin never sees the
+/// key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HostGrant {
     host: HostPattern,
     port: Option<u16>,
+    tls: Option<TlsGrant>,
+}
+
+/// How the agent speaks TLS to one granted host: whom it trusts and who it is. Files are read
+/// at each connection, so renewed certificates are used as soon as they are on disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsGrant {
+    /// PEM CA certificates trusted for this host instead of the public web roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) presented to the host: mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    /// The PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// The name the server's certificate must carry, when it is not the host the plugin asks
+    /// for (a certificate for `etcd-1` served at `10.0.0.5`).
+    pub server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -186,11 +211,11 @@ impl FromStr for HostGrant {
         let error = || HostGrantError(text.to_owned());
         let text = text.trim();
         if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
-            return Ok(HostGrant { host: HostPattern::Ip(addr.ip()), port: Some(addr.port()) });
+            return Ok(HostGrant { host: HostPattern::Ip(addr.ip()), port: Some(addr.port()), tls: None });
         }
         let unbracketed = text.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = unbracketed.parse::<IpAddr>() {
-            return Ok(HostGrant { host: HostPattern::Ip(ip), port: None });
+            return Ok(HostGrant { host: HostPattern::Ip(ip), port: None, tls: None });
         }
         let (host, port) = match text.rsplit_once(':') {
             Some((host, port)) => (host, Some(port.parse::<u16>().map_err(|_| error())?)),
@@ -205,7 +230,7 @@ impl FromStr for HostGrant {
             None if valid_name(&host) => HostPattern::Exact(host),
             _ => return Err(error()),
         };
-        Ok(HostGrant { host: pattern, port })
+        Ok(HostGrant { host: pattern, port, tls: None })
     }
 }
 
@@ -225,6 +250,17 @@ impl fmt::Display for HostGrant {
 }
 
 impl HostGrant {
+    /// This grant, with the agent speaking TLS to its host as `tls` says.
+    pub fn with_tls(mut self, tls: TlsGrant) -> HostGrant {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Its TLS settings, if it has any.
+    pub fn tls(&self) -> Option<&TlsGrant> {
+        self.tls.as_ref()
+    }
+
     /// Whether a request to `host:port` (host lowercased, without brackets) is covered.
     pub fn covers(&self, host: &str, port: u16) -> bool {
         let host_matches = match &self.host {

@@ -3,6 +3,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 /// The plugin's settings, from the `config:` of its entry in the agent config.
@@ -93,10 +95,27 @@ pub struct Entry {
     pub value: String,
 }
 
+/// The keys under the prefix at one revision of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    /// The store's revision the range was read at.
+    pub revision: i64,
+    /// The keys, in key order.
+    pub entries: Vec<Entry>,
+}
+
 #[derive(Deserialize)]
 struct RangeResponse {
     #[serde(default)]
+    header: Header,
+    #[serde(default)]
     kvs: Vec<KeyValue>,
+}
+
+#[derive(Default, Deserialize)]
+struct Header {
+    #[serde(default)]
+    revision: Option<String>,
 }
 
 // The gateway writes int64 fields as strings, as proto3's JSON mapping does.
@@ -109,22 +128,167 @@ struct KeyValue {
     mod_revision: Option<String>,
 }
 
-/// The entries of a range response, keys under `prefix` only; a key equal to the prefix (a
-/// "directory" marker some tools write) is skipped.
-pub fn parse_range(prefix: &str, body: &[u8]) -> Result<Vec<Entry>, String> {
+fn decode(what: &str, text: &str) -> Result<Vec<u8>, String> {
+    BASE64.decode(text).map_err(|e| format!("etcd's answer has a {what} that is not base64: {e}"))
+}
+
+fn revision(what: &str, text: Option<&str>) -> Result<i64, String> {
+    text.unwrap_or("0").parse().map_err(|_| format!("{what} is not a number"))
+}
+
+/// A key-value's id under `prefix` (none for a key outside it or equal to it, a "directory"
+/// marker some tools write), its mod revision, and its value.
+fn entry(prefix: &str, kv: KeyValue) -> Result<Option<Entry>, String> {
+    let key = String::from_utf8_lossy(&decode("key", &kv.key)?).into_owned();
+    let Some(id) = key.strip_prefix(prefix).filter(|id| !id.is_empty()) else { return Ok(None) };
+    let mod_revision = revision(&format!("{key}: mod_revision"), kv.mod_revision.as_deref())?;
+    // A value that is not UTF-8 is passed on as it reads; the agent reports it as a manifest
+    // that does not parse, naming its id.
+    let value = String::from_utf8_lossy(&decode("value", &kv.value)?).into_owned();
+    Ok(Some(Entry { id: id.to_owned(), mod_revision, value }))
+}
+
+/// A range response: the keys under `prefix` and the revision they were read at.
+pub fn parse_range(prefix: &str, body: &[u8]) -> Result<Range, String> {
     let response: RangeResponse = serde_json::from_slice(body).map_err(|e| format!("etcd's answer is not a range response: {e}"))?;
-    let decode = |what: &str, text: &str| BASE64.decode(text).map_err(|e| format!("etcd's answer has a {what} that is not base64: {e}"));
+    let revision = revision("the range's revision", response.header.revision.as_deref())?;
     let mut entries = Vec::with_capacity(response.kvs.len());
     for kv in response.kvs {
-        let key = String::from_utf8_lossy(&decode("key", &kv.key)?).into_owned();
-        let Some(id) = key.strip_prefix(prefix).filter(|id| !id.is_empty()) else { continue };
-        let mod_revision = kv.mod_revision.as_deref().unwrap_or("0").parse().map_err(|_| format!("{key}: mod_revision is not a number"))?;
-        // A value that is not UTF-8 is passed on as it reads; the agent reports it as a
-        // manifest that does not parse, naming its id.
-        let value = String::from_utf8_lossy(&decode("value", &kv.value)?).into_owned();
-        entries.push(Entry { id: id.to_owned(), mod_revision, value });
+        entries.extend(entry(prefix, kv)?);
     }
-    Ok(entries)
+    Ok(Range { revision, entries })
+}
+
+/// The body of a `/v3/watch` request for every key under `prefix`, from `start_revision` on.
+pub fn watch_request(prefix: &str, start_revision: i64) -> String {
+    serde_json::json!({"create_request": {
+        "key": BASE64.encode(prefix),
+        "range_end": BASE64.encode(range_end(prefix.as_bytes())),
+        "start_revision": start_revision.to_string(),
+    }})
+    .to_string()
+}
+
+/// One change the watch reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The key was written: the entry as it now is.
+    Put(Entry),
+    /// The key was deleted, at `mod_revision`.
+    Delete {
+        /// The manifest's id.
+        id: String,
+        /// The revision of the delete.
+        mod_revision: i64,
+    },
+}
+
+/// One message of the watch stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchMessage {
+    /// The watch is in place (or a progress notice): nothing changed.
+    Quiet,
+    /// Changes, in revision order.
+    Events(Vec<Event>),
+    /// etcd ended the watch: its history no longer reaches the revision asked for (it was
+    /// compacted), or another reason. The keys must be read whole again.
+    Canceled(String),
+}
+
+#[derive(Deserialize)]
+struct WatchLine {
+    result: Option<WatchResult>,
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct WatchResult {
+    #[serde(default)]
+    canceled: bool,
+    #[serde(default)]
+    compact_revision: Option<String>,
+    #[serde(default)]
+    cancel_reason: Option<String>,
+    #[serde(default)]
+    events: Vec<WatchEvent>,
+}
+
+#[derive(Deserialize)]
+struct WatchEvent {
+    // proto3 JSON leaves out the default, PUT.
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    kv: KeyValue,
+}
+
+/// One line of the watch stream; events outside `prefix` (there are none, but etcd is not
+/// trusted to say so) are left out.
+pub fn parse_watch_line(prefix: &str, line: &[u8]) -> Result<WatchMessage, String> {
+    let line: WatchLine =
+        serde_json::from_slice(line).map_err(|e| format!("etcd's watch sent something that is not a watch response: {e}"))?;
+    if let Some(error) = line.error {
+        let message = error.get("message").and_then(|m| m.as_str()).map_or_else(|| error.to_string(), str::to_owned);
+        return Err(format!("etcd ended the watch: {message}"));
+    }
+    let Some(result) = line.result else { return Ok(WatchMessage::Quiet) };
+    if result.canceled {
+        let compacted = revision("compact_revision", result.compact_revision.as_deref())?;
+        let why = if compacted > 0 {
+            format!("etcd compacted its history up to revision {compacted}")
+        } else {
+            result.cancel_reason.unwrap_or_else(|| "etcd canceled the watch".to_owned())
+        };
+        return Ok(WatchMessage::Canceled(why));
+    }
+    if result.events.is_empty() {
+        return Ok(WatchMessage::Quiet);
+    }
+    let mut events = Vec::with_capacity(result.events.len());
+    for event in result.events {
+        let deleted = event.kind.as_deref() == Some("DELETE");
+        let Some(entry) = entry(prefix, event.kv)? else { continue };
+        events.push(if deleted { Event::Delete { id: entry.id, mod_revision: entry.mod_revision } } else { Event::Put(entry) });
+    }
+    Ok(WatchMessage::Events(events))
+}
+
+/// The keys under the prefix as this plugin knows them, and the store revision that knowledge
+/// is complete up to: a range sets it, watch events move it on. An event at or below that
+/// revision is already in it and is not applied twice, so a range read while a watch is
+/// running and the watch's own backlog compose without replaying anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    /// Complete up to this store revision.
+    pub revision: i64,
+    /// The entries by id.
+    pub entries: BTreeMap<String, Entry>,
+}
+
+impl Known {
+    /// What a range read.
+    pub fn from_range(range: Range) -> Known {
+        Known { revision: range.revision, entries: range.entries.into_iter().map(|e| (e.id.clone(), e)).collect() }
+    }
+
+    /// Applies the events newer than what is known; whether any changed the keys.
+    pub fn apply(&mut self, events: Vec<Event>) -> bool {
+        let mut changed = false;
+        for event in events {
+            let revision = match &event {
+                Event::Put(entry) => entry.mod_revision,
+                Event::Delete { mod_revision, .. } => *mod_revision,
+            };
+            if revision <= self.revision {
+                continue;
+            }
+            self.revision = revision;
+            changed |= match event {
+                Event::Put(entry) => self.entries.insert(entry.id.clone(), entry.clone()).as_ref() != Some(&entry),
+                Event::Delete { id, .. } => self.entries.remove(&id).is_some(),
+            };
+        }
+        changed
+    }
 }
 
 /// The token of an `/v3/auth/authenticate` response.
@@ -184,16 +348,17 @@ mod tests {
             "kvs": [kv("/s/", "", "2"), kv("/s/web.yaml", "kind: Pod", "5"), kv("/s/db", "{}", "7")],
             "count": "3",
         });
-        let entries = parse_range("/s/", body.to_string().as_bytes()).unwrap();
+        let range = parse_range("/s/", body.to_string().as_bytes()).unwrap();
+        assert_eq!(range.revision, 9);
         assert_eq!(
-            entries,
+            range.entries,
             [
                 Entry { id: "web.yaml".into(), mod_revision: 5, value: "kind: Pod".into() },
                 Entry { id: "db".into(), mod_revision: 7, value: "{}".into() },
             ]
         );
         // An empty range has no `kvs` at all.
-        assert!(parse_range("/s/", br#"{"header": {"revision": "9"}}"#).unwrap().is_empty());
+        assert!(parse_range("/s/", br#"{"header": {"revision": "9"}}"#).unwrap().entries.is_empty());
         assert!(parse_range("/s/", b"<html>").unwrap_err().contains("not a range response"));
     }
 
@@ -205,5 +370,61 @@ mod tests {
         );
         assert_eq!(error_message(b"bad gateway\n"), "bad gateway");
         assert_eq!(parse_token(br#"{"header": {}, "token": "abc.1"}"#).unwrap(), "abc.1");
+    }
+
+    /// Lines as etcd 3.4's gateway streams them (captured with curl from Debian's etcd-server
+    /// 3.4.23: two puts and a delete under `/s/n/` from revision 2, then the same watch after
+    /// `etcdctl compact 4`).
+    const CREATED: &str = r#"{"result":{"header":{"cluster_id":"324952591200643719","member_id":"3319814642761637952","revision":"5","raft_term":"2"},"created":true}}"#;
+    const EVENTS: &str = r#"{"result":{"header":{"cluster_id":"324952591200643719","member_id":"3319814642761637952","revision":"5","raft_term":"2"},"events":[{"kv":{"key":"L3Mvbi9h","create_revision":"2","mod_revision":"2","version":"1","value":"MQ=="}},{"kv":{"key":"L3Mvbi9i","create_revision":"3","mod_revision":"3","version":"1","value":"Mg=="}},{"type":"DELETE","kv":{"key":"L3Mvbi9h","mod_revision":"5"}}]}}"#;
+    const COMPACTED: &str = r#"{"result":{"header":{"cluster_id":"324952591200643719","member_id":"3319814642761637952","raft_term":"2"},"canceled":true,"compact_revision":"4"}}"#;
+
+    fn put(id: &str, rev: i64, value: &str) -> Event {
+        Event::Put(Entry { id: id.into(), mod_revision: rev, value: value.into() })
+    }
+
+    #[test]
+    fn watch_lines_become_events_in_order() {
+        assert_eq!(parse_watch_line("/s/n/", CREATED.as_bytes()).unwrap(), WatchMessage::Quiet);
+        assert_eq!(
+            parse_watch_line("/s/n/", EVENTS.as_bytes()).unwrap(),
+            WatchMessage::Events(vec![put("a", 2, "1"), put("b", 3, "2"), Event::Delete { id: "a".into(), mod_revision: 5 }])
+        );
+        let WatchMessage::Canceled(why) = parse_watch_line("/s/n/", COMPACTED.as_bytes()).unwrap() else { panic!("canceled") };
+        assert!(why.contains("compacted") && why.contains('4'), "{why}");
+        let error = parse_watch_line("/s/n/", br#"{"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader"}}"#);
+        assert!(error.unwrap_err().contains("no leader"));
+        let request: serde_json::Value = serde_json::from_str(&watch_request("/s/", 6)).unwrap();
+        assert_eq!(request["create_request"]["start_revision"], "6");
+        assert_eq!(request["create_request"]["range_end"], BASE64.encode("/s0"));
+    }
+
+    #[test]
+    fn events_apply_once_whether_a_range_came_before_or_after_them() {
+        let WatchMessage::Events(events) = parse_watch_line("/s/n/", EVENTS.as_bytes()).unwrap() else { panic!("events") };
+        // From nothing at revision 1: the three events, a ends deleted.
+        let mut known = Known { revision: 1, ..Known::default() };
+        assert!(known.apply(events.clone()));
+        assert_eq!(known.revision, 5);
+        assert_eq!(known.entries.keys().collect::<Vec<_>>(), ["b"]);
+
+        // A range at revision 3 (a and b there), then the watch's backlog from 2: only the delete
+        // at 5 is news.
+        let range = Range {
+            revision: 3,
+            entries: vec![
+                Entry { id: "a".into(), mod_revision: 2, value: "1".into() },
+                Entry { id: "b".into(), mod_revision: 3, value: "2".into() },
+            ],
+        };
+        let mut known = Known::from_range(range);
+        assert!(known.apply(events.clone()));
+        assert_eq!(known.entries.keys().collect::<Vec<_>>(), ["b"]);
+        // The same backlog again changes nothing; a later write does, and a delete of a key it
+        // never had does not.
+        assert!(!known.apply(events));
+        assert!(known.apply(vec![put("b", 7, "3")]));
+        assert!(!known.apply(vec![Event::Delete { id: "zz".into(), mod_revision: 8 }]));
+        assert_eq!(known.revision, 8);
     }
 }

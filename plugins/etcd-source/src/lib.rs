@@ -2,13 +2,24 @@
 //! each node its pods from one etcd cluster: every key under `/staticlet/<node>/` (the prefix is
 //! configurable) is one Pod manifest, YAML or JSON, its id the rest of the key.
 //!
-//! It speaks etcd's v3 JSON gateway (`POST /v3/kv/range`), which every etcd since 3.3 serves on
-//! its client port, through the agent's outbound HTTP: the agent config must grant the
-//! endpoints in `allowedHosts`. Endpoints are tried in order, the last one that answered first;
-//! a poll answers `none` when no key under the prefix changed (same keys, same
-//! `mod_revision`s), so an unchanged set costs the agent nothing. With `username` and
-//! `password` it authenticates (`/v3/auth/authenticate`) and renews an expired token once per
-//! poll.
+//! It speaks etcd's v3 JSON gateway, which every etcd since 3.3 serves on its client port,
+//! through the agent's outbound HTTP: the agent config must grant the endpoints in
+//! `allowedHosts`, with the cluster's CA and this node's client certificate for `https://`
+//! endpoints (mutual TLS; the agent makes the connection, the plugin never sees the key).
+//! Endpoints are tried in order, the last one that answered first.
+//!
+//! A poll reads every key under the prefix (`POST /v3/kv/range`) and answers `none` when no key
+//! changed (same keys, same `mod_revision`s), so an unchanged set costs the agent nothing.
+//! Between polls the agent waits in `wait-for-change`, where the plugin follows a watch on the
+//! prefix (`POST /v3/watch`, a stream of JSON lines) from the revision its last read was
+//! complete up to: a put is seen as it happens, and the poll that follows answers from what the
+//! watch told, without a read. When the watch breaks (its member died, a proxy cut it) or etcd
+//! cancels it because its history was compacted past that revision, the next poll reads the
+//! whole prefix again and the watch resumes from that read's revision: no change is missed or
+//! applied twice. While no watch can be opened, the agent's interval polls carry on alone.
+//!
+//! With `username` and `password` it authenticates (`/v3/auth/authenticate`) and renews an
+//! expired token once per request.
 //!
 //! ```yaml
 //! plugins:
@@ -16,14 +27,18 @@
 //!   kind: manifest-source
 //!   path: etcd_source.wasm
 //!   interval: 5s
-//!   config: {endpoints: ["http://10.0.0.5:2379", "http://10.0.0.6:2379"]}
-//!   allowedHosts: [10.0.0.5:2379, 10.0.0.6:2379]
+//!   config: {endpoints: ["https://10.0.0.5:2379", "https://10.0.0.6:2379"]}
+//!   allowedHosts:
+//!   - {host: "10.0.0.5:2379", caFile: /etc/staticlet/etcd/ca.crt, certFile: /etc/staticlet/etcd/node.crt, keyFile: /etc/staticlet/etcd/node.key}
+//!   - {host: "10.0.0.6:2379", caFile: /etc/staticlet/etcd/ca.crt, certFile: /etc/staticlet/etcd/node.crt, keyFile: /etc/staticlet/etcd/node.key}
 //! ```
 
 mod etcd;
 mod http;
 
 use std::cell::RefCell;
+
+use wasip2::clocks::monotonic_clock;
 
 // wit-bindgen's export glue is `unsafe extern "C"` by nature; the lint stays on elsewhere.
 #[allow(unsafe_code)]
@@ -41,7 +56,7 @@ use bindings::Guest;
 use bindings::exports::staticlet::plugin::source::{Guest as Source, Manifest};
 use bindings::staticlet::plugin::host;
 use bindings::staticlet::plugin::types::{Error, LogLevel};
-use etcd::{Entry, Settings};
+use etcd::{Known, Range, Settings, WatchMessage};
 
 struct State {
     settings: Settings,
@@ -51,6 +66,22 @@ struct State {
     token: Option<String>,
     /// The keys and revisions of the set returned last.
     last: Option<Vec<(String, i64)>>,
+    /// The keys as the last read and the watch since have told them.
+    known: Option<Known>,
+    /// The watch in progress, if one is open.
+    watch: Option<Watch>,
+    /// Whether the watch changed `known` since the last poll, which then answers from it.
+    watched_change: bool,
+    /// Why the last attempt to follow etcd failed, to log a failure once rather than at
+    /// every wait.
+    watch_failure: Option<String>,
+}
+
+/// An open watch: its stream, where it runs, and the part of a line read so far.
+struct Watch {
+    stream: http::Stream,
+    endpoint: String,
+    pending: Vec<u8>,
 }
 
 thread_local! {
@@ -118,7 +149,7 @@ impl State {
         Ok(())
     }
 
-    fn range(&mut self, endpoint: &str) -> Result<Vec<Entry>, Failure> {
+    fn range(&mut self, endpoint: &str) -> Result<Range, Failure> {
         let answer = self.call(endpoint, "/v3/kv/range", &etcd::range_request(&self.prefix))?;
         if answer.status != 200 {
             let message = format!("{endpoint}: etcd answered {}: {}", answer.status, etcd::error_message(&answer.body));
@@ -127,23 +158,19 @@ impl State {
         etcd::parse_range(&self.prefix, &answer.body).map_err(|e| Failure::Refused(format!("{endpoint}: {e}")))
     }
 
-    fn poll(&mut self) -> Result<Option<Vec<Manifest>>, Error> {
+    /// Reads the whole prefix from the first endpoint that answers.
+    fn read(&mut self) -> Result<Known, Error> {
         let (count, first) = (self.settings.endpoints.len(), self.preferred);
         let mut unreachable = Vec::new();
         for i in (0..count).map(|i| (first + i) % count) {
             let endpoint = self.settings.endpoints[i].clone();
             match self.range(&endpoint) {
-                Ok(entries) => {
+                Ok(range) => {
                     if i != self.preferred {
                         host::log(LogLevel::Info, &format!("reading manifests from {endpoint} now"));
                         self.preferred = i;
                     }
-                    let revisions: Vec<(String, i64)> = entries.iter().map(|e| (e.id.clone(), e.mod_revision)).collect();
-                    if self.last.as_ref() == Some(&revisions) {
-                        return Ok(None);
-                    }
-                    self.last = Some(revisions);
-                    return Ok(Some(entries.into_iter().map(|e| Manifest { id: e.id, content: e.value }).collect()));
+                    return Ok(Known::from_range(range));
                 }
                 Err(Failure::Refused(message)) => return Err(error("etcd", message)),
                 Err(Failure::Unreachable(message)) => unreachable.push(message),
@@ -151,7 +178,128 @@ impl State {
         }
         Err(error("unavailable", format!("no etcd endpoint answered: {}", unreachable.join("; "))))
     }
+
+    /// The set: from what the watch told when it saw a change, else read afresh (which also
+    /// catches anything a watch that died silently missed).
+    fn poll(&mut self) -> Result<Option<Vec<Manifest>>, Error> {
+        let from_watch = std::mem::take(&mut self.watched_change) && self.watch.is_some() && self.known.is_some();
+        if !from_watch {
+            self.known = Some(self.read()?);
+        }
+        let Some(known) = &self.known else { unreachable!("known was just read") };
+        let revisions: Vec<(String, i64)> = known.entries.values().map(|e| (e.id.clone(), e.mod_revision)).collect();
+        if self.last.as_ref() == Some(&revisions) {
+            return Ok(None);
+        }
+        self.last = Some(revisions);
+        Ok(Some(known.entries.values().map(|e| Manifest { id: e.id.clone(), content: e.value.clone() }).collect()))
+    }
+
+    /// Follows the watch until it shows a change (`true`) or `timeout_ms` passes (`false`).
+    fn wait_for_change(&mut self, timeout_ms: u64) -> Result<bool, Error> {
+        let deadline = monotonic_clock::now().saturating_add(timeout_ms.saturating_mul(1_000_000));
+        let Some(from) = self.known.as_ref().map(|k| k.revision + 1) else {
+            // Nothing read yet, so no revision to watch from: the interval's polls go on.
+            monotonic_clock::subscribe_instant(deadline).block();
+            return Ok(false);
+        };
+        if self.watch.is_none() {
+            match self.open_watch(from) {
+                Ok(watch) => {
+                    if self.watch_failure.take().is_some() {
+                        host::log(LogLevel::Info, &format!("watching {} on {} again", self.prefix, watch.endpoint));
+                    }
+                    self.watch = Some(watch);
+                }
+                Err(message) => {
+                    if self.watch_failure.as_ref() != Some(&message) {
+                        host::log(
+                            LogLevel::Warn,
+                            &format!("cannot watch {}: {message}; polling at the agent's interval until a watch opens", self.prefix),
+                        );
+                        self.watch_failure = Some(message.clone());
+                    }
+                    return Err(error("unavailable", message));
+                }
+            }
+        }
+        match self.follow(deadline) {
+            Ok(changed) => Ok(changed),
+            Err(message) => {
+                // The next poll reads the prefix whole, and the next wait watches from there.
+                let endpoint = self.watch.take().map(|w| w.endpoint).unwrap_or_default();
+                host::log(LogLevel::Info, &format!("the watch on {endpoint} ended: {message}; reading {} again", self.prefix));
+                Ok(true)
+            }
+        }
+    }
+
+    /// A watch from revision `from`, on the first endpoint that opens one.
+    fn open_watch(&mut self, from: i64) -> Result<Watch, String> {
+        let (count, first) = (self.settings.endpoints.len(), self.preferred);
+        let mut failures = Vec::new();
+        let body = etcd::watch_request(&self.prefix, from);
+        for i in (0..count).map(|i| (first + i) % count) {
+            let endpoint = self.settings.endpoints[i].clone();
+            if self.settings.username.is_some() && self.token.is_none() {
+                if let Err(Failure::Refused(m) | Failure::Unreachable(m)) = self.authenticate(&endpoint) {
+                    failures.push(m);
+                    continue;
+                }
+            }
+            let token = self.token.clone().unwrap_or_default();
+            let headers: &[(&str, &str)] = if self.settings.username.is_some() { &[("authorization", &token)] } else { &[] };
+            match http::Stream::open(&format!("{endpoint}/v3/watch"), headers, &body) {
+                Ok(Ok(stream)) => return Ok(Watch { stream, endpoint, pending: Vec::new() }),
+                Ok(Err(answer)) => {
+                    if answer.status == 401 {
+                        // An expired token: the next attempt authenticates afresh.
+                        self.token = None;
+                    }
+                    failures.push(format!("{endpoint}: etcd answered {}: {}", answer.status, etcd::error_message(&answer.body)));
+                }
+                Err(e) => failures.push(format!("{endpoint}: {e}")),
+            }
+        }
+        Err(failures.join("; "))
+    }
+
+    /// Reads the watch until a change or `deadline`; an error ends the watch.
+    fn follow(&mut self, deadline: u64) -> Result<bool, String> {
+        let watch = self.watch.as_mut().expect("a watch is open");
+        let known = self.known.as_mut().expect("a watch starts from a read");
+        loop {
+            let chunk = match watch.stream.read(deadline)? {
+                http::Read::Data(chunk) => chunk,
+                http::Read::Timeout => return Ok(false),
+                http::Read::Closed => return Err("etcd closed the stream".to_owned()),
+            };
+            watch.pending.extend_from_slice(&chunk);
+            let mut changed = false;
+            while let Some(end) = watch.pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = watch.pending.drain(..=end).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match etcd::parse_watch_line(&self.prefix, &line)? {
+                    WatchMessage::Quiet => {}
+                    WatchMessage::Events(events) => changed |= known.apply(events),
+                    WatchMessage::Canceled(why) => return Err(why),
+                }
+            }
+            if watch.pending.len() > MAX_WATCH_LINE {
+                return Err(format!("a watch message is longer than {MAX_WATCH_LINE} bytes"));
+            }
+            if changed {
+                self.watched_change = true;
+                return Ok(true);
+            }
+        }
+    }
 }
+
+/// The longest watch message read: far above any node's set of manifests.
+const MAX_WATCH_LINE: usize = 16 * 1024 * 1024;
 
 struct EtcdSource;
 
@@ -160,7 +308,19 @@ impl Guest for EtcdSource {
         let settings = Settings::parse(&config).map_err(|e| error("config", e))?;
         let prefix = settings.prefix_for(&host::node_name());
         host::log(LogLevel::Debug, &format!("reading manifests under {prefix} from {}", settings.endpoints.join(", ")));
-        STATE.with(|s| *s.borrow_mut() = Some(State { settings, prefix, preferred: 0, token: None, last: None }));
+        STATE.with(|s| {
+            *s.borrow_mut() = Some(State {
+                settings,
+                prefix,
+                preferred: 0,
+                token: None,
+                last: None,
+                known: None,
+                watch: None,
+                watched_change: false,
+                watch_failure: None,
+            });
+        });
         Ok(())
     }
 }
@@ -170,6 +330,13 @@ impl Source for EtcdSource {
         STATE.with(|s| match s.borrow_mut().as_mut() {
             Some(state) => state.poll(),
             None => Err(error("internal", "poll was called before init")),
+        })
+    }
+
+    fn wait_for_change(timeout_ms: u64) -> Result<bool, Error> {
+        STATE.with(|s| match s.borrow_mut().as_mut() {
+            Some(state) => state.wait_for_change(timeout_ms),
+            None => Err(error("internal", "wait-for-change was called before init")),
         })
     }
 }

@@ -9,17 +9,18 @@ use staticlet_plugin_sdk::runtime::RuntimeError;
 /// A Podman service.
 #[derive(Debug, Clone)]
 pub struct Client {
+    /// The endpoint as the settings say it, for messages.
     endpoint: String,
-    /// `<endpoint>/<apiVersion>/libpod`: Podman answers 404 to unversioned libpod paths.
+    /// `<url>/<apiVersion>/libpod`: Podman answers 404 to unversioned libpod paths.
     base: String,
 }
 
 impl Client {
-    /// The service at `endpoint` (`http://127.0.0.1:8888`), spoken to in `api_version`.
-    pub fn new(endpoint: &str, api_version: &str) -> Client {
-        let endpoint = endpoint.trim_end_matches('/').to_owned();
-        let base = format!("{endpoint}/{}/libpod", api_version.trim_matches('/'));
-        Client { endpoint, base }
+    /// The service `endpoint` (`unix:///run/podman/podman.sock`) at `url` (the HTTP form the
+    /// agent sends, [`http::unix_socket_url`] for a socket), spoken to in `api_version`.
+    pub fn new(endpoint: &str, url: &str, api_version: &str) -> Client {
+        let base = format!("{}/{}/libpod", url.trim_end_matches('/'), api_version.trim_matches('/'));
+        Client { endpoint: endpoint.trim_end_matches('/').to_owned(), base }
     }
 
     /// A request to `path`, below `/libpod`.

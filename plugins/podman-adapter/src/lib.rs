@@ -1,5 +1,6 @@
 //! The Podman runtime adapter's logic: a staticlet runtime adapter for Podman, through Podman's
-//! REST API (`podman system service --time=0 tcp:127.0.0.1:8888`, the libpod endpoints).
+//! REST API (the libpod endpoints) on its socket, `/run/podman/podman.sock` (what
+//! `podman.socket` serves), or on TCP where Podman is served that way.
 //! `podman-runtime` exports it as a component; test adapters wrap it. It exports nothing
 //! itself: a wrapper linking it would then carry two sets of the world's exports, which do not
 //! link.
@@ -10,8 +11,9 @@
 //! containers `k8s_<container>_<pod>_<ns>_<uid>_<attempt>`, the agent's labels, and
 //! annotations as `annotation.<key>` labels.
 //!
-//! Settings: `endpoint` (default `http://127.0.0.1:8888`) and `apiVersion` (default `v4.0.0`).
-//! The agent config must grant the endpoint's address in the plugin's `allowedHosts`.
+//! Settings: `endpoint` (default `unix:///run/podman/podman.sock`; or `http://host:port`) and
+//! `apiVersion` (default `v4.0.0`). The agent config must grant the socket in the plugin's
+//! `allowedSockets` (or a TCP endpoint's address in its `allowedHosts`).
 
 mod api;
 mod convert;
@@ -31,8 +33,9 @@ use convert::{
     sandbox_name, unix_seconds,
 };
 
-/// Where Podman's API is when the settings do not say.
-pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8888";
+/// Where Podman's API is when the settings do not say: rootful Podman's socket, which systemd's
+/// `podman.socket` serves on demand. No root-equivalent API on TCP is needed.
+pub const DEFAULT_ENDPOINT: &str = "unix:///run/podman/podman.sock";
 /// The API version the paths carry: Debian's Podman 4 serves `/v4.0.0/libpod/...`.
 pub const DEFAULT_API_VERSION: &str = "v4.0.0";
 /// The settings the adapter reads.
@@ -65,11 +68,16 @@ impl Podman {
             Some(other) => Err(format!("{key}: want a non-empty string, got {other}")),
         };
         let endpoint = text("endpoint", DEFAULT_ENDPOINT)?;
-        let authority =
-            endpoint.strip_prefix("http://").or_else(|| endpoint.strip_prefix("https://")).map(|rest| rest.trim_end_matches('/'));
-        if authority.is_none_or(|a| a.is_empty() || a.contains(['/', '?'])) {
-            return Err(format!("endpoint: want http://host:port (Podman's service address), got {endpoint:?}"));
-        }
+        let url = if endpoint.starts_with("unix://") {
+            staticlet_plugin_sdk::http::unix_socket_url(&endpoint).map_err(|e| format!("endpoint: {e}"))?
+        } else {
+            let authority =
+                endpoint.strip_prefix("http://").or_else(|| endpoint.strip_prefix("https://")).map(|rest| rest.trim_end_matches('/'));
+            if authority.is_none_or(|a| a.is_empty() || a.contains(['/', '?'])) {
+                return Err(format!("endpoint: want unix:///path/to/podman.sock or http://host:port (Podman's service), got {endpoint:?}"));
+            }
+            endpoint.clone()
+        };
         let api_version = text("apiVersion", DEFAULT_API_VERSION)?;
         if !api_version.trim_start_matches('v').split('.').all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
             return Err(format!("apiVersion: want a version such as {DEFAULT_API_VERSION}, got {api_version:?}"));
@@ -82,7 +90,7 @@ impl Podman {
                 SETTINGS.join(", ")
             ));
         }
-        Ok(Podman { client: Client::new(&endpoint, &api_version) })
+        Ok(Podman { client: Client::new(&endpoint, &url, &api_version) })
     }
 
     /// Stops container `id`, SIGKILL after `seconds`; a stopped one is fine.
@@ -348,7 +356,9 @@ mod tests {
         assert!(Podman::from_settings(&json!({})).is_ok());
         assert!(Podman::from_settings(&json!({"endpoint": "http://10.0.0.5:8888/", "apiVersion": "v4.3.1"})).is_ok());
         let error = |settings: Value| Podman::from_settings(&settings).unwrap_err();
-        assert!(error(json!({"endpoint": "unix:///run/podman/podman.sock"})).starts_with("endpoint:"));
+        assert!(Podman::from_settings(&json!({"endpoint": "unix:///run/user/1000/podman/podman.sock"})).is_ok());
+        assert!(error(json!({"endpoint": "unix://run/podman.sock"})).starts_with("endpoint:"));
+        assert!(error(json!({"endpoint": "tcp://127.0.0.1:8888"})).starts_with("endpoint:"));
         assert!(error(json!({"endpoint": "http://"})).starts_with("endpoint:"));
         assert!(error(json!({"endpoint": 8888})).starts_with("endpoint:"));
         assert!(error(json!({"apiVersion": "latest"})).starts_with("apiVersion:"));

@@ -11,6 +11,15 @@
 //! if answer.is_success() { /* answer.body */ }
 //! ```
 //!
+//! A Unix socket the agent config grants (`allowedSockets`) is reached with a URL whose host is
+//! the socket's path with each `/` written as `~`; [`unix_socket_url`] makes it from the
+//! `unix:///run/podman/podman.sock` form users write:
+//!
+//! ```ignore
+//! let base = staticlet_plugin_sdk::http::unix_socket_url("unix:///run/podman/podman.sock")?;
+//! let answer = Request::get(format!("{base}/v4.0.0/libpod/_ping")).send()?;
+//! ```
+//!
 //! By default a request waits as long as the agent lets the call run: an image pull may take
 //! minutes and a stop takes the container's grace period, and no single number fits both. Give
 //! [`Request::timeout`] only when the plugin itself must stop waiting earlier.
@@ -223,6 +232,23 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The base URL of the HTTP service on the Unix socket `unix:///<path>` (or a bare absolute
+/// path): `http://` and the path with each `/` written as `~`, which is how the agent knows a
+/// socket from a host. The path takes letters, digits, `.`, `_`, `-` and `/`, as the agent's
+/// `allowedSockets` do.
+///
+/// # Errors
+///
+/// A URL that is not `unix://` with an absolute path of those characters.
+pub fn unix_socket_url(url: &str) -> Result<String, String> {
+    let path = url.strip_prefix("unix://").unwrap_or(url);
+    let plain = path.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+    if !path.starts_with('/') || path.ends_with('/') || !plain || path.split('/').any(|part| part == "..") {
+        return Err(format!("{url}: want unix:// and the socket's absolute path (letters, digits, '.', '_', '-' and '/')"));
+    }
+    Ok(format!("http://{}", path.replace('/', "~")))
+}
+
 /// `scheme://authority/path?query` → (scheme, authority, path and query); the path defaults to
 /// `/`.
 fn split_url(url: &str) -> Result<(&str, &str, String), String> {
@@ -293,6 +319,16 @@ fn stream_error(e: StreamError, authority: &str, doing: &str) -> Error {
 
 /// The transport's error in words; the agent's two refusals say what to change in its config.
 fn describe(code: ErrorCode, authority: &str) -> Error {
+    if authority.starts_with('~') {
+        let socket = authority.replace('~', "/");
+        return match code {
+            ErrorCode::HttpRequestDenied => Error::Refused(format!(
+                "the agent refused the request to the socket {socket}: it is not in this plugin's allowedSockets (add \"{socket}\" there to allow it)"
+            )),
+            ErrorCode::ConnectionRefused => Error::Failed(format!("nothing listens on {socket}")),
+            other => Error::Failed(format!("{socket}: {other:?}")),
+        };
+    }
     match code {
         ErrorCode::HttpRequestDenied => Error::Refused(format!(
             "the agent refused the request to {authority}: the host is not in this plugin's allowedHosts (add \"{authority}\" there to allow it)"
@@ -321,6 +357,22 @@ mod tests {
         assert!(split_url("unix:///run/podman.sock").is_err());
         assert!(split_url("http:///path").is_err());
         assert!(split_url("127.0.0.1:8888").is_err());
+    }
+
+    #[test]
+    fn a_unix_socket_becomes_a_host_the_agent_knows() {
+        assert_eq!(unix_socket_url("unix:///run/podman/podman.sock"), Ok("http://~run~podman~podman.sock".into()));
+        assert_eq!(unix_socket_url("/run/user/1000/podman/podman.sock"), Ok("http://~run~user~1000~podman~podman.sock".into()));
+        let base = unix_socket_url("unix:///run/podman/podman.sock").unwrap();
+        assert_eq!(
+            split_url(&format!("{base}/v4.0.0/libpod/_ping")),
+            Ok(("http", "~run~podman~podman.sock", "/v4.0.0/libpod/_ping".into()))
+        );
+        for bad in
+            ["unix://run/podman.sock", "unix:///run/../etc/x.sock", "unix:///run/pod man.sock", "unix:///run/", "tcp://127.0.0.1:8888"]
+        {
+            assert!(unix_socket_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

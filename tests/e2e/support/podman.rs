@@ -1,5 +1,6 @@
-//! A real Podman for the tests: Debian's `podman`, serving its REST API on a port of its own,
-//! with its own storage and state directories, so the tests never touch the machine's Podman.
+//! A real Podman for the tests: Debian's `podman`, serving its REST API on a Unix socket of its
+//! own (as `podman.socket` serves `/run/podman/podman.sock`), with its own storage and state
+//! directories, so the tests never touch the machine's Podman.
 //! The service stops itself after two idle minutes; [`podman`] starts it again when a later
 //! test needs it. The test images are loaded from the same archives Docker gets.
 
@@ -17,11 +18,8 @@ const IDLE_EXIT_SECONDS: &str = "120";
 /// One Podman service and the storage it works on.
 #[derive(Debug, Clone)]
 pub struct Podman {
-    /// `http://127.0.0.1:<port>`.
-    pub endpoint: String,
-    /// `127.0.0.1:<port>`, as an agent config grants it.
-    pub address: String,
-    port: u16,
+    /// The API's socket, as an agent config grants it in `allowedSockets`.
+    pub socket: PathBuf,
     /// `--root`.
     root: PathBuf,
     /// `--runroot`.
@@ -42,14 +40,8 @@ pub async fn podman() -> Podman {
         Some(stopped) => stopped,
         None => {
             let base = std::env::temp_dir().join(format!("staticlet-e2e-podman-{}", std::process::id()));
-            let port = super::free_port();
-            let podman = Podman {
-                endpoint: format!("http://127.0.0.1:{port}"),
-                address: format!("127.0.0.1:{port}"),
-                port,
-                root: base.join("root"),
-                runroot: base.join("run"),
-            };
+            std::fs::create_dir_all(&base).unwrap();
+            let podman = Podman { socket: base.join("podman.sock"), root: base.join("root"), runroot: base.join("run") };
             podman.load_images();
             podman
         }
@@ -60,6 +52,17 @@ pub async fn podman() -> Podman {
 }
 
 impl Podman {
+    /// The adapter's `endpoint` setting for the socket: `unix:///...`.
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// The same socket as an adapter built against WIT 0.1.0 takes it, whose settings accept
+    /// only `http://`: the URL the SDK makes of a socket, `http://~tmp~...~podman.sock`.
+    pub fn endpoint_as_url(&self) -> String {
+        format!("http://{}", self.socket.display().to_string().replace('/', "~"))
+    }
+
     /// `podman` on this service's storage, as a user would run it.
     pub fn cli(&self) -> Command {
         let mut command = Command::new("podman");
@@ -94,6 +97,11 @@ impl Podman {
 
     /// The same with the adapter built at `path` (another build of it).
     pub fn runtime_class_config_with(&self, path: &str) -> String {
+        self.runtime_class_config_reaching(path, &self.endpoint())
+    }
+
+    /// The same with the adapter built at `path` given `endpoint` (one of the socket's forms).
+    pub fn runtime_class_config_reaching(&self, path: &str, endpoint: &str) -> String {
         yaml!(
             r#"
             runtimeClasses: {podman: podman}
@@ -101,12 +109,12 @@ impl Podman {
             - name: podman
               kind: runtime-adapter
               path: {path}
-              allowedHosts: ["{address}"]
+              allowedSockets: ["{socket}"]
               config: {endpoint: "{endpoint}"}
             "#,
             path = path,
-            address = self.address,
-            endpoint = self.endpoint,
+            socket = self.socket.display(),
+            endpoint = endpoint,
         )
     }
 
@@ -124,13 +132,19 @@ impl Podman {
     }
 
     fn answers(&self) -> bool {
-        super::http_get(self.port, "/v4.0.0/libpod/_ping").is_some()
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::os::unix::net::UnixStream::connect(&self.socket) else { return false };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut answer = String::new();
+        stream.write_all(b"GET /v4.0.0/libpod/_ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").is_ok()
+            && stream.read_to_string(&mut answer).is_ok()
+            && answer.starts_with("HTTP/1.1 200")
     }
 
     async fn serve(&self) {
         let mut service = self
             .cli()
-            .args(["system", "service", "--time", IDLE_EXIT_SECONDS, &format!("tcp:{}", self.address)])
+            .args(["system", "service", "--time", IDLE_EXIT_SECONDS, &self.endpoint()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -15,15 +15,16 @@
 //!   kind: manifest-source
 //!   path: etcd_source.wasm
 //!   interval: 10s                  # how often it is polled; sources only
-//!   config: {endpoints: ["http://10.0.0.5:2379"]}
-//!   allowedHosts: [10.0.0.5:2379]
+//!   config: {endpoints: ["https://10.0.0.5:2379"]}
+//!   allowedHosts:                  # a host with the TLS files the agent connects with
+//!   - {host: "10.0.0.5:2379", caFile: etcd/ca.crt, certFile: etcd/node.crt, keyFile: etcd/node.key}
 //! - name: podman
 //!   kind: runtime-adapter          # named by a class in runtimeClasses
 //!   path: podman_runtime.wasm
 //!   timeout: 10s                   # per call; stops and execs get their own time on top
 //!   imagePullTimeout: 5m           # per image pull; runtime adapters only
-//!   config: {endpoint: "http://127.0.0.1:8888"}
-//!   allowedHosts: [127.0.0.1:8888]
+//!   config: {endpoint: "unix:///run/podman/podman.sock"}
+//!   allowedSockets: [/run/podman/podman.sock]
 //! - name: registry-token
 //!   kind: credential-provider      # asked for the images it matches, after the kubelet's
 //!   path: token_credential_provider.wasm                     # credential provider executables
@@ -39,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use staticlet_plugin::{Code, DirGrant, Grants, HostGrant, Kind, Limits, PluginSpec, artifacts};
+use staticlet_plugin::{Code, DirGrant, Grants, HostGrant, Kind, Limits, PluginSpec, TlsGrant, artifacts};
 
 use super::GoDuration;
 use staticlet_runtime::handler::{CRI, DOCKER};
@@ -137,10 +138,26 @@ pub struct PluginEntry {
     memory_limit: Option<String>,
     #[serde(default)]
     config: Option<serde_json::Value>,
+    /// Each a host (`name:port`) or a host with TLS settings ([`TlsHostEntry`]): YAML allows
+    /// both in one list, so they are told apart when the grants are built.
     #[serde(default)]
-    allowed_hosts: Vec<String>,
+    allowed_hosts: Vec<serde_json::Value>,
+    #[serde(default)]
+    allowed_sockets: Vec<PathBuf>,
     #[serde(default)]
     read_only_dirs: Vec<DirEntry>,
+}
+
+/// An `allowedHosts` entry with the TLS files the agent connects to that host with. Relative
+/// paths are relative to the config file, as `path` is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TlsHostEntry {
+    host: String,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -254,15 +271,31 @@ impl PluginEntry {
         Ok(limits)
     }
 
-    /// What the plugin may reach: the hosts of `allowedHosts`, and the `readOnlyDirs` with
-    /// their host paths relative to the config file.
+    /// What the plugin may reach: the hosts of `allowedHosts` (with their TLS files), the
+    /// `allowedSockets`, and the `readOnlyDirs`, host paths relative to the config file.
     fn grants(&self, config_dir: &Path, at: &dyn Fn(&str) -> String) -> Result<Grants, String> {
         let http_hosts = self
             .allowed_hosts
             .iter()
             .enumerate()
-            .map(|(j, h)| h.parse::<HostGrant>().map_err(|e| format!("{}: {e}", at(&format!("allowedHosts[{j}]")))))
+            .map(|(j, entry)| host_grant(entry, config_dir, &|field: &str| at(&format!("allowedHosts[{j}]{field}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut unix_sockets = Vec::new();
+        for (j, socket) in self.allowed_sockets.iter().enumerate() {
+            // Plugins name a socket by its path with `/` written as `~` (a URL's host cannot
+            // hold a `/`), so its path must read the same both ways.
+            let text = socket.to_str().unwrap_or_default();
+            let plain = text.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+                && socket.components().all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+            if !socket.is_absolute() || !plain || text.ends_with('/') {
+                return Err(format!(
+                    "{}: {} is not an absolute path of letters, digits, `.`, `_`, `-` and `/` without `..`",
+                    at(&format!("allowedSockets[{j}]")),
+                    socket.display()
+                ));
+            }
+            unix_sockets.push(socket.clone());
+        }
         let mut read_only_dirs = Vec::new();
         for (j, dir) in self.read_only_dirs.iter().enumerate() {
             if !dir.path.starts_with('/') {
@@ -270,8 +303,32 @@ impl PluginEntry {
             }
             read_only_dirs.push(DirGrant { host_path: config_dir.join(&dir.host_path), guest_path: dir.path.clone() });
         }
-        Ok(Grants { http_hosts, read_only_dirs })
+        Ok(Grants { http_hosts, unix_sockets, read_only_dirs })
     }
+}
+
+/// One `allowedHosts` entry: `name:port`, or `{host, caFile, certFile, keyFile, serverName}`.
+fn host_grant(entry: &serde_json::Value, config_dir: &Path, at: &dyn Fn(&str) -> String) -> Result<HostGrant, String> {
+    let parse = |host: &str, field: &str| host.parse::<HostGrant>().map_err(|e| format!("{}: {e}", at(field)));
+    if let Some(host) = entry.as_str() {
+        return parse(host, "");
+    }
+    let entry: TlsHostEntry = serde_json::from_value(entry.clone())
+        .map_err(|e| format!("{}: want a host (`name:port`) or {{host, caFile, certFile, keyFile, serverName}}: {e}", at("")))?;
+    if entry.cert_file.is_some() != entry.key_file.is_some() {
+        return Err(format!("{}: certFile and keyFile go together", at(if entry.cert_file.is_some() { ".keyFile" } else { ".certFile" })));
+    }
+    if entry.ca_file.is_none() && entry.cert_file.is_none() && entry.server_name.is_none() {
+        return Err(format!("{}: say caFile, certFile and keyFile, or serverName; a host without them is written as a string", at("")));
+    }
+    let file = |path: &Option<PathBuf>| path.as_ref().map(|p| config_dir.join(p));
+    let tls = TlsGrant {
+        ca_file: file(&entry.ca_file),
+        cert_file: file(&entry.cert_file),
+        key_file: file(&entry.key_file),
+        server_name: entry.server_name.clone(),
+    };
+    Ok(parse(&entry.host, ".host")?.with_tls(tls))
 }
 
 impl Resolved {
@@ -394,8 +451,39 @@ mod tests {
     }
 
     #[test]
+    fn hosts_carry_their_tls_files_and_sockets_are_granted_by_path() {
+        let resolved = resolved(
+            "- name: etcd\n  kind: manifest-source\n  path: e.wasm\n  allowedHosts:\n  - 10.0.0.9:2379\n  - host: 10.0.0.5:2379\n    caFile: etcd/ca.crt\n    certFile: /pki/node.crt\n    keyFile: /pki/node.key\n    serverName: etcd-1\n  allowedSockets: [/run/podman/podman.sock]\n",
+        );
+        let grants = &resolved.sources[0].spec.grants;
+        assert_eq!(grants.http_hosts[0].tls(), None, "the string form has no TLS settings");
+        let tls = grants.http_hosts[1].tls().unwrap();
+        assert_eq!(grants.http_hosts[1].to_string(), "10.0.0.5:2379");
+        assert_eq!(tls.ca_file.as_deref(), Some(Path::new("/etc/staticlet/etcd/ca.crt")));
+        assert_eq!(tls.cert_file.as_deref(), Some(Path::new("/pki/node.crt")));
+        assert_eq!(tls.key_file.as_deref(), Some(Path::new("/pki/node.key")));
+        assert_eq!(tls.server_name.as_deref(), Some("etcd-1"));
+        assert_eq!(grants.unix_sockets, [PathBuf::from("/run/podman/podman.sock")]);
+    }
+
+    #[test]
     fn errors_name_the_entry_and_field() {
         let cases = [
+            (
+                "- {name: a, kind: manifest-source, path: a.wasm, allowedHosts: [{host: h, certFile: c}]}",
+                "plugins[0].allowedHosts[0].keyFile: certFile and keyFile go together",
+            ),
+            (
+                "- {name: a, kind: manifest-source, path: a.wasm, allowedHosts: [{host: 'bad host', caFile: c}]}",
+                "plugins[0].allowedHosts[0].host",
+            ),
+            ("- {name: a, kind: manifest-source, path: a.wasm, allowedHosts: [{host: h}]}", "plugins[0].allowedHosts[0]: say caFile"),
+            (
+                "- {name: a, kind: manifest-source, path: a.wasm, allowedHosts: [{host: h, caFlie: c}]}",
+                "plugins[0].allowedHosts[0]: want a host",
+            ),
+            ("- {name: a, kind: manifest-source, path: a.wasm, allowedSockets: [run/podman.sock]}", "plugins[0].allowedSockets[0]"),
+            ("- {name: a, kind: manifest-source, path: a.wasm, allowedSockets: [/run/../etc/x.sock]}", "plugins[0].allowedSockets[0]"),
             ("- {name: a, kind: admission-validator, path: a.wasm, allowedHosts: ['bad host']}", "plugins[0].allowedHosts[0]"),
             ("- {name: a, kind: admission-validator, path: a.wasm, memoryLimit: lots}", "plugins[0].memoryLimit"),
             (

@@ -1,5 +1,8 @@
 //! Source plugins: `manifest-source` components, each polled on the interval its config entry
-//! gives. A poll's list is the full set of that source, each manifest under its stable id (the
+//! gives, and at once whenever the source says it changed: between polls the agent sits in the
+//! plugin's `wait-for-change`, which a source following its backend (the etcd source's watch)
+//! answers as soon as it sees a change. A 0.1.0 source cannot say, and is polled at its interval
+//! only; a wait that fails leaves the interval in charge until the next one. A poll's list is the full set of that source, each manifest under its stable id (the
 //! place `plugin:<name>#<id>`, so a pod keeps its UID across polls); `none` means unchanged.
 //! A poll that fails (the plugin's own error, a trap, its deadline, a refused outbound request)
 //! is reported and the source's last good set keeps running. What the desired stage last
@@ -19,13 +22,16 @@ use staticlet_model::SourceKind;
 use staticlet_plugin::{Plugin, PluginEngine};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::checkpoint::LastRead;
 use super::{Source, SourceSnapshot};
 use crate::config::plugins::SourceConfig;
 use crate::metrics::{Metrics, SourceHealth};
 use crate::state::checkpoint::Item;
+
+/// The least time between two polls of one source, however often it says it changed.
+const MIN_POLL_SPACING: Duration = Duration::from_millis(50);
 
 /// A loaded source plugin, how often to poll it and where its checkpoint is.
 pub struct PluginSource {
@@ -76,14 +82,34 @@ impl PluginSource {
         }
     }
 
-    /// Sleeps until the next poll is due, or new code of the plugin was loaded (`reloads`
-    /// moved on); `false` on shutdown.
+    /// Waits until the next poll is due, the source says it changed, or new code of the plugin
+    /// was loaded (`reloads` moved on); `false` on shutdown. Leaving mid-wait drops the
+    /// plugin's call, which ends it.
     async fn wait_for_next_poll(&self, reloads: &mut watch::Receiver<u64>, shutdown: &CancellationToken) -> bool {
+        let polled = tokio::time::Instant::now();
+        let due = polled + self.interval;
         tokio::select! {
             _ = shutdown.cancelled() => false,
-            _ = tokio::time::sleep(self.interval) => true,
+            () = async {
+                self.follow_changes_until(due).await;
+                // A source that says "changed" all the time gets polled no more often than this.
+                tokio::time::sleep_until(polled + MIN_POLL_SPACING).await;
+            } => true,
             changed = reloads.changed() => changed.is_ok(),
         }
+    }
+
+    /// Returns when the source says it changed, or at `due`.
+    async fn follow_changes_until(&self, due: tokio::time::Instant) {
+        let left = due.saturating_duration_since(tokio::time::Instant::now());
+        match self.plugin.wait_for_change(left).await {
+            Ok(true) => return,
+            Ok(false) => {}
+            // The source logs its own trouble following its backend (and the next poll fails
+            // too if the backend is gone); the interval is in charge until a wait succeeds.
+            Err(e) => debug!(plugin = %self.plugin.spec().name, "source plugin cannot follow its changes: {e}; polling at its interval"),
+        }
+        tokio::time::sleep_until(due).await;
     }
 
     /// A poll's list as checkpoint items; ids must be unique and not empty.
@@ -226,8 +252,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = fixture(dir.path());
         let (manifests, wasm) = (dir.path().join("manifests"), dir.path().join("fixture.wasm"));
-        // Long enough that only a reload can explain a second poll within the test.
+        // Long enough, and the fixture not following its directory, so that only a reload can
+        // explain a second poll within the test.
         config.interval = Duration::from_secs(3600);
+        config.spec.settings = r#"{"dir": "/m", "follow": false}"#.into();
         let engine = PluginEngine::new("n1", None).unwrap();
         let metrics = Metrics::new();
         let source = Box::new(PluginSource::load(&engine, &config, dir.path().join("checkpoint.json"), metrics.clone()).await);
@@ -254,6 +282,37 @@ mod tests {
         assert_ne!(plugin.info().digest, digest);
         shutdown.cancel();
         task.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_source_that_sees_a_change_is_polled_at_once_not_at_its_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = fixture(dir.path());
+        // Only the source saying so can explain a second poll within the test.
+        config.interval = Duration::from_secs(3600);
+        let engine = PluginEngine::new("n1", None).unwrap();
+        let metrics = Metrics::new();
+        let source = Box::new(PluginSource::load(&engine, &config, dir.path().join("checkpoint.json"), metrics.clone()).await);
+        assert!(source.plugin().follows_changes(), "the fixture is built against WIT 0.2.0");
+        let health = metrics.source(&source.kind().to_string());
+        let (tx, mut rx) = watch::channel(SourceSnapshot::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(source.run(tx, health, shutdown.clone()));
+        assert_eq!(ids(&next(&mut rx).await), ["plugin:fixture#a"]);
+
+        for (file, expected) in
+            [("b", vec!["plugin:fixture#a", "plugin:fixture#b"]), ("c", vec!["plugin:fixture#a", "plugin:fixture#b", "plugin:fixture#c"])]
+        {
+            let written = Instant::now();
+            std::fs::write(dir.path().join("manifests").join(file), "kind: Pod").unwrap();
+            assert_eq!(ids(&next(&mut rx).await), expected);
+            assert!(written.elapsed() < Duration::from_secs(2), "seen after {:?}", written.elapsed());
+        }
+        // Shutdown ends the wait in progress rather than waiting out its hour.
+        let stopping = Instant::now();
+        shutdown.cancel();
+        task.await.unwrap();
+        assert!(stopping.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

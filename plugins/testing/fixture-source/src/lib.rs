@@ -5,10 +5,14 @@
 //!   file name as its id, so a test changes the set by writing files. A directory that cannot
 //!   be read is an `unavailable` error, the outage a source must survive.
 //!
-//! A poll answers `none` when the set is the one this instance returned last.
+//! A poll answers `none` when the set is the one this instance returned last. A wait for a
+//! change watches the directory (it reads it every 20 ms) and answers `true` as soon as the set
+//! differs from the one last returned; with inline manifests, or `"follow": false`, it just
+//! waits out its timeout, as a source that cannot follow its backend does.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 // wit-bindgen's export glue is `unsafe extern "C"` by nature; the lint stays on elsewhere.
 #[allow(unsafe_code)]
@@ -28,7 +32,7 @@ use bindings::staticlet::plugin::types::Error;
 
 enum Origin {
     Inline(BTreeMap<String, String>),
-    Dir(String),
+    Dir { dir: String, follow: bool },
 }
 
 thread_local! {
@@ -43,7 +47,9 @@ fn error(code: &str, message: impl Into<String>) -> Error {
 fn parse(config: &str) -> Result<Origin, String> {
     let config: serde_json::Value = serde_json::from_str(config).map_err(|e| format!("settings are not JSON: {e}"))?;
     if let Some(dir) = config.get("dir") {
-        return dir.as_str().map(|d| Origin::Dir(d.to_owned())).ok_or_else(|| "dir: must be a string".to_owned());
+        let dir = dir.as_str().ok_or("dir: must be a string")?.to_owned();
+        let follow = config.get("follow").map_or(Some(true), serde_json::Value::as_bool).ok_or("follow: must be true or false")?;
+        return Ok(Origin::Dir { dir, follow });
     }
     let Some(manifests) = config.get("manifests").and_then(|m| m.as_object()) else {
         return Err("set either `dir` or `manifests`".to_owned());
@@ -83,7 +89,7 @@ impl Source for FixtureSource {
     fn poll() -> Result<Option<Vec<Manifest>>, Error> {
         let current = ORIGIN.with(|o| match o.borrow().as_ref() {
             Some(Origin::Inline(manifests)) => Ok(manifests.clone()),
-            Some(Origin::Dir(dir)) => read_dir(dir),
+            Some(Origin::Dir { dir, .. }) => read_dir(dir),
             None => Err(error("internal", "poll was called before init")),
         })?;
         LAST.with(|last| {
@@ -96,4 +102,31 @@ impl Source for FixtureSource {
             Ok(Some(manifests))
         })
     }
+
+    fn wait_for_change(timeout_ms: u64) -> Result<bool, Error> {
+        let timeout = Duration::from_millis(timeout_ms);
+        let Some(dir) = ORIGIN.with(|o| match o.borrow().as_ref() {
+            Some(Origin::Dir { dir, follow: true }) => Some(dir.clone()),
+            _ => None,
+        }) else {
+            std::thread::sleep(timeout);
+            return Ok(false);
+        };
+        let started = Instant::now();
+        loop {
+            // An unreadable directory is left to the next poll to report.
+            if let Ok(current) = read_dir(&dir)
+                && LAST.with(|last| last.borrow().as_ref() != Some(&current))
+            {
+                return Ok(true);
+            }
+            if started.elapsed() >= timeout {
+                return Ok(false);
+            }
+            std::thread::sleep(WATCH_PERIOD.min(timeout.saturating_sub(started.elapsed())));
+        }
+    }
 }
+
+/// How often a wait reads the directory.
+const WATCH_PERIOD: Duration = Duration::from_millis(20);
