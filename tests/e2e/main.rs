@@ -66,3 +66,7 @@ mod interactive;
 
 // The CRI runtime against a real containerd: pod IPs, logs, OOM kills, adoption (issue 11).
 mod cri;
+
+// Issue 28: a fleet fed by one etcd cluster over mutual TLS, at the size CI can hold (the
+// `fleet` benchmark runs 20 nodes).
+mod fleet;

@@ -150,6 +150,18 @@ impl ApiServer {
         path
     }
 
+    /// Writes a kubeconfig for reading the cluster with `kubectl` (which sends no token over
+    /// plain HTTP, and so reads anonymously).
+    pub fn reader_kubeconfig(&self) -> std::path::PathBuf {
+        let path = self.dir.path().join("reader.kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"{}\"}}\nusers:\n- name: reader\n  user: {{}}\ncontexts:\n- name: reader\n  context: {{cluster: double, user: reader}}\ncurrent-context: reader\n",
+            self.url()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     /// TokenReview vouches for `token` as `user` in `groups`.
     pub fn accept_token(&self, token: &str, user: &str, groups: &[&str]) {
         let groups = groups.iter().map(|g| (*g).to_owned()).collect();
@@ -242,6 +254,10 @@ async fn serve(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Bod
     let user = match token.as_deref() {
         Some("admin") => "system:admin".to_owned(),
         Some(t) if t.starts_with("node-") => format!("system:node:{}", &t[5..]),
+        // No credentials at all: an anonymous reader, as with `--anonymous-auth` and a binding
+        // that lets it read. It is how `kubectl` gets in, since it withholds tokens over plain
+        // HTTP. Writes, and unknown tokens, are refused.
+        None if request.method() == hyper::Method::GET => "system:anonymous".to_owned(),
         _ => return respond(StatusCode::UNAUTHORIZED, status(401, "Unauthorized", "Unauthorized")),
     };
     let method = request.method().to_string();
@@ -251,9 +267,56 @@ async fn serve(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         shared.state.lock().unwrap().served.push(Served { user: user.clone(), method, path });
         return watch_pods(shared.clone(), &query);
     }
+    let table = request.headers().get("accept").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("as=Table"));
     let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let (code, value) = handle(shared, &user, &method, &path, &query, &body);
+    if table && value["kind"] == "PodList" {
+        return respond(code, pod_table(&value));
+    }
     respond(code, value)
+}
+
+/// A pod list as the API server's table of pods, which `kubectl get pods` asks for: the
+/// columns of its pod printer (`-o wide` shows those of priority 1 too).
+fn pod_table(list: &Value) -> Value {
+    let column =
+        |name: &str, priority: u8| json!({"name": name, "type": "string", "format": "", "description": name, "priority": priority});
+    let rows: Vec<Value> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|pod| {
+            let statuses = pod["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let containers = pod["spec"]["containers"].as_array().map_or(0, Vec::len);
+            let ready = statuses.iter().filter(|s| s["ready"] == true).count();
+            let restarts: u64 = statuses.iter().filter_map(|s| s["restartCount"].as_u64()).sum();
+            let none = || json!("<none>");
+            json!({
+                "cells": [
+                    pod["metadata"]["name"],
+                    format!("{ready}/{containers}"),
+                    pod["status"]["phase"].as_str().unwrap_or("Pending"),
+                    restarts.to_string(),
+                    age(&pod["metadata"]["creationTimestamp"]),
+                    pod["status"]["podIP"].as_str().map_or_else(none, |ip| json!(ip)),
+                    pod["spec"]["nodeName"].as_str().map_or_else(none, |node| json!(node)),
+                    none(),
+                    none(),
+                ],
+                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": {"name": pod["metadata"]["name"], "namespace": pod["metadata"]["namespace"]}},
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": list["metadata"]["resourceVersion"]},
+        "columnDefinitions": [
+            column("Name", 0), column("Ready", 0), column("Status", 0), column("Restarts", 0), column("Age", 0),
+            column("IP", 1), column("Node", 1), column("Nominated Node", 1), column("Readiness Gates", 1),
+        ],
+        "rows": rows,
+    })
 }
 
 fn respond(code: StatusCode, value: Value) -> Response<Body> {
@@ -331,6 +394,16 @@ fn handle(shared: &Shared, user: &str, method: &str, path: &str, query: &str, bo
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let before = state.revision;
     let result = match (method, &segments[..]) {
+        // Discovery, as far as `kubectl get pods` needs it.
+        ("GET", ["api"]) => Ok((StatusCode::OK, json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}))),
+        ("GET", ["apis"]) => Ok((StatusCode::OK, json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))),
+        ("GET", ["api", "v1"]) => Ok((
+            StatusCode::OK,
+            json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod", "verbs": ["create", "delete", "get", "list", "watch"], "shortNames": ["po"]},
+                {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node", "verbs": ["create", "get", "list"], "shortNames": ["no"]},
+            ]}),
+        )),
         ("GET", ["api", "v1", "pods"]) => list_pods(&state, query),
         ("POST", ["api", "v1", "namespaces", ns, "pods"]) => create_pod(&mut state, node_user.as_deref(), ns, body),
         ("GET", ["api", "v1", "namespaces", ns, "pods", name]) => {
@@ -408,6 +481,18 @@ impl State {
     fn pod_event(&mut self, kind: &'static str, pod: &Value) {
         let revision = self.revision;
         self.pod_events.push((revision, kind, pod.clone()));
+    }
+}
+
+/// How long ago `timestamp` was, as the API server's printers write it (`7s`, `3m12s`, `5h`).
+fn age(timestamp: &Value) -> String {
+    let Some(created) = timestamp.as_str().and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok()) else { return "<unknown>".into() };
+    let seconds = k8s_openapi::jiff::Timestamp::now().duration_since(created).as_secs().max(0);
+    match seconds {
+        0..120 => format!("{seconds}s"),
+        120..600 => format!("{}m{}s", seconds / 60, seconds % 60),
+        600..10_800 => format!("{}m", seconds / 60),
+        _ => format!("{}h", seconds / 3600),
     }
 }
 
