@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use staticlet_plugin::artifacts::ETCD_SOURCE;
 
-use crate::support::etcd::Etcd;
+use crate::support::etcd::{Cluster, Etcd};
 use crate::support::images::BUSYBOX;
 use crate::support::{Agent, wait_for, yaml};
 
@@ -38,6 +38,11 @@ fn config(agent: &Agent, settings: &str, allowed_hosts: &str) -> PathBuf {
 
 /// The same with the source built at `plugin`.
 fn config_with(agent: &Agent, plugin: &str, settings: &str, allowed_hosts: &str) -> PathBuf {
+    config_polled(agent, plugin, "1s", settings, allowed_hosts)
+}
+
+/// The same polled every `interval`.
+fn config_polled(agent: &Agent, plugin: &str, interval: &str, settings: &str, allowed_hosts: &str) -> PathBuf {
     let path = agent.dir().parent().unwrap().join("staticlet.yaml");
     let text = yaml!(
         r#"
@@ -45,11 +50,12 @@ fn config_with(agent: &Agent, plugin: &str, settings: &str, allowed_hosts: &str)
         - name: etcd
           kind: manifest-source
           path: {plugin}
-          interval: 1s
+          interval: {interval}
           config: {settings}
           allowedHosts: {allowed_hosts}
         "#,
         plugin,
+        interval,
         settings,
         allowed_hosts,
     );
@@ -67,6 +73,58 @@ async fn wait_running(agent: &Agent, name: &str) -> String {
 
 async fn wait_gone(agent: &Agent, name: &str) {
     wait_for(START, &format!("pod {name} to go"), || async { app_id(agent, name).await.is_none().then_some(()) }).await;
+}
+
+/// With a poll interval of an hour, only the watch can explain a change arriving: puts and
+/// deletes arrive through it; when its member dies and etcd compacts its history meanwhile, the
+/// source reads the prefix whole again once the member is back, and the changes made in between
+/// apply once each: nothing missed, nothing replayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_etcd_source_follows_a_watch_across_a_lost_member_and_a_compaction() {
+    let mut cluster = Cluster::start(3, false);
+    let mut agent = Agent::new("etcdwatch");
+    let node = agent.node.clone();
+    let key = |name: &str| format!("/staticlet/{node}/{name}");
+    cluster.put(&key("a"), &pod("a", "3600"));
+    cluster.put(&key("b"), &pod("b", "3600"));
+    // The agent knows one member only, so that member's death cuts it off.
+    let (url, address) = (cluster.url(0), cluster.addresses()[0].clone());
+    let config = config_polled(&agent, ETCD_SOURCE, "1h", &format!("{{endpoints: ['{url}']}}"), &format!("['{address}']"));
+    agent.start_with(&["--config", config.to_str().unwrap()]);
+    let a = wait_running(&agent, "a").await;
+    wait_running(&agent, "b").await;
+
+    // Within the hour, through the watch.
+    cluster.put(&key("c"), &pod("c", "3600"));
+    wait_running(&agent, "c").await;
+    cluster.delete(&key("c"));
+    wait_gone(&agent, "c").await;
+
+    // Its member dies; meanwhile a changes, b goes, d comes, c comes and goes again, and etcd
+    // compacts its history past everything the agent saw.
+    cluster.kill(0);
+    cluster.wait_healthy();
+    cluster.put(&key("a"), &pod("a", "7200"));
+    cluster.delete(&key("b"));
+    cluster.put(&key("d"), &pod("d", "3600"));
+    cluster.put(&key("c"), &pod("c", "3600"));
+    cluster.delete(&key("c"));
+    let revision = cluster.revision();
+    cluster.must(&["compact", &revision.to_string()]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.revive(0);
+
+    let replaced = wait_for(START, "pod a's container to be replaced", || async { app_id(&agent, "a").await.filter(|id| *id != a) }).await;
+    wait_running(&agent, "d").await;
+    wait_gone(&agent, "b").await;
+    agent.wait_log("compacted its history").await;
+    // Once each: a's new container stays, c never comes back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app_id(&agent, "a").await, Some(replaced), "a replaced once, not again by a replayed event");
+    assert!(app_id(&agent, "c").await.is_none());
+    // And the watch goes on from there.
+    cluster.put(&key("e"), &pod("e", "3600"));
+    wait_running(&agent, "e").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,6 +11,10 @@ mod support;
 #[path = "common/report.rs"]
 mod report;
 
+#[allow(dead_code)]
+#[path = "common/process.rs"]
+mod process;
+
 use std::time::{Duration, Instant};
 
 use support::images::BUSYBOX;
@@ -18,18 +22,6 @@ use support::{Agent, docker, running, wait_for};
 
 const PODS: usize = 100;
 const WINDOW: Duration = Duration::from_secs(60);
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn ticks_per_second() -> f64 {
-    let out = std::process::Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
 
 /// Whether a Docker engine answers here, and if not, why.
 fn engine_missing() -> Option<String> {
@@ -64,9 +56,9 @@ async fn main() {
     // Let the last syncs settle before measuring.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let pid = agent.pid();
-    let before = cpu_ticks(pid);
+    let before = process::cpu_ticks(pid);
     tokio::time::sleep(WINDOW).await;
-    let used = (cpu_ticks(pid) - before) as f64 / ticks_per_second();
+    let used = (process::cpu_ticks(pid) - before) as f64 / process::ticks_per_second();
     let percent = 100.0 * used / WINDOW.as_secs_f64();
     println!("idle_cpu: agent CPU over {}s idle with {PODS} pods: {percent:.3}% of one core", WINDOW.as_secs());
     report::row(

@@ -11,6 +11,8 @@
 #[path = "common/report.rs"]
 mod report;
 
+// Each benchmark uses some of what it reads.
+#[allow(dead_code)]
 #[path = "common/process.rs"]
 mod process;
 

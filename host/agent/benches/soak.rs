@@ -16,6 +16,8 @@
 #[path = "../../../tests/e2e/support/mod.rs"]
 mod support;
 
+// Each benchmark uses some of what it reads.
+#[allow(dead_code)]
 #[path = "common/process.rs"]
 mod process;
 

@@ -16,7 +16,9 @@
 //! watch told, without a read. When the watch breaks (its member died, a proxy cut it) or etcd
 //! cancels it because its history was compacted past that revision, the next poll reads the
 //! whole prefix again and the watch resumes from that read's revision: no change is missed or
-//! applied twice. While no watch can be opened, the agent's interval polls carry on alone.
+//! applied twice. While no watch can be opened (etcd is down), the agent's interval polls carry on
+//! and the plugin tries again every second; the first watch that opens asks the agent to poll at
+//! once, so a cluster that comes back is caught up with in about a second.
 //!
 //! With `username` and `password` it authenticates (`/v3/auth/authenticate`) and renews an
 //! expired token once per request.
@@ -204,22 +206,35 @@ impl State {
             return Ok(false);
         };
         if self.watch.is_none() {
-            match self.open_watch(from) {
-                Ok(watch) => {
-                    if self.watch_failure.take().is_some() {
-                        host::log(LogLevel::Info, &format!("watching {} on {} again", self.prefix, watch.endpoint));
+            // While etcd is away, try again every second until the wait is over: back, the
+            // agent polls at once (the read catches up on what the outage hid) rather than at
+            // its interval.
+            loop {
+                match self.open_watch(from) {
+                    Ok(watch) => {
+                        let endpoint = watch.endpoint.clone();
+                        self.watch = Some(watch);
+                        if self.watch_failure.take().is_some() {
+                            host::log(LogLevel::Info, &format!("watching {} on {endpoint} again", self.prefix));
+                            return Ok(true);
+                        }
+                        break;
                     }
-                    self.watch = Some(watch);
-                }
-                Err(message) => {
-                    if self.watch_failure.as_ref() != Some(&message) {
-                        host::log(
-                            LogLevel::Warn,
-                            &format!("cannot watch {}: {message}; polling at the agent's interval until a watch opens", self.prefix),
-                        );
+                    Err(message) => {
+                        if self.watch_failure.is_none() {
+                            host::log(
+                                LogLevel::Warn,
+                                &format!("cannot watch {}: {message}; polling at the agent's interval until a watch opens", self.prefix),
+                            );
+                        }
                         self.watch_failure = Some(message.clone());
+                        let retry = monotonic_clock::now().saturating_add(WATCH_RETRY_NS);
+                        if retry >= deadline {
+                            monotonic_clock::subscribe_instant(deadline).block();
+                            return Err(error("unavailable", message));
+                        }
+                        monotonic_clock::subscribe_instant(retry).block();
                     }
-                    return Err(error("unavailable", message));
                 }
             }
         }
@@ -297,6 +312,9 @@ impl State {
         }
     }
 }
+
+/// How often a watch that cannot be opened is tried again within one wait.
+const WATCH_RETRY_NS: u64 = 1_000_000_000;
 
 /// The longest watch message read: far above any node's set of manifests.
 const MAX_WATCH_LINE: usize = 16 * 1024 * 1024;

@@ -127,7 +127,8 @@ impl Cluster {
         self.members[i].child = Some(child);
     }
 
-    fn wait_healthy(&self) {
+    /// Waits until the members that run answer, with a leader among them.
+    pub fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self.ctl(&["endpoint", "health"]).status.success() {
             let logs: Vec<String> = self.members.iter().map(|m| std::fs::read_to_string(&m.log).unwrap_or_default()).collect();
@@ -205,6 +206,13 @@ impl Cluster {
     /// Deletes `key`.
     pub fn delete(&self, key: &str) {
         self.must(&["del", key]);
+    }
+
+    /// The store's current revision.
+    pub fn revision(&self) -> i64 {
+        let out = self.ctl(&["get", "/", "--prefix", "--keys-only", "--limit", "1", "-w", "json"]);
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("etcdctl get -w json");
+        answer["header"]["revision"].as_i64().expect("a revision in the header")
     }
 
     /// Where the cluster's files are.

@@ -212,10 +212,11 @@ impl Fleet {
         running
     }
 
-    /// Kills the etcd member that leads; its index.
+    /// Kills the etcd member that leads and waits for the others to elect another; its index.
     pub fn kill_leader(&mut self) -> usize {
         let leader = self.etcd.leader();
         self.etcd.kill(leader);
+        self.etcd.wait_healthy();
         leader
     }
 

@@ -1,0 +1,171 @@
+//! A fleet of 20 nodes on one machine (issue 28): a real 3-member etcd cluster on TLS with
+//! client certificates, 20 agents sharing the machine's Docker engine, each fed by the etcd
+//! source over mutual TLS (its own prefix and the fleet's) and mirroring its pods to one API
+//! server. It measures, from the moment the test began its put to the engine's `start` event of
+//! each node's new container:
+//!
+//! - a put of a pod for every node (20 puts, one per node's prefix) → running on every node;
+//! - one put changing the pod every node runs → updated on every node;
+//! - the etcd leader killed: pods stopped (none), and the next put → every node;
+//! - the whole cluster stopped, and every agent restarted meanwhile: pods stopped (none; the
+//!   agents restore their checkpoints and adopt their containers);
+//! - the cluster back: a put → every node;
+//! - the API server down: pods stopped (none); every node's mirror pods back after;
+//! - each agent's CPU (percent of a core) and RSS while idle, 40 pods running.
+//!
+//! `cargo bench -p staticlet --bench fleet` (needs Docker, etcd and etcdctl; `FLEET_NODES`
+//! changes the size).
+
+#[allow(dead_code)]
+#[path = "../../../tests/e2e/support/mod.rs"]
+mod support;
+
+#[allow(dead_code)]
+#[path = "common/report.rs"]
+mod report;
+
+#[allow(dead_code)]
+#[path = "common/process.rs"]
+mod process;
+
+use std::time::{Duration, Instant};
+
+use support::fleet::{FLEET_POD, Fleet, OWN_POD, Running};
+
+/// How long the agents are left alone before their idle CPU is measured, and for how long.
+const SETTLE: Duration = Duration::from_secs(10);
+const IDLE_WINDOW: Duration = Duration::from_secs(30);
+
+/// How many of `before`'s containers are not running any more (stopped, or replaced).
+fn stopped(before: &Running, after: &Running) -> usize {
+    before.iter().filter(|(pod, id)| after.get(*pod) != Some(id)).count()
+}
+
+fn missing(tool: &str) -> bool {
+    std::process::Command::new(tool).arg("--version").output().map_or(true, |o| !o.status.success())
+}
+
+fn summary(samples: &[f64]) -> String {
+    let max = samples.iter().copied().fold(0.0, f64::max);
+    format!(
+        "p50 **{:.2} s**, p99 **{:.2} s**, all {} nodes {max:.2} s",
+        report::percentile(samples, 50.0),
+        report::percentile(samples, 99.0),
+        samples.len()
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    if ["docker", "etcd", "etcdctl", "kubectl"].iter().any(|t| missing(t)) {
+        return report::skip(
+            "fleet",
+            "needs Docker, etcd, etcdctl and kubectl (apt install docker.io etcd-server etcd-client kubernetes-client)",
+        );
+    }
+    let nodes: usize = std::env::var("FLEET_NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(20);
+    let started = Instant::now();
+    let mut fleet = Fleet::start("fleetbench", nodes).await;
+
+    let own = fleet.put_own_pods(3600).await;
+    println!("fleet: own pods, put → running: {own:.2?}");
+    let first = fleet.put_fleet_pod(3600).await;
+    println!("fleet: the fleet's pod, put → running: {first:.2?}");
+    fleet.wait_agents_ready(&[OWN_POD, FLEET_POD]).await;
+    let update = fleet.put_fleet_pod(3601).await;
+    println!("fleet: the fleet's pod changed, put → updated: {update:.2?}");
+    fleet.wait_agents_ready(&[OWN_POD, FLEET_POD]).await;
+
+    // The leader dies.
+    let before = fleet.running();
+    let leader = fleet.kill_leader();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut lost = stopped(&before, &fleet.running());
+    let after_leader = fleet.put_fleet_pod(3602).await;
+    println!("fleet: leader (member {leader}) killed, {lost} pods stopped; the next put → updated: {after_leader:.2?}");
+    fleet.etcd.revive(leader);
+    fleet.wait_agents_ready(&[OWN_POD, FLEET_POD]).await;
+
+    // The whole cluster stops, and every agent restarts meanwhile.
+    let before = fleet.running();
+    fleet.etcd.stop();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let outage = stopped(&before, &fleet.running());
+    fleet.restart_agents();
+    fleet.wait_agents_ready(&[OWN_POD, FLEET_POD]).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let restarted = stopped(&before, &fleet.running());
+    println!("fleet: etcd down, {outage} pods stopped; every agent restarted meanwhile, {restarted} pods stopped");
+    lost += outage + restarted;
+
+    // The cluster is back.
+    fleet.etcd.resume();
+    let back = Instant::now();
+    let after_outage = fleet.put_fleet_pod(3603).await;
+    println!("fleet: etcd back, the next put → updated: {after_outage:.2?} ({:.1?} after etcd answered)", back.elapsed());
+    fleet.wait_agents_ready(&[OWN_POD, FLEET_POD]).await;
+
+    // Every node's pods on one API server; its outage stops nothing.
+    let table = fleet.wait_mirrored(&[OWN_POD, FLEET_POD]).await;
+    let mirrored = table.lines().skip(1).count();
+    let before = fleet.running();
+    fleet.api.stop().await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let api_outage = stopped(&before, &fleet.running());
+    fleet.api.resume().await;
+    fleet.wait_mirrored(&[OWN_POD, FLEET_POD]).await;
+    println!("fleet: {mirrored} mirror pods in kubectl get pods -A -o wide; API server down 10 s, {api_outage} pods stopped");
+    lost += api_outage;
+
+    // Idle: every node's pods running, watches open, nothing changing.
+    tokio::time::sleep(SETTLE).await;
+    let pids: Vec<u32> = fleet.agents.iter().map(support::Agent::pid).collect();
+    let before: Vec<u64> = pids.iter().map(|pid| process::cpu_ticks(*pid)).collect();
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let cpu: Vec<f64> = pids
+        .iter()
+        .zip(&before)
+        .map(|(pid, before)| (process::cpu_ticks(*pid) - before) as f64 / process::ticks_per_second() / IDLE_WINDOW.as_secs_f64() * 100.0)
+        .collect();
+    let rss: Vec<f64> = pids.iter().map(|pid| process::status_kib(&pid.to_string(), "VmRSS") as f64 / 1024.0).collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    println!("fleet: idle CPU per agent {cpu:.3?} %, RSS {rss:.1?} MiB; the whole run took {:.0?}", started.elapsed());
+
+    let command = report::command("staticlet", "fleet");
+    let setting = format!(
+        "{nodes} agents on one Docker engine, a 3-member etcd cluster on TLS with client certificates, the etcd source's watch over mutual TLS"
+    );
+    let mut all_puts = own.clone();
+    all_puts.extend(&first);
+    report::row(
+        &format!("Fleet: put of a pod for every node → running on all ({setting})"),
+        &summary(&all_puts),
+        "p99 under 2 s",
+        &command,
+    );
+    report::row("Fleet: one put changing every node's pod → updated on all", &summary(&update), "p99 under 2 s", "");
+    report::row(
+        "Fleet: faults (etcd leader killed; whole cluster stopped with every agent restarted meanwhile; API server down 10 s)",
+        &format!(
+            "**{lost} pods stopped**; after the leader's death a put → all {}; after the cluster came back {}; {mirrored} mirror pods listed by kubectl",
+            summary(&after_leader),
+            summary(&after_outage)
+        ),
+        "0 pods stopped",
+        "",
+    );
+    report::row(
+        "Fleet: each agent while idle (2 pods, 2 etcd watches, mirror pods)",
+        &format!(
+            "CPU mean **{:.3} %** of a core (max {:.3} %), RSS mean **{:.1} MiB** (max {:.1} MiB)",
+            mean(&cpu),
+            max(&cpu),
+            mean(&rss),
+            max(&rss)
+        ),
+        "",
+        "",
+    );
+    drop(fleet);
+}
