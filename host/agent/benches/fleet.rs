@@ -13,6 +13,11 @@
 //! - the API server down: pods stopped (none); every node's mirror pods back after;
 //! - each agent's CPU (percent of a core) and RSS while idle, 40 pods running.
 //!
+//! Beside them, in the same run, the floor: a minimal client starting the same pods for every
+//! node at once on the same engine, with the Engine API calls staticlet's Docker runtime makes
+//! (the same requests, built by the runtime's own functions). On a small machine the engine
+//! starting 20 pods at once takes longer than the fleet's target, whoever asks it.
+//!
 //! `cargo bench -p staticlet --bench fleet` (needs Docker, etcd and etcdctl; `FLEET_NODES`
 //! changes the size).
 
@@ -21,16 +26,17 @@
 mod support;
 
 #[allow(dead_code)]
-#[path = "common/report.rs"]
-mod report;
+mod common;
 
 #[allow(dead_code)]
 #[path = "common/process.rs"]
 mod process;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use support::fleet::{FLEET_POD, Fleet, OWN_POD, Running};
+use common::report;
+use support::fleet::{FLEET_POD, Fleet, OWN_POD, Running, Spread};
+use support::images::{BUSYBOX, PAUSE};
 
 /// How long the agents are left alone before their idle CPU is measured, and for how long.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -41,8 +47,10 @@ fn stopped(before: &Running, after: &Running) -> usize {
     before.iter().filter(|(pod, id)| after.get(*pod) != Some(id)).count()
 }
 
+/// Whether `tool` is nowhere on the `PATH`.
 fn missing(tool: &str) -> bool {
-    std::process::Command::new(tool).arg("--version").output().map_or(true, |o| !o.status.success())
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file())
 }
 
 fn summary(samples: &[f64]) -> String {
@@ -53,6 +61,58 @@ fn summary(samples: &[f64]) -> String {
         report::percentile(samples, 99.0),
         samples.len()
     )
+}
+
+fn spread(what: &str, spread: &Spread) -> String {
+    let runtime =
+        if spread.to_runtime.is_empty() { String::new() } else { format!(" (its runtime called: {})", summary(&spread.to_runtime)) };
+    println!("fleet: {what}: to running {:.2?}, to the runtime {:.2?}", spread.to_running, spread.to_runtime);
+    format!("{}{runtime}", summary(&spread.to_running))
+}
+
+/// The floor: one minimal client starting the fleet's pod for `nodes` nodes at once, each with
+/// the Engine API calls staticlet's Docker runtime makes for it, exactly as the runtime builds
+/// them, on one warm connection; the seconds from the first call to each app container's start.
+async fn floor(fleet: &Fleet, nodes: usize) -> Vec<f64> {
+    let client = fleet.docker().clone();
+    let node = support::node_name("fleetbench-floor");
+    let root = tempfile::tempdir().unwrap();
+    let configs: Vec<_> = (0..nodes)
+        .map(|i| common::pod_configs_of(&support::fleet::pod(&format!("floor{i}"), 3600), "app", &node, "docker", root.path()))
+        .collect();
+    client.ping().await.expect("the engine answers");
+    let began = SystemTime::now();
+    let starts = configs.into_iter().map(|(pod, sandbox, container)| {
+        let client = client.clone();
+        async move {
+            let (options, body) = staticlet_docker::sandbox_create_request(&sandbox, PAUSE.to_owned());
+            client.inspect_image(PAUSE).await.expect("the pause image is present");
+            let sandbox_id = client.create_container(Some(options), body).await.expect("the sandbox is created").id;
+            client.start_container(&sandbox_id, None).await.expect("the sandbox starts");
+            client.inspect_image(BUSYBOX).await.expect("the app image is present");
+            let (options, body) =
+                staticlet_docker::container_create_request(&sandbox_id, &container, &sandbox).expect("the request builds");
+            let id = client.create_container(Some(options), body).await.expect("the container is created").id;
+            client.start_container(&id, None).await.expect("the container starts");
+            pod.name().to_owned()
+        }
+    });
+    let pods = futures::future::join_all(starts).await;
+    let mut took = Vec::new();
+    for pod in pods {
+        let started = support::wait_for(Duration::from_secs(60), "the floor's container start event", || async {
+            fleet.starts().started(&pod, began)
+        })
+        .await;
+        took.push(started.duration_since(began).unwrap_or_default().as_secs_f64());
+    }
+    let ids =
+        std::process::Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=io.staticlet.node={node}")]).output().unwrap();
+    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout).split_whitespace().map(str::to_owned).collect();
+    if !ids.is_empty() {
+        std::process::Command::new("docker").args(["rm", "-f"]).args(&ids).output().unwrap();
+    }
+    took
 }
 
 #[tokio::main]
@@ -67,13 +127,16 @@ async fn main() {
     let started = Instant::now();
     let mut fleet = Fleet::start("fleetbench", nodes).await;
 
+    let floor = floor(&fleet, nodes).await;
+    println!("fleet: floor, {nodes} pods started at once by a minimal client: {floor:.2?}");
     let own = fleet.put_own_pods(3600).await;
-    println!("fleet: own pods, put → running: {own:.2?}");
+    let own_row = spread("own pods, puts → running", &own);
+    fleet.wait_agents_ready(&[OWN_POD]).await;
     let first = fleet.put_fleet_pod(3600).await;
-    println!("fleet: the fleet's pod, put → running: {first:.2?}");
+    let first_row = spread("the fleet's pod, one put → running", &first);
     fleet.wait_agents_ready(&[OWN_POD, FLEET_POD]).await;
     let update = fleet.put_fleet_pod(3601).await;
-    println!("fleet: the fleet's pod changed, put → updated: {update:.2?}");
+    let update_row = spread("the fleet's pod changed, one put → updated", &update);
     fleet.wait_agents_ready(&[OWN_POD, FLEET_POD]).await;
 
     // The leader dies.
@@ -82,7 +145,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut lost = stopped(&before, &fleet.running());
     let after_leader = fleet.put_fleet_pod(3602).await;
-    println!("fleet: leader (member {leader}) killed, {lost} pods stopped; the next put → updated: {after_leader:.2?}");
+    let after_leader_row = spread(&format!("leader (member {leader}) killed, {lost} pods stopped; the next put → updated"), &after_leader);
     fleet.etcd.revive(leader);
     fleet.wait_agents_ready(&[OWN_POD, FLEET_POD]).await;
 
@@ -100,9 +163,8 @@ async fn main() {
 
     // The cluster is back.
     fleet.etcd.resume();
-    let back = Instant::now();
     let after_outage = fleet.put_fleet_pod(3603).await;
-    println!("fleet: etcd back, the next put → updated: {after_outage:.2?} ({:.1?} after etcd answered)", back.elapsed());
+    let after_outage_row = spread("etcd back, the next put → updated", &after_outage);
     fleet.wait_agents_ready(&[OWN_POD, FLEET_POD]).await;
 
     // Every node's pods on one API server; its outage stops nothing.
@@ -136,21 +198,24 @@ async fn main() {
     let setting = format!(
         "{nodes} agents on one Docker engine, a 3-member etcd cluster on TLS with client certificates, the etcd source's watch over mutual TLS"
     );
-    let mut all_puts = own.clone();
-    all_puts.extend(&first);
+    report::row(&format!("Fleet: one put → a new pod running on every node ({setting})"), &first_row, "p99 under 2 s", &command);
+    report::row("Fleet: a put for every node (20 at once, one per node's prefix) → running on all", &own_row, "p99 under 2 s", "");
     report::row(
-        &format!("Fleet: put of a pod for every node → running on all ({setting})"),
-        &summary(&all_puts),
-        "p99 under 2 s",
-        &command,
+        "Fleet floor: the same pods started at once by a minimal client on the same engine (the Engine API calls staticlet's Docker runtime makes)",
+        &summary(&floor),
+        "",
+        "",
     );
-    report::row("Fleet: one put changing every node's pod → updated on all", &summary(&update), "p99 under 2 s", "");
+    report::row(
+        "Fleet: one put changing every node's pod → updated on all (old container stopped, new one running)",
+        &update_row,
+        "p99 under 2 s",
+        "",
+    );
     report::row(
         "Fleet: faults (etcd leader killed; whole cluster stopped with every agent restarted meanwhile; API server down 10 s)",
         &format!(
-            "**{lost} pods stopped**; after the leader's death a put → all {}; after the cluster came back {}; {mirrored} mirror pods listed by kubectl",
-            summary(&after_leader),
-            summary(&after_outage)
+            "**{lost} pods stopped**; after the leader's death a put → all {after_leader_row}; after the cluster came back {after_outage_row}; {mirrored} mirror pods listed by kubectl"
         ),
         "0 pods stopped",
         "",

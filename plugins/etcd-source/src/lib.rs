@@ -201,9 +201,24 @@ impl State {
     fn wait_for_change(&mut self, timeout_ms: u64) -> Result<bool, Error> {
         let deadline = monotonic_clock::now().saturating_add(timeout_ms.saturating_mul(1_000_000));
         let Some(from) = self.known.as_ref().map(|k| k.revision + 1) else {
-            // Nothing read yet, so no revision to watch from: the interval's polls go on.
-            monotonic_clock::subscribe_instant(deadline).block();
-            return Ok(false);
+            // Nothing read yet (etcd was away when the agent started), so no revision to watch
+            // from: read every second until etcd answers, then have the agent poll at once.
+            loop {
+                match self.read() {
+                    Ok(known) => {
+                        self.known = Some(known);
+                        return Ok(true);
+                    }
+                    Err(e) => {
+                        let retry = monotonic_clock::now().saturating_add(WATCH_RETRY_NS);
+                        if retry >= deadline {
+                            monotonic_clock::subscribe_instant(deadline).block();
+                            return Err(e);
+                        }
+                        monotonic_clock::subscribe_instant(retry).block();
+                    }
+                }
+            }
         };
         if self.watch.is_none() {
             // While etcd is away, try again every second until the wait is over: back, the

@@ -51,17 +51,18 @@ pub struct Fleet {
     config_dir: tempfile::TempDir,
 }
 
-/// The engine's `start` events of app containers, by container name, with the engine's time.
+/// The engine's events the fleet is timed by, by container name and action (`create`, `start`),
+/// with the engine's time: a sandbox created is the change reaching the node's agent, an app
+/// container started is the pod running.
 #[derive(Clone, Default)]
-struct Starts(Arc<Mutex<HashMap<String, SystemTime>>>);
+pub struct Starts(Arc<Mutex<HashMap<(String, String), SystemTime>>>);
 
 impl Starts {
     fn follow(docker: &Docker) -> Starts {
         let starts = Starts::default();
         let filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
-            ("event".to_owned(), vec!["start".to_owned()]),
-            ("label".to_owned(), vec!["io.kubernetes.container.name=app".to_owned()]),
+            ("event".to_owned(), vec!["create".to_owned(), "start".to_owned()]),
         ]);
         let since = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() - 1).to_string();
         let mut stream = docker.events(Some(EventsOptions { since: Some(since), filters: Some(filters), ..Default::default() }));
@@ -71,21 +72,42 @@ impl Starts {
                 let actor = event.actor.unwrap_or_default();
                 let name = actor.attributes.and_then(|a| a.get("name").cloned()).unwrap_or_default();
                 let at = UNIX_EPOCH + Duration::from_nanos(u64::try_from(event.time_nano.unwrap_or_default()).unwrap_or_default());
-                seen.lock().unwrap().insert(name, at);
+                seen.lock().unwrap().insert((name, event.action.unwrap_or_default()), at);
             }
         });
         starts
     }
 
+    /// The latest `action` of a container whose name starts with `prefix`, after `since`.
+    fn seen(&self, prefix: &str, action: &str, since: SystemTime) -> Option<SystemTime> {
+        let seen = self.0.lock().unwrap();
+        seen.iter().filter(|((name, a), at)| a == action && name.starts_with(prefix) && **at >= since).map(|(_, at)| *at).max()
+    }
+
     /// When the app container of static pod `pod` started after `since`, if it has.
-    fn started(&self, pod: &str, since: SystemTime) -> Option<SystemTime> {
-        let prefix = format!("k8s_app_{pod}_");
-        self.0.lock().unwrap().iter().filter(|(name, at)| name.starts_with(&prefix) && **at >= since).map(|(_, at)| *at).max()
+    pub fn started(&self, pod: &str, since: SystemTime) -> Option<SystemTime> {
+        self.seen(&format!("k8s_app_{pod}_"), "start", since)
+    }
+
+    /// When the sandbox of static pod `pod` was created after `since`, if it was.
+    pub fn sandbox_created(&self, pod: &str, since: SystemTime) -> Option<SystemTime> {
+        self.seen(&format!("k8s_POD_{pod}_"), "create", since)
     }
 }
 
+/// How long each node took from a put, in seconds.
+#[derive(Debug, Clone, Default)]
+pub struct Spread {
+    /// Until the node's runtime got the first call for it (a new pod's sandbox created), when
+    /// the change made a new pod.
+    pub to_runtime: Vec<f64>,
+    /// Until the node's new container ran.
+    pub to_running: Vec<f64>,
+}
+
 /// A pod of one `app` container sleeping `version` seconds (the number tells versions apart),
-/// on the host's network as the fleet's static pods (load balancers, agents, exporters) are.
+/// on the host's network as the fleet's static pods (load balancers, agents, exporters) are; it
+/// ends on SIGTERM at once, as a service does.
 pub fn pod(name: &str, version: u32) -> String {
     yaml!(
         r#"
@@ -94,9 +116,11 @@ pub fn pod(name: &str, version: u32) -> String {
         metadata: {name: {name}, labels: {fleet: staticlet-test}}
         spec:
           hostNetwork: true
-          terminationGracePeriodSeconds: 1
+          terminationGracePeriodSeconds: 5
           containers:
-          - {name: app, image: {BUSYBOX}, command: [sleep, '{version}']}
+          - name: app
+            image: {BUSYBOX}
+            command: [sh, -c, 'trap "exit 0" TERM; sleep {version} & wait']
         "#,
         name,
         BUSYBOX,
@@ -165,33 +189,41 @@ impl Fleet {
         self.agents.iter().map(|a| a.node.clone()).collect()
     }
 
-    /// Puts each node's own pod at `version`, one put per node; the seconds from each put to
-    /// its node's container starting.
-    pub async fn put_own_pods(&self, version: u32) -> Vec<f64> {
-        let mut puts = Vec::new();
-        for node in self.nodes() {
-            puts.push((format!("{OWN_POD}-{node}"), SystemTime::now()));
-            self.etcd.put(&format!("/staticlet/{node}/{OWN_POD}.yaml"), &pod(OWN_POD, version));
-        }
-        self.wait_started(&puts).await
+    /// Puts each node's own pod at `version`, one put per node, all at once; each node's time
+    /// from the moment the puts began.
+    pub async fn put_own_pods(&self, version: u32) -> Spread {
+        let began = SystemTime::now();
+        std::thread::scope(|scope| {
+            for node in self.nodes() {
+                scope.spawn(move || self.etcd.put(&format!("/staticlet/{node}/{OWN_POD}.yaml"), &pod(OWN_POD, version)));
+            }
+        });
+        self.wait_started(OWN_POD, began).await
     }
 
-    /// Puts the fleet's pod at `version`, one put for every node; the seconds from the put to
-    /// each node's container starting.
-    pub async fn put_fleet_pod(&self, version: u32) -> Vec<f64> {
-        let put = SystemTime::now();
+    /// Puts the fleet's pod at `version`, one put for every node; each node's time from the put.
+    pub async fn put_fleet_pod(&self, version: u32) -> Spread {
+        let began = SystemTime::now();
         self.etcd.put(&format!("/staticlet/fleet/{FLEET_POD}.yaml"), &pod(FLEET_POD, version));
-        let puts: Vec<(String, SystemTime)> = self.nodes().iter().map(|node| (format!("{FLEET_POD}-{node}"), put)).collect();
-        self.wait_started(&puts).await
+        self.wait_started(FLEET_POD, began).await
     }
 
-    async fn wait_started(&self, puts: &[(String, SystemTime)]) -> Vec<f64> {
-        let mut latencies = Vec::new();
-        for (pod, put) in puts {
-            let started = wait_for(CONVERGE, &format!("{pod} to start after its put"), || async { self.starts.started(pod, *put) }).await;
-            latencies.push(started.duration_since(*put).unwrap_or_default().as_secs_f64());
+    async fn wait_started(&self, name: &str, began: SystemTime) -> Spread {
+        let mut spread = Spread::default();
+        for node in self.nodes() {
+            let pod = format!("{name}-{node}");
+            let started = wait_for(CONVERGE, &format!("{pod} to start after its put"), || async { self.starts.started(&pod, began) }).await;
+            spread.to_running.push(started.duration_since(began).unwrap_or_default().as_secs_f64());
+            if let Some(created) = self.starts.sandbox_created(&pod, began) {
+                spread.to_runtime.push(created.duration_since(began).unwrap_or_default().as_secs_f64());
+            }
         }
-        latencies
+        spread
+    }
+
+    /// The engine's events since the fleet started.
+    pub fn starts(&self) -> &Starts {
+        &self.starts
     }
 
     /// The running app containers of the fleet's nodes, by static pod name.

@@ -36,12 +36,27 @@ pub fn pod_configs(
     handler: &str,
     root: &std::path::Path,
 ) -> (StaticPod, PodSandboxConfig, ContainerConfig) {
-    let origin = Origin { kind: SourceKind::File, uri: format!("/bench/{name}.yaml") };
+    pod_configs_of(&manifest(name, image), "main", node, handler, root)
+}
+
+/// The same for the pod `manifest` declares, whose container `container` is configured.
+///
+/// # Panics
+///
+/// As [`pod_configs`].
+pub fn pod_configs_of(
+    manifest: &str,
+    container: &str,
+    node: &str,
+    handler: &str,
+    root: &std::path::Path,
+) -> (StaticPod, PodSandboxConfig, ContainerConfig) {
+    let origin = Origin { kind: SourceKind::File, uri: "/bench/manifest.yaml".to_owned() };
     let node_context = NodeContext { node_name: node.to_owned() };
-    let pod = staticlet_model::load(manifest(name, image).as_bytes(), &origin, &node_context).expect("the bench's manifest loads").pod;
+    let pod = staticlet_model::load(manifest.as_bytes(), &origin, &node_context).expect("the bench's manifest loads").pod;
     let owner = Owner { node, handler };
     let sandbox = podconfig::sandbox_config(&pod, 0, owner);
-    let container = podconfig::find_container(&pod, "main").expect("the pod has its container");
+    let container = podconfig::find_container(&pod, container).expect("the pod has its container");
     // No pod IP: the container's environment does not refer to it, and the minimal client has
     // no reason to ask for it.
     let addresses = Addresses { pod_ip: None, host_ip: "127.0.0.1" };
