@@ -4,7 +4,8 @@
 //! server. It measures, from the moment the test began its put to the engine's `start` event of
 //! each node's new container:
 //!
-//! - a put of a pod for every node (20 puts, one per node's prefix) → running on every node;
+//! - a put of a pod for every node (20 keys, one per node's prefix, in one transaction) →
+//!   running on every node;
 //! - one put changing the pod every node runs → updated on every node;
 //! - the etcd leader killed: pods stopped (none), and the next put → every node;
 //! - the whole cluster stopped, and every agent restarted meanwhile: pods stopped (none; the
@@ -130,7 +131,7 @@ async fn main() {
     let floor = floor(&fleet, nodes).await;
     println!("fleet: floor, {nodes} pods started at once by a minimal client: {floor:.2?}");
     let own = fleet.put_own_pods(3600).await;
-    let own_row = spread("own pods, puts → running", &own);
+    let own_row = spread("own pods, one transaction → running", &own);
     fleet.wait_agents_ready(&[OWN_POD]).await;
     let first = fleet.put_fleet_pod(3600).await;
     let first_row = spread("the fleet's pod, one put → running", &first);
@@ -199,7 +200,12 @@ async fn main() {
         "{nodes} agents on one Docker engine, a 3-member etcd cluster on TLS with client certificates, the etcd source's watch over mutual TLS"
     );
     report::row(&format!("Fleet: one put → a new pod running on every node ({setting})"), &first_row, "p99 under 2 s", &command);
-    report::row("Fleet: a put for every node (20 at once, one per node's prefix) → running on all", &own_row, "p99 under 2 s", "");
+    report::row(
+        "Fleet: a put for every node (20 keys, one per node's prefix, one transaction) → running on all",
+        &own_row,
+        "p99 under 2 s",
+        "",
+    );
     report::row(
         "Fleet floor: the same pods started at once by a minimal client on the same engine (the Engine API calls staticlet's Docker runtime makes)",
         &summary(&floor),

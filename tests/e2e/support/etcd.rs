@@ -71,6 +71,11 @@ impl Cluster {
         format!("{}://127.0.0.1:{}", self.scheme(), self.members[i].client_port)
     }
 
+    /// The members that run, by index.
+    pub fn running(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.members.len()).filter(|i| self.members[*i].child.is_some())
+    }
+
     /// Every member's client URL.
     pub fn urls(&self) -> Vec<String> {
         (0..self.members.len()).map(|i| self.url(i)).collect()
@@ -183,7 +188,7 @@ impl Cluster {
     /// Runs `etcdctl` against the members that run, with the test's client certificate on a
     /// TLS cluster.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        let running: Vec<String> = (0..self.members.len()).filter(|i| self.members[*i].child.is_some()).map(|i| self.url(i)).collect();
+        let running: Vec<String> = self.running().map(|i| self.url(i)).collect();
         let mut command = Command::new("etcdctl");
         command.env("ETCDCTL_API", "3").args(["--endpoints", &running.join(","), "--dial-timeout", "2s"]);
         if let Some((pki, root)) = &self.tls {
@@ -206,6 +211,35 @@ impl Cluster {
     /// Deletes `key`.
     pub fn delete(&self, key: &str) {
         self.must(&["del", key]);
+    }
+
+    /// Writes every `(key, value)` in one transaction (one revision: every node's change at
+    /// once), through member `i`'s JSON gateway with the test's client certificate, as a
+    /// client program would rather than one `etcdctl` process per key.
+    pub async fn put_all(&self, i: usize, pairs: &[(String, String)]) {
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD;
+        let mut client = reqwest::Client::builder();
+        if let Some((pki, root)) = &self.tls {
+            let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.ca()).unwrap()).unwrap();
+            let mut identity = std::fs::read(&root.cert).unwrap();
+            identity.extend(std::fs::read(&root.key).unwrap());
+            client = client.add_root_certificate(ca).identity(reqwest::Identity::from_pem(&identity).unwrap());
+        }
+        let puts: Vec<serde_json::Value> = pairs
+            .iter()
+            .map(|(key, value)| serde_json::json!({"request_put": {"key": STANDARD.encode(key), "value": STANDARD.encode(value)}}))
+            .collect();
+        let answer = client
+            .build()
+            .unwrap()
+            .post(format!("{}/v3/kv/txn", self.url(i)))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"success": puts}).to_string())
+            .send()
+            .await
+            .expect("etcd answers the transaction");
+        assert!(answer.status().is_success(), "etcd's answer to the transaction: {}", answer.text().await.unwrap_or_default());
     }
 
     /// The store's current revision.

@@ -189,15 +189,14 @@ impl Fleet {
         self.agents.iter().map(|a| a.node.clone()).collect()
     }
 
-    /// Puts each node's own pod at `version`, one put per node, all at once; each node's time
-    /// from the moment the puts began.
+    /// Puts each node's own pod at `version`, a key per node, in one transaction; each node's
+    /// time from the moment it was sent.
     pub async fn put_own_pods(&self, version: u32) -> Spread {
+        let puts: Vec<(String, String)> =
+            self.nodes().iter().map(|node| (format!("/staticlet/{node}/{OWN_POD}.yaml"), pod(OWN_POD, version))).collect();
+        let member = self.etcd.running().next().expect("a member runs");
         let began = SystemTime::now();
-        std::thread::scope(|scope| {
-            for node in self.nodes() {
-                scope.spawn(move || self.etcd.put(&format!("/staticlet/{node}/{OWN_POD}.yaml"), &pod(OWN_POD, version)));
-            }
-        });
+        self.etcd.put_all(member, &puts).await;
         self.wait_started(OWN_POD, began).await
     }
 
