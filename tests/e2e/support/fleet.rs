@@ -98,8 +98,8 @@ impl Starts {
 /// How long each node took from a put, in seconds.
 #[derive(Debug, Clone, Default)]
 pub struct Spread {
-    /// Until the node's runtime got the first call for it (a new pod's sandbox created), when
-    /// the change made a new pod.
+    /// Until the engine created the node's sandbox for it (its `create` event: the agent's
+    /// first call, as the engine finished it), when the change made a new pod.
     pub to_runtime: Vec<f64>,
     /// Until the node's new container ran.
     pub to_running: Vec<f64>,
