@@ -152,8 +152,13 @@ impl Egress {
 
         if let Some(socket) = self.socket(authority.host()) {
             let socket = socket?;
-            // A socket has no host name; servers want one all the same (Go's rejects the
-            // encoded path), and Docker's clients send this one.
+            if tls {
+                // The socket's file permissions are its protection; asking for TLS on it is a
+                // mistake better told than silently ignored.
+                return Err(self.refuse(&socket.display().to_string(), "a Unix socket speaks plain http://", Error::HttpRequestDenied));
+            }
+            // A socket has no host name; servers want one all the same, and Docker's clients
+            // send this one.
             request.headers_mut().insert(http::header::HOST, http::HeaderValue::from_static("localhost"));
             let stream = match tokio::time::timeout(connect_timeout, tokio::net::UnixStream::connect(&socket)).await {
                 Ok(Ok(stream)) => stream,

@@ -198,7 +198,9 @@ async fn a_socket_grant_reaches_that_socket_and_nothing_else() {
     assert_eq!(fetch(&format!("http://{}/_ping", encoded(&docker)), vec![], sockets.clone()).await, "error: ErrorCode::HttpRequestDenied");
     let around = dir.path().join("x/../docker.sock");
     assert_eq!(fetch(&format!("http://{}/_ping", encoded(&around)), vec![], sockets.clone()).await, "error: ErrorCode::HttpRequestDenied");
-    assert_eq!(fetch("http://127.0.0.1:9/", vec![], sockets).await, "error: ErrorCode::HttpRequestDenied");
+    assert_eq!(fetch("http://127.0.0.1:9/", vec![], sockets.clone()).await, "error: ErrorCode::HttpRequestDenied");
+    // A socket speaks plain HTTP: TLS asked of it is refused, not silently dropped.
+    assert_eq!(fetch(&format!("https://{}/_ping", encoded(&podman)), vec![], sockets).await, "error: ErrorCode::HttpRequestDenied");
     // Without the grant, not even the socket.
     assert_eq!(fetch(&format!("http://{}/_ping", encoded(&podman)), vec![], vec![]).await, "error: ErrorCode::HttpRequestDenied");
 }
