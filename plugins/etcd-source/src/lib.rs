@@ -38,26 +38,12 @@
 mod etcd;
 mod http;
 
-use std::cell::RefCell;
+use std::time::Duration;
 
+use staticlet_plugin_sdk::source::{Error, Manifest, ManifestSource};
+use staticlet_plugin_sdk::{Config, log_debug, log_info, log_warn, node_name};
 use wasip2::clocks::monotonic_clock;
 
-// wit-bindgen's export glue is `unsafe extern "C"` by nature; the lint stays on elsewhere.
-#[allow(unsafe_code)]
-mod bindings {
-    wit_bindgen::generate!({
-        path: "../../wit/since_v0.2.0",
-        world: "manifest-source",
-    });
-
-    use super::EtcdSource;
-    export!(EtcdSource);
-}
-
-use bindings::Guest;
-use bindings::exports::staticlet::plugin::source::{Guest as Source, Manifest};
-use bindings::staticlet::plugin::host;
-use bindings::staticlet::plugin::types::{Error, LogLevel};
 use etcd::{Known, Range, Settings, WatchMessage};
 
 struct State {
@@ -86,12 +72,8 @@ struct Watch {
     pending: Vec<u8>,
 }
 
-thread_local! {
-    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
-}
-
 fn error(code: &str, message: impl Into<String>) -> Error {
-    Error { code: code.into(), message: message.into() }
+    Error::new(code, message)
 }
 
 /// Why one endpoint gave no set.
@@ -169,7 +151,7 @@ impl State {
             match self.range(&endpoint) {
                 Ok(range) => {
                     if i != self.preferred {
-                        host::log(LogLevel::Info, &format!("reading manifests from {endpoint} now"));
+                        log_info(&format!("reading manifests from {endpoint} now"));
                         self.preferred = i;
                     }
                     return Ok(Known::from_range(range));
@@ -183,7 +165,7 @@ impl State {
 
     /// The set: from what the watch told when it saw a change, else read afresh (which also
     /// catches anything a watch that died silently missed).
-    fn poll(&mut self) -> Result<Option<Vec<Manifest>>, Error> {
+    fn poll_set(&mut self) -> Result<Option<Vec<Manifest>>, Error> {
         let from_watch = std::mem::take(&mut self.watched_change) && self.watch.is_some() && self.known.is_some();
         if !from_watch {
             self.known = Some(self.read()?);
@@ -198,8 +180,8 @@ impl State {
     }
 
     /// Follows the watch until it shows a change (`true`) or `timeout_ms` passes (`false`).
-    fn wait_for_change(&mut self, timeout_ms: u64) -> Result<bool, Error> {
-        let deadline = monotonic_clock::now().saturating_add(timeout_ms.saturating_mul(1_000_000));
+    fn wait(&mut self, timeout: Duration) -> Result<bool, Error> {
+        let deadline = monotonic_clock::now().saturating_add(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX));
         let Some(from) = self.known.as_ref().map(|k| k.revision + 1) else {
             // Nothing read yet (etcd was away when the agent started), so no revision to watch
             // from: read every second until etcd answers, then have the agent poll at once.
@@ -230,17 +212,17 @@ impl State {
                         let endpoint = watch.endpoint.clone();
                         self.watch = Some(watch);
                         if self.watch_failure.take().is_some() {
-                            host::log(LogLevel::Info, &format!("watching {} on {endpoint} again", self.prefix));
+                            log_info(&format!("watching {} on {endpoint} again", self.prefix));
                             return Ok(true);
                         }
                         break;
                     }
                     Err(message) => {
                         if self.watch_failure.is_none() {
-                            host::log(
-                                LogLevel::Warn,
-                                &format!("cannot watch {}: {message}; polling at the agent's interval until a watch opens", self.prefix),
-                            );
+                            log_warn(&format!(
+                                "cannot watch {}: {message}; polling at the agent's interval until a watch opens",
+                                self.prefix
+                            ));
                         }
                         self.watch_failure = Some(message.clone());
                         let retry = monotonic_clock::now().saturating_add(WATCH_RETRY_NS);
@@ -258,7 +240,7 @@ impl State {
             Err(message) => {
                 // The next poll reads the prefix whole, and the next wait watches from there.
                 let endpoint = self.watch.take().map(|w| w.endpoint).unwrap_or_default();
-                host::log(LogLevel::Info, &format!("the watch on {endpoint} ended: {message}; reading {} again", self.prefix));
+                log_info(&format!("the watch on {endpoint} ended: {message}; reading {} again", self.prefix));
                 Ok(true)
             }
         }
@@ -334,42 +316,34 @@ const WATCH_RETRY_NS: u64 = 1_000_000_000;
 /// The longest watch message read: far above any node's set of manifests.
 const MAX_WATCH_LINE: usize = 16 * 1024 * 1024;
 
-struct EtcdSource;
-
-impl Guest for EtcdSource {
-    fn init(config: String) -> Result<(), Error> {
-        let settings = Settings::parse(&config).map_err(|e| error("config", e))?;
-        let prefix = settings.prefix_for(&host::node_name());
-        host::log(LogLevel::Debug, &format!("reading manifests under {prefix} from {}", settings.endpoints.join(", ")));
-        STATE.with(|s| {
-            *s.borrow_mut() = Some(State {
-                settings,
-                prefix,
-                preferred: 0,
-                token: None,
-                last: None,
-                known: None,
-                watch: None,
-                watched_change: false,
-                watch_failure: None,
-            });
-        });
-        Ok(())
-    }
-}
-
-impl Source for EtcdSource {
-    fn poll() -> Result<Option<Vec<Manifest>>, Error> {
-        STATE.with(|s| match s.borrow_mut().as_mut() {
-            Some(state) => state.poll(),
-            None => Err(error("internal", "poll was called before init")),
-        })
-    }
-
-    fn wait_for_change(timeout_ms: u64) -> Result<bool, Error> {
-        STATE.with(|s| match s.borrow_mut().as_mut() {
-            Some(state) => state.wait_for_change(timeout_ms),
-            None => Err(error("internal", "wait-for-change was called before init")),
+impl State {
+    /// The source for the plugin's settings, on the node the agent names.
+    fn new(config: Config) -> Result<State, String> {
+        let settings = Settings::parse(&config.to_string())?;
+        let prefix = settings.prefix_for(&node_name());
+        log_debug(&format!("reading manifests under {prefix} from {}", settings.endpoints.join(", ")));
+        Ok(State {
+            settings,
+            prefix,
+            preferred: 0,
+            token: None,
+            last: None,
+            known: None,
+            watch: None,
+            watched_change: false,
+            watch_failure: None,
         })
     }
 }
+
+impl ManifestSource for State {
+    fn poll(&mut self) -> Result<Option<Vec<Manifest>>, Error> {
+        self.poll_set()
+    }
+
+    fn wait_for_change(&mut self, timeout: Duration) -> Result<bool, Error> {
+        self.wait(timeout)
+    }
+}
+
+staticlet_plugin_sdk::export_source!(State, State::new);

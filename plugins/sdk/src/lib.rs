@@ -5,6 +5,7 @@
 //! | `validator` (default) | an admission validator: [`Validator`], [`export_validator!`] |
 //! | `runtime-adapter` | a runtime adapter: [`runtime::RuntimeAdapter`], [`export_runtime!`] |
 //! | `credential-provider` | a credential provider: [`credentials::CredentialProvider`], [`export_credential_provider!`] |
+//! | `manifest-source` | a manifest source: [`source::ManifestSource`], [`export_source!`] |
 //! | `http` | [`http`]: a blocking HTTP client over the agent's vetted outbound requests |
 //!
 //! A validator in a few lines:
@@ -44,23 +45,25 @@
 pub mod credentials;
 #[cfg(feature = "http")]
 pub mod http;
-#[cfg(any(feature = "validator", feature = "runtime-adapter", feature = "credential-provider"))]
+#[cfg(any(feature = "validator", feature = "runtime-adapter", feature = "credential-provider", feature = "manifest-source"))]
 mod logging;
 #[cfg(feature = "runtime-adapter")]
 pub mod runtime;
+#[cfg(feature = "manifest-source")]
+pub mod source;
 #[cfg(feature = "validator")]
 pub mod validator;
 
-#[cfg(any(feature = "validator", feature = "runtime-adapter", feature = "credential-provider"))]
-pub use logging::{log_debug, log_error, log_info, log_warn};
+#[cfg(any(feature = "validator", feature = "runtime-adapter", feature = "credential-provider", feature = "manifest-source"))]
+pub use logging::{log_debug, log_error, log_info, log_warn, node_name};
 /// A plugin's settings from the agent config: a JSON object, `{}` when there are none.
-#[cfg(any(feature = "validator", feature = "runtime-adapter", feature = "credential-provider"))]
+#[cfg(any(feature = "validator", feature = "runtime-adapter", feature = "credential-provider", feature = "manifest-source"))]
 pub use serde_json::Value as Config;
 #[cfg(feature = "validator")]
 pub use validator::{Context, Pod, Validator, Verdict, Violation};
 
 /// The settings `init` received, as JSON; empty text is no settings.
-#[cfg(any(feature = "validator", feature = "runtime-adapter", feature = "credential-provider"))]
+#[cfg(any(feature = "validator", feature = "runtime-adapter", feature = "credential-provider", feature = "manifest-source"))]
 fn parse_config(text: &str) -> Result<Config, String> {
     if text.trim().is_empty() {
         return Ok(Config::Object(Default::default()));

@@ -1,10 +1,15 @@
-//! Lines in the agent's log, tagged with the plugin's name, from any world.
+//! Lines in the agent's log, tagged with the plugin's name, and the node's name, from any world.
 
-// Every world imports the same `host` interface, so either world's bindings reach it.
+// Every world imports the same `host` interface, so any world's bindings reach it.
 #[cfg(all(feature = "credential-provider", not(any(feature = "validator", feature = "runtime-adapter"))))]
 use crate::credentials::bindings::staticlet::plugin::{host, types::LogLevel};
 #[cfg(all(feature = "runtime-adapter", not(feature = "validator")))]
 use crate::runtime::bindings::staticlet::plugin::{host, types::LogLevel};
+#[cfg(all(
+    feature = "manifest-source",
+    not(any(feature = "validator", feature = "runtime-adapter", feature = "credential-provider"))
+))]
+use crate::source::bindings::staticlet::plugin::{host, types::LogLevel};
 #[cfg(feature = "validator")]
 use crate::validator::bindings::staticlet::plugin::{host, types::LogLevel};
 
@@ -26,4 +31,9 @@ pub fn log_warn(message: &str) {
 /// Logs an error through the agent, tagged with the plugin's name.
 pub fn log_error(message: &str) {
     host::log(LogLevel::Error, message);
+}
+
+/// The node the agent runs pods for (its `--hostname-override`).
+pub fn node_name() -> String {
+    host::node_name()
 }
