@@ -58,8 +58,9 @@ struct State {
     known: Option<Known>,
     /// The watch in progress, if one is open.
     watch: Option<Watch>,
-    /// Whether the watch changed `known` since the last poll, which then answers from it.
-    watched_change: bool,
+    /// Whether `known` was brought up to date since the last poll (by the watch, or by a wait's
+    /// read), so that the poll answers from it without reading again.
+    fresh: bool,
     /// Why the last attempt to follow etcd failed, to log a failure once rather than at
     /// every wait.
     watch_failure: Option<String>,
@@ -163,14 +164,13 @@ impl State {
         Err(error("unavailable", format!("no etcd endpoint answered: {}", unreachable.join("; "))))
     }
 
-    /// The set: from what the watch told when it saw a change, else read afresh (which also
-    /// catches anything a watch that died silently missed).
+    /// The set: from what the watch (or a wait's read) told since the last poll, else read
+    /// afresh (which also catches anything a watch that died silently missed).
     fn poll_set(&mut self) -> Result<Option<Vec<Manifest>>, Error> {
-        let from_watch = std::mem::take(&mut self.watched_change) && self.watch.is_some() && self.known.is_some();
-        if !from_watch {
+        if !std::mem::take(&mut self.fresh) || self.known.is_none() {
             self.known = Some(self.read()?);
         }
-        let Some(known) = &self.known else { unreachable!("known was just read") };
+        let known = self.known.as_ref().expect("read above, or brought up to date since the last poll");
         let revisions: Vec<(String, i64)> = known.entries.values().map(|e| (e.id.clone(), e.mod_revision)).collect();
         if self.last.as_ref() == Some(&revisions) {
             return Ok(None);
@@ -179,60 +179,35 @@ impl State {
         Ok(Some(known.entries.values().map(|e| Manifest { id: e.id.clone(), content: e.value.clone() }).collect()))
     }
 
-    /// Follows the watch until it shows a change (`true`) or `timeout_ms` passes (`false`).
+    /// Follows the watch until it shows a change (`true`) or `timeout` passes (`false`); while
+    /// etcd is away, tries every second to read (when nothing was read yet) or to watch again.
     fn wait(&mut self, timeout: Duration) -> Result<bool, Error> {
         let deadline = monotonic_clock::now().saturating_add(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX));
         let Some(from) = self.known.as_ref().map(|k| k.revision + 1) else {
             // Nothing read yet (etcd was away when the agent started), so no revision to watch
-            // from: read every second until etcd answers, then have the agent poll at once.
-            loop {
-                match self.read() {
-                    Ok(known) => {
-                        self.known = Some(known);
-                        return Ok(true);
-                    }
-                    Err(e) => {
-                        let retry = monotonic_clock::now().saturating_add(WATCH_RETRY_NS);
-                        if retry >= deadline {
-                            monotonic_clock::subscribe_instant(deadline).block();
-                            return Err(e);
-                        }
-                        monotonic_clock::subscribe_instant(retry).block();
-                    }
-                }
-            }
+            // from: once etcd answers, the agent polls at once and gets what was read.
+            let known = retry_until(deadline, || self.read())?;
+            self.known = Some(known);
+            self.fresh = true;
+            return Ok(true);
         };
         if self.watch.is_none() {
-            // While etcd is away, try again every second until the wait is over: back, the
-            // agent polls at once (the read catches up on what the outage hid) rather than at
-            // its interval.
-            loop {
-                match self.open_watch(from) {
-                    Ok(watch) => {
-                        let endpoint = watch.endpoint.clone();
-                        self.watch = Some(watch);
-                        if self.watch_failure.take().is_some() {
-                            log_info(&format!("watching {} on {endpoint} again", self.prefix));
-                            return Ok(true);
-                        }
-                        break;
+            let watch = retry_until(deadline, || {
+                self.open_watch(from).map_err(|message| {
+                    if self.watch_failure.is_none() {
+                        log_warn(&format!("cannot watch {}: {message}; polling at the agent's interval until a watch opens", self.prefix));
                     }
-                    Err(message) => {
-                        if self.watch_failure.is_none() {
-                            log_warn(&format!(
-                                "cannot watch {}: {message}; polling at the agent's interval until a watch opens",
-                                self.prefix
-                            ));
-                        }
-                        self.watch_failure = Some(message.clone());
-                        let retry = monotonic_clock::now().saturating_add(WATCH_RETRY_NS);
-                        if retry >= deadline {
-                            monotonic_clock::subscribe_instant(deadline).block();
-                            return Err(error("unavailable", message));
-                        }
-                        monotonic_clock::subscribe_instant(retry).block();
-                    }
-                }
+                    self.watch_failure = Some(message.clone());
+                    error("unavailable", message)
+                })
+            })?;
+            let endpoint = watch.endpoint.clone();
+            self.watch = Some(watch);
+            if self.watch_failure.take().is_some() {
+                // Back after an outage: the agent polls at once, and the read catches up on
+                // what the outage hid, rather than at its interval.
+                log_info(&format!("watching {} on {endpoint} again", self.prefix));
+                return Ok(true);
             }
         }
         match self.follow(deadline) {
@@ -303,15 +278,32 @@ impl State {
                 return Err(format!("a watch message is longer than {MAX_WATCH_LINE} bytes"));
             }
             if changed {
-                self.watched_change = true;
+                self.fresh = true;
                 return Ok(true);
             }
         }
     }
 }
 
-/// How often a watch that cannot be opened is tried again within one wait.
-const WATCH_RETRY_NS: u64 = 1_000_000_000;
+/// How often a read or a watch that failed is tried again within one wait.
+const RETRY_NS: u64 = 1_000_000_000;
+
+/// `attempt`, every second until it succeeds; its last error once `deadline` (monotonic
+/// nanoseconds) has come.
+fn retry_until<T>(deadline: u64, mut attempt: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+    loop {
+        let failed = match attempt() {
+            Ok(done) => return Ok(done),
+            Err(e) => e,
+        };
+        let retry = monotonic_clock::now().saturating_add(RETRY_NS);
+        if retry >= deadline {
+            monotonic_clock::subscribe_instant(deadline).block();
+            return Err(failed);
+        }
+        monotonic_clock::subscribe_instant(retry).block();
+    }
+}
 
 /// The longest watch message read: far above any node's set of manifests.
 const MAX_WATCH_LINE: usize = 16 * 1024 * 1024;
@@ -322,17 +314,7 @@ impl State {
         let settings = Settings::parse(&config.to_string())?;
         let prefix = settings.prefix_for(&node_name());
         log_debug(&format!("reading manifests under {prefix} from {}", settings.endpoints.join(", ")));
-        Ok(State {
-            settings,
-            prefix,
-            preferred: 0,
-            token: None,
-            last: None,
-            known: None,
-            watch: None,
-            watched_change: false,
-            watch_failure: None,
-        })
+        Ok(State { settings, prefix, preferred: 0, token: None, last: None, known: None, watch: None, fresh: false, watch_failure: None })
     }
 }
 
