@@ -102,8 +102,15 @@ impl Ticker {
                     #[cfg(test)]
                     ticks.fetch_add(1, Ordering::Relaxed);
                     drop(engine);
-                    // A call that starts computing while the ticker keeps the slow pace wakes it.
-                    std::thread::park_timeout(period);
+                    if period == EPOCH_TICK {
+                        // Computing calls tick at a fixed pace: the unpark each new call sends
+                        // must not shorten a tick (that would interrupt guests more often).
+                        std::thread::sleep(period);
+                    } else {
+                        // A call that starts computing while the ticker keeps the slow pace
+                        // wakes it, so its deadline ticks at once.
+                        std::thread::park_timeout(period);
+                    }
                 }
             })?
         };
