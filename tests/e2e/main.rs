@@ -30,6 +30,9 @@ mod lifecycle;
 // The admission chain and WebAssembly validators (issue 4).
 mod admission;
 
+// Plugins from registries: push, pull by digest, signatures, offline loads (issue 29).
+mod plugin_registry;
+
 // Hostile manifests: a generated corpus of bad inputs (issue 10).
 mod hostile;
 

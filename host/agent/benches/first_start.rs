@@ -101,7 +101,7 @@ async fn main() {
 /// RSS once it is over.
 fn python_validator_cold_load(command: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let wasm = match support::build_python_example_validator(dir.path()) {
+    let wasm = match support::build_example_validator(support::ExampleLanguage::Python, dir.path()) {
         Ok(wasm) => wasm,
         Err(why) if why.starts_with("componentize-py does not run") => return report::skip("first_start (Python validator)", &why),
         Err(why) => panic!("{why}"),

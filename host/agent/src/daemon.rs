@@ -136,6 +136,35 @@ fn reconcile_context(
 /// kubelet's other places), then the credential provider executables of the config, then its
 /// credential-provider plugins (returned too, for listing and reloading).
 async fn credentials(config: &Config, engine: &PluginEngine) -> (staticlet_credentials::Credentials, Vec<Arc<Plugin>>) {
+    use staticlet_credentials::provider::Cached;
+    let mut providers = exec_providers(config);
+    let loaded = join_all(config.credential_plugins.iter().map(|c| Plugin::load(engine, c.spec.clone()))).await;
+    let mut plugins = Vec::new();
+    for (settings, plugin) in config.credential_plugins.iter().zip(loaded) {
+        let plugin = Arc::new(plugin);
+        let provider = staticlet_plugin::CredentialPlugin::new(plugin.clone());
+        providers.push(Cached::new(Arc::new(provider), settings.match_images.clone(), settings.default_cache_duration));
+        plugins.push(plugin);
+    }
+    (staticlet_credentials::Credentials::new(&config.root_dir, providers), plugins)
+}
+
+/// The store of plugins pulled from registries, under `--root-dir`; unless `offline`, what it
+/// lacks is pulled with the node's credentials (its docker config files and credential provider
+/// executables: a credential-provider plugin cannot be asked for the image it is itself pulled
+/// from, so plugins are not).
+pub fn plugin_artifacts(config: &Config, offline: bool) -> staticlet_oci::Artifacts {
+    let store = staticlet_oci::Store::new(Layout::new(&config.root_dir).plugin_store());
+    let registry = (!offline).then(|| {
+        let credentials = staticlet_credentials::Credentials::new(&config.root_dir, exec_providers(config));
+        staticlet_oci::Registry::new(Arc::new(credentials))
+    });
+    staticlet_oci::Artifacts::new(store, registry)
+}
+
+/// The config's credential provider executables, each behind the kubelet's cache; one that
+/// requires a service account token is left out (static pods have none).
+pub fn exec_providers(config: &Config) -> Vec<staticlet_credentials::provider::Cached> {
     use staticlet_credentials::provider::{Cached, exec::ExecProvider};
     let mut providers = Vec::new();
     for (bin_dir, provider) in config.credential_providers.iter().flat_map(|c| c.providers.iter().map(move |p| (&c.bin_dir, p))) {
@@ -149,15 +178,7 @@ async fn credentials(config: &Config, engine: &PluginEngine) -> (staticlet_crede
             Err(e) => error!("{e}"),
         }
     }
-    let loaded = join_all(config.credential_plugins.iter().map(|c| Plugin::load(engine, c.spec.clone()))).await;
-    let mut plugins = Vec::new();
-    for (settings, plugin) in config.credential_plugins.iter().zip(loaded) {
-        let plugin = Arc::new(plugin);
-        let provider = staticlet_plugin::CredentialPlugin::new(plugin.clone());
-        providers.push(Cached::new(Arc::new(provider), settings.match_images.clone(), settings.default_cache_duration));
-        plugins.push(plugin);
-    }
-    (staticlet_credentials::Credentials::new(&config.root_dir, providers), plugins)
+    providers
 }
 
 /// Lists `loaded` (runtime adapters, or credential providers) in `plugins` and reloads each

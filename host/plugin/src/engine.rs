@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use staticlet_oci::Artifacts;
 use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 
@@ -36,6 +37,7 @@ struct Inner {
     engine: Engine,
     linker: Linker<State>,
     cache: Option<CodeCache>,
+    artifacts: Option<Arc<Artifacts>>,
     node_name: Arc<str>,
     ticker: Ticker,
 }
@@ -149,6 +151,16 @@ impl PluginEngine {
     ///
     /// Only if wasmtime cannot be set up on this machine, or the WASI imports cannot be linked.
     pub fn new(node_name: &str, cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
+        Self::with_artifacts(node_name, cache_dir, None)
+    }
+
+    /// As [`PluginEngine::new`], with `artifacts` to load plugins named by an image
+    /// ([`Code::Image`](crate::Code::Image)) from; without it such plugins fail to load.
+    ///
+    /// # Errors
+    ///
+    /// As [`PluginEngine::new`].
+    pub fn with_artifacts(node_name: &str, cache_dir: Option<PathBuf>, artifacts: Option<Artifacts>) -> wasmtime::Result<Self> {
         let engine = Engine::new(&engine_config())?;
         let mut linker = Linker::new(&engine);
         // WASI preview 2 and wasi:http: what the store grants decides what they can reach.
@@ -160,13 +172,19 @@ impl PluginEngine {
         v0_2_0::validator::AdmissionValidator::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let ticker = Ticker::start(&engine)?;
         let cache = cache_dir.map(|dir| CodeCache::new(dir, &engine));
-        Ok(PluginEngine { inner: Arc::new(Inner { engine, linker, cache, node_name: node_name.into(), ticker }) })
+        let artifacts = artifacts.map(Arc::new);
+        Ok(PluginEngine { inner: Arc::new(Inner { engine, linker, cache, artifacts, node_name: node_name.into(), ticker }) })
     }
 
     /// Keeps call deadlines ticking at `pace` until the returned guard drops: hold it while
     /// guest code runs.
     pub(crate) fn guest_running(&self, pace: Pace) -> GuestRunning {
         self.inner.ticker.guest_running(pace)
+    }
+
+    /// Where image plugins come from, if this engine loads any.
+    pub(crate) fn artifacts(&self) -> Option<&Arc<Artifacts>> {
+        self.inner.artifacts.as_ref()
     }
 
     pub(crate) fn engine(&self) -> &Engine {

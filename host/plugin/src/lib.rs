@@ -110,6 +110,15 @@ pub enum PluginError {
         /// The I/O error.
         message: String,
     },
+    /// An image plugin's artifact could not be had from the store or the registry, or was
+    /// refused (a digest or signature that does not match); the message names the reference.
+    #[error("plugin {plugin}: {message}")]
+    Artifact {
+        /// The plugin's name.
+        plugin: String,
+        /// Why, with the reference and the digests, file or key at fault.
+        message: String,
+    },
     /// The file is not a WebAssembly component wasmtime can compile.
     #[error("plugin {plugin}: {code} is not a valid WebAssembly component: {message}")]
     Compile {

@@ -24,6 +24,7 @@ use crate::engine::{Pace, PluginEngine};
 use crate::sandbox::{DeadlineExceeded, MemoryLimitExceeded, State, new_store};
 use crate::spec::{Code, Kind, PluginSpec};
 use staticlet_credentials::provider::{CacheKeyType, Provided};
+use staticlet_oci::ArtifactError;
 use staticlet_runtime::RegistryAuth;
 
 use crate::{PluginError, PodContext, Verdict, Violation};
@@ -56,6 +57,9 @@ pub struct PluginInfo {
     pub wit_version: Option<String>,
     /// The SHA-256 of the component in use.
     pub digest: Option<String>,
+    /// For an image plugin, the reference pinned to the artifact in use:
+    /// `registry/repository[:tag]@sha256:...`.
+    pub image: Option<String>,
     /// How it is doing.
     pub health: Health,
     /// Calls made into it since the agent started, `init` excluded.
@@ -126,6 +130,8 @@ pub(crate) enum Bound {
 
 struct Loaded {
     digest: String,
+    /// For an image plugin: its reference pinned to the artifact loaded.
+    image: Option<String>,
     wit_version: &'static str,
     pre: Pre,
 }
@@ -136,20 +142,19 @@ struct Instance {
     bound: Bound,
 }
 
-/// The file identity last loaded, so an unchanged file is not read again.
+/// What identifies the code last looked at, so unchanged code is not read again: a file's size,
+/// times and inode, or the artifact digest an image stands for in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    inode: u64,
-    changed: i64,
+enum Stamp {
+    File { len: u64, modified: Option<SystemTime>, inode: u64, changed: i64 },
+    Image(String),
 }
 
 impl Stamp {
     fn of(path: &std::path::Path) -> std::io::Result<Stamp> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(path)?;
-        Ok(Stamp {
+        Ok(Stamp::File {
             len: meta.len(),
             modified: meta.modified().ok(),
             inode: meta.ino(),
@@ -222,16 +227,27 @@ impl Plugin {
             code: self.spec.code.to_string(),
             wit_version: current.loaded.as_ref().map(|l| l.wit_version.to_owned()),
             digest: current.loaded.as_ref().map(|l| l.digest.clone()),
+            image: current.loaded.as_ref().and_then(|l| l.image.clone()),
             health,
             calls: current.calls,
             failed_calls: current.failed_calls,
         }
     }
 
-    /// Loads the plugin's code again if its file changed. A file that fails to load leaves the
-    /// code loaded before in use; the same failure is reported once, not on every refresh.
+    /// Loads the plugin's code again if its file changed (for an image, if the digest it stands
+    /// for changed, or it was not loaded yet). Code that fails to load leaves the code loaded
+    /// before in use; the same failure is reported once, not on every refresh.
     pub async fn refresh(&self) -> Refresh {
+        let mut image = None;
         let (wasm, stamp, precompiled) = match &self.spec.code {
+            Code::Image(reference) => match self.fetch(reference).await {
+                Ok(None) => return Refresh::Unchanged,
+                Ok(Some((artifact, stamp))) => {
+                    image = Some(artifact.reference);
+                    (artifact.wasm, Some(stamp), None)
+                }
+                Err(failure) => return failure,
+            },
             Code::Builtin { wasm, precompiled, .. } => {
                 if self.current.lock().expect("plugin state lock").loaded.is_some() {
                     return Refresh::Unchanged;
@@ -271,7 +287,7 @@ impl Plugin {
             Ok(Err(e)) => return self.record_failure(self.compile_error(e), stamp),
             Err(e) => return self.record_failure(self.compile_error(wasmtime::Error::msg(e.to_string())), stamp),
         };
-        let loaded = match self.link(&component, digest.clone()) {
+        let loaded = match self.link(&component, digest.clone(), image) {
             Ok(loaded) => Arc::new(loaded),
             Err(message) => {
                 let error = PluginError::Link { plugin: self.spec.name.clone(), code: self.spec.code.to_string(), message };
@@ -292,6 +308,33 @@ impl Plugin {
         Refresh::Loaded { digest, origin }
     }
 
+    /// An image plugin's artifact from the engine's store (pulled if the store lacks it), unless
+    /// the digest its reference stands for is the one looked at last. A refused artifact is
+    /// stamped too, so it is not read and refused again every second; one that could not be had
+    /// (not pulled yet, the registry away) is asked for again at the next refresh, which the
+    /// store's back-off keeps from reaching the registry more than its schedule allows.
+    async fn fetch(&self, image: &staticlet_oci::Image) -> Result<Option<(staticlet_oci::Artifact, Stamp)>, Refresh> {
+        let failure = |message: String| PluginError::Artifact { plugin: self.spec.name.clone(), message };
+        let Some(artifacts) = self.engine.artifacts() else {
+            return Err(self.record_failure(failure(format!("{image}: this agent has no store for plugins from registries")), None));
+        };
+        let resolved = artifacts.current(image).map_err(|e| self.record_failure(failure(e.to_string()), None))?;
+        let stamp = resolved.map(Stamp::Image);
+        if stamp.is_some() && self.current.lock().expect("plugin state lock").stamp == stamp {
+            return Ok(None);
+        }
+        match artifacts.fetch(image).await {
+            Ok(artifact) => {
+                let stamp = Stamp::Image(artifact.digest.clone());
+                Ok(Some((artifact, stamp)))
+            }
+            Err(e @ (ArtifactError::NotStored { .. } | ArtifactError::Registry { .. } | ArtifactError::Io { .. })) => {
+                Err(self.record_failure(failure(e.to_string()), None))
+            }
+            Err(refused) => Err(self.record_failure(failure(refused.to_string()), stamp)),
+        }
+    }
+
     fn compile_error(&self, e: wasmtime::Error) -> PluginError {
         PluginError::Compile { plugin: self.spec.name.clone(), code: self.spec.code.to_string(), message: format!("{e:#}") }
     }
@@ -310,7 +353,7 @@ impl Plugin {
 
     /// Checks the component implements the configured kind at a WIT version this host knows,
     /// and resolves its imports.
-    fn link(&self, component: &Component, digest: String) -> Result<Loaded, String> {
+    fn link(&self, component: &Component, digest: String, image: Option<String>) -> Result<Loaded, String> {
         let engine = self.engine.engine();
         let exports: Vec<String> = component.component_type().exports(engine).map(|(name, _)| name.to_owned()).collect();
         let wanted = interface(self.spec.kind);
@@ -354,7 +397,7 @@ impl Plugin {
             (Kind::CredentialProvider, false) => unreachable!("0.1.0 has no credentials interface to find"),
         }
         .map_err(|e| format!("does not match the {} world: {e:#}", self.spec.kind))?;
-        Ok(Loaded { digest, wit_version, pre })
+        Ok(Loaded { digest, image, wit_version, pre })
     }
 
     fn arm(store: &mut Store<State>, timeout: Duration) {

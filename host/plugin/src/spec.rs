@@ -59,6 +59,9 @@ impl fmt::Display for Kind {
 pub enum Code {
     /// A `.wasm` file, watched for changes.
     File(PathBuf),
+    /// A component pulled from an OCI registry into the agent's store, loaded from there (and
+    /// pulled again only if the store lacks it).
+    Image(staticlet_oci::Image),
     /// A component built into the `staticlet` binary.
     Builtin {
         /// What logs and errors call it, `builtin:<name>`.
@@ -74,6 +77,7 @@ impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Code::File(path) => write!(f, "{}", path.display()),
+            Code::Image(image) => write!(f, "{image}"),
             Code::Builtin { name, .. } => write!(f, "builtin:{name}"),
         }
     }

@@ -63,6 +63,18 @@ impl Verdict {
     }
 }
 
+/// A verdict rejecting the pod for each `(field, message)`, so that a validator can end in an
+/// iterator's `collect()`.
+impl<F: Into<String>, M: Into<String>> FromIterator<(F, M)> for Verdict {
+    fn from_iter<I: IntoIterator<Item = (F, M)>>(violations: I) -> Self {
+        let mut verdict = Verdict::default();
+        for (field, message) in violations {
+            verdict.reject(field, message);
+        }
+        verdict
+    }
+}
+
 /// A validator. One value is built per instance by `init` and asked about every pod.
 pub trait Validator: 'static {
     /// Judges one defaulted pod.
@@ -131,4 +143,17 @@ macro_rules! export_validator {
 
         $crate::validator::bindings::export_validator_world!(StaticletGuest with_types_in $crate::validator::bindings);
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verdict_collects_violations_from_field_and_message_pairs() {
+        let verdict: Verdict = [("spec.containers[0].image", "no".to_owned())].into_iter().collect();
+        assert_eq!(verdict.violations, [Violation { field: "spec.containers[0].image".into(), message: "no".into() }]);
+        assert!(verdict.warnings.is_empty());
+        assert_eq!(std::iter::empty::<(String, String)>().collect::<Verdict>(), Verdict::default());
+    }
 }

@@ -386,29 +386,80 @@ pub fn http_request_is_whole(request: &[u8]) -> bool {
     request.len() >= end + 4 + length
 }
 
-/// The Python example validator (`examples/plugins/allowed-registries`) built into `dir` with
-/// componentize-py, exactly as its README says; `Err` says why it could not be.
-pub fn build_python_example_validator(dir: &Path) -> Result<PathBuf, String> {
+/// The languages the allowed-registries example is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExampleLanguage {
+    /// `rust/`, built with cargo.
+    Rust,
+    /// `python/`, built with componentize-py.
+    Python,
+    /// `javascript/`, built with ComponentizeJS.
+    JavaScript,
+}
+
+impl ExampleLanguage {
+    /// Every one.
+    pub const ALL: [ExampleLanguage; 3] = [ExampleLanguage::Rust, ExampleLanguage::Python, ExampleLanguage::JavaScript];
+
+    /// Its folder under `examples/plugins/allowed-registries`.
+    pub fn folder(self) -> &'static str {
+        match self {
+            ExampleLanguage::Rust => "rust",
+            ExampleLanguage::Python => "python",
+            ExampleLanguage::JavaScript => "javascript",
+        }
+    }
+
+    /// The file holding the policy.
+    pub fn policy_file(self) -> &'static str {
+        match self {
+            ExampleLanguage::Rust => "src/lib.rs",
+            ExampleLanguage::Python => "app.py",
+            ExampleLanguage::JavaScript => "app.js",
+        }
+    }
+}
+
+/// The allowed-registries example validator in `language`, built into `dir` from the
+/// repository's root exactly as its README says; `Err` says why it could not be.
+pub fn build_example_validator(language: ExampleLanguage, dir: &Path) -> Result<PathBuf, String> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let wasm = dir.join("allowed_registries.wasm");
-    let built = Command::new("componentize-py")
-        .current_dir(&repo)
-        .args([
-            "-d",
-            "wit/since_v0.2.0",
-            "-w",
-            "admission-validator",
-            "componentize",
-            "-p",
-            "examples/plugins/allowed-registries",
-            "app",
-            "-o",
-        ])
-        .arg(&wasm)
-        .output()
-        .map_err(|e| format!("componentize-py does not run ({e}); pip install componentize-py==0.25.1 (.ci/run does it)"))?;
+    let wasm = dir.join(format!("allowed_registries_{}.wasm", language.folder()));
+    let (tool, install, mut command) = match language {
+        ExampleLanguage::Rust => {
+            // Beside the repository's own plugins, whose compiled dependencies it then shares.
+            let target_dir = Path::new(staticlet_plugin::artifacts::HOSTILE).ancestors().nth(3).unwrap().to_owned();
+            let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+            cargo
+                .args(["build", "--manifest-path", "examples/plugins/allowed-registries/rust/Cargo.toml"])
+                .args(["--release", "--target", "wasm32-wasip2", "--locked", "--target-dir"])
+                .arg(&target_dir);
+            ("cargo", "rustup target add wasm32-wasip2", cargo)
+        }
+        ExampleLanguage::Python => {
+            let mut componentize = Command::new("componentize-py");
+            componentize
+                .args(["-d", "wit/since_v0.2.0", "-w", "admission-validator", "componentize"])
+                .args(["-p", "plugins/sdk-python", "-p", "examples/plugins/allowed-registries/python", "app", "-o"])
+                .arg(&wasm);
+            ("componentize-py", "pip install componentize-py==0.25.1", componentize)
+        }
+        ExampleLanguage::JavaScript => {
+            let mut componentize = Command::new(repo.join("plugins/sdk-js/node_modules/.bin/componentize-js"));
+            componentize
+                .arg("examples/plugins/allowed-registries/javascript/app.js")
+                .args(["--wit", "wit/since_v0.2.0", "--world-name", "admission-validator", "-o"])
+                .arg(&wasm);
+            ("componentize-js", "npm ci --prefix plugins/sdk-js", componentize)
+        }
+    };
+    let built = command.current_dir(&repo).output().map_err(|e| format!("{tool} does not run ({e}); {install} (.ci/run does it)"))?;
     if !built.status.success() {
-        return Err(format!("componentize-py: {}", String::from_utf8_lossy(&built.stderr)));
+        return Err(format!("{tool}: {}", String::from_utf8_lossy(&built.stderr)));
+    }
+    if language == ExampleLanguage::Rust {
+        let target_dir = Path::new(staticlet_plugin::artifacts::HOSTILE).parent().unwrap();
+        std::fs::copy(target_dir.join("allowed_registries.wasm"), &wasm).map_err(|e| e.to_string())?;
     }
     Ok(wasm)
 }

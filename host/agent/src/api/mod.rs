@@ -393,7 +393,7 @@ fn plugins(api: &Api) -> Response<Body> {
             };
             json!({
                 "name": info.name, "kind": info.kind.world(), "code": info.code, "witVersion": info.wit_version,
-                "digest": info.digest, "health": health, "message": message, "calls": info.calls, "failedCalls": info.failed_calls,
+                "digest": info.digest, "image": info.image, "health": health, "message": message, "calls": info.calls, "failedCalls": info.failed_calls,
             })
         })
         .collect();

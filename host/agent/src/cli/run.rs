@@ -53,7 +53,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.root_dir).with_context(|| format!("creating --root-dir {}", config.root_dir.display()))?;
     let layout = Layout::new(&config.root_dir);
     let credential = local_credential(&config, &layout)?;
-    let engine = PluginEngine::new(&config.node_name, Some(layout.plugin_cache()))
+    let artifacts = crate::daemon::plugin_artifacts(&config, false);
+    let engine = PluginEngine::with_artifacts(&config.node_name, Some(layout.plugin_cache()), Some(artifacts))
         .map_err(|e| anyhow::anyhow!("setting up the WebAssembly engine for plugins: {e:#}"))?;
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     tokio.block_on(async {

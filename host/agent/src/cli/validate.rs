@@ -27,6 +27,11 @@ pub struct ValidateArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
+    /// The agent's state directory: plugins from registries are loaded from its store, as
+    /// `staticlet plugins pull` left them (validate never pulls). [default: the config's rootDir]
+    #[arg(long, value_name = "DIR")]
+    root_dir: Option<PathBuf>,
+
     /// The node name pods are bound to. [default: the hostname]
     #[arg(long, value_name = "NAME")]
     hostname_override: Option<String>,
@@ -52,10 +57,16 @@ fn cache_dir() -> Option<PathBuf> {
 /// that does not load (with `--strict`, every warning too); exits 1 when anything was
 /// rejected.
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let flags = RunFlags { config: args.config.clone(), hostname_override: args.hostname_override.clone(), ..RunFlags::default() };
+    let flags = RunFlags {
+        config: args.config.clone(),
+        hostname_override: args.hostname_override.clone(),
+        root_dir: args.root_dir.clone(),
+        ..RunFlags::default()
+    };
     let config = Config::resolve(&flags)?;
     let files = manifests(&args.files)?;
-    let engine = PluginEngine::new(&config.node_name, cache_dir())
+    let artifacts = crate::daemon::plugin_artifacts(&config, true);
+    let engine = PluginEngine::with_artifacts(&config.node_name, cache_dir(), Some(artifacts))
         .map_err(|e| anyhow::anyhow!("setting up the WebAssembly engine for plugins: {e:#}"))?;
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     let node = NodeContext { node_name: config.node_name.clone() };

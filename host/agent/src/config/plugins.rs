@@ -11,6 +11,10 @@
 //!   config: {registries: [registry.internal:5000]}   # the plugin's own settings
 //!   allowedHosts: [policy.internal:8443]             # outbound HTTP
 //!   readOnlyDirs: [{hostPath: /etc/policy, path: /policy}]
+//! - name: no-latest
+//!   kind: admission-validator     # from a registry, pinned, and signed with this cosign key
+//!   image: registry.internal:5000/policies/no-latest:1.0@sha256:4f1c...
+//!   signature: {key: /etc/staticlet/cosign.pub}
 //! - name: etcd
 //!   kind: manifest-source
 //!   path: etcd_source.wasm
@@ -127,7 +131,10 @@ pub struct CredentialPluginConfig {
 pub struct PluginEntry {
     name: String,
     kind: Kind,
-    path: PathBuf,
+    path: Option<PathBuf>,
+    /// An OCI artifact instead of a file: `registry/repository[:tag][@sha256:...]`.
+    image: Option<String>,
+    signature: Option<SignatureEntry>,
     failure_policy: Option<FailurePolicy>,
     interval: Option<GoDuration>,
     timeout: Option<GoDuration>,
@@ -160,6 +167,13 @@ struct TlsHostEntry {
     server_name: Option<String>,
 }
 
+/// How an image plugin's signature is checked: a cosign public key (relative to the config file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SignatureEntry {
+    key: PathBuf,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct DirEntry {
@@ -187,14 +201,7 @@ pub(super) fn resolve(entries: &[PluginEntry], config_dir: &Path) -> Result<Reso
         let limits = entry.limits(&at)?;
         let grants = entry.grants(config_dir, &at)?;
         let settings = entry.config.clone().unwrap_or_else(|| serde_json::json!({})).to_string();
-        let spec = PluginSpec {
-            name: entry.name.clone(),
-            kind: entry.kind,
-            code: Code::File(config_dir.join(&entry.path)),
-            settings,
-            grants,
-            limits,
-        };
+        let spec = PluginSpec { name: entry.name.clone(), kind: entry.kind, code: entry.code(config_dir, &at)?, settings, grants, limits };
         resolved.add(entry, spec, &at)?;
     }
     Ok(resolved)
@@ -220,6 +227,25 @@ impl PluginEntry {
             return Err(format!("{}: another plugin is already named {:?}", at("name"), self.name));
         }
         Ok(())
+    }
+
+    /// Where the component comes from: `path` (relative to the config file) or `image`, one of
+    /// the two; `signature` goes with `image`.
+    fn code(&self, config_dir: &Path, at: &dyn Fn(&str) -> String) -> Result<Code, String> {
+        match (&self.path, &self.image) {
+            (Some(path), None) => {
+                if self.signature.is_some() {
+                    return Err(format!("{}: only a plugin from a registry (image) is signed", at("signature")));
+                }
+                Ok(Code::File(config_dir.join(path)))
+            }
+            (None, Some(image)) => {
+                let key = self.signature.as_ref().map(|s| config_dir.join(&s.key));
+                Ok(Code::Image(staticlet_oci::Image::parse(image, key).map_err(|e| format!("{}: {e}", at("image")))?))
+            }
+            (Some(_), Some(_)) => Err(format!("{}: give path or image, not both", at("image"))),
+            (None, None) => Err(format!("{}: required: the component's file (or image, to pull it from a registry)", at("path"))),
+        }
     }
 
     /// Rejects the fields that only another kind of plugin has.
@@ -404,6 +430,34 @@ mod tests {
         assert_eq!(v.spec.settings, r#"{"registries":["a"]}"#);
         assert_eq!(v.spec.grants.http_hosts[0].to_string(), "policy.internal:8443");
         assert_eq!(v.spec.grants.read_only_dirs[0].guest_path, "/policy");
+    }
+
+    #[test]
+    fn an_image_entry_is_pulled_by_reference_and_checked_with_its_key() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let resolved = resolved(&format!(
+            "- name: r\n  kind: admission-validator\n  image: 127.0.0.1:5000/policies/r:1.0@{digest}\n  signature: {{key: keys/cosign.pub}}\n"
+        ));
+        let Code::Image(image) = &resolved.validators[0].spec.code else { panic!("{:?}", resolved.validators[0].spec.code) };
+        assert_eq!(image.reference.digest(), Some(digest.as_str()));
+        assert_eq!(image.reference.tag(), Some("1.0"));
+        assert_eq!(image.public_key.as_deref(), Some(Path::new("/etc/staticlet/keys/cosign.pub")));
+        for (yaml, error) in [
+            ("- {name: r, kind: admission-validator}", "plugins[0].path: required"),
+            ("- {name: r, kind: admission-validator, path: a.wasm, image: 'h.io/p:1'}", "plugins[0].image: give path or image, not both"),
+            (
+                "- {name: r, kind: admission-validator, path: a.wasm, signature: {key: k}}",
+                "plugins[0].signature: only a plugin from a registry",
+            ),
+            ("- {name: r, kind: admission-validator, image: 'policies/r:1'}", "plugins[0].image: \"policies/r:1\" names no registry"),
+            (
+                "- {name: r, kind: admission-validator, image: 'h.io/p@sha256:ab'}",
+                "plugins[0].image: \"h.io/p@sha256:ab\" is not an image reference",
+            ),
+        ] {
+            let e = resolve(&entries(yaml), Path::new("/etc")).unwrap_err();
+            assert!(e.starts_with(error), "{yaml}: {e}");
+        }
     }
 
     #[test]

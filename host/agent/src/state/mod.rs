@@ -45,6 +45,11 @@ impl Layout {
         self.root.join("plugins").join("cache")
     }
 
+    /// Where plugins pulled from registries are stored, by digest (owned by `staticlet-oci`).
+    pub fn plugin_store(&self) -> PathBuf {
+        self.root.join("plugins").join("oci")
+    }
+
     /// The last good set of a non-file source (`http`, `plugin:<name>`).
     pub fn checkpoint(&self, source: &str) -> PathBuf {
         // `plugin:<name>` → `plugin-<name>.json`: plugin names are DNS labels, so no escaping.
