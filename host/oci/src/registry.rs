@@ -108,7 +108,7 @@ impl Registry {
             })
         })
         .await
-        .map_err(|failure| wire_error(reference, failure))?;
+        .map_err(|e| wire_error(reference, e))?;
         Ok(digest)
     }
 
@@ -129,12 +129,12 @@ impl Registry {
             .await;
         match pulled {
             Ok((bytes, _)) => Ok(Some(bytes.to_vec())),
-            Err(Failure(OciDistributionError::RegistryError { envelope, .. }))
+            Err(OciDistributionError::RegistryError { envelope, .. })
                 if envelope.errors.iter().any(|e| e.code == OciErrorCode::ManifestUnknown) =>
             {
                 Ok(None)
             }
-            Err(Failure(OciDistributionError::ServerError { code: 404, .. })) => Ok(None),
+            Err(OciDistributionError::ServerError { code: 404, .. }) => Ok(None),
             Err(failure) => Err(wire_error(reference, failure)),
         }
     }
@@ -167,7 +167,7 @@ impl Registry {
         &self,
         reference: &Reference,
         call: impl Fn(Client, WireAuth) -> BoxFuture<'a, Result<T, OciDistributionError>>,
-    ) -> Result<T, Failure> {
+    ) -> Result<T, OciDistributionError> {
         let lookup = self.credentials.lookup(&reference.whole()).await;
         for failure in &lookup.failures {
             tracing::warn!(image = %reference.whole(), "{failure}");
@@ -185,30 +185,22 @@ impl Registry {
                 Err(e @ (OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_))) => {
                     refused.push(format!("{e} (with {source})"));
                 }
-                Err(e) => return Err(Failure(e)),
+                Err(e) => return Err(e),
             }
         }
-        Err(Failure(OciDistributionError::AuthenticationFailure(refused.join("; "))))
+        Err(OciDistributionError::AuthenticationFailure(refused.join("; ")))
     }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// An error of the distribution client, kept whole so a digest mismatch keeps its digests.
-struct Failure(OciDistributionError);
-
-fn wire_error(reference: &Reference, Failure(e): Failure) -> ArtifactError {
+/// The distribution client's error as the reference's: a digest mismatch keeps its digests.
+fn wire_error(reference: &Reference, e: OciDistributionError) -> ArtifactError {
     match e {
         OciDistributionError::DigestError(DigestError::VerificationError { expected, actual }) => {
             ArtifactError::DigestMismatch { reference: reference.whole(), expected, found: actual }
         }
         e => ArtifactError::Registry { reference: reference.whole(), message: e.to_string() },
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
     }
 }
 
