@@ -2,7 +2,7 @@
 //! registry that wants a login (Debian's `docker-registry` with htpasswd), pulled by digest with
 //! the node's credentials, judging pods as a file plugin does, and loaded from the store with the
 //! registry down; a tag moved to other content, an unsigned artifact and one signed with another
-//! key refused; a tag pulled again reloaded in the running agent.
+//! key refused; a tag pulled again, or a new pin in the config file, reloaded in the running agent.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -241,7 +241,7 @@ async fn a_moved_tag_an_unsigned_artifact_and_another_keys_signature_are_refused
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_tag_pulled_again_reloads_the_running_plugin() {
+async fn a_tag_pulled_again_or_a_new_pin_in_the_config_reloads_the_running_plugin() {
     let registry = OwnRegistry::start().await;
     let mut agent = Agent::new("oci-reload");
     root_with_login(&agent.root, &registry);
@@ -262,4 +262,14 @@ async fn a_tag_pulled_again_reloads_the_running_plugin() {
     })
     .await;
     assert!(agent.log().contains("plugin reloaded"), "{}", agent.log());
+
+    // The config file edited to pin another artifact: the running agent pulls and loads it.
+    let pinned = push(&registry, &agent.root, &variant(Path::new(HOSTILE), scratch.path(), "pinned"), "2.0");
+    config(&agent, &pinned, None);
+    wait_for(START, "the agent to load the config's new pin", || async {
+        let (_, out, _) = staticlet(&["plugins", "-o", "wide", "--api-socket", agent.socket.to_str().unwrap()]);
+        out.lines().any(|l| l.contains(&pinned) && l.contains(" Ready ")).then_some(())
+    })
+    .await;
+    assert!(agent.log().contains("the config pins another image; loading it"), "{}", agent.log());
 }

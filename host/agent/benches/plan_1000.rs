@@ -134,7 +134,7 @@ fn measure(cache: std::path::PathBuf) {
             let runtime: Arc<dyn Runtime> = fake.clone();
             let shutdown = shutdown.clone();
             let runtimes = staticlet::runtimes::Runtimes::single("fake", runtime);
-            async move { staticlet::daemon::run(&config, runtimes, vec![], engine, None, credential, shutdown).await }
+            async move { staticlet::daemon::run(&config, None, runtimes, vec![], engine, None, credential, shutdown).await }
         });
         while fake.running_container_count() < 2 * PODS {
             tokio::time::sleep(Duration::from_millis(1)).await;

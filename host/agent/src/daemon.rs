@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use crate::admission::plugins::Validators;
 use crate::api::credential::Credential;
 use crate::api::{self, Api};
-use crate::config::Config;
+use crate::config::{Config, RunFlags};
 use crate::desired::{self, DesiredSet, DesiredState};
 use crate::events::Recorder;
 use crate::metrics::{Instrumented, Metrics};
@@ -30,9 +30,13 @@ use crate::status::{PluginRegistry, StatusStore};
 
 /// Runs the agent on `runtimes` (`adapters` are the runtime-adapter plugins among them), with
 /// its plugins in `engine`, mirror pods on `mirror`'s API server if given and `credential` for
-/// the API's streaming verbs, until `shutdown` is cancelled. Pods keep running afterwards.
+/// the API's streaming verbs, until `shutdown` is cancelled. Pods keep running afterwards. With
+/// `flags` (those `config` was resolved from), a plugin pin changed in the config file is
+/// followed while the agent runs.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: &Config,
+    flags: Option<RunFlags>,
     runtimes: Runtimes,
     adapters: Vec<Arc<Plugin>>,
     engine: PluginEngine,
@@ -77,13 +81,53 @@ pub async fn run(
     // to, which its failure policy then covers).
     let (sources, validators) = load_plugins(config, &engine, &layout, &metrics, &plugins, runtimes.class_names()).await;
     let intake = Intake::start(sources, validators, node, events, metrics, desired_tx, &shutdown);
+    let follow = tokio::spawn(follow_plugin_pins(flags, config.clone(), plugins.clone(), shutdown.clone()));
     let ready = tokio::spawn(notify_systemd(status, shutdown.clone()));
     Controller::new(ctx).run(desired_rx, restart_rx, shutdown).await;
-    let _ = tokio::join!(intake.join(), join_all(api_tasks), join_all(reloads), ready);
+    let _ = tokio::join!(intake.join(), join_all(api_tasks), join_all(reloads), ready, follow);
     if let Some(mirror) = mirror {
         let _ = mirror.await;
     }
     info!("staticlet stopped; pods are left running");
+}
+
+/// Reads the config file again whenever it changes (checked every second, as plugin files
+/// are) and makes each image plugin whose `image:` or `signature:` is all that changed follow
+/// its new image: a new pin reaches a running agent as a replaced `.wasm` does. Any other change
+/// to the plugins is logged as taking a restart, as the kubelet's config does.
+async fn follow_plugin_pins(flags: Option<RunFlags>, mut running: Config, plugins: PluginRegistry, shutdown: CancellationToken) {
+    let Some(path) = flags.as_ref().and_then(|f| f.config.clone()) else { return };
+    let flags = flags.expect("a config path comes with its flags");
+    let stamp = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut seen = stamp(&path);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(staticlet_plugin::reload::RELOAD_PERIOD) => {}
+        }
+        let now = stamp(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let config = match Config::resolve(&flags) {
+            Ok(config) => config,
+            Err(e) => {
+                warn!(file = %path.display(), "the config file changed but does not load, so nothing of it is applied: {e}");
+                continue;
+            }
+        };
+        let changes = crate::config::plugins::changes(&running, &config);
+        for (name, image) in changes.images {
+            if plugins.get(&name).is_some_and(|plugin| plugin.follow(image.clone())) {
+                info!(plugin = %name, %image, "the config pins another image; loading it");
+            }
+        }
+        for name in changes.others {
+            warn!(plugin = %name, file = %path.display(), "plugin changed in the config file; restart the agent to apply it");
+        }
+        running = config;
+    }
 }
 
 /// Starts the mirror stage; with `--register-node` it is told this host's address, kubelet

@@ -176,6 +176,9 @@ struct Current {
 /// A plugin, loaded or not.
 pub struct Plugin {
     spec: PluginSpec,
+    /// For an image plugin: the image it follows instead of its spec's, once the agent config's
+    /// pin changed while the agent ran ([`Plugin::follow`]).
+    followed: Mutex<Option<staticlet_oci::Image>>,
     engine: PluginEngine,
     current: Mutex<Current>,
     /// Warm instances not in a call.
@@ -196,7 +199,8 @@ impl Plugin {
     /// call with the error; [`Plugin::refresh`] loads it once its file is fixed.
     pub async fn load(engine: &PluginEngine, spec: PluginSpec) -> Plugin {
         let slots = tokio::sync::Semaphore::new(spec.limits.concurrency.max(1));
-        let plugin = Plugin { spec, engine: engine.clone(), current: Mutex::default(), idle: Mutex::default(), slots };
+        let plugin =
+            Plugin { spec, followed: Mutex::default(), engine: engine.clone(), current: Mutex::default(), idle: Mutex::default(), slots };
         match plugin.refresh().await {
             Refresh::Failed(e) => warn!(plugin = %plugin.spec.name, "{e}"),
             Refresh::Loaded { digest, origin } => {
@@ -210,6 +214,17 @@ impl Plugin {
     /// The spec it was loaded from.
     pub fn spec(&self) -> &PluginSpec {
         &self.spec
+    }
+
+    /// Makes an image plugin follow `image` from now on (its next refresh loads it): the agent
+    /// config's `image:` or `signature:` changed while the agent ran. Returns whether it is an
+    /// image plugin; a file or built-in plugin is left as it is.
+    pub fn follow(&self, image: staticlet_oci::Image) -> bool {
+        if !matches!(self.spec.code, Code::Image(_)) {
+            return false;
+        }
+        *self.followed.lock().expect("plugin follow lock") = Some(image);
+        true
     }
 
     /// Its name, kind, code, version and health.
@@ -240,7 +255,7 @@ impl Plugin {
     pub async fn refresh(&self) -> Refresh {
         let mut image = None;
         let (wasm, stamp, precompiled) = match &self.spec.code {
-            Code::Image(reference) => match self.fetch(reference).await {
+            Code::Image(configured) => match self.fetch(&self.image(configured)).await {
                 Ok(None) => return Refresh::Unchanged,
                 Ok(Some((artifact, stamp))) => {
                     image = Some(artifact.reference);
@@ -306,6 +321,11 @@ impl Plugin {
         current.last_call_error = None;
         current.stamp = stamp;
         Refresh::Loaded { digest, origin }
+    }
+
+    /// The image an image plugin stands for now: the one it was told to follow, else its spec's.
+    fn image(&self, configured: &staticlet_oci::Image) -> staticlet_oci::Image {
+        self.followed.lock().expect("plugin follow lock").clone().unwrap_or_else(|| configured.clone())
     }
 
     /// An image plugin's artifact from the engine's store (pulled if the store lacks it), unless

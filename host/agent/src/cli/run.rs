@@ -77,7 +77,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         };
         let (runtimes, adapters) = Runtimes::from_config(&config, &engine).await;
-        crate::daemon::run(&config, runtimes, adapters, engine, mirror, credential, shutdown).await;
+        crate::daemon::run(&config, Some(args.flags.clone()), runtimes, adapters, engine, mirror, credential, shutdown).await;
         anyhow::Ok(())
     })
 }

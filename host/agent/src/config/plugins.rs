@@ -405,6 +405,73 @@ impl Resolved {
     }
 }
 
+/// One configured plugin, whatever its kind, for comparing two configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Configured {
+    Validator(ValidatorConfig),
+    Source(SourceConfig),
+    Adapter(AdapterConfig),
+    Credentials(CredentialPluginConfig),
+}
+
+impl Configured {
+    fn spec_mut(&mut self) -> &mut PluginSpec {
+        match self {
+            Configured::Validator(c) => &mut c.spec,
+            Configured::Source(c) => &mut c.spec,
+            Configured::Adapter(c) => &mut c.spec,
+            Configured::Credentials(c) => &mut c.spec,
+        }
+    }
+
+    fn all(config: &super::Config) -> Vec<Configured> {
+        let validators = config.validators.iter().cloned().map(Configured::Validator);
+        let sources = config.source_plugins.iter().cloned().map(Configured::Source);
+        let adapters = config.runtime_adapters.iter().cloned().map(Configured::Adapter);
+        let credentials = config.credential_plugins.iter().cloned().map(Configured::Credentials);
+        validators.chain(sources).chain(adapters).chain(credentials).collect()
+    }
+}
+
+/// How the plugins of a config file changed while the agent ran.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PluginChanges {
+    /// Image plugins whose `image:` or `signature:` is all that changed, with their new image:
+    /// the running agent follows these.
+    pub images: Vec<(String, staticlet_oci::Image)>,
+    /// Plugins added, removed or changed in any other way: these take a restart.
+    pub others: Vec<String>,
+}
+
+/// Compares the plugins of the config the agent runs (`running`) with the file's now (`now`).
+pub fn changes(running: &super::Config, now: &super::Config) -> PluginChanges {
+    let (before, after) = (Configured::all(running), Configured::all(now));
+    let mut changes = PluginChanges::default();
+    let name = |c: &Configured| c.clone().spec_mut().name.clone();
+    for mut new in after.iter().cloned() {
+        let Some(mut old) = before.iter().find(|old| name(old) == name(&new)).cloned() else {
+            changes.others.push(name(&new));
+            continue;
+        };
+        if old == new {
+            continue;
+        }
+        match (old.spec_mut().code.clone(), new.spec_mut().code.clone()) {
+            (Code::Image(_), Code::Image(image)) => {
+                new.spec_mut().code = old.spec_mut().code.clone();
+                if old == new {
+                    changes.images.push((name(&new), image));
+                } else {
+                    changes.others.push(name(&new));
+                }
+            }
+            _ => changes.others.push(name(&new)),
+        }
+    }
+    changes.others.extend(before.iter().map(name).filter(|gone| !after.iter().any(|c| name(c) == *gone)));
+    changes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +525,36 @@ mod tests {
             let e = resolve(&entries(yaml), Path::new("/etc")).unwrap_err();
             assert!(e.starts_with(error), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn a_changed_pin_is_followed_and_any_other_change_takes_a_restart() {
+        let config = |yaml: &str| {
+            let resolved = resolved(yaml);
+            super::super::Config {
+                validators: resolved.validators,
+                source_plugins: resolved.sources,
+                runtime_adapters: resolved.adapters,
+                credential_plugins: resolved.credential_providers,
+                ..super::super::Config::resolve(&super::super::RunFlags::default()).unwrap()
+            }
+        };
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        let entry = |digest: &str, timeout: &str| {
+            format!(
+                "- {{name: p, kind: admission-validator, image: 'h.io/p:1@{digest}', timeout: {timeout}}}\n- {{name: f, kind: manifest-source, path: f.wasm}}\n"
+            )
+        };
+        let running = config(&entry(&a, "1s"));
+        assert_eq!(changes(&running, &running), PluginChanges::default());
+        let moved = changes(&running, &config(&entry(&b, "1s")));
+        assert_eq!(moved.others, Vec::<String>::new());
+        let [(name, image)] = &moved.images[..] else { panic!("{moved:?}") };
+        assert_eq!((name.as_str(), image.reference.digest()), ("p", Some(b.as_str())));
+        assert_eq!(changes(&running, &config(&entry(&b, "2s"))).others, ["p"], "the pin and a setting: a restart");
+        let gone = changes(&running, &config(&format!("- {{name: p, kind: admission-validator, image: 'h.io/p:1@{a}', timeout: 1s}}\n")));
+        assert_eq!(gone.others, ["f"]);
     }
 
     #[test]

@@ -256,6 +256,11 @@ impl PluginRegistry {
         self.plugins.lock().expect("plugin registry lock").extend(plugins);
     }
 
+    /// The plugin named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.plugins.lock().expect("plugin registry lock").iter().find(|p| p.spec().name == name).cloned()
+    }
+
     /// What each plugin is and how it is doing, in load order.
     pub fn infos(&self) -> Vec<PluginInfo> {
         self.plugins.lock().expect("plugin registry lock").iter().map(|p| p.info()).collect()
