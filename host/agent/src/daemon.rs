@@ -21,7 +21,7 @@ use crate::mirror::{Mirror, RegisterAs};
 use crate::reconcile::container_action::Runner;
 use crate::reconcile::{Context, Controller};
 use crate::runtimes::Runtimes;
-use crate::source::file::FileSource;
+use crate::source::file::{FileSource, Fingerprint};
 use crate::source::http::UrlSource;
 use crate::source::plugin::PluginSource;
 use crate::source::{Source, SourceSnapshot, checkpoint};
@@ -98,7 +98,9 @@ pub async fn run(
 async fn follow_plugin_pins(flags: Option<RunFlags>, mut running: Config, plugins: PluginRegistry, shutdown: CancellationToken) {
     let Some(path) = flags.as_ref().and_then(|f| f.config.clone()) else { return };
     let flags = flags.expect("a config path comes with its flags");
-    let stamp = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    // The manifest files' identity (device, inode, size, both times): an edit in place, a
+    // rename over the file or a copy that keeps the times all show.
+    let stamp = |path: &std::path::Path| std::fs::metadata(path).ok().map(|meta| Fingerprint::of(&meta));
     let mut seen = stamp(&path);
     loop {
         tokio::select! {
@@ -199,11 +201,13 @@ async fn credentials(config: &Config, engine: &PluginEngine) -> (staticlet_crede
 /// from, so plugins are not).
 pub fn plugin_artifacts(config: &Config, offline: bool) -> staticlet_oci::Artifacts {
     let store = staticlet_oci::Store::new(Layout::new(&config.root_dir).plugin_store());
-    let registry = (!offline).then(|| {
-        let credentials = staticlet_credentials::Credentials::new(&config.root_dir, exec_providers(config));
-        staticlet_oci::Registry::new(Arc::new(credentials))
-    });
-    staticlet_oci::Artifacts::new(store, registry)
+    staticlet_oci::Artifacts::new(store, (!offline).then(|| plugin_registry(config)))
+}
+
+/// The registry client for plugins, with the node's credentials as [`plugin_artifacts`] says.
+pub fn plugin_registry(config: &Config) -> staticlet_oci::Registry {
+    let credentials = staticlet_credentials::Credentials::new(&config.root_dir, exec_providers(config));
+    staticlet_oci::Registry::new(Arc::new(credentials))
 }
 
 /// The config's credential provider executables, each behind the kubelet's cache; one that

@@ -50,11 +50,6 @@ impl Artifacts {
         &self.store
     }
 
-    /// The registry, unless offline.
-    pub fn registry(&self) -> Option<&Registry> {
-        self.registry.as_ref()
-    }
-
     /// Pulls `image` now, whatever the store holds (a tag is resolved again), checked as a load
     /// is: what `staticlet plugins pull` does.
     ///

@@ -67,8 +67,9 @@ impl Registry {
         if let Some(tag) = reference.tag() {
             store.set_tag(reference, tag, &found)?;
         }
+        // Written with its tag and the digest found, it loads as `registry/repository[:tag]@digest`.
         let loaded: Reference = pinned(reference, &found).parse().expect("a parsed reference with a digest parses");
-        store.load(&loaded, key, false).map(|artifact| Artifact { reference: pinned(reference, &found), ..artifact })
+        store.load(&loaded, key, false)
     }
 
     /// Stores the cosign signature manifest of `digest` and its payloads.

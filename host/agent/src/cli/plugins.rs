@@ -105,8 +105,7 @@ fn push(args: PushArgs) -> anyhow::Result<()> {
         args.reference.parse().with_context(|| format!("{:?} is not an image reference", args.reference))?;
     let wasm = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let created = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
-    let artifacts = crate::daemon::plugin_artifacts(&config, false);
-    let registry = artifacts.registry().context("the store was opened offline")?;
+    let registry = crate::daemon::plugin_registry(&config);
     let digest =
         tokio()?.block_on(registry.push(&reference, wasm, &created)).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     println!("{}@{digest}", reference.whole().split('@').next().unwrap_or_default());

@@ -415,6 +415,15 @@ enum Configured {
 }
 
 impl Configured {
+    fn spec(&self) -> &PluginSpec {
+        match self {
+            Configured::Validator(c) => &c.spec,
+            Configured::Source(c) => &c.spec,
+            Configured::Adapter(c) => &c.spec,
+            Configured::Credentials(c) => &c.spec,
+        }
+    }
+
     fn spec_mut(&mut self) -> &mut PluginSpec {
         match self {
             Configured::Validator(c) => &mut c.spec,
@@ -447,28 +456,31 @@ pub struct PluginChanges {
 pub fn changes(running: &super::Config, now: &super::Config) -> PluginChanges {
     let (before, after) = (Configured::all(running), Configured::all(now));
     let mut changes = PluginChanges::default();
-    let name = |c: &Configured| c.clone().spec_mut().name.clone();
-    for mut new in after.iter().cloned() {
-        let Some(mut old) = before.iter().find(|old| name(old) == name(&new)).cloned() else {
-            changes.others.push(name(&new));
+    for new in &after {
+        let name = &new.spec().name;
+        let Some(old) = before.iter().find(|old| old.spec().name == *name) else {
+            changes.others.push(name.clone());
             continue;
         };
         if old == new {
             continue;
         }
-        match (old.spec_mut().code.clone(), new.spec_mut().code.clone()) {
+        // Only the image changed when the entries are equal with the old image put back.
+        let follow = match (&old.spec().code, &new.spec().code) {
             (Code::Image(_), Code::Image(image)) => {
-                new.spec_mut().code = old.spec_mut().code.clone();
-                if old == new {
-                    changes.images.push((name(&new), image));
-                } else {
-                    changes.others.push(name(&new));
-                }
+                let mut repinned = new.clone();
+                repinned.spec_mut().code = old.spec().code.clone();
+                (repinned == *old).then(|| image.clone())
             }
-            _ => changes.others.push(name(&new)),
+            _ => None,
+        };
+        match follow {
+            Some(image) => changes.images.push((name.clone(), image)),
+            None => changes.others.push(name.clone()),
         }
     }
-    changes.others.extend(before.iter().map(name).filter(|gone| !after.iter().any(|c| name(c) == *gone)));
+    let gone = before.iter().map(|old| &old.spec().name).filter(|name| !after.iter().any(|new| new.spec().name == **name));
+    changes.others.extend(gone.cloned());
     changes
 }
 

@@ -41,7 +41,7 @@ pub struct FileSource {
 
 /// What identifies one version of a file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fingerprint {
+pub(crate) struct Fingerprint {
     dev: u64,
     ino: u64,
     size: u64,
@@ -50,7 +50,7 @@ struct Fingerprint {
 }
 
 impl Fingerprint {
-    fn of(meta: &std::fs::Metadata) -> Self {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
         Fingerprint {
             dev: meta.dev(),
             ino: meta.ino(),
